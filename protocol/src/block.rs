@@ -1,0 +1,271 @@
+//! Blocks: bytes named by a CIDv1 with a sha2-256 multihash.
+
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+pub use cid::Cid;
+
+/// Multicodec of raw file chunks.
+pub const RAW: u64 = 0x55;
+/// Multicodec of DAG-CBOR blocks (manifests, releases).
+pub const DAG_CBOR: u64 = 0x71;
+/// Multihash code of sha2-256, the only accepted hash function.
+pub const SHA2_256: u64 = 0x12;
+/// Largest block accepted or produced.
+pub const MAX_BLOCK_SIZE: usize = 4 * 1024 * 1024;
+/// Longest CID string `parse_cid` looks at.
+pub const MAX_CID_STRING_LEN: usize = 256;
+
+const DIGEST_LEN: usize = 32;
+
+/// The codecs a block may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Codec {
+    /// Raw bytes (file chunks).
+    Raw,
+    /// DAG-CBOR (manifests, releases).
+    DagCbor,
+}
+
+impl Codec {
+    /// The multicodec code.
+    pub const fn code(self) -> u64 {
+        match self {
+            Codec::Raw => RAW,
+            Codec::DagCbor => DAG_CBOR,
+        }
+    }
+
+    /// The codec for a multicodec code, if accepted.
+    pub const fn from_code(code: u64) -> Option<Self> {
+        match code {
+            RAW => Some(Codec::Raw),
+            DAG_CBOR => Some(Codec::DagCbor),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Codec::Raw => "raw",
+            Codec::DagCbor => "dag-cbor",
+        })
+    }
+}
+
+/// Why a CID is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidError {
+    /// The text is not a CID.
+    #[error("{0} is not a valid CID; pass a CIDv1 string such as bafkrei…")]
+    Parse(String),
+    /// CIDv0 (or another version) was given.
+    #[error("the CID is not version 1; re-encode it as a CIDv1")]
+    NotV1,
+    /// The codec is neither raw nor dag-cbor.
+    #[error(
+        "the CID has codec {0:#x}, but only raw (0x55) and dag-cbor (0x71) blocks are accepted"
+    )]
+    UnsupportedCodec(u64),
+    /// The hash function is not sha2-256.
+    #[error("the CID uses hash function {0:#x}, but only sha2-256 (0x12) is accepted")]
+    UnsupportedHash(u64),
+    /// The sha2-256 digest is not 32 bytes long.
+    #[error("the CID carries a {0}-byte sha2-256 digest instead of 32 bytes; the CID is malformed")]
+    BadDigestLength(usize),
+}
+
+/// Why a block was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    /// The CID itself is not acceptable.
+    #[error("block {cid} is refused because its CID is unacceptable: {source}")]
+    Cid {
+        /// The offending CID.
+        cid: Cid,
+        /// What is wrong with it.
+        source: CidError,
+    },
+    /// The block is larger than [`MAX_BLOCK_SIZE`].
+    #[error("block {cid} is {len} bytes, over the {MAX_BLOCK_SIZE}-byte limit; it was refused")]
+    TooLarge {
+        /// The block's CID.
+        cid: Cid,
+        /// Its length.
+        len: usize,
+    },
+    /// The bytes do not hash to the CID.
+    #[error(
+        "block {cid} does not match its CID (the bytes hash to something else); fetch it again from another peer"
+    )]
+    Mismatch {
+        /// The expected CID.
+        cid: Cid,
+    },
+}
+
+fn sha256(bytes: &[u8]) -> [u8; DIGEST_LEN] {
+    Sha256::digest(bytes).into()
+}
+
+/// The CIDv1 (sha2-256) of `bytes` with the given codec.
+pub fn cid_of(codec: Codec, bytes: &[u8]) -> Cid {
+    let mh = multihash::Multihash::<64>::wrap(SHA2_256, &sha256(bytes))
+        .expect("a 32-byte digest always fits a 64-byte multihash");
+    Cid::new_v1(codec.code(), mh)
+}
+
+/// Checks that `cid` is a CIDv1 with an accepted codec and a 32-byte sha2-256 digest.
+pub fn check_cid(cid: &Cid) -> Result<Codec, CidError> {
+    if cid.version() != cid::Version::V1 {
+        return Err(CidError::NotV1);
+    }
+    let codec = Codec::from_code(cid.codec()).ok_or(CidError::UnsupportedCodec(cid.codec()))?;
+    let hash = cid.hash();
+    if hash.code() != SHA2_256 {
+        return Err(CidError::UnsupportedHash(hash.code()));
+    }
+    if hash.digest().len() != DIGEST_LEN {
+        return Err(CidError::BadDigestLength(hash.digest().len()));
+    }
+    Ok(codec)
+}
+
+/// Parses and checks a CID string.
+pub fn parse_cid(s: &str) -> Result<Cid, CidError> {
+    if s.len() > MAX_CID_STRING_LEN {
+        return Err(CidError::Parse(format!("a {}-character string", s.len())));
+    }
+    let cid = Cid::try_from(s).map_err(|e| CidError::Parse(format!("{s:?} ({e})")))?;
+    check_cid(&cid)?;
+    Ok(cid)
+}
+
+/// Checks that `bytes` are the block named by `cid`.
+pub fn verify(cid: &Cid, bytes: &[u8]) -> Result<(), BlockError> {
+    check_cid(cid).map_err(|source| BlockError::Cid { cid: *cid, source })?;
+    if bytes.len() > MAX_BLOCK_SIZE {
+        return Err(BlockError::TooLarge {
+            cid: *cid,
+            len: bytes.len(),
+        });
+    }
+    if cid.hash().digest() != sha256(bytes) {
+        return Err(BlockError::Mismatch { cid: *cid });
+    }
+    Ok(())
+}
+
+/// The sha2-256 digest inside `cid`, if it has one.
+pub fn digest(cid: &Cid) -> Option<[u8; 32]> {
+    if cid.hash().code() != SHA2_256 {
+        return None;
+    }
+    cid.hash().digest().try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cid_of_is_v1_sha256_with_codec() {
+        let c = cid_of(Codec::Raw, b"hello");
+        assert_eq!(check_cid(&c), Ok(Codec::Raw));
+        assert_eq!(c.codec(), RAW);
+        assert_eq!(
+            c.to_string(),
+            "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
+        );
+        let d = cid_of(Codec::DagCbor, b"hello");
+        assert_eq!(check_cid(&d), Ok(Codec::DagCbor));
+        assert_ne!(c, d);
+    }
+
+    #[test]
+    fn verify_accepts_matching_bytes() {
+        let c = cid_of(Codec::Raw, b"abc");
+        assert_eq!(verify(&c, b"abc"), Ok(()));
+    }
+
+    #[test]
+    fn verify_rejects_mismatch() {
+        let c = cid_of(Codec::Raw, b"abc");
+        assert_eq!(verify(&c, b"abd"), Err(BlockError::Mismatch { cid: c }));
+        assert!(
+            verify(&c, b"abd")
+                .unwrap_err()
+                .to_string()
+                .contains(&c.to_string())
+        );
+    }
+
+    #[test]
+    fn verify_rejects_oversize_before_hashing() {
+        let big = vec![0u8; MAX_BLOCK_SIZE + 1];
+        let c = cid_of(Codec::Raw, &big);
+        assert_eq!(
+            verify(&c, &big),
+            Err(BlockError::TooLarge {
+                cid: c,
+                len: MAX_BLOCK_SIZE + 1
+            })
+        );
+        let max = vec![0u8; MAX_BLOCK_SIZE];
+        assert_eq!(verify(&cid_of(Codec::Raw, &max), &max), Ok(()));
+    }
+
+    #[test]
+    fn other_hash_is_rejected() {
+        let mh = multihash::Multihash::<64>::wrap(0x13, &[0u8; 64]).unwrap();
+        let c = Cid::new_v1(RAW, mh);
+        assert_eq!(check_cid(&c), Err(CidError::UnsupportedHash(0x13)));
+        assert!(matches!(
+            verify(&c, b""),
+            Err(BlockError::Cid {
+                source: CidError::UnsupportedHash(0x13),
+                ..
+            })
+        ));
+        assert_eq!(digest(&c), None);
+    }
+
+    #[test]
+    fn other_codec_is_rejected() {
+        let c = Cid::new_v1(0x70, *cid_of(Codec::Raw, b"x").hash());
+        assert_eq!(check_cid(&c), Err(CidError::UnsupportedCodec(0x70)));
+    }
+
+    #[test]
+    fn short_digest_is_rejected() {
+        let mh = multihash::Multihash::<64>::wrap(SHA2_256, &[1u8; 20]).unwrap();
+        let c = Cid::new_v1(RAW, mh);
+        assert_eq!(check_cid(&c), Err(CidError::BadDigestLength(20)));
+        assert_eq!(digest(&c), None);
+    }
+
+    #[test]
+    fn cidv0_is_rejected() {
+        let v0 = parse_cid("QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n");
+        assert_eq!(v0, Err(CidError::NotV1));
+    }
+
+    #[test]
+    fn parse_round_trips_and_rejects_garbage() {
+        let c = cid_of(Codec::DagCbor, b"m");
+        assert_eq!(parse_cid(&c.to_string()), Ok(c));
+        assert!(matches!(parse_cid("not a cid"), Err(CidError::Parse(_))));
+        assert!(matches!(parse_cid(""), Err(CidError::Parse(_))));
+        let long = "b".repeat(MAX_CID_STRING_LEN + 1);
+        assert!(matches!(parse_cid(&long), Err(CidError::Parse(_))));
+    }
+
+    #[test]
+    fn digest_is_the_sha256() {
+        let c = cid_of(Codec::Raw, b"abc");
+        let expected: [u8; 32] = Sha256::digest(b"abc").into();
+        assert_eq!(digest(&c), Some(expected));
+    }
+}
