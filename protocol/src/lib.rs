@@ -5,6 +5,7 @@
 //! seeds and I/O results are inputs, so the node and the simulator drive the same code.
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod block;
 pub mod chunker;
 pub mod manifest;

@@ -1,0 +1,125 @@
+//! A growable bitfield over block indices of a release plan.
+
+/// The largest number of blocks a release plan may have (and so a bitfield may cover).
+pub const MAX_BLOCKS: u32 = 1 << 20;
+
+/// A set of block indices, stored as bits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bitfield {
+    words: Vec<u64>,
+}
+
+impl Bitfield {
+    /// An empty bitfield.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether `index` is set.
+    pub fn get(&self, index: u32) -> bool {
+        let (w, b) = split(index);
+        self.words.get(w).is_some_and(|word| word & (1 << b) != 0)
+    }
+
+    /// Sets `index`; returns whether it was newly set. Indices at or above [`MAX_BLOCKS`] are ignored.
+    pub fn set(&mut self, index: u32) -> bool {
+        if index >= MAX_BLOCKS {
+            return false;
+        }
+        let (w, b) = split(index);
+        if self.words.len() <= w {
+            self.words.resize(w + 1, 0);
+        }
+        let was = self.words[w] & (1 << b) != 0;
+        self.words[w] |= 1 << b;
+        !was
+    }
+
+    /// Clears `index`; returns whether it was set.
+    pub fn clear(&mut self, index: u32) -> bool {
+        let (w, b) = split(index);
+        match self.words.get_mut(w) {
+            Some(word) if *word & (1 << b) != 0 => {
+                *word &= !(1 << b);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The number of set bits.
+    pub fn count(&self) -> u32 {
+        self.words.iter().map(|w| w.count_ones()).sum()
+    }
+
+    /// The set indices in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, &word)| {
+            let mut word = word;
+            std::iter::from_fn(move || {
+                if word == 0 {
+                    return None;
+                }
+                let b = word.trailing_zeros();
+                word &= word - 1;
+                Some(w as u32 * 64 + b)
+            })
+        })
+    }
+
+    /// The bits as little-endian bytes, without trailing zero bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out: Vec<u8> = self.words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        while out.last() == Some(&0) {
+            out.pop();
+        }
+        out
+    }
+
+    /// The bitfield from little-endian bytes; `None` if it would cover more than [`MAX_BLOCKS`].
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() > (MAX_BLOCKS / 8) as usize {
+            return None;
+        }
+        let words = bytes
+            .chunks(8)
+            .map(|c| {
+                let mut buf = [0u8; 8];
+                buf[..c.len()].copy_from_slice(c);
+                u64::from_le_bytes(buf)
+            })
+            .collect();
+        Some(Bitfield { words })
+    }
+}
+
+fn split(index: u32) -> (usize, u32) {
+    ((index / 64) as usize, index % 64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_get_clear_iter_roundtrip() {
+        let mut b = Bitfield::new();
+        assert!(b.set(3));
+        assert!(!b.set(3));
+        assert!(b.set(200));
+        assert!(!b.set(MAX_BLOCKS));
+        assert!(b.get(3) && b.get(200) && !b.get(4) && !b.get(10_000));
+        assert_eq!(b.iter().collect::<Vec<_>>(), vec![3, 200]);
+        assert_eq!(b.count(), 2);
+        let back = Bitfield::from_bytes(&b.to_bytes()).unwrap();
+        assert_eq!(back.iter().collect::<Vec<_>>(), vec![3, 200]);
+        assert!(b.clear(200));
+        assert!(!b.clear(200));
+        assert_eq!(b.to_bytes(), vec![8]);
+    }
+
+    #[test]
+    fn oversized_bytes_are_refused() {
+        assert!(Bitfield::from_bytes(&vec![0xff; (MAX_BLOCKS / 8) as usize + 1]).is_none());
+    }
+}

@@ -1,0 +1,256 @@
+//! Control messages between neighbours, with a compact, length-capped wire encoding.
+
+use super::bitfield::{Bitfield, MAX_BLOCKS};
+
+/// The most block indices one `Have` may carry.
+pub const MAX_HAVE_BLOCKS: usize = 4096;
+/// The largest encoded message.
+pub const MAX_MESSAGE_SIZE: usize = 1 + 8 + 1 + 4 + (MAX_BLOCKS / 8) as usize;
+
+const TAG_HELLO: u8 = 1;
+const TAG_HAVE: u8 = 2;
+const TAG_BYE: u8 = 3;
+
+/// A control message. Block indices refer to the release plan both sides derive from the
+/// release's manifests; `release` is the [`release_tag`](super::release_tag) of that release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Opens or refreshes a neighbour link and carries everything the sender holds.
+    Hello {
+        /// The release the bits refer to.
+        release: u64,
+        /// The blocks the sender holds.
+        bits: Bitfield,
+        /// Whether the receiver should answer with its own `Hello`.
+        reply: bool,
+    },
+    /// The sender has just verified these blocks.
+    Have {
+        /// The release the indices refer to.
+        release: u64,
+        /// Block indices.
+        blocks: Vec<u32>,
+    },
+    /// The sender closes the neighbour link (full, banned, or leaving).
+    Bye,
+}
+
+/// Why bytes are not a valid [`Message`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// The input is longer than any message may be.
+    #[error(
+        "control message of {0} bytes is over the {MAX_MESSAGE_SIZE}-byte limit; the peer is misbehaving"
+    )]
+    TooLarge(usize),
+    /// The input ends before the message does.
+    #[error("control message is truncated; the peer is misbehaving")]
+    Truncated,
+    /// Unknown message type.
+    #[error("control message has unknown type {0}; the peer may run an incompatible version")]
+    UnknownTag(u8),
+    /// A field is out of its allowed range.
+    #[error("control message field {0} is out of range; the peer is misbehaving")]
+    OutOfRange(&'static str),
+    /// Bytes follow the message.
+    #[error("control message has trailing bytes; the peer is misbehaving")]
+    Trailing,
+}
+
+impl Message {
+    /// The wire encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        match self {
+            Message::Hello {
+                release,
+                bits,
+                reply,
+            } => {
+                let bytes = bits.to_bytes();
+                out.push(TAG_HELLO);
+                out.extend_from_slice(&release.to_le_bytes());
+                out.push(u8::from(*reply));
+                out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                out.extend_from_slice(&bytes);
+            }
+            Message::Have { release, blocks } => {
+                out.push(TAG_HAVE);
+                out.extend_from_slice(&release.to_le_bytes());
+                let n = blocks.len().min(MAX_HAVE_BLOCKS);
+                out.extend_from_slice(&(n as u16).to_le_bytes());
+                for b in &blocks[..n] {
+                    out.extend_from_slice(&b.to_le_bytes());
+                }
+            }
+            Message::Bye => out.push(TAG_BYE),
+        }
+        out
+    }
+
+    /// The length of [`encode`](Self::encode)'s output, without allocating.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Message::Hello { bits, .. } => 1 + 8 + 1 + 4 + bits.to_bytes().len(),
+            Message::Have { blocks, .. } => 1 + 8 + 2 + 4 * blocks.len().min(MAX_HAVE_BLOCKS),
+            Message::Bye => 1,
+        }
+    }
+
+    /// Decodes one message; never panics, whatever the input.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+        if bytes.len() > MAX_MESSAGE_SIZE {
+            return Err(MessageError::TooLarge(bytes.len()));
+        }
+        let mut r = Reader(bytes);
+        let msg = match r.u8()? {
+            TAG_HELLO => {
+                let release = r.u64()?;
+                let reply = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(MessageError::OutOfRange("reply")),
+                };
+                let len = r.u32()? as usize;
+                if len > (MAX_BLOCKS / 8) as usize {
+                    return Err(MessageError::OutOfRange("bitfield length"));
+                }
+                let bits = Bitfield::from_bytes(r.take(len)?)
+                    .ok_or(MessageError::OutOfRange("bitfield length"))?;
+                Message::Hello {
+                    release,
+                    bits,
+                    reply,
+                }
+            }
+            TAG_HAVE => {
+                let release = r.u64()?;
+                let n = usize::from(r.u16()?);
+                if n > MAX_HAVE_BLOCKS {
+                    return Err(MessageError::OutOfRange("have count"));
+                }
+                let mut blocks = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let b = r.u32()?;
+                    if b >= MAX_BLOCKS {
+                        return Err(MessageError::OutOfRange("block index"));
+                    }
+                    blocks.push(b);
+                }
+                Message::Have { release, blocks }
+            }
+            TAG_BYE => Message::Bye,
+            tag => return Err(MessageError::UnknownTag(tag)),
+        };
+        if !r.0.is_empty() {
+            return Err(MessageError::Trailing);
+        }
+        Ok(msg)
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], MessageError> {
+        if self.0.len() < n {
+            return Err(MessageError::Truncated);
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, MessageError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, MessageError> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self) -> Result<u32, MessageError> {
+        let mut buf = [0u8; 4];
+        buf.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(buf))
+    }
+
+    fn u64(&mut self) -> Result<u64, MessageError> {
+        let mut buf = [0u8; 8];
+        buf.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(buf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Message> {
+        let mut bits = Bitfield::new();
+        bits.set(0);
+        bits.set(77);
+        vec![
+            Message::Hello {
+                release: 42,
+                bits,
+                reply: true,
+            },
+            Message::Have {
+                release: 42,
+                blocks: vec![1, 2, 900],
+            },
+            Message::Bye,
+        ]
+    }
+
+    #[test]
+    fn roundtrip_and_encoded_len() {
+        for m in samples() {
+            let bytes = m.encode();
+            assert_eq!(bytes.len(), m.encoded_len());
+            assert_eq!(Message::decode(&bytes).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_extension_is_an_error() {
+        for m in samples() {
+            let bytes = m.encode();
+            for cut in 0..bytes.len() {
+                assert!(
+                    Message::decode(&bytes[..cut]).is_err(),
+                    "{m:?} cut at {cut}"
+                );
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert_eq!(Message::decode(&longer), Err(MessageError::Trailing));
+        }
+    }
+
+    #[test]
+    fn out_of_range_fields_are_refused() {
+        assert_eq!(Message::decode(&[9]), Err(MessageError::UnknownTag(9)));
+        let mut have = vec![TAG_HAVE];
+        have.extend_from_slice(&1u64.to_le_bytes());
+        have.extend_from_slice(&1u16.to_le_bytes());
+        have.extend_from_slice(&MAX_BLOCKS.to_le_bytes());
+        assert_eq!(
+            Message::decode(&have),
+            Err(MessageError::OutOfRange("block index"))
+        );
+        let mut hello = vec![TAG_HELLO];
+        hello.extend_from_slice(&1u64.to_le_bytes());
+        hello.push(2);
+        assert_eq!(
+            Message::decode(&hello),
+            Err(MessageError::OutOfRange("reply"))
+        );
+        assert!(matches!(
+            Message::decode(&vec![0; MAX_MESSAGE_SIZE + 1]),
+            Err(MessageError::TooLarge(_))
+        ));
+    }
+}

@@ -1,0 +1,878 @@
+//! Rule-by-rule tests of the agent, on a small in-process network that wires several agents
+//! together with fixed latencies (no bandwidth model: that is the simulator's job).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use super::*;
+use crate::block::{Codec, cid_of};
+use crate::manifest::{ChildRef, ChunkRef, Entry, EntryKind, Flist};
+
+const MS: u64 = 1_000_000;
+
+/// A release with real manifests and real chunk bytes.
+struct Release {
+    root: Cid,
+    blocks: BTreeMap<Cid, Vec<u8>>,
+    /// Chunk CIDs per package, in plan order.
+    chunks: Vec<Vec<Cid>>,
+}
+
+fn release(packages: usize, chunks_per_package: usize) -> Release {
+    let mut blocks = BTreeMap::new();
+    let mut children = Vec::new();
+    let mut chunks = Vec::new();
+    for p in 0..packages {
+        let mut refs = Vec::new();
+        let mut cids = Vec::new();
+        for c in 0..chunks_per_package {
+            let bytes: Vec<u8> = (0..1000u32)
+                .map(|i| (i as u8) ^ (p as u8) ^ ((c as u8) << 3))
+                .chain([p as u8, c as u8])
+                .collect();
+            let cid = cid_of(Codec::Raw, &bytes);
+            refs.push(ChunkRef {
+                cid,
+                len: bytes.len() as u32,
+            });
+            cids.push(cid);
+            blocks.insert(cid, bytes);
+        }
+        let size = refs.iter().map(|r| u64::from(r.len)).sum();
+        let flist = Flist {
+            name: format!("pkg{p:02}"),
+            version: "1".into(),
+            entries: vec![Entry {
+                path: "bin/tool".into(),
+                kind: EntryKind::File,
+                mode: 0o755,
+                size,
+                chunks: refs,
+                target: None,
+            }],
+            children: vec![],
+        };
+        let (cid, bytes) = flist.to_block().unwrap();
+        blocks.insert(cid, bytes);
+        children.push(ChildRef {
+            name: format!("pkg{p:02}"),
+            cid,
+        });
+        chunks.push(cids);
+    }
+    let root = Flist {
+        name: "test".into(),
+        version: "1".into(),
+        entries: vec![],
+        children,
+    };
+    let (root, bytes) = root.to_block().unwrap();
+    blocks.insert(root, bytes);
+    Release {
+        root,
+        blocks,
+        chunks,
+    }
+}
+
+#[derive(Debug)]
+enum Ev {
+    Input(usize, Input<Vec<u8>>),
+    Timer(usize),
+    Boot(usize),
+    Kill(usize),
+}
+
+/// A tiny deterministic network: 1 ms to a peer, 5 ms to the hub.
+struct Net {
+    rel: Release,
+    agents: Vec<Option<Agent<Vec<u8>>>>,
+    stores: Vec<BTreeMap<Cid, Vec<u8>>>,
+    now: Time,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(Time, u64)>>,
+    events: BTreeMap<u64, Ev>,
+    serve_map: BTreeMap<u64, (usize, RequestId)>,
+    next_serve: u64,
+    hub_up: bool,
+    corrupt: BTreeSet<usize>,
+    silent: BTreeSet<usize>,
+    hub_fetches: Vec<(usize, Cid, Time)>,
+    fetches: Vec<(usize, Source, Cid, Time)>,
+    sent: Vec<(usize, usize, Message)>,
+    log: Vec<(usize, Time, Event)>,
+    cancels: usize,
+}
+
+impl Net {
+    fn new(rel: Release, n: usize, cfg: impl Fn(usize) -> AgentConfig) -> Net {
+        let agents = (0..n)
+            .map(|i| {
+                let mut c = cfg(i);
+                c.id = NodeId(i as u64);
+                Some(Agent::new(c))
+            })
+            .collect();
+        Net {
+            rel,
+            agents,
+            stores: vec![BTreeMap::new(); n],
+            now: Time::ZERO,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            serve_map: BTreeMap::new(),
+            next_serve: 0,
+            hub_up: true,
+            corrupt: BTreeSet::new(),
+            silent: BTreeSet::new(),
+            hub_fetches: Vec::new(),
+            fetches: Vec::new(),
+            sent: Vec::new(),
+            log: Vec::new(),
+            cancels: 0,
+        }
+    }
+
+    fn at(&mut self, t: Time, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse((t, self.seq)));
+        self.events.insert(self.seq, ev);
+    }
+
+    fn after(&mut self, ms: u64, ev: Ev) {
+        let t = Time::from_nanos(self.now.as_nanos() + ms * MS);
+        self.at(t, ev);
+    }
+
+    fn members(&mut self, nodes: &[usize]) {
+        let ids: Vec<NodeId> = nodes.iter().map(|&i| NodeId(i as u64)).collect();
+        for &i in nodes {
+            self.at(self.now, Ev::Input(i, Input::Members(ids.clone())));
+        }
+    }
+
+    /// Makes `node` hold the whole release, as if it had booted before.
+    fn seed(&mut self, node: usize) {
+        self.stores[node] = self.rel.blocks.clone();
+    }
+
+    fn boot(&mut self, node: usize) {
+        self.at(self.now, Ev::Boot(node));
+    }
+
+    fn run_until(&mut self, limit_ms: u64) {
+        let limit = Time::from_nanos(limit_ms * MS);
+        while let Some(Reverse((t, seq))) = self.queue.pop() {
+            if t > limit {
+                self.queue.push(Reverse((t, seq)));
+                break;
+            }
+            self.now = t;
+            let Some(ev) = self.events.remove(&seq) else {
+                continue;
+            };
+            let (node, input) = match ev {
+                Ev::Input(n, i) => (n, i),
+                Ev::Boot(n) => (
+                    n,
+                    Input::Boot {
+                        root: self.rel.root,
+                    },
+                ),
+                Ev::Timer(n) => {
+                    let due = self.agents[n]
+                        .as_ref()
+                        .and_then(|a| a.poll_timeout())
+                        .is_some_and(|d| d <= t);
+                    if !due {
+                        continue;
+                    }
+                    (n, Input::Timeout)
+                }
+                Ev::Kill(n) => {
+                    self.agents[n] = None;
+                    let others: Vec<usize> = (0..self.agents.len()).filter(|&o| o != n).collect();
+                    for o in others {
+                        self.after(0, Ev::Input(o, Input::MemberDown(NodeId(n as u64))));
+                    }
+                    continue;
+                }
+            };
+            self.step(node, input);
+        }
+        self.now = self.now.max(limit);
+    }
+
+    fn step(&mut self, node: usize, input: Input<Vec<u8>>) {
+        let Some(agent) = self.agents[node].as_mut() else {
+            return;
+        };
+        agent.handle(self.now, input);
+        let mut outs = Vec::new();
+        while let Some(o) = agent.poll_output() {
+            outs.push(o);
+        }
+        let timer = agent.poll_timeout();
+        for o in outs {
+            self.output(node, o);
+        }
+        if let Some(t) = timer {
+            self.at(t.max(self.now), Ev::Timer(node));
+        }
+    }
+
+    fn output(&mut self, node: usize, o: Output<Vec<u8>>) {
+        match o {
+            Output::Send { to, msg } => {
+                self.sent.push((node, to.0 as usize, msg.clone()));
+                self.after(
+                    1,
+                    Ev::Input(
+                        to.0 as usize,
+                        Input::Message {
+                            from: NodeId(node as u64),
+                            msg,
+                        },
+                    ),
+                );
+            }
+            Output::Fetch { req, from, cid, .. } => {
+                self.fetches.push((node, from, cid, self.now));
+                match from {
+                    Source::Hub => {
+                        self.hub_fetches.push((node, cid, self.now));
+                        let input = if self.hub_up {
+                            Input::Block {
+                                req,
+                                payload: self.rel.blocks[&cid].clone(),
+                            }
+                        } else {
+                            Input::FetchFailed {
+                                req,
+                                error: FetchError::HubUnavailable,
+                            }
+                        };
+                        self.after(5, Ev::Input(node, input));
+                    }
+                    Source::Peer(p) => {
+                        let id = self.next_serve;
+                        self.next_serve += 1;
+                        self.serve_map.insert(id, (node, req));
+                        if !self.silent.contains(&(p.0 as usize)) {
+                            self.after(
+                                1,
+                                Ev::Input(
+                                    p.0 as usize,
+                                    Input::BlockRequest {
+                                        from: NodeId(node as u64),
+                                        id: ServeId(id),
+                                        cid,
+                                    },
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            Output::Serve { id, cid } => {
+                let (to, req) = self.serve_map[&id.0];
+                let mut payload = self.stores[node][&cid].clone();
+                if self.corrupt.contains(&node) {
+                    payload[0] ^= 0xff;
+                }
+                self.after(1, Ev::Input(to, Input::Block { req, payload }));
+                self.after(1, Ev::Input(node, Input::ServeDone { id }));
+            }
+            Output::Refuse { id, error } => {
+                let (to, req) = self.serve_map[&id.0];
+                self.after(1, Ev::Input(to, Input::FetchFailed { req, error }));
+            }
+            Output::Cancel { .. } => self.cancels += 1,
+            Output::Lookup { cid } => {
+                let block = self.stores[node].get(&cid).cloned();
+                self.after(0, Ev::Input(node, Input::Local { cid, block }));
+            }
+            Output::Store { cid, payload } => {
+                crate::block::verify(&cid, &payload).expect("the agent stored an unverified block");
+                self.stores[node].insert(cid, payload);
+            }
+            Output::Event(e) => self.log.push((node, self.now, e)),
+        }
+    }
+
+    fn booted(&self, node: usize) -> bool {
+        self.agents[node].as_ref().is_some_and(Agent::is_booted)
+    }
+
+    fn hub_count(&self, cid: &Cid) -> usize {
+        self.hub_fetches.iter().filter(|(_, c, _)| c == cid).count()
+    }
+
+    fn events_of(&self, node: usize) -> impl Iterator<Item = &Event> {
+        self.log
+            .iter()
+            .filter(move |(n, _, _)| *n == node)
+            .map(|(_, _, e)| e)
+    }
+}
+
+fn cfg(seed: u64) -> impl Fn(usize) -> AgentConfig {
+    move |_| AgentConfig {
+        seed,
+        ..AgentConfig::default()
+    }
+}
+
+#[test]
+fn hub_only_boots_alone_with_capped_concurrency() {
+    let rel = release(3, 10);
+    let total = rel.blocks.len();
+    let mut net = Net::new(rel, 1, |_| AgentConfig {
+        hub: HubMode::Only,
+        hub_concurrency: 3,
+        ..AgentConfig::default()
+    });
+    net.boot(0);
+    net.run_until(10_000);
+    assert!(net.booted(0));
+    assert_eq!(net.hub_fetches.len(), total);
+    assert_eq!(net.stores[0].len(), total);
+    // Fetches issued at one instant never exceed the cap.
+    let mut per_instant: BTreeMap<Time, usize> = BTreeMap::new();
+    for (_, _, t) in &net.hub_fetches {
+        *per_instant.entry(*t).or_default() += 1;
+    }
+    assert!(per_instant.values().all(|&n| n <= 3), "{per_instant:?}");
+    assert!(net.sent.is_empty(), "hub-only mode talks to no peer");
+}
+
+#[test]
+fn each_block_crosses_the_hub_once_in_a_cohort() {
+    let rel = release(4, 12);
+    let total = rel.blocks.len();
+    let cids: Vec<Cid> = rel.blocks.keys().copied().collect();
+    let mut net = Net::new(rel, 6, cfg(1));
+    net.members(&[0, 1, 2, 3, 4, 5]);
+    for i in 0..6 {
+        net.boot(i);
+    }
+    net.run_until(20_000);
+    assert!((0..6).all(|i| net.booted(i)));
+    assert_eq!(
+        net.hub_fetches.len(),
+        total,
+        "each block exactly once from the hub"
+    );
+    for cid in &cids {
+        assert_eq!(net.hub_count(cid), 1);
+    }
+    // Ownership is spread: more than one node fetched from the hub.
+    let fetchers: BTreeSet<usize> = net.hub_fetches.iter().map(|(n, _, _)| *n).collect();
+    assert!(fetchers.len() >= 4, "{fetchers:?}");
+    for i in 0..6 {
+        assert_eq!(net.stores[i].len(), total);
+    }
+}
+
+#[test]
+fn have_goes_only_to_a_bounded_neighbour_set() {
+    let rel = release(2, 6);
+    let n = 40;
+    let mut net = Net::new(rel, n, |_| AgentConfig {
+        neighbours: 3,
+        max_neighbours: 6,
+        ..AgentConfig::default()
+    });
+    let all: Vec<usize> = (0..n).collect();
+    net.members(&all);
+    for i in 0..n {
+        net.boot(i);
+    }
+    net.run_until(30_000);
+    assert!((0..n).all(|i| net.booted(i)));
+    for i in 0..n {
+        let targets: BTreeSet<usize> = net
+            .sent
+            .iter()
+            .filter(|(from, _, m)| *from == i && matches!(m, Message::Have { .. }))
+            .map(|(_, to, _)| *to)
+            .collect();
+        assert!(targets.len() <= 6, "node {i} sent HAVE to {targets:?}");
+        assert!(net.agents[i].as_ref().unwrap().neighbours().count() <= 6);
+    }
+    let haves = net
+        .sent
+        .iter()
+        .filter(|(_, _, m)| matches!(m, Message::Have { .. }))
+        .count();
+    assert!(haves > 0);
+}
+
+#[test]
+fn requests_follow_tiers_then_rarity() {
+    // Node 0 boots from two seeds; node 2 holds only package 1's chunks beside the manifests.
+    let rel = release(3, 8);
+    // Node 2 serves what it has but fetches nothing, so its holdings stay partial.
+    let mut net = Net::new(rel, 3, |i| AgentConfig {
+        hub: HubMode::Off,
+        peer_pipeline: 1,
+        max_peer_downloads: if i == 2 { 0 } else { 1 },
+        ..AgentConfig::default()
+    });
+    net.seed(1);
+    net.seed(2);
+    let pkg1: BTreeSet<Cid> = net.rel.chunks[1].iter().copied().collect();
+    let drop: Vec<Cid> = net.rel.chunks[0]
+        .iter()
+        .chain(&net.rel.chunks[2])
+        .copied()
+        .collect();
+    for c in drop {
+        net.stores[2].remove(&c);
+    }
+    net.members(&[0, 1, 2]);
+    net.boot(1);
+    net.boot(2);
+    net.run_until(100);
+    net.boot(0);
+    net.run_until(10_000);
+    assert!(net.booted(0));
+    let order: Vec<Cid> = net
+        .fetches
+        .iter()
+        .filter(|(n, _, _, _)| *n == 0)
+        .map(|(_, _, c, _)| *c)
+        .collect();
+    let tier = |c: &Cid| {
+        if net.rel.chunks[0].contains(c) {
+            1
+        } else if pkg1.contains(c) {
+            2
+        } else if net.rel.chunks[2].contains(c) {
+            3
+        } else {
+            0
+        }
+    };
+    let tiers: Vec<u32> = order.iter().map(tier).collect();
+    assert!(
+        tiers.windows(2).all(|w| w[0] <= w[1]),
+        "tiers out of order: {tiers:?}"
+    );
+    assert_eq!(tiers.iter().filter(|t| **t == 2).count(), 8);
+}
+
+#[test]
+fn rarest_first_within_a_tier() {
+    let rel = release(1, 8);
+    let mut net = Net::new(rel, 3, |i| AgentConfig {
+        hub: HubMode::Off,
+        peer_pipeline: 1,
+        max_peer_downloads: if i == 2 { 0 } else { 1 },
+        endgame_blocks: 0,
+        ..AgentConfig::default()
+    });
+    net.seed(1);
+    net.seed(2);
+    // Chunks 4..8 only at node 1: they are rarer than chunks 0..4, held by both.
+    let rare: Vec<Cid> = net.rel.chunks[0][4..].to_vec();
+    for c in &rare {
+        net.stores[2].remove(c);
+    }
+    net.members(&[0, 1, 2]);
+    net.boot(1);
+    net.boot(2);
+    net.run_until(100);
+    net.boot(0);
+    net.run_until(10_000);
+    assert!(net.booted(0));
+    let mut chunk_order: Vec<Cid> = Vec::new();
+    for (n, _, c, _) in &net.fetches {
+        if *n == 0 && net.rel.chunks[0].contains(c) && !chunk_order.contains(c) {
+            chunk_order.push(*c);
+        }
+    }
+    // The first pick may come before the second seed's bitfield arrives; after it, the rare
+    // chunks come first.
+    let first_five: BTreeSet<Cid> = chunk_order.iter().take(5).copied().collect();
+    assert!(
+        rare.iter().all(|c| first_five.contains(c)),
+        "rare chunks should be fetched first: {chunk_order:?}"
+    );
+}
+
+#[test]
+fn pipelining_is_capped_and_the_least_loaded_holder_is_preferred() {
+    let rel = release(2, 20);
+    let mut net = Net::new(rel, 3, |_| AgentConfig {
+        hub: HubMode::Off,
+        peer_pipeline: 2,
+        ..AgentConfig::default()
+    });
+    net.seed(1);
+    net.seed(2);
+    net.members(&[0, 1, 2]);
+    net.boot(1);
+    net.boot(2);
+    net.run_until(100);
+    net.boot(0);
+    net.run_until(10_000);
+    assert!(net.booted(0));
+    let mut per_instant: BTreeMap<(Time, u64), usize> = BTreeMap::new();
+    let mut per_peer: BTreeMap<u64, usize> = BTreeMap::new();
+    for (n, src, _, t) in &net.fetches {
+        if let (0, Source::Peer(p)) = (*n, src) {
+            *per_instant.entry((*t, p.0)).or_default() += 1;
+            *per_peer.entry(p.0).or_default() += 1;
+        }
+    }
+    assert!(per_instant.values().all(|&k| k <= 2), "{per_instant:?}");
+    let (a, b) = (per_peer[&1], per_peer[&2]);
+    assert!(a.abs_diff(b) <= 4, "load should be balanced: {per_peer:?}");
+}
+
+#[test]
+fn a_dead_owner_is_replaced_by_the_next_ranked() {
+    let rel = release(2, 10);
+    let total = rel.blocks.len();
+    let mut net = Net::new(rel, 4, cfg(3));
+    net.members(&[0, 1, 2, 3]);
+    // Node 3 is a member but dies before it fetches anything.
+    net.at(Time::ZERO, Ev::Kill(3));
+    for i in 0..3 {
+        net.boot(i);
+    }
+    net.run_until(20_000);
+    assert!((0..3).all(|i| net.booted(i)));
+    assert_eq!(net.hub_fetches.len(), total, "no block twice from the hub");
+}
+
+#[test]
+fn a_silent_owner_is_bypassed_after_stall_periods() {
+    let rel = release(2, 10);
+    let mut net = Net::new(rel, 3, cfg(4));
+    net.members(&[0, 1, 2]);
+    // Node 2 is in the cohort but never boots or answers (stuck, partitioned).
+    net.silent.insert(2);
+    net.boot(0);
+    net.boot(1);
+    net.run_until(60_000);
+    assert!(net.booted(0) && net.booted(1));
+    let stalled = net.events_of(0).chain(net.events_of(1)).any(|e| {
+        matches!(
+            e,
+            Event::Stalled {
+                reason: StallReason::WaitingForOwners,
+                ..
+            }
+        )
+    });
+    assert!(stalled, "the fallback came through a stall");
+    let dup = net
+        .rel
+        .blocks
+        .keys()
+        .filter(|c| net.hub_count(c) > 1)
+        .count();
+    assert!(
+        dup <= 2,
+        "fallback should not refetch many blocks from the hub: {dup}"
+    );
+}
+
+#[test]
+fn hub_errors_back_off_with_jitter_then_recover() {
+    let rel = release(1, 4);
+    let mut net = Net::new(rel, 2, |i| AgentConfig {
+        seed: i as u64,
+        hub: HubMode::Only,
+        ..AgentConfig::default()
+    });
+    net.hub_up = false;
+    net.boot(0);
+    net.boot(1);
+    net.run_until(12_000);
+    assert!(!net.booted(0));
+    let attempts: Vec<Vec<Time>> = (0..2)
+        .map(|n| {
+            net.hub_fetches
+                .iter()
+                .filter(|(x, _, _)| *x == n)
+                .map(|(_, _, t)| *t)
+                .collect()
+        })
+        .collect();
+    // Back-off doubles: a handful of attempts in 12 s, not hundreds.
+    assert!(
+        attempts[0].len() >= 3 && attempts[0].len() <= 6,
+        "{attempts:?}"
+    );
+    let gaps: Vec<u64> = attempts[0]
+        .windows(2)
+        .map(|w| w[1].as_nanos() - w[0].as_nanos())
+        .collect();
+    assert!(gaps.windows(2).all(|g| g[1] > g[0]), "gaps grow: {gaps:?}");
+    assert_ne!(attempts[0], attempts[1], "jitter separates nodes");
+    let why = net.events_of(0).any(|e| {
+        matches!(
+            e,
+            Event::Stalled {
+                reason: StallReason::HubUnavailable,
+                ..
+            }
+        )
+    });
+    assert!(why, "the node says why it is stuck");
+    net.hub_up = true;
+    net.run_until(30_000);
+    assert!(net.booted(0) && net.booted(1));
+}
+
+#[test]
+fn with_the_hub_down_nodes_boot_from_peers_alone() {
+    let rel = release(3, 6);
+    let mut net = Net::new(rel, 5, cfg(5));
+    net.hub_up = false;
+    net.seed(0);
+    net.members(&[0, 1, 2, 3, 4]);
+    for i in 0..5 {
+        net.boot(i);
+    }
+    net.run_until(30_000);
+    assert!((0..5).all(|i| net.booted(i)));
+    assert!(
+        net.stores[1..]
+            .iter()
+            .all(|s| s.len() == net.rel.blocks.len())
+    );
+}
+
+#[test]
+fn corrupt_blocks_blame_the_sender_who_is_banned_and_the_boot_goes_on() {
+    let rel = release(2, 10);
+    let mut net = Net::new(rel, 3, |_| AgentConfig {
+        hub: HubMode::Off,
+        ..AgentConfig::default()
+    });
+    net.seed(1);
+    net.seed(2);
+    net.corrupt.insert(1);
+    net.members(&[0, 1, 2]);
+    net.boot(1);
+    net.boot(2);
+    net.run_until(100);
+    net.boot(0);
+    net.run_until(20_000);
+    assert!(net.booted(0));
+    let rejected_from_1 = net
+        .events_of(0)
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Rejected {
+                    from: Source::Peer(NodeId(1)),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(rejected_from_1 >= 1);
+    assert!(
+        net.events_of(0)
+            .any(|e| *e == Event::PeerBanned { peer: NodeId(1) })
+    );
+    assert!(net.agents[0].as_ref().unwrap().is_banned(NodeId(1)));
+    assert!(!net.agents[0].as_ref().unwrap().is_banned(NodeId(2)));
+    // Everything stored verified (Net::output checks each Store) and came in the end from node 2.
+    assert_eq!(net.stores[0].len(), net.rel.blocks.len());
+    // No request reaches the banned peer after the ban.
+    let ban_time = net
+        .log
+        .iter()
+        .find(|(n, _, e)| *n == 0 && matches!(e, Event::PeerBanned { .. }))
+        .map(|(_, t, _)| *t)
+        .unwrap();
+    assert!(
+        !net.fetches
+            .iter()
+            .any(|(n, s, _, t)| *n == 0 && *s == Source::Peer(NodeId(1)) && *t > ban_time)
+    );
+}
+
+#[test]
+fn a_peer_that_never_answers_times_out_and_the_block_is_asked_elsewhere() {
+    let rel = release(1, 6);
+    let mut net = Net::new(rel, 3, |_| AgentConfig {
+        hub: HubMode::Off,
+        endgame_blocks: 0,
+        ..AgentConfig::default()
+    });
+    net.seed(1);
+    net.seed(2);
+    net.members(&[0, 1, 2]);
+    net.boot(1);
+    net.boot(2);
+    net.run_until(100);
+    net.silent.insert(1);
+    net.boot(0);
+    net.run_until(30_000);
+    assert!(net.booted(0));
+    assert!(net.agents[0].as_ref().unwrap().stats().timeouts >= 1);
+    assert!(net.cancels >= 1);
+    assert!(net.events_of(0).any(|e| matches!(
+        e,
+        Event::PeerPenalised {
+            peer: NodeId(1),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn the_hub_fails_a_corrupt_block_and_backs_off() {
+    let rel = release(1, 3);
+    let victim = rel.chunks[0][1];
+    let mut net = Net::new(rel, 1, |_| AgentConfig {
+        hub: HubMode::Only,
+        ..AgentConfig::default()
+    });
+    net.rel.blocks.get_mut(&victim).unwrap()[5] ^= 1;
+    net.boot(0);
+    net.run_until(5_000);
+    assert!(!net.booted(0));
+    assert!(!net.stores[0].contains_key(&victim));
+    assert!(net.events_of(0).any(|e| *e
+        == Event::Rejected {
+            from: Source::Hub,
+            cid: victim
+        }));
+    let tries = net.hub_count(&victim);
+    assert!((2..=5).contains(&tries), "{tries}");
+}
+
+#[test]
+fn endgame_duplicates_the_last_requests_to_another_holder() {
+    let rel = release(1, 4);
+    let mut net = Net::new(rel, 3, |_| AgentConfig {
+        hub: HubMode::Off,
+        endgame_blocks: 8,
+        peer_pipeline: 8,
+        ..AgentConfig::default()
+    });
+    net.seed(1);
+    net.seed(2);
+    net.members(&[0, 1, 2]);
+    net.boot(1);
+    net.boot(2);
+    net.run_until(100);
+    net.silent.insert(1);
+    net.boot(0);
+    net.run_until(30_000);
+    assert!(net.booted(0));
+    // Blocks first asked from the silent node were duplicated to node 2 before any timeout.
+    let first_timeout = AgentConfig::default().peer_timeout.as_millis() as u64;
+    let dup_early = net.fetches.iter().any(|(n, s, _, t)| {
+        *n == 0 && *s == Source::Peer(NodeId(2)) && t.as_nanos() < (100 + first_timeout) * MS
+    });
+    assert!(dup_early);
+}
+
+#[test]
+fn warm_nodes_boot_from_their_store_without_fetching() {
+    let rel = release(2, 5);
+    let mut net = Net::new(rel, 1, cfg(6));
+    net.seed(0);
+    net.boot(0);
+    net.run_until(1_000);
+    assert!(net.booted(0));
+    assert!(net.fetches.is_empty());
+}
+
+#[test]
+fn same_seed_same_run() {
+    let run = |seed| {
+        let rel = release(3, 8);
+        let mut net = Net::new(rel, 8, cfg(seed));
+        let all: Vec<usize> = (0..8).collect();
+        net.members(&all);
+        for i in 0..8 {
+            net.boot(i);
+        }
+        net.run_until(20_000);
+        net.fetches
+            .iter()
+            .map(|(n, s, c, t)| format!("{n}{s:?}{c}{t}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(9), run(9));
+    assert_ne!(run(9), run(10));
+}
+
+#[test]
+fn requests_from_banned_peers_and_for_unknown_blocks_are_refused() {
+    let rel = release(1, 2);
+    let other = cid_of(Codec::Raw, b"not in the release");
+    let mut a: Agent<Vec<u8>> = Agent::new(AgentConfig::default());
+    a.handle(Time::ZERO, Input::Boot { root: rel.root });
+    a.handle(
+        Time::ZERO,
+        Input::BlockRequest {
+            from: NodeId(5),
+            id: ServeId(1),
+            cid: other,
+        },
+    );
+    let outs: Vec<_> = std::iter::from_fn(|| a.poll_output()).collect();
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Refuse {
+            id: ServeId(1),
+            error: FetchError::NotFound
+        }
+    )));
+}
+
+#[test]
+fn unknown_answers_and_garbage_inputs_do_not_panic() {
+    let rel = release(1, 2);
+    let mut a: Agent<Vec<u8>> = Agent::new(AgentConfig::default());
+    a.handle(
+        Time::ZERO,
+        Input::Block {
+            req: RequestId(99),
+            payload: vec![1],
+        },
+    );
+    a.handle(
+        Time::ZERO,
+        Input::FetchFailed {
+            req: RequestId(98),
+            error: FetchError::Other,
+        },
+    );
+    a.handle(Time::ZERO, Input::ServeDone { id: ServeId(3) });
+    a.handle(
+        Time::ZERO,
+        Input::Message {
+            from: NodeId(1),
+            msg: Message::Have {
+                release: 1,
+                blocks: vec![MAX_BLOCKS - 1],
+            },
+        },
+    );
+    a.handle(Time::ZERO, Input::Boot { root: rel.root });
+    a.handle(
+        Time::ZERO,
+        Input::Local {
+            cid: rel.root,
+            block: Some(vec![0xff; 10]),
+        },
+    );
+    let outs: Vec<_> = std::iter::from_fn(|| a.poll_output()).collect();
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Output::Event(Event::Failed { .. })))
+    );
+}
