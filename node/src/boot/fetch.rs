@@ -1,0 +1,304 @@
+//! Phase 1 of a boot: every block of a release into the store, verified, with bounded
+//! concurrency. Blocks the store already holds are not fetched again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bootswarm_protocol::block::{Cid, Codec, check_cid};
+use bootswarm_protocol::manifest::{Flist, MAX_MANIFEST_SIZE};
+use bootswarm_protocol::store::{BlockStore, StoreError};
+use futures_util::{StreamExt, TryStreamExt, stream};
+
+use super::materialise::{Tree, plan};
+use super::progress::Progress;
+use crate::error::{Error, Result};
+use crate::hub::client::HubClient;
+
+/// Deepest nesting of child flists accepted below the root.
+pub const MAX_FLIST_DEPTH: usize = 8;
+/// Most flists one release may reference.
+pub const MAX_FLISTS: usize = 16_384;
+
+/// Traffic of a fetch phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchStats {
+    /// Body bytes received from the hub.
+    pub hub_bytes: u64,
+    /// Blocks fetched from the hub.
+    pub blocks_fetched: u64,
+    /// Blocks the store already held.
+    pub blocks_reused: u64,
+    /// Bytes of the blocks the store already held.
+    pub bytes_reused: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hub_bytes: AtomicU64,
+    fetched: AtomicU64,
+    reused: AtomicU64,
+    bytes_reused: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> FetchStats {
+        FetchStats {
+            hub_bytes: self.hub_bytes.load(Ordering::Relaxed),
+            blocks_fetched: self.fetched.load(Ordering::Relaxed),
+            blocks_reused: self.reused.load(Ordering::Relaxed),
+            bytes_reused: self.bytes_reused.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A flist placed in the target: its entries live under `prefix` (empty for the root).
+#[derive(Debug, Clone)]
+pub struct PlacedFlist {
+    /// CID of the flist block.
+    pub cid: Cid,
+    /// Directory (relative to the target, `/`-separated) the flist's entries live in.
+    pub prefix: String,
+    /// The decoded flist.
+    pub flist: Flist,
+}
+
+/// Fetches the flist tree under `root` and every chunk it references into `store`, and
+/// returns the combined, checked [`Tree`]. Nothing is written outside the store.
+pub(crate) async fn fetch_release<S>(
+    client: &HubClient,
+    store: &Arc<S>,
+    root: &Cid,
+    concurrency: usize,
+    progress: &Progress,
+) -> Result<(Tree, FetchStats)>
+where
+    S: BlockStore + Send + Sync + 'static,
+{
+    let counters = Arc::new(Counters::default());
+    let flists = fetch_flists(client, store, root, concurrency, &counters).await?;
+    let tree = tokio::task::spawn_blocking(move || plan(&flists))
+        .await
+        .map_err(|e| Error::new(format!("planning the tree failed unexpectedly ({e})")))??;
+    fetch_chunks(client, store, &tree, concurrency, progress, &counters).await?;
+    Ok((tree, counters.snapshot()))
+}
+
+/// Fetches the root flist and, level by level, its children (at most [`MAX_FLIST_DEPTH`]
+/// deep, [`MAX_FLISTS`] in all), each verified by the store and decoded.
+async fn fetch_flists<S>(
+    client: &HubClient,
+    store: &Arc<S>,
+    root: &Cid,
+    concurrency: usize,
+    counters: &Arc<Counters>,
+) -> Result<Vec<PlacedFlist>>
+where
+    S: BlockStore + Send + Sync + 'static,
+{
+    if check_cid(root) != Ok(Codec::DagCbor) {
+        return Err(Error::new(format!(
+            "the release's root {root} is not a dag-cbor sha2-256 CID; the publisher made an invalid release"
+        )));
+    }
+    let mut out: Vec<PlacedFlist> = Vec::new();
+    let mut level: Vec<(Cid, String)> = vec![(*root, String::new())];
+    let mut depth = 0;
+    while !level.is_empty() {
+        if depth > MAX_FLIST_DEPTH {
+            return Err(Error::new(format!(
+                "the flists of root {root} nest deeper than {MAX_FLIST_DEPTH} levels; the publisher made an invalid release"
+            )));
+        }
+        // Same CID twice (two identical packages) is fetched once.
+        let mut unique: Vec<Cid> = Vec::new();
+        let mut seen = HashSet::new();
+        for (cid, _) in &level {
+            if seen.insert(*cid) {
+                unique.push(*cid);
+            }
+        }
+        let decoded: HashMap<Cid, Flist> = stream::iter(unique)
+            .map(|cid| {
+                let (store, counters) = (Arc::clone(store), Arc::clone(counters));
+                async move {
+                    let flist = fetch_flist(client, store, cid, &counters).await?;
+                    Ok::<_, Error>((cid, flist))
+                }
+            })
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
+        let mut next = Vec::new();
+        for (cid, prefix) in level {
+            let Some(flist) = decoded.get(&cid) else {
+                continue;
+            };
+            for child in &flist.children {
+                if child.name == "." || child.name == ".." || child.name.contains('/') {
+                    return Err(Error::new(format!(
+                        "flist {cid} names a child '{}', which is not a plain name; the publisher made an invalid release",
+                        child.name.escape_debug()
+                    )));
+                }
+                let child_prefix = if prefix.is_empty() {
+                    child.name.clone()
+                } else {
+                    format!("{prefix}/{}", child.name)
+                };
+                next.push((child.cid, child_prefix));
+            }
+            out.push(PlacedFlist {
+                cid,
+                prefix,
+                flist: flist.clone(),
+            });
+            if out.len() + next.len() > MAX_FLISTS {
+                return Err(Error::new(format!(
+                    "root {root} references more than {MAX_FLISTS} flists; the publisher made an invalid release"
+                )));
+            }
+        }
+        level = next;
+        depth += 1;
+    }
+    Ok(out)
+}
+
+/// One flist: from the store when it holds a good copy, else from the hub (capped at
+/// [`MAX_MANIFEST_SIZE`]) into the store; then decoded.
+async fn fetch_flist<S>(
+    client: &HubClient,
+    store: Arc<S>,
+    cid: Cid,
+    counters: &Counters,
+) -> Result<Flist>
+where
+    S: BlockStore + Send + Sync + 'static,
+{
+    let st = Arc::clone(&store);
+    let held = blocking(move || match st.get(&cid) {
+        Ok(b) => Ok(b),
+        // A corrupted copy was dropped by the store: fetch it again.
+        Err(StoreError::Corrupted { .. }) => Ok(None),
+        Err(e) => Err(store_error(&cid, &e)),
+    })
+    .await?;
+    let bytes = match held {
+        Some(bytes) => {
+            counters.reused.fetch_add(1, Ordering::Relaxed);
+            counters
+                .bytes_reused
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            bytes
+        }
+        None => {
+            let bytes = client.block(&cid, MAX_MANIFEST_SIZE).await?;
+            counters
+                .hub_bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            counters.fetched.fetch_add(1, Ordering::Relaxed);
+            let st = Arc::clone(&store);
+            blocking(move || {
+                st.put(&cid, &bytes).map_err(|e| store_error(&cid, &e))?;
+                Ok(bytes)
+            })
+            .await?
+        }
+    };
+    blocking(move || {
+        Flist::decode(&bytes).map_err(|e| {
+            Error::new(format!(
+                "flist {cid} is not a valid flist ({}); the publisher made an invalid release, nothing was installed",
+                e.to_string().trim_end_matches('.')
+            ))
+        })
+    })
+    .await
+}
+
+/// Every chunk of `tree` not yet in the store, from the hub, verified by the store.
+async fn fetch_chunks<S>(
+    client: &HubClient,
+    store: &Arc<S>,
+    tree: &Tree,
+    concurrency: usize,
+    progress: &Progress,
+    counters: &Arc<Counters>,
+) -> Result<()>
+where
+    S: BlockStore + Send + Sync + 'static,
+{
+    let chunks = tree.chunks().to_vec();
+    let st = Arc::clone(store);
+    let missing: Vec<(Cid, u32)> = blocking(move || {
+        let mut missing = Vec::new();
+        let mut reused = (0u64, 0u64);
+        for (cid, len) in chunks {
+            if st.contains(&cid).map_err(|e| store_error(&cid, &e))? {
+                reused.0 += 1;
+                reused.1 += u64::from(len);
+            } else {
+                missing.push((cid, len));
+            }
+        }
+        Ok((missing, reused))
+    })
+    .await
+    .map(|(missing, (n, bytes))| {
+        counters.reused.fetch_add(n, Ordering::Relaxed);
+        counters.bytes_reused.fetch_add(bytes, Ordering::Relaxed);
+        missing
+    })?;
+
+    let total: u64 = missing.iter().map(|(_, len)| u64::from(*len)).sum();
+    progress.fetching(total, missing.len());
+    stream::iter(missing)
+        .map(|(cid, len)| {
+            let (store, counters) = (Arc::clone(store), Arc::clone(counters));
+            async move {
+                let bytes = client.block(&cid, len as usize).await?;
+                counters
+                    .hub_bytes
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                if bytes.len() != len as usize {
+                    return Err(Error::new(format!(
+                        "block {cid} from the hub is {} bytes but its manifest says {len}; the hub is serving corrupt data, nothing was installed",
+                        bytes.len()
+                    )));
+                }
+                // Hashing up to 4 MiB: off the async workers.
+                blocking(move || store.put(&cid, &bytes).map_err(|e| store_error(&cid, &e)))
+                    .await?;
+                counters.fetched.fetch_add(1, Ordering::Relaxed);
+                progress.inc(u64::from(len));
+                Ok(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<()>()
+        .await
+}
+
+/// A store error as one sentence; a block that fails verification came from the hub.
+fn store_error(cid: &Cid, e: &StoreError) -> Error {
+    match e {
+        StoreError::Verify(_) => Error::new(format!(
+            "block {cid} from the hub does not match its CID; the hub is serving corrupt data, nothing was installed"
+        )),
+        other => Error::new(format!(
+            "the store failed on block {cid} ({}); check the --store directory",
+            other.to_string().trim_end_matches('.')
+        )),
+    }
+}
+
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::new(format!("a background task failed unexpectedly ({e})")))?
+}

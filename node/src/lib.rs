@@ -1,0 +1,16 @@
+//! The bootswarm node: block store, durable state, publisher, hub (server and client), boot
+//! client and the `bootswarm` command line.
+
+pub mod boot;
+pub mod cli;
+pub mod demo;
+pub mod error;
+pub mod fsutil;
+pub mod hub;
+pub mod inspect;
+pub mod keygen;
+pub mod keys;
+pub mod publish;
+pub mod state;
+pub mod store;
+pub mod units;

@@ -1,0 +1,7 @@
+//! The `bootswarm` binary.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    bootswarm_node::cli::main()
+}
