@@ -124,8 +124,13 @@ pub struct AgentConfig {
     pub neighbours: usize,
     /// Neighbours in total, including those that picked this node.
     pub max_neighbours: usize,
-    /// Time without progress after which the fallback widens.
+    /// Time without progress after which neighbours are asked again for their holdings and
+    /// a stall is reported.
     pub stall_timeout: Duration,
+    /// Time without progress after which the hub fallback widens to the next-ranked owners.
+    /// The agent stretches it to 4 × its slowest hub fetch of the boot, so a WAN-bound hub
+    /// (where one block may legitimately take seconds) does not look like a dead owner.
+    pub escalate_after: Duration,
     /// How long a node waits for its neighbours' holdings before fetching owned blocks.
     pub hello_grace: Duration,
     /// Fixed part of a peer request's deadline.
@@ -163,11 +168,12 @@ impl Default for AgentConfig {
             neighbours: 8,
             max_neighbours: 32,
             stall_timeout: Duration::from_secs(2),
+            escalate_after: Duration::from_secs(10),
             hello_grace: Duration::from_millis(50),
             peer_timeout: Duration::from_secs(3),
             peer_min_rate: 1 << 20,
-            hub_timeout: Duration::from_secs(10),
-            hub_min_rate: 32 << 10,
+            hub_timeout: Duration::from_secs(30),
+            hub_min_rate: 4 << 10,
             idle_timeout: Duration::from_secs(5),
             hub_backoff: Duration::from_secs(1),
             hub_backoff_max: Duration::from_secs(8),
@@ -430,6 +436,7 @@ struct Peer {
 struct Request {
     idx: u32,
     source: Source,
+    started: Time,
     deadline: Time,
     effective: Time,
 }
@@ -475,6 +482,8 @@ pub struct Agent<P> {
     last_progress: Time,
     stall_level: u32,
     stall_tick: Option<Time>,
+    /// The longest hub fetch of this boot, which stretches `escalate_after`.
+    slowest_hub_fetch: Duration,
     busy_wake: Option<Time>,
     pending_have: Vec<u32>,
     booted: bool,
@@ -513,6 +522,7 @@ impl<P: Payload> Agent<P> {
             last_progress: Time::ZERO,
             stall_level: 1,
             stall_tick: None,
+            slowest_hub_fetch: Duration::ZERO,
             busy_wake: None,
             pending_have: Vec::new(),
             booted: false,
@@ -619,6 +629,7 @@ impl<P: Payload> Agent<P> {
         let plan = Plan::new(root);
         self.plan = Some(plan);
         self.booted = false;
+        self.slowest_hub_fetch = Duration::ZERO;
         self.pending_have.clear();
         self.grace_until = self.now + self.cfg.hello_grace;
         self.touch_progress();
@@ -697,13 +708,9 @@ impl<P: Payload> Agent<P> {
                     }
                     self.neighbours.insert(from, Peer::new(false));
                 }
-                let tag = self.plan.as_ref().map(|p| p.tag);
-                let bits = if Some(release) == tag {
-                    bits
-                } else {
-                    Bitfield::new()
-                };
-                self.replace_bits(from, bits);
+                if self.plan.as_ref().map(|p| p.tag) == Some(release) {
+                    self.add_bits(from, &bits);
+                }
                 if let Some(peer) = self.neighbours.get_mut(&from) {
                     peer.greeted = true;
                 }
@@ -797,6 +804,8 @@ impl<P: Payload> Agent<P> {
         match r.source {
             Source::Hub => {
                 self.stats.bytes_from_hub += len;
+                let took = self.now.saturating_duration_since(r.started);
+                self.slowest_hub_fetch = self.slowest_hub_fetch.max(took);
                 self.hub_ok();
             }
             Source::Peer(_) => self.stats.bytes_from_peers += len,
@@ -823,11 +832,15 @@ impl<P: Payload> Agent<P> {
     fn on_progress(&mut self, req: RequestId) {
         let now = self.now;
         let idle = self.cfg.idle_timeout;
-        if let Some(r) = self.requests.get_mut(&req) {
-            let effective = r.deadline.min(now + idle);
-            self.deadlines.remove(&(r.effective, req));
-            r.effective = effective;
-            self.deadlines.insert((effective, req));
+        let Some(r) = self.requests.get_mut(&req) else {
+            return;
+        };
+        let effective = r.deadline.min(now + idle);
+        self.deadlines.remove(&(r.effective, req));
+        r.effective = effective;
+        self.deadlines.insert((effective, req));
+        if r.source == Source::Hub {
+            self.last_progress = now;
         }
     }
 
@@ -953,7 +966,11 @@ impl<P: Payload> Agent<P> {
             _ if self.hub_failing => StallReason::HubUnavailable,
             _ => StallReason::WaitingForOwners,
         };
-        if reason == StallReason::WaitingForOwners && self.stall_level < ANYONE_LEVEL {
+        let escalate_after = self.cfg.escalate_after.max(self.slowest_hub_fetch * 4);
+        if reason == StallReason::WaitingForOwners
+            && since >= escalate_after
+            && self.stall_level < ANYONE_LEVEL
+        {
             self.stall_level += 1;
             self.hub_dirty = true;
         }
@@ -1111,6 +1128,7 @@ impl<P: Payload> Agent<P> {
             Request {
                 idx,
                 source,
+                started: self.now,
                 deadline,
                 effective: deadline,
             },
@@ -1350,18 +1368,15 @@ impl<P: Payload> Agent<P> {
         }
     }
 
-    fn replace_bits(&mut self, id: NodeId, bits: Bitfield) {
+    /// Adds holdings from a `Hello`. Holdings only grow during a release (a `NotFound` answer
+    /// clears one bit), so a union is right even when a `Hello` overtakes a `Have`.
+    fn add_bits(&mut self, id: NodeId, bits: &Bitfield) {
         let Some(peer) = self.neighbours.get_mut(&id) else {
             return;
         };
-        let old = std::mem::replace(&mut peer.bits, bits);
-        let added: Vec<u32> = peer.bits.iter().filter(|b| !old.get(*b)).collect();
-        let removed: Vec<u32> = old.iter().filter(|b| !peer.bits.get(*b)).collect();
+        let added: Vec<u32> = bits.iter().filter(|b| peer.bits.set(*b)).collect();
         for b in added {
             self.avail_add(b, 1);
-        }
-        for b in removed {
-            self.avail_add(b, -1);
         }
     }
 

@@ -95,6 +95,7 @@ struct Net {
     serve_map: BTreeMap<u64, (usize, RequestId)>,
     next_serve: u64,
     hub_up: bool,
+    hub_ms: u64,
     corrupt: BTreeSet<usize>,
     silent: BTreeSet<usize>,
     hub_fetches: Vec<(usize, Cid, Time)>,
@@ -124,6 +125,7 @@ impl Net {
             serve_map: BTreeMap::new(),
             next_serve: 0,
             hub_up: true,
+            hub_ms: 5,
             corrupt: BTreeSet::new(),
             silent: BTreeSet::new(),
             hub_fetches: Vec::new(),
@@ -253,7 +255,7 @@ impl Net {
                                 error: FetchError::HubUnavailable,
                             }
                         };
-                        self.after(5, Ev::Input(node, input));
+                        self.after(self.hub_ms, Ev::Input(node, input));
                     }
                     Source::Peer(p) => {
                         let id = self.next_serve;
@@ -579,6 +581,31 @@ fn a_silent_owner_is_bypassed_after_stall_periods() {
         dup <= 2,
         "fallback should not refetch many blocks from the hub: {dup}"
     );
+}
+
+#[test]
+fn a_slow_hub_does_not_look_like_a_dead_owner() {
+    // Every hub fetch takes 3 s (a WAN link shared by the whole farm): longer than the stall
+    // period, so nodes see no progress for a while, yet no block is fetched twice.
+    let rel = release(3, 10);
+    let total = rel.blocks.len();
+    let mut net = Net::new(rel, 4, |_| AgentConfig {
+        hub_concurrency: 2,
+        ..AgentConfig::default()
+    });
+    net.hub_ms = 3_000;
+    net.members(&[0, 1, 2, 3]);
+    for i in 0..4 {
+        net.boot(i);
+    }
+    net.run_until(120_000);
+    assert!((0..4).all(|i| net.booted(i)));
+    assert_eq!(net.hub_fetches.len(), total, "no block twice from the hub");
+    let stalled = net
+        .log
+        .iter()
+        .any(|(_, _, e)| matches!(e, Event::Stalled { .. }));
+    assert!(stalled, "the nodes did go through stall periods");
 }
 
 #[test]
