@@ -427,6 +427,8 @@ pub struct AgentStats {
 struct Peer {
     outbound: bool,
     bits: Bitfield,
+    /// Blocks the peer announced it is fetching from the hub.
+    fetching: Bitfield,
     inflight: u32,
     busy_until: Time,
     greeted: bool,
@@ -459,12 +461,26 @@ pub struct Agent<P> {
     plan: Option<Plan>,
     /// Live, unbanned cohort members other than this node, sorted.
     members: Vec<NodeId>,
+    /// The members that share hub ownership with this node: those present when its boot
+    /// started, less the ones that left or were banned since. Later arrivals are not counted,
+    /// so ownership never moves away from a node that may already be fetching.
+    owners: Vec<NodeId>,
+    /// This node joined a swarm already under way (its neighbours held blocks when it
+    /// started), so it owns nothing: the nodes already there own the blocks.
+    joiner: bool,
     neighbours: BTreeMap<NodeId, Peer>,
     said_bye: BTreeMap<NodeId, Time>,
     faults: BTreeMap<NodeId, u32>,
     banned: BTreeSet<NodeId>,
     /// Unbanned neighbours holding each block index.
     avail: Vec<u32>,
+    /// Neighbours fetching each block index from the hub.
+    pending: Vec<u32>,
+    /// Blocks with rank ≤ 2, in boot-priority order: the only hub candidates before the
+    /// fallback reaches anyone.
+    near_owned: Vec<u32>,
+    /// Leading blocks of the plan order that are held (skipped by full hub scans).
+    hub_cursor: usize,
     /// Missing blocks with no request in flight and a holder: (tier, holders, tie-break, index).
     ready: BTreeSet<(u32, u32, u64, u32)>,
     excluded: BTreeMap<u32, Vec<NodeId>>,
@@ -478,7 +494,10 @@ pub struct Agent<P> {
     hub_backoff: Duration,
     hub_failing: bool,
     hub_dirty: bool,
-    grace_until: Time,
+    /// Something changed that may let a peer request start.
+    peers_dirty: bool,
+    /// Until when owned blocks wait for the neighbours' holdings before going to the hub.
+    grace_until: Option<Time>,
     last_progress: Time,
     stall_level: u32,
     stall_tick: Option<Time>,
@@ -486,6 +505,9 @@ pub struct Agent<P> {
     slowest_hub_fetch: Duration,
     busy_wake: Option<Time>,
     pending_have: Vec<u32>,
+    pending_fetching: Vec<u32>,
+    /// When the hub fallback widens to the next level if nothing progresses before.
+    escalate_at: Option<Time>,
     booted: bool,
     stats: AgentStats,
     out: VecDeque<Output<P>>,
@@ -502,11 +524,16 @@ impl<P: Payload> Agent<P> {
             now: Time::ZERO,
             plan: None,
             members: Vec::new(),
+            owners: Vec::new(),
+            joiner: false,
             neighbours: BTreeMap::new(),
             said_bye: BTreeMap::new(),
             faults: BTreeMap::new(),
             banned: BTreeSet::new(),
             avail: Vec::new(),
+            pending: Vec::new(),
+            near_owned: Vec::new(),
+            hub_cursor: 0,
             ready: BTreeSet::new(),
             excluded: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -518,13 +545,16 @@ impl<P: Payload> Agent<P> {
             hub_retry_at: None,
             hub_failing: false,
             hub_dirty: false,
-            grace_until: Time::ZERO,
+            peers_dirty: false,
+            grace_until: None,
             last_progress: Time::ZERO,
             stall_level: 1,
             stall_tick: None,
             slowest_hub_fetch: Duration::ZERO,
             busy_wake: None,
             pending_have: Vec::new(),
+            pending_fetching: Vec::new(),
+            escalate_at: None,
             booted: false,
             stats: AgentStats::default(),
             out: VecDeque::new(),
@@ -570,10 +600,9 @@ impl<P: Payload> Agent<P> {
         consider(self.deadlines.first().map(|(t, _)| *t));
         consider(self.hub_retry_at);
         consider(self.stall_tick);
+        consider(self.escalate_at);
         consider(self.busy_wake);
-        if self.grace_until > self.now {
-            consider(Some(self.grace_until));
-        }
+        consider(self.grace_until);
         t
     }
 
@@ -622,16 +651,23 @@ impl<P: Payload> Agent<P> {
         }
         self.ready.clear();
         self.avail.clear();
+        self.pending.clear();
+        self.near_owned.clear();
+        self.hub_cursor = 0;
         self.excluded.clear();
         for peer in self.neighbours.values_mut() {
             peer.bits = Bitfield::new();
+            peer.fetching = Bitfield::new();
         }
         let plan = Plan::new(root);
         self.plan = Some(plan);
+        self.owners = self.members.clone();
+        self.joiner = false;
         self.booted = false;
         self.slowest_hub_fetch = Duration::ZERO;
         self.pending_have.clear();
-        self.grace_until = self.now + self.cfg.hello_grace;
+        self.pending_fetching.clear();
+        self.grace_until = (!self.members.is_empty()).then(|| self.now + self.cfg.hello_grace);
         self.touch_progress();
         self.stall_tick = Some(self.now + self.cfg.stall_timeout);
         self.rank_new_blocks(0..1);
@@ -655,6 +691,8 @@ impl<P: Payload> Agent<P> {
         members.sort_unstable();
         members.dedup();
         self.members = members;
+        let members = &self.members;
+        self.owners.retain(|o| members.binary_search(o).is_ok());
         for gone in self
             .neighbours
             .keys()
@@ -674,7 +712,6 @@ impl<P: Payload> Agent<P> {
         }
         if let Err(pos) = self.members.binary_search(&id) {
             self.members.insert(pos, id);
-            self.rerank_one(id, 1);
         }
         self.ensure_neighbours();
     }
@@ -682,8 +719,8 @@ impl<P: Payload> Agent<P> {
     fn on_member_down(&mut self, id: NodeId) {
         if let Ok(pos) = self.members.binary_search(&id) {
             self.members.remove(pos);
-            self.rerank_one(id, -1);
         }
+        self.forget_owner(id);
         self.drop_neighbour(id, false);
         self.ensure_neighbours();
     }
@@ -696,6 +733,7 @@ impl<P: Payload> Agent<P> {
             Message::Hello {
                 release,
                 bits,
+                fetching,
                 reply,
             } => {
                 if !self.neighbours.contains_key(&from) {
@@ -710,6 +748,7 @@ impl<P: Payload> Agent<P> {
                 }
                 if self.plan.as_ref().map(|p| p.tag) == Some(release) {
                     self.add_bits(from, &bits);
+                    self.add_fetching(from, fetching.iter());
                 }
                 if let Some(peer) = self.neighbours.get_mut(&from) {
                     peer.greeted = true;
@@ -721,14 +760,13 @@ impl<P: Payload> Agent<P> {
                         msg: hello,
                     });
                 }
-                if self
+                let all_greeted = self
                     .neighbours
                     .values()
                     .filter(|p| p.outbound)
-                    .all(|p| p.greeted)
-                {
-                    self.grace_until = self.grace_until.min(self.now);
-                    self.hub_dirty = true;
+                    .all(|p| p.greeted);
+                if all_greeted && self.grace_until.is_some() {
+                    self.end_grace();
                 }
             }
             Message::Have { release, blocks } => {
@@ -739,13 +777,25 @@ impl<P: Payload> Agent<P> {
                     return;
                 };
                 let mut new = Vec::new();
+                let mut done = Vec::new();
                 for b in blocks {
                     if peer.bits.set(b) {
                         new.push(b);
                     }
+                    if peer.fetching.clear(b) {
+                        done.push(b);
+                    }
+                }
+                for b in done {
+                    self.pending_add(b, -1);
                 }
                 for b in new {
                     self.avail_add(b, 1);
+                }
+            }
+            Message::Fetching { release, blocks } => {
+                if self.plan.as_ref().map(|p| p.tag) == Some(release) {
+                    self.add_fetching(from, blocks.into_iter());
                 }
             }
             Message::Bye => {
@@ -932,12 +982,16 @@ impl<P: Payload> Agent<P> {
         }
         if self.busy_wake.is_some_and(|t| t <= now) {
             self.busy_wake = None;
+            self.peers_dirty = true;
         }
-        if self.grace_until <= now && self.grace_until > Time::ZERO {
-            self.hub_dirty = true;
+        if self.grace_until.is_some_and(|t| t <= now) {
+            self.end_grace();
         }
         if self.stall_tick.is_some_and(|t| t <= now) {
             self.on_stall_tick();
+        }
+        if self.escalate_at.is_some_and(|t| t <= now) {
+            self.on_escalate();
         }
         self.said_bye.retain(|_, t| *t > now);
     }
@@ -966,14 +1020,6 @@ impl<P: Payload> Agent<P> {
             _ if self.hub_failing => StallReason::HubUnavailable,
             _ => StallReason::WaitingForOwners,
         };
-        let escalate_after = self.cfg.escalate_after.max(self.slowest_hub_fetch * 4);
-        if reason == StallReason::WaitingForOwners
-            && since >= escalate_after
-            && self.stall_level < ANYONE_LEVEL
-        {
-            self.stall_level += 1;
-            self.hub_dirty = true;
-        }
         let missing = self
             .plan
             .as_ref()
@@ -985,7 +1031,7 @@ impl<P: Payload> Agent<P> {
     // ----- scheduling -----
 
     fn schedule(&mut self) {
-        self.flush_haves();
+        self.flush_announcements();
         if self.booted || self.plan.is_none() {
             return;
         }
@@ -997,9 +1043,13 @@ impl<P: Payload> Agent<P> {
     }
 
     fn schedule_peers(&mut self) {
-        if self.peer_downloads >= self.cfg.max_peer_downloads || self.ready.is_empty() {
+        if !self.peers_dirty
+            || self.peer_downloads >= self.cfg.max_peer_downloads
+            || self.ready.is_empty()
+        {
             return;
         }
+        self.peers_dirty = false;
         let candidates: Vec<u32> = self.ready.iter().take(SCAN_LIMIT).map(|k| k.3).collect();
         for idx in candidates {
             if self.peer_downloads >= self.cfg.max_peer_downloads {
@@ -1015,34 +1065,78 @@ impl<P: Payload> Agent<P> {
         if !self.hub_dirty || self.cfg.hub == HubMode::Off || self.hub_retry_at.is_some() {
             return;
         }
-        if self.cfg.hub == HubMode::Fallback && self.now < self.grace_until {
+        if self.cfg.hub == HubMode::Fallback && self.grace_until.is_some() {
             return;
         }
         self.hub_dirty = false;
+        let room = self.cfg.hub_concurrency.saturating_sub(self.hub_downloads);
         let Some(plan) = self.plan.as_ref() else {
             return;
         };
-        let only = self.cfg.hub == HubMode::Only;
+        if room == 0 {
+            return;
+        }
         let level = self.stall_level;
         let mut picks = Vec::new();
-        let room = self.cfg.hub_concurrency.saturating_sub(self.hub_downloads);
-        for &idx in &plan.order {
-            if picks.len() >= room {
-                break;
+        if self.cfg.hub == HubMode::Only || level >= ANYONE_LEVEL {
+            while plan
+                .order
+                .get(self.hub_cursor)
+                .is_some_and(|&i| plan.blocks[i as usize].state == State::Held)
+            {
+                self.hub_cursor += 1;
             }
-            let b = &plan.blocks[idx as usize];
-            if b.state != State::Missing || b.inflight > 0 {
-                continue;
+            for &idx in &plan.order[self.hub_cursor.min(plan.order.len())..] {
+                if picks.len() >= room {
+                    break;
+                }
+                let b = &plan.blocks[idx as usize];
+                if b.state == State::Missing && b.inflight == 0 {
+                    picks.push(idx);
+                }
             }
-            let no_holder = self.avail.get(idx as usize).copied().unwrap_or(0) == 0;
-            let eligible = only || (level >= ANYONE_LEVEL) || (no_holder && b.rank <= level);
-            if eligible {
-                picks.push(idx);
+        } else {
+            for &idx in &self.near_owned {
+                if picks.len() >= room {
+                    break;
+                }
+                let b = &plan.blocks[idx as usize];
+                let i = idx as usize;
+                let no_holder = self.avail.get(i).copied().unwrap_or(0) == 0;
+                let nobody_fetching = self.pending.get(i).copied().unwrap_or(0) == 0;
+                if no_holder
+                    && b.rank <= level
+                    && (level > 1 || nobody_fetching)
+                    && b.state == State::Missing
+                    && b.inflight == 0
+                {
+                    picks.push(idx);
+                }
             }
         }
         for idx in picks {
             self.start_fetch(idx, Source::Hub);
         }
+    }
+
+    /// Recomputes which blocks this node may fetch from the hub before the last fallback
+    /// level, after ranks changed.
+    fn rebuild_near_owned(&mut self) {
+        let Some(plan) = self.plan.as_ref() else {
+            return;
+        };
+        if self.joiner {
+            self.near_owned.clear();
+            self.hub_dirty = true;
+            return;
+        }
+        self.near_owned = plan
+            .order
+            .iter()
+            .copied()
+            .filter(|&i| plan.blocks[i as usize].rank < ANYONE_LEVEL)
+            .collect();
+        self.hub_dirty = true;
     }
 
     /// Duplicates requests for the last blocks (and for manifests, which block everything
@@ -1115,7 +1209,12 @@ impl<P: Payload> Agent<P> {
             plan.blocks[idx as usize].inflight += 1;
         }
         match source {
-            Source::Hub => self.hub_downloads += 1,
+            Source::Hub => {
+                self.hub_downloads += 1;
+                if self.cfg.hub == HubMode::Fallback {
+                    self.pending_fetching.push(idx);
+                }
+            }
             Source::Peer(p) => {
                 self.peer_downloads += 1;
                 if let Some(peer) = self.neighbours.get_mut(&p) {
@@ -1153,6 +1252,7 @@ impl<P: Payload> Agent<P> {
             }
             Source::Peer(p) => {
                 self.peer_downloads -= 1;
+                self.peers_dirty = true;
                 if let Some(peer) = self.neighbours.get_mut(&p) {
                     peer.inflight = peer.inflight.saturating_sub(1);
                 }
@@ -1175,29 +1275,41 @@ impl<P: Payload> Agent<P> {
         }
     }
 
-    fn flush_haves(&mut self) {
-        if self.pending_have.is_empty() {
+    /// Sends the blocks verified (`Have`) and the hub fetches started (`Fetching`) during
+    /// this `handle` call, one message of each kind per neighbour that lacks them.
+    fn flush_announcements(&mut self) {
+        if self.pending_have.is_empty() && self.pending_fetching.is_empty() {
             return;
         }
         let Some(tag) = self.plan.as_ref().map(|p| p.tag) else {
             self.pending_have.clear();
+            self.pending_fetching.clear();
             return;
         };
-        let blocks = std::mem::take(&mut self.pending_have);
+        let have = std::mem::take(&mut self.pending_have);
+        let fetching = std::mem::take(&mut self.pending_fetching);
         for (&id, peer) in &self.neighbours {
-            let news: Vec<u32> = blocks
-                .iter()
-                .copied()
-                .filter(|b| !peer.bits.get(*b))
-                .collect();
-            for part in news.chunks(MAX_HAVE_BLOCKS) {
-                self.out.push_back(Output::Send {
-                    to: id,
-                    msg: Message::Have {
-                        release: tag,
-                        blocks: part.to_vec(),
-                    },
-                });
+            for (blocks, is_have) in [(&have, true), (&fetching, false)] {
+                let news: Vec<u32> = blocks
+                    .iter()
+                    .copied()
+                    .filter(|b| !peer.bits.get(*b))
+                    .collect();
+                for part in news.chunks(MAX_HAVE_BLOCKS) {
+                    let blocks = part.to_vec();
+                    let msg = if is_have {
+                        Message::Have {
+                            release: tag,
+                            blocks,
+                        }
+                    } else {
+                        Message::Fetching {
+                            release: tag,
+                            blocks,
+                        }
+                    };
+                    self.out.push_back(Output::Send { to: id, msg });
+                }
             }
         }
     }
@@ -1273,8 +1385,8 @@ impl<P: Payload> Agent<P> {
         }
         if let Ok(pos) = self.members.binary_search(&peer) {
             self.members.remove(pos);
-            self.rerank_one(peer, -1);
         }
+        self.forget_owner(peer);
         self.drop_neighbour(peer, true);
         self.out
             .push_back(Output::Event(Event::PeerBanned { peer }));
@@ -1301,21 +1413,69 @@ impl<P: Payload> Agent<P> {
         self.hub_backoff = (self.hub_backoff * 2).min(self.cfg.hub_backoff_max);
     }
 
+    /// The neighbours have answered (or had their time): if they already hold blocks of the
+    /// release, this node joined a swarm under way and leaves hub fetching to the owners.
+    fn end_grace(&mut self) {
+        self.grace_until = None;
+        self.hub_dirty = true;
+        if self.neighbours.values().any(|p| p.bits.count() > 0) {
+            self.joiner = true;
+            self.rebuild_near_owned();
+        }
+    }
+
     fn touch_progress(&mut self) {
         self.last_progress = self.now;
         self.stall_level = 1;
+        self.escalate_at = Some(self.now + self.escalate_after());
+    }
+
+    /// How long without progress before the next-ranked owners step in: the configured time,
+    /// stretched to 4 × this boot's slowest hub fetch.
+    fn escalate_after(&self) -> Duration {
+        self.cfg.escalate_after.max(self.slowest_hub_fetch * 4)
+    }
+
+    /// Widens the hub fallback one level: rank 2 after `escalate_after` without progress,
+    /// anyone after twice that plus a per-node random offset (so a stalled farm does not
+    /// rush the hub at one instant). Never while the hub is failing.
+    fn on_escalate(&mut self) {
+        let e = self.escalate_after();
+        if self.booted || self.plan.is_none() || self.cfg.hub != HubMode::Fallback {
+            self.escalate_at = None;
+            return;
+        }
+        if self.hub_failing {
+            self.escalate_at = Some(self.now + e);
+            return;
+        }
+        self.stall_level = (self.stall_level + 1).min(ANYONE_LEVEL);
+        self.hub_dirty = true;
+        self.escalate_at = (self.stall_level < ANYONE_LEVEL).then(|| {
+            let nanos = u64::try_from(e.as_nanos()).unwrap_or(u64::MAX).max(1);
+            let offset = Duration::from_nanos(mix64(self.cfg.seed ^ self.me_score_seed) % nanos);
+            self.last_progress + e * 2 + offset
+        });
     }
 
     fn hello(&self, reply: bool) -> Message {
+        let mut fetching = Bitfield::new();
+        for r in self.requests.values() {
+            if r.source == Source::Hub {
+                fetching.set(r.idx);
+            }
+        }
         match &self.plan {
             Some(p) => Message::Hello {
                 release: p.tag,
                 bits: p.held.clone(),
+                fetching,
                 reply,
             },
             None => Message::Hello {
                 release: 0,
                 bits: Bitfield::new(),
+                fetching: Bitfield::new(),
                 reply,
             },
         }
@@ -1357,6 +1517,9 @@ impl<P: Payload> Agent<P> {
         for b in peer.bits.iter() {
             self.avail_add(b, -1);
         }
+        for b in peer.fetching.iter() {
+            self.pending_add(b, -1);
+        }
         let stuck: Vec<RequestId> = self
             .requests
             .iter()
@@ -1377,6 +1540,32 @@ impl<P: Payload> Agent<P> {
         let added: Vec<u32> = bits.iter().filter(|b| peer.bits.set(*b)).collect();
         for b in added {
             self.avail_add(b, 1);
+        }
+    }
+
+    fn add_fetching(&mut self, id: NodeId, blocks: impl Iterator<Item = u32>) {
+        let Some(peer) = self.neighbours.get_mut(&id) else {
+            return;
+        };
+        let added: Vec<u32> = blocks
+            .filter(|b| !peer.bits.get(*b) && peer.fetching.set(*b))
+            .collect();
+        for b in added {
+            self.pending_add(b, 1);
+        }
+    }
+
+    fn pending_add(&mut self, idx: u32, delta: i32) {
+        if idx >= MAX_BLOCKS {
+            return;
+        }
+        let i = idx as usize;
+        if self.pending.len() <= i {
+            self.pending.resize(i + 1, 0);
+        }
+        self.pending[i] = self.pending[i].saturating_add_signed(delta);
+        if self.pending[i] == 0 {
+            self.hub_dirty = true;
         }
     }
 
@@ -1429,6 +1618,7 @@ impl<P: Payload> Agent<P> {
     fn ready_insert(&mut self, idx: u32) {
         if let Some(k) = self.ready_key(idx) {
             self.ready.insert(k);
+            self.peers_dirty = true;
         }
     }
 
@@ -1459,9 +1649,9 @@ impl<P: Payload> Agent<P> {
         };
         for idx in range {
             let b = &mut plan.blocks[idx as usize];
-            b.rank = Self::rank_of(&self.members, me, b.key);
+            b.rank = Self::rank_of(&self.owners, me, b.key);
         }
-        self.hub_dirty = true;
+        self.rebuild_near_owned();
     }
 
     fn rerank_all(&mut self) {
@@ -1469,9 +1659,18 @@ impl<P: Payload> Agent<P> {
         self.rank_new_blocks(0..n);
     }
 
-    /// Updates ranks after `member` joined (`delta` 1) or left (`delta` -1; already removed
-    /// from `members`).
-    fn rerank_one(&mut self, member: NodeId, delta: i32) {
+    /// Removes a departed or banned node from the owners and moves its blocks to the next
+    /// ranked.
+    fn forget_owner(&mut self, id: NodeId) {
+        if let Ok(pos) = self.owners.binary_search(&id) {
+            self.owners.remove(pos);
+            self.rerank_one(id);
+        }
+    }
+
+    /// Updates ranks after `member` left the owners: blocks it outranked this node on move
+    /// one rank up.
+    fn rerank_one(&mut self, member: NodeId) {
         let me = self.cfg.id;
         let Some(plan) = self.plan.as_mut() else {
             return;
@@ -1480,13 +1679,13 @@ impl<P: Payload> Agent<P> {
             if Self::score(member, b.key) <= Self::score(me, b.key) {
                 continue;
             }
-            b.rank = match delta {
-                1 => (b.rank + 1).min(RANK_CAP),
-                _ if b.rank == RANK_CAP => Self::rank_of(&self.members, me, b.key),
-                _ => b.rank.saturating_sub(1).max(1),
+            b.rank = if b.rank == RANK_CAP {
+                Self::rank_of(&self.owners, me, b.key)
+            } else {
+                b.rank.saturating_sub(1).max(1)
             };
         }
-        self.hub_dirty = true;
+        self.rebuild_near_owned();
     }
 }
 
@@ -1495,6 +1694,7 @@ impl Peer {
         Peer {
             outbound,
             bits: Bitfield::new(),
+            fetching: Bitfield::new(),
             inflight: 0,
             busy_until: Time::ZERO,
             greeted: false,

@@ -67,6 +67,20 @@ impl Bitfield {
         })
     }
 
+    /// The length of [`to_bytes`](Self::to_bytes)'s output, without allocating.
+    pub fn encoded_len(&self) -> usize {
+        let words = self
+            .words
+            .iter()
+            .rposition(|w| *w != 0)
+            .map_or(0, |i| i + 1);
+        if words == 0 {
+            return 0;
+        }
+        let last = self.words[words - 1];
+        (words - 1) * 8 + (8 - last.leading_zeros() as usize / 8)
+    }
+
     /// The bits as little-endian bytes, without trailing zero bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out: Vec<u8> = self.words.iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -116,6 +130,14 @@ mod tests {
         assert!(b.clear(200));
         assert!(!b.clear(200));
         assert_eq!(b.to_bytes(), vec![8]);
+        assert_eq!(b.encoded_len(), 1);
+        for i in [0u32, 7, 8, 63, 64, 200, 1000] {
+            let mut c = Bitfield::new();
+            c.set(i);
+            assert_eq!(c.encoded_len(), c.to_bytes().len(), "bit {i}");
+            c.clear(i);
+            assert_eq!(c.encoded_len(), 0);
+        }
     }
 
     #[test]

@@ -5,11 +5,12 @@ use super::bitfield::{Bitfield, MAX_BLOCKS};
 /// The most block indices one `Have` may carry.
 pub const MAX_HAVE_BLOCKS: usize = 4096;
 /// The largest encoded message.
-pub const MAX_MESSAGE_SIZE: usize = 1 + 8 + 1 + 4 + (MAX_BLOCKS / 8) as usize;
+pub const MAX_MESSAGE_SIZE: usize = 1 + 8 + 1 + 2 * (4 + (MAX_BLOCKS / 8) as usize);
 
 const TAG_HELLO: u8 = 1;
 const TAG_HAVE: u8 = 2;
 const TAG_BYE: u8 = 3;
+const TAG_FETCHING: u8 = 4;
 
 /// A control message. Block indices refer to the release plan both sides derive from the
 /// release's manifests; `release` is the [`release_tag`](super::release_tag) of that release.
@@ -21,11 +22,21 @@ pub enum Message {
         release: u64,
         /// The blocks the sender holds.
         bits: Bitfield,
+        /// The blocks the sender is fetching from the hub right now.
+        fetching: Bitfield,
         /// Whether the receiver should answer with its own `Hello`.
         reply: bool,
     },
     /// The sender has just verified these blocks.
     Have {
+        /// The release the indices refer to.
+        release: u64,
+        /// Block indices.
+        blocks: Vec<u32>,
+    },
+    /// The sender has started fetching these blocks from the hub (it owns them), so nobody
+    /// else needs to.
+    Fetching {
         /// The release the indices refer to.
         release: u64,
         /// Block indices.
@@ -65,17 +76,25 @@ impl Message {
             Message::Hello {
                 release,
                 bits,
+                fetching,
                 reply,
             } => {
-                let bytes = bits.to_bytes();
                 out.push(TAG_HELLO);
                 out.extend_from_slice(&release.to_le_bytes());
                 out.push(u8::from(*reply));
-                out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-                out.extend_from_slice(&bytes);
+                for field in [bits, fetching] {
+                    let bytes = field.to_bytes();
+                    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                    out.extend_from_slice(&bytes);
+                }
             }
-            Message::Have { release, blocks } => {
-                out.push(TAG_HAVE);
+            Message::Have { release, blocks } | Message::Fetching { release, blocks } => {
+                let tag = if matches!(self, Message::Have { .. }) {
+                    TAG_HAVE
+                } else {
+                    TAG_FETCHING
+                };
+                out.push(tag);
                 out.extend_from_slice(&release.to_le_bytes());
                 let n = blocks.len().min(MAX_HAVE_BLOCKS);
                 out.extend_from_slice(&(n as u16).to_le_bytes());
@@ -91,8 +110,12 @@ impl Message {
     /// The length of [`encode`](Self::encode)'s output, without allocating.
     pub fn encoded_len(&self) -> usize {
         match self {
-            Message::Hello { bits, .. } => 1 + 8 + 1 + 4 + bits.to_bytes().len(),
-            Message::Have { blocks, .. } => 1 + 8 + 2 + 4 * blocks.len().min(MAX_HAVE_BLOCKS),
+            Message::Hello { bits, fetching, .. } => {
+                1 + 8 + 1 + 4 + bits.encoded_len() + 4 + fetching.encoded_len()
+            }
+            Message::Have { blocks, .. } | Message::Fetching { blocks, .. } => {
+                1 + 8 + 2 + 4 * blocks.len().min(MAX_HAVE_BLOCKS)
+            }
             Message::Bye => 1,
         }
     }
@@ -111,19 +134,16 @@ impl Message {
                     1 => true,
                     _ => return Err(MessageError::OutOfRange("reply")),
                 };
-                let len = r.u32()? as usize;
-                if len > (MAX_BLOCKS / 8) as usize {
-                    return Err(MessageError::OutOfRange("bitfield length"));
-                }
-                let bits = Bitfield::from_bytes(r.take(len)?)
-                    .ok_or(MessageError::OutOfRange("bitfield length"))?;
+                let bits = r.bitfield()?;
+                let fetching = r.bitfield()?;
                 Message::Hello {
                     release,
                     bits,
+                    fetching,
                     reply,
                 }
             }
-            TAG_HAVE => {
+            tag @ (TAG_HAVE | TAG_FETCHING) => {
                 let release = r.u64()?;
                 let n = usize::from(r.u16()?);
                 if n > MAX_HAVE_BLOCKS {
@@ -137,7 +157,11 @@ impl Message {
                     }
                     blocks.push(b);
                 }
-                Message::Have { release, blocks }
+                if tag == TAG_HAVE {
+                    Message::Have { release, blocks }
+                } else {
+                    Message::Fetching { release, blocks }
+                }
             }
             TAG_BYE => Message::Bye,
             tag => return Err(MessageError::UnknownTag(tag)),
@@ -159,6 +183,14 @@ impl<'a> Reader<'a> {
         let (head, tail) = self.0.split_at(n);
         self.0 = tail;
         Ok(head)
+    }
+
+    fn bitfield(&mut self) -> Result<Bitfield, MessageError> {
+        let len = self.u32()? as usize;
+        if len > (MAX_BLOCKS / 8) as usize {
+            return Err(MessageError::OutOfRange("bitfield length"));
+        }
+        Bitfield::from_bytes(self.take(len)?).ok_or(MessageError::OutOfRange("bitfield length"))
     }
 
     fn u8(&mut self) -> Result<u8, MessageError> {
@@ -191,11 +223,24 @@ mod tests {
         let mut bits = Bitfield::new();
         bits.set(0);
         bits.set(77);
+        let mut fetching = Bitfield::new();
+        fetching.set(3);
         vec![
             Message::Hello {
                 release: 42,
                 bits,
+                fetching,
                 reply: true,
+            },
+            Message::Hello {
+                release: 0,
+                bits: Bitfield::new(),
+                fetching: Bitfield::new(),
+                reply: false,
+            },
+            Message::Fetching {
+                release: 42,
+                blocks: vec![5],
             },
             Message::Have {
                 release: 42,

@@ -378,6 +378,34 @@ fn each_block_crosses_the_hub_once_in_a_cohort() {
 }
 
 #[test]
+fn a_late_joiner_takes_no_ownership_and_fetches_nothing_from_the_hub() {
+    let rel = release(4, 10);
+    let total = rel.blocks.len();
+    let mut net = Net::new(rel, 5, |_| AgentConfig {
+        hub_concurrency: 1,
+        ..AgentConfig::default()
+    });
+    net.hub_ms = 50;
+    net.members(&[0, 1, 2, 3]);
+    for i in 0..4 {
+        net.boot(i);
+    }
+    // Node 4 powers on while the others are still fetching from the hub.
+    net.run_until(300);
+    assert!(!net.booted(0));
+    let ids: Vec<NodeId> = (0..5).map(NodeId).collect();
+    for i in 0..4 {
+        net.at(net.now, Ev::Input(i, Input::MemberUp(NodeId(4))));
+    }
+    net.at(net.now, Ev::Input(4, Input::Members(ids)));
+    net.boot(4);
+    net.run_until(30_000);
+    assert!((0..5).all(|i| net.booted(i)));
+    assert_eq!(net.hub_fetches.len(), total, "no block twice from the hub");
+    assert!(net.hub_fetches.iter().all(|(n, _, _)| *n != 4));
+}
+
+#[test]
 fn have_goes_only_to_a_bounded_neighbour_set() {
     let rel = release(2, 6);
     let n = 40;
