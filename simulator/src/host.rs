@@ -1,0 +1,1146 @@
+//! The world: drives one real [`Agent`] per node over the simulated network.
+//!
+//! Control messages get latency plus serialisation on the sender's NIC (FIFO per sender, so
+//! per-link order is kept). Blocks move on connection flows ([`FlowNet`]); a block request is
+//! a control message to the server, whose agent answers `Serve` (the chunk joins the
+//! connection's FIFO) or `Refuse`. Faults act on hosts, connections and the hub.
+
+use crate::faults::Roles;
+use crate::flow::{Cancelled, Chunk, FlowNet};
+use crate::queue::EventQueue;
+use crate::release::{SimPayload, SimRelease};
+use crate::rng::{Rng, mix, purpose};
+use crate::scenario::{EventKind, FaultKind, Scenario};
+use crate::time::{SimTime, transfer_nanos};
+use crate::topology::{HUB, Topology};
+use crate::trace::{Kind, Trace};
+use bootswarm_protocol::agent::{
+    Agent, AgentConfig, Event, FetchError, HubMode, Input, Message, NodeId, Output, RequestId,
+    ServeId, Source, Time,
+};
+use bootswarm_protocol::block::Cid;
+use std::collections::BTreeMap;
+
+/// Bytes charged for a block request (CID, ids, framing).
+pub const REQUEST_BYTES: u64 = 64;
+/// Bytes charged for a refusal or a cancellation.
+pub const SMALL_BYTES: u64 = 16;
+/// Framing bytes added to each control message.
+pub const FRAME_BYTES: u64 = 8;
+/// Events at one instant after which the run is declared a livelock.
+const LIVELOCK: u64 = 5_000_000;
+
+#[derive(Debug)]
+enum Ev {
+    Wake {
+        node: u32,
+        generation: u32,
+    },
+    Msg {
+        from: u32,
+        to: u32,
+        epoch: u32,
+        msg: Message,
+    },
+    ReqArrive {
+        h: u32,
+        g: u32,
+    },
+    Reply {
+        h: u32,
+        g: u32,
+        error: FetchError,
+    },
+    Deliver {
+        h: u32,
+        g: u32,
+    },
+    CancelArrive {
+        h: u32,
+        g: u32,
+    },
+    ServeDone {
+        node: u32,
+        epoch: u32,
+        id: ServeId,
+    },
+    Milestone {
+        flow: u32,
+        generation: u32,
+    },
+    Start {
+        batch: usize,
+    },
+    FaultStart {
+        idx: usize,
+    },
+    FaultEnd {
+        idx: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    ToServer,
+    AtServer,
+    OnFlow,
+    Returning,
+    Lost,
+}
+
+#[derive(Debug, Clone)]
+struct Req {
+    g: u32,
+    live: bool,
+    requester: u32,
+    rid: RequestId,
+    src: u32,
+    block: u32,
+    ep_req: u32,
+    ep_srv: u32,
+    stage: Stage,
+    cancelled: bool,
+    corrupt: bool,
+}
+
+#[derive(Debug)]
+struct Host {
+    agent: Option<Agent<SimPayload>>,
+    alive: bool,
+    epoch: u32,
+    incarnation: u64,
+    started: Option<EventKind>,
+    held: Vec<u64>,
+    timer: Option<u64>,
+    timer_gen: u32,
+    reqs: BTreeMap<u64, (u32, u32)>,
+    ctl_busy: u64,
+    loss_rng: Rng,
+    group: u32,
+    corrupt: bool,
+    loss: f64,
+}
+
+/// Per-run results of the world.
+#[derive(Debug, Clone, Default)]
+pub struct WorldStats {
+    /// First `Booted` time per node (ns).
+    pub booted_at: Vec<Option<u64>>,
+    /// First `Stalled` time per node (ns).
+    pub first_stall: Vec<Option<u64>>,
+    /// Stall reasons and how often each was reported.
+    pub stall_reasons: BTreeMap<String, u64>,
+    /// `Failed` events and their messages.
+    pub failures: BTreeMap<String, u64>,
+    /// Bytes the hub sent.
+    pub hub_egress: u64,
+    /// Bytes the hub sent to nodes that serve corrupt data (banned nodes fall back to the hub).
+    pub hub_egress_to_corrupt: u64,
+    /// Bytes moved on flows (peers and hub).
+    pub data_bytes: u64,
+    /// Control bytes (messages, requests, refusals, cancellations).
+    pub control_bytes: u64,
+    /// Corrupt blocks the agents stored.
+    pub corrupt_accepted: u64,
+    /// Blocks the agents rejected.
+    pub corrupt_rejected: u64,
+    /// Nodes banned by at least one other node.
+    pub banned: Vec<bool>,
+    /// Nodes penalised by at least one other node.
+    pub penalised: Vec<bool>,
+    /// Ban events.
+    pub ban_events: u64,
+    /// `(time, cumulative hub bytes)` at every hub chunk completion.
+    pub hub_samples: Vec<(u64, u64)>,
+    /// Trace hash.
+    pub trace_hash: String,
+    /// Events dispatched.
+    pub events: u64,
+    /// Flow re-solves.
+    pub solves: u64,
+    /// Simulated end time (ns).
+    pub end: u64,
+    /// Why the run stopped early, if it did not finish.
+    pub aborted: Option<String>,
+}
+
+/// One simulation run of a scenario in one hub mode.
+#[derive(Debug)]
+pub struct World<'a> {
+    sc: &'a Scenario,
+    rel: &'a SimRelease,
+    roles: &'a Roles,
+    mode: HubMode,
+    seed: u64,
+    net: FlowNet,
+    q: EventQueue<Ev>,
+    now: u64,
+    hosts: Vec<Host>,
+    reqs: Vec<Req>,
+    free: Vec<u32>,
+    hub_up: bool,
+    batches: Vec<Vec<(u32, EventKind)>>,
+    last_solve: Option<u64>,
+    flow_out: Vec<(u32, u32, SimTime)>,
+    trace: Trace,
+    stats: WorldStats,
+    pending_boots: usize,
+    pending_starts: usize,
+}
+
+fn sid(h: u32, g: u32) -> ServeId {
+    ServeId((g as u64) << 32 | h as u64)
+}
+
+impl<'a> World<'a> {
+    /// A world for `sc` with `roles` resolved for `seed`.
+    pub fn new(
+        sc: &'a Scenario,
+        rel: &'a SimRelease,
+        roles: &'a Roles,
+        seed: u64,
+        mode: HubMode,
+    ) -> World<'a> {
+        let mut topo = Topology::new(sc.nodes, sc.nic_up, sc.racks, sc.rack_uplink, sc.hub_link);
+        for n in 0..sc.nodes {
+            let r = topo.down(n) as usize;
+            topo.caps[r] = sc.nic_down;
+        }
+        topo.lan_latency = sc.lan_latency;
+        topo.rack_latency = sc.rack_latency;
+        topo.hub_latency = sc.hub_latency;
+        let n = sc.nodes as usize;
+        let words = rel.blocks.len().div_ceil(64);
+        let hosts = (0..sc.nodes)
+            .map(|i| Host {
+                agent: None,
+                alive: false,
+                epoch: 0,
+                incarnation: 0,
+                started: None,
+                held: vec![0; words],
+                timer: None,
+                timer_gen: 0,
+                reqs: BTreeMap::new(),
+                ctl_busy: 0,
+                loss_rng: Rng::stream(seed, i as u64, purpose::LOSS),
+                group: 0,
+                corrupt: false,
+                loss: 0.0,
+            })
+            .collect();
+        let mut q = EventQueue::new();
+        let mut batches: Vec<Vec<(u32, EventKind)>> = Vec::new();
+        let mut last: Option<u64> = None;
+        for &(node, at, kind) in &roles.starts {
+            if last != Some(at) {
+                batches.push(Vec::new());
+                q.push(
+                    SimTime(at),
+                    Ev::Start {
+                        batch: batches.len() - 1,
+                    },
+                );
+                last = Some(at);
+            }
+            if let Some(b) = batches.last_mut() {
+                b.push((node, kind));
+            }
+        }
+        for (idx, f) in sc.faults.iter().enumerate() {
+            q.push(SimTime(f.at), Ev::FaultStart { idx });
+            if let Some(u) = f.until {
+                q.push(SimTime(u), Ev::FaultEnd { idx });
+            }
+        }
+        let stats = WorldStats {
+            booted_at: vec![None; n],
+            first_stall: vec![None; n],
+            banned: vec![false; n],
+            penalised: vec![false; n],
+            ..WorldStats::default()
+        };
+        World {
+            sc,
+            rel,
+            roles,
+            mode,
+            seed,
+            net: FlowNet::new(topo),
+            q,
+            now: 0,
+            hosts,
+            reqs: Vec::new(),
+            free: Vec::new(),
+            hub_up: true,
+            pending_starts: roles.starts.len(),
+            batches,
+            last_solve: None,
+            flow_out: Vec::new(),
+            trace: Trace::new(),
+            stats,
+            pending_boots: roles.booting.iter().filter(|b| **b).count(),
+        }
+    }
+
+    /// Runs until every honest booting node has booted, nothing is left to happen, or `horizon`.
+    pub fn run(mut self, horizon: u64) -> WorldStats {
+        let quantum = self.sc.solve_quantum;
+        let mut same_instant = 0u64;
+        loop {
+            if self.pending_boots == 0 && self.pending_starts == 0 {
+                break;
+            }
+            let next = self.q.peek_time().map(|t| t.0);
+            if self.net.is_dirty() {
+                let at = self
+                    .last_solve
+                    .map_or(self.now, |l| (l + quantum).max(self.now));
+                if next.is_none_or(|t| t > at) {
+                    if at > horizon {
+                        break;
+                    }
+                    self.now = at;
+                    self.solve();
+                    continue;
+                }
+            }
+            let Some((t, ev)) = self.q.pop() else { break };
+            if t.0 > horizon {
+                break;
+            }
+            if t.0 == self.now {
+                same_instant += 1;
+                if same_instant > LIVELOCK {
+                    self.stats.aborted = Some(format!(
+                        "more than {LIVELOCK} events at {} without time advancing (a livelock)",
+                        SimTime(self.now)
+                    ));
+                    break;
+                }
+            } else {
+                same_instant = 0;
+            }
+            self.now = t.0;
+            self.dispatch(ev);
+        }
+        self.stats.trace_hash = self.trace.hex();
+        self.stats.events = self.trace.events();
+        self.stats.solves = self.net.solves;
+        self.stats.end = self.now;
+        self.stats
+    }
+
+    fn solve(&mut self) {
+        self.last_solve = Some(self.now);
+        let mut out = std::mem::take(&mut self.flow_out);
+        out.clear();
+        self.net.solve(SimTime(self.now), &mut out);
+        self.trace
+            .record(self.now, u32::MAX, Kind::Solve, out.len() as u64);
+        for &(flow, generation, at) in &out {
+            self.q.push(at, Ev::Milestone { flow, generation });
+        }
+        self.flow_out = out;
+    }
+
+    fn at(&mut self, delay: u64, ev: Ev) {
+        self.q.push(SimTime(self.now.saturating_add(delay)), ev);
+    }
+
+    fn holds(&self, n: u32, b: u32) -> bool {
+        self.hosts[n as usize].held[b as usize / 64] >> (b % 64) & 1 == 1
+    }
+
+    fn hold(&mut self, n: u32, b: u32) {
+        self.hosts[n as usize].held[b as usize / 64] |= 1 << (b % 64);
+    }
+
+    fn reachable(&self, a: u32, b: u32) -> bool {
+        let (ha, hb) = (&self.hosts[a as usize], &self.hosts[b as usize]);
+        hb.alive && ha.group == hb.group
+    }
+
+    // ----- requests -----
+
+    fn new_req(&mut self, r: Req) -> (u32, u32) {
+        match self.free.pop() {
+            Some(h) => {
+                let g = self.reqs[h as usize].g.wrapping_add(1);
+                self.reqs[h as usize] = Req { g, live: true, ..r };
+                (h, g)
+            }
+            None => {
+                self.reqs.push(Req {
+                    g: 0,
+                    live: true,
+                    ..r
+                });
+                ((self.reqs.len() - 1) as u32, 0)
+            }
+        }
+    }
+
+    fn req(&self, h: u32, g: u32) -> Option<&Req> {
+        self.reqs.get(h as usize).filter(|r| r.live && r.g == g)
+    }
+
+    fn free_req(&mut self, h: u32) {
+        let r = &mut self.reqs[h as usize];
+        if r.live {
+            r.live = false;
+            let (n, rid, ep) = (r.requester, r.rid, r.ep_req);
+            let host = &mut self.hosts[n as usize];
+            if host.epoch == ep && host.reqs.get(&rid.0) == Some(&(h, self.reqs[h as usize].g)) {
+                host.reqs.remove(&rid.0);
+            }
+            self.free.push(h);
+        }
+    }
+
+    /// The requester is still the incarnation that asked and still wants the answer.
+    fn requester_wants(&self, r: &Req) -> bool {
+        let host = &self.hosts[r.requester as usize];
+        host.alive && host.epoch == r.ep_req && !r.cancelled
+    }
+
+    fn ctl_delay(&mut self, from: u32, to: u32, bytes: u64) -> u64 {
+        let up = self.net.cap(self.net.topology().up(from));
+        let host = &mut self.hosts[from as usize];
+        let depart = host.ctl_busy.max(self.now) + transfer_nanos(bytes, up);
+        host.ctl_busy = depart;
+        self.stats.control_bytes += bytes;
+        depart - self.now + self.net.topology().latency(from, to)
+    }
+
+    fn lost(&mut self, from: u32, to: u32) -> bool {
+        let p = self.hosts[from as usize]
+            .loss
+            .max(self.hosts[to as usize].loss);
+        p > 0.0 && self.hosts[from as usize].loss_rng.chance(p)
+    }
+
+    // ----- dispatch -----
+
+    fn dispatch(&mut self, ev: Ev) {
+        match ev {
+            Ev::Wake { node, generation } => {
+                let host = &self.hosts[node as usize];
+                if host.alive && host.timer_gen == generation {
+                    self.trace
+                        .record(self.now, node, Kind::Wake, generation as u64);
+                    self.hosts[node as usize].timer = None;
+                    self.input(node, Input::Timeout);
+                }
+            }
+            Ev::Msg {
+                from,
+                to,
+                epoch,
+                msg,
+            } => {
+                if self.hosts[to as usize].epoch == epoch && self.reachable(from, to) {
+                    self.trace.record(
+                        self.now,
+                        to,
+                        Kind::Message,
+                        (from as u64) << 32 | msg.encoded_len() as u64,
+                    );
+                    self.input(
+                        to,
+                        Input::Message {
+                            from: NodeId(from as u64),
+                            msg,
+                        },
+                    );
+                }
+            }
+            Ev::ReqArrive { h, g } => self.req_arrive(h, g),
+            Ev::Reply { h, g, error } => {
+                let Some(r) = self.req(h, g).cloned() else {
+                    return;
+                };
+                self.free_req(h);
+                if self.requester_wants(&r) {
+                    self.trace
+                        .record(self.now, r.requester, Kind::Failed, r.block as u64);
+                    self.input(r.requester, Input::FetchFailed { req: r.rid, error });
+                }
+            }
+            Ev::Deliver { h, g } => {
+                let Some(r) = self.req(h, g).cloned() else {
+                    return;
+                };
+                self.free_req(h);
+                if self.requester_wants(&r) {
+                    self.trace.record(
+                        self.now,
+                        r.requester,
+                        Kind::Block,
+                        r.block as u64 | (r.corrupt as u64) << 40,
+                    );
+                    let payload = self.rel.blocks[r.block as usize].payload(r.corrupt);
+                    self.input(
+                        r.requester,
+                        Input::Block {
+                            req: r.rid,
+                            payload,
+                        },
+                    );
+                }
+            }
+            Ev::CancelArrive { h, g } => {
+                let Some(r) = self.req(h, g).cloned() else {
+                    return;
+                };
+                if r.stage != Stage::OnFlow {
+                    return;
+                }
+                let tag = (g as u64) << 32 | h as u64;
+                match self.net.cancel(SimTime(self.now), r.src, r.requester, tag) {
+                    Cancelled::No => return,
+                    Cancelled::Queued => {}
+                    Cancelled::Head { sent, flow, next } => {
+                        self.count_data(r.src, r.requester, sent);
+                        if let Some((generation, at)) = next {
+                            self.q.push(at, Ev::Milestone { flow, generation });
+                        }
+                    }
+                }
+                self.trace
+                    .record(self.now, r.src, Kind::Cancel, r.block as u64);
+                self.free_req(h);
+                if r.src != HUB {
+                    self.serve_done(r.src, r.ep_srv, sid(h, g));
+                }
+            }
+            Ev::ServeDone { node, epoch, id } => {
+                if self.hosts[node as usize].epoch == epoch && self.hosts[node as usize].alive {
+                    self.trace.record(self.now, node, Kind::ServeDone, id.0);
+                    self.input(node, Input::ServeDone { id });
+                }
+            }
+            Ev::Milestone { flow, generation } => {
+                let Some(done) = self.net.milestone(SimTime(self.now), flow, generation) else {
+                    return;
+                };
+                self.trace
+                    .record(self.now, done.dst, Kind::Milestone, done.chunk.tag);
+                if let Some((g2, at)) = done.next {
+                    self.q.push(
+                        at,
+                        Ev::Milestone {
+                            flow,
+                            generation: g2,
+                        },
+                    );
+                }
+                let (h, g) = (done.chunk.tag as u32, (done.chunk.tag >> 32) as u32);
+                self.count_data(done.src, done.dst, done.chunk.len);
+                let latency = if done.src == HUB {
+                    self.sc.hub_latency
+                } else {
+                    self.net.topology().latency(done.src, done.dst)
+                };
+                if let Some(r) = self.reqs.get_mut(h as usize).filter(|r| r.live && r.g == g) {
+                    r.stage = Stage::Returning;
+                    let (src, ep) = (r.src, r.ep_srv);
+                    if src != HUB {
+                        self.serve_done(src, ep, sid(h, g));
+                    }
+                    self.at(latency, Ev::Deliver { h, g });
+                }
+            }
+            Ev::Start { batch } => self.start_batch(batch),
+            Ev::FaultStart { idx } => self.fault(idx, true),
+            Ev::FaultEnd { idx } => self.fault(idx, false),
+        }
+    }
+
+    fn count_data(&mut self, src: u32, dst: u32, bytes: u64) {
+        self.stats.data_bytes += bytes;
+        if src == HUB {
+            self.stats.hub_egress += bytes;
+            if self.hosts.get(dst as usize).is_some_and(|h| h.corrupt) {
+                self.stats.hub_egress_to_corrupt += bytes;
+            }
+            self.stats
+                .hub_samples
+                .push((self.now, self.stats.hub_egress));
+        }
+    }
+
+    fn serve_done(&mut self, node: u32, epoch: u32, id: ServeId) {
+        self.at(0, Ev::ServeDone { node, epoch, id });
+    }
+
+    fn req_arrive(&mut self, h: u32, g: u32) {
+        let Some(r) = self.req(h, g).cloned() else {
+            return;
+        };
+        self.trace.record(
+            self.now,
+            r.src,
+            Kind::Request,
+            r.block as u64 | (r.requester as u64) << 32,
+        );
+        if !self.requester_wants(&r) {
+            self.free_req(h);
+            return;
+        }
+        if r.src == HUB {
+            if self.hub_up {
+                self.reqs[h as usize].stage = Stage::OnFlow;
+                let len = self.rel.blocks[r.block as usize].len as u64;
+                self.net.enqueue(
+                    SimTime(self.now),
+                    HUB,
+                    r.requester,
+                    Chunk {
+                        len,
+                        tag: (g as u64) << 32 | h as u64,
+                    },
+                );
+            } else {
+                self.reqs[h as usize].stage = Stage::Returning;
+                self.at(
+                    self.sc.hub_latency,
+                    Ev::Reply {
+                        h,
+                        g,
+                        error: FetchError::HubUnavailable,
+                    },
+                );
+            }
+            return;
+        }
+        let srv = &self.hosts[r.src as usize];
+        if !srv.alive || srv.epoch != r.ep_srv || !self.reachable(r.requester, r.src) {
+            self.reqs[h as usize].stage = Stage::Returning;
+            let d = self.net.topology().latency(r.src, r.requester);
+            self.at(
+                d,
+                Ev::Reply {
+                    h,
+                    g,
+                    error: FetchError::Disconnected,
+                },
+            );
+            return;
+        }
+        self.reqs[h as usize].stage = Stage::AtServer;
+        let cid = self.rel.blocks[r.block as usize].cid;
+        self.input(
+            r.src,
+            Input::BlockRequest {
+                from: NodeId(r.requester as u64),
+                id: sid(h, g),
+                cid,
+            },
+        );
+    }
+
+    // ----- agents -----
+
+    fn input(&mut self, n: u32, input: Input<SimPayload>) {
+        let now = Time::from_nanos(self.now);
+        let Some(agent) = self.hosts[n as usize].agent.as_mut() else {
+            return;
+        };
+        agent.handle(now, input);
+        self.drain(n);
+    }
+
+    fn drain(&mut self, n: u32) {
+        loop {
+            let Some(agent) = self.hosts[n as usize].agent.as_mut() else {
+                return;
+            };
+            let Some(out) = agent.poll_output() else {
+                break;
+            };
+            self.output(n, out);
+        }
+        let t = self.hosts[n as usize]
+            .agent
+            .as_ref()
+            .and_then(|a| a.poll_timeout())
+            .map(|t| t.as_nanos());
+        let host = &mut self.hosts[n as usize];
+        if t != host.timer {
+            host.timer = t;
+            host.timer_gen = host.timer_gen.wrapping_add(1);
+            if let Some(t) = t {
+                let generation = host.timer_gen;
+                self.q.push(
+                    SimTime(t.max(self.now)),
+                    Ev::Wake {
+                        node: n,
+                        generation,
+                    },
+                );
+            }
+        }
+    }
+
+    fn output(&mut self, n: u32, out: Output<SimPayload>) {
+        match out {
+            Output::Send { to, msg } => {
+                let to = to.0 as u32;
+                if to >= self.sc.nodes || to == n {
+                    return;
+                }
+                let bytes = msg.encoded_len() as u64 + FRAME_BYTES;
+                let d = self.ctl_delay(n, to, bytes);
+                if self.lost(n, to) || !self.reachable(n, to) {
+                    return;
+                }
+                let epoch = self.hosts[to as usize].epoch;
+                self.at(
+                    d,
+                    Ev::Msg {
+                        from: n,
+                        to,
+                        epoch,
+                        msg,
+                    },
+                );
+            }
+            Output::Fetch { req, from, cid, .. } => self.fetch(n, req, from, cid),
+            Output::Cancel { req } => {
+                let Some((h, g)) = self.hosts[n as usize].reqs.remove(&req.0) else {
+                    return;
+                };
+                let Some(r) = self.reqs.get_mut(h as usize).filter(|r| r.live && r.g == g) else {
+                    return;
+                };
+                r.cancelled = true;
+                let (stage, src) = (r.stage, r.src);
+                if stage == Stage::Lost {
+                    self.free_req(h);
+                    return;
+                }
+                if stage == Stage::OnFlow {
+                    let d = if src == HUB {
+                        self.stats.control_bytes += SMALL_BYTES;
+                        self.sc.hub_latency
+                    } else {
+                        self.ctl_delay(n, src, SMALL_BYTES)
+                    };
+                    self.at(d, Ev::CancelArrive { h, g });
+                }
+            }
+            Output::Serve { id, cid } => {
+                let (h, g) = (id.0 as u32, (id.0 >> 32) as u32);
+                let Some(r) = self.req(h, g).cloned() else {
+                    self.serve_done(n, self.hosts[n as usize].epoch, id);
+                    return;
+                };
+                if r.src != n || r.stage != Stage::AtServer {
+                    return;
+                }
+                let b = self
+                    .rel
+                    .index(&cid)
+                    .filter(|&b| b == r.block && self.holds(n, b));
+                if b.is_none() || !self.requester_wants(&r) || !self.reachable(n, r.requester) {
+                    self.serve_done(n, r.ep_srv, id);
+                    self.reqs[h as usize].stage = Stage::Returning;
+                    let d = self.ctl_delay(n, r.requester, SMALL_BYTES);
+                    self.at(
+                        d,
+                        Ev::Reply {
+                            h,
+                            g,
+                            error: FetchError::NotFound,
+                        },
+                    );
+                    return;
+                }
+                let corrupt = self.hosts[n as usize].corrupt;
+                let rr = &mut self.reqs[h as usize];
+                rr.stage = Stage::OnFlow;
+                rr.corrupt = corrupt;
+                let len = self.rel.blocks[r.block as usize].len as u64;
+                self.net.enqueue(
+                    SimTime(self.now),
+                    n,
+                    r.requester,
+                    Chunk {
+                        len,
+                        tag: (g as u64) << 32 | h as u64,
+                    },
+                );
+            }
+            Output::Refuse { id, error } => {
+                let (h, g) = (id.0 as u32, (id.0 >> 32) as u32);
+                let Some(r) = self.req(h, g).cloned() else {
+                    return;
+                };
+                if r.src != n || r.stage != Stage::AtServer {
+                    return;
+                }
+                self.reqs[h as usize].stage = Stage::Returning;
+                let d = self.ctl_delay(n, r.requester, SMALL_BYTES);
+                self.at(d, Ev::Reply { h, g, error });
+            }
+            Output::Lookup { cid } => {
+                let block = self
+                    .rel
+                    .index(&cid)
+                    .filter(|&b| self.holds(n, b))
+                    .map(|b| self.rel.blocks[b as usize].payload(false));
+                let now = Time::from_nanos(self.now);
+                if let Some(a) = self.hosts[n as usize].agent.as_mut() {
+                    a.handle(now, Input::Local { cid, block });
+                }
+            }
+            Output::Store { cid, payload } => {
+                if payload.is_corrupt(&cid) {
+                    self.stats.corrupt_accepted += 1;
+                } else if let Some(b) = self.rel.index(&cid) {
+                    self.hold(n, b);
+                }
+            }
+            Output::Event(e) => self.event(n, e),
+        }
+    }
+
+    fn fetch(&mut self, n: u32, rid: RequestId, from: Source, cid: Cid) {
+        let (src, ep_srv) = match from {
+            Source::Hub => (HUB, 0),
+            Source::Peer(p) if (p.0 as u32) < self.sc.nodes && p.0 as u32 != n => {
+                (p.0 as u32, self.hosts[p.0 as usize].epoch)
+            }
+            Source::Peer(_) => (u32::MAX - 1, 0),
+        };
+        let block = self.rel.index(&cid);
+        let r = Req {
+            g: 0,
+            live: true,
+            requester: n,
+            rid,
+            src,
+            block: block.unwrap_or(0),
+            ep_req: self.hosts[n as usize].epoch,
+            ep_srv,
+            stage: Stage::ToServer,
+            cancelled: false,
+            corrupt: false,
+        };
+        let (h, g) = self.new_req(r);
+        self.hosts[n as usize].reqs.insert(rid.0, (h, g));
+        if block.is_none() || src == u32::MAX - 1 {
+            self.reqs[h as usize].stage = Stage::Returning;
+            self.at(
+                0,
+                Ev::Reply {
+                    h,
+                    g,
+                    error: FetchError::NotFound,
+                },
+            );
+            return;
+        }
+        if src == HUB {
+            self.stats.control_bytes += REQUEST_BYTES;
+            if self.hub_up {
+                self.at(self.sc.hub_latency, Ev::ReqArrive { h, g });
+            } else {
+                self.reqs[h as usize].stage = Stage::Returning;
+                self.at(
+                    2 * self.sc.hub_latency,
+                    Ev::Reply {
+                        h,
+                        g,
+                        error: FetchError::HubUnavailable,
+                    },
+                );
+            }
+            return;
+        }
+        let d = self.ctl_delay(n, src, REQUEST_BYTES);
+        if self.lost(n, src) {
+            // The request vanishes; the requester's deadline notices and cancels it.
+            self.reqs[h as usize].stage = Stage::Lost;
+            return;
+        }
+        self.at(d, Ev::ReqArrive { h, g });
+    }
+
+    fn event(&mut self, n: u32, e: Event) {
+        let i = n as usize;
+        match e {
+            Event::Booted { .. } => {
+                if self.stats.booted_at[i].is_none() {
+                    self.stats.booted_at[i] = Some(self.now);
+                    if self.roles.booting[i] && !self.hosts[i].corrupt {
+                        self.pending_boots = self.pending_boots.saturating_sub(1);
+                    }
+                }
+            }
+            Event::Rejected { .. } => self.stats.corrupt_rejected += 1,
+            Event::PeerPenalised { peer, .. } => {
+                if let Some(p) = self.stats.penalised.get_mut(peer.0 as usize) {
+                    *p = true;
+                }
+            }
+            Event::PeerBanned { peer } => {
+                self.stats.ban_events += 1;
+                if let Some(p) = self.stats.banned.get_mut(peer.0 as usize) {
+                    *p = true;
+                }
+            }
+            Event::Stalled { reason, .. } => {
+                self.stats.first_stall[i].get_or_insert(self.now);
+                *self
+                    .stats
+                    .stall_reasons
+                    .entry(reason.to_string())
+                    .or_default() += 1;
+            }
+            Event::Failed { error } => {
+                *self.stats.failures.entry(error.to_string()).or_default() += 1;
+            }
+        }
+    }
+
+    // ----- lifecycle -----
+
+    fn agent_config(&self, n: u32) -> AgentConfig {
+        let h = &self.hosts[n as usize];
+        let mut cfg = AgentConfig {
+            id: NodeId(n as u64),
+            seed: mix(&[self.seed, n as u64, purpose::AGENT, h.incarnation]),
+            hub: self.mode,
+            ..AgentConfig::default()
+        };
+        if self.sc.agent_neighbours > 0 {
+            cfg.neighbours = self.sc.agent_neighbours;
+        }
+        if self.sc.agent_hub_concurrency > 0 {
+            cfg.hub_concurrency = self.sc.agent_hub_concurrency;
+        }
+        cfg
+    }
+
+    fn peers_mode(&self) -> bool {
+        self.mode != HubMode::Only
+    }
+
+    fn start_batch(&mut self, batch: usize) {
+        let nodes = std::mem::take(&mut self.batches[batch]);
+        self.trace
+            .record(self.now, u32::MAX, Kind::Start, nodes.len() as u64);
+        self.pending_starts = self.pending_starts.saturating_sub(nodes.len());
+        let mut fresh = Vec::new();
+        for &(n, kind) in &nodes {
+            let host = &mut self.hosts[n as usize];
+            host.started = Some(kind);
+            if kind == EventKind::Seed {
+                host.held.iter_mut().for_each(|w| *w = u64::MAX);
+            }
+            if !host.alive {
+                fresh.push(n);
+            }
+        }
+        self.bring_up(&fresh);
+    }
+
+    /// Starts agents on `nodes` (power-on or restart) and tells the cohort.
+    fn bring_up(&mut self, nodes: &[u32]) {
+        let old: Vec<u32> = (0..self.sc.nodes)
+            .filter(|&x| self.hosts[x as usize].alive)
+            .collect();
+        for &n in nodes {
+            let cfg = self.agent_config(n);
+            let host = &mut self.hosts[n as usize];
+            host.alive = true;
+            host.agent = Some(Agent::new(cfg));
+            host.timer = None;
+            host.timer_gen = host.timer_gen.wrapping_add(1);
+        }
+        let root = self.rel.root;
+        for &n in nodes {
+            if self.peers_mode() {
+                let g = self.hosts[n as usize].group;
+                let members: Vec<NodeId> = (0..self.sc.nodes)
+                    .filter(|&x| self.hosts[x as usize].alive && self.hosts[x as usize].group == g)
+                    .map(|x| NodeId(x as u64))
+                    .collect();
+                self.input(n, Input::Members(members));
+            }
+            self.input(n, Input::Boot { root });
+        }
+        if self.peers_mode() {
+            for &o in &old {
+                for &n in nodes {
+                    if self.hosts[o as usize].group == self.hosts[n as usize].group {
+                        self.input(o, Input::MemberUp(NodeId(n as u64)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn crash(&mut self, c: u32) {
+        if !self.hosts[c as usize].alive {
+            return;
+        }
+        let host = &mut self.hosts[c as usize];
+        host.alive = false;
+        host.agent = None;
+        host.epoch = host.epoch.wrapping_add(1);
+        host.incarnation += 1;
+        host.timer = None;
+        host.timer_gen = host.timer_gen.wrapping_add(1);
+        host.reqs.clear();
+        self.drop_connections(c, |_, _| true, FetchError::Disconnected);
+        // Requests the crashed node was answering fail at their requesters.
+        for h in 0..self.reqs.len() as u32 {
+            let r = &self.reqs[h as usize];
+            if r.live && r.src == c && r.stage == Stage::AtServer {
+                let g = r.g;
+                self.reqs[h as usize].stage = Stage::Returning;
+                self.at(
+                    0,
+                    Ev::Reply {
+                        h,
+                        g,
+                        error: FetchError::Disconnected,
+                    },
+                );
+            }
+        }
+        if self.peers_mode() {
+            for o in 0..self.sc.nodes {
+                if self.hosts[o as usize].alive
+                    && self.hosts[o as usize].group == self.hosts[c as usize].group
+                {
+                    self.input(o, Input::MemberDown(NodeId(c as u64)));
+                }
+            }
+        }
+    }
+
+    /// Aborts node `n`'s connections for which `which(src, dst)` holds.
+    fn drop_connections(&mut self, n: u32, which: impl Fn(u32, u32) -> bool, error: FetchError) {
+        for (src, dst) in self.net.connections_of(n) {
+            if !which(src, dst) {
+                continue;
+            }
+            for chunk in self.net.abort(src, dst) {
+                let (h, g) = (chunk.tag as u32, (chunk.tag >> 32) as u32);
+                let Some(r) = self.req(h, g).cloned() else {
+                    continue;
+                };
+                if src != HUB {
+                    self.serve_done(src, r.ep_srv, sid(h, g));
+                }
+                self.reqs[h as usize].stage = Stage::Returning;
+                self.at(0, Ev::Reply { h, g, error });
+            }
+        }
+    }
+
+    fn fault(&mut self, idx: usize, begin: bool) {
+        let f = &self.sc.faults[idx];
+        self.trace
+            .record(self.now, idx as u32, Kind::Fault, begin as u64);
+        let nodes = self.roles.fault_nodes[idx].clone();
+        match (&f.kind, begin) {
+            (FaultKind::Crash, true) => {
+                for &n in &nodes {
+                    self.crash(n);
+                }
+            }
+            (FaultKind::Crash, false) => {
+                let up: Vec<u32> = nodes
+                    .iter()
+                    .copied()
+                    .filter(|&n| {
+                        !self.hosts[n as usize].alive && self.hosts[n as usize].started.is_some()
+                    })
+                    .collect();
+                self.bring_up(&up);
+            }
+            (FaultKind::HubOutage, true) => {
+                self.hub_up = false;
+                for n in 0..self.sc.nodes {
+                    self.drop_connections(n, |s, _| s == HUB, FetchError::HubUnavailable);
+                }
+            }
+            (FaultKind::HubOutage, false) => self.hub_up = true,
+            (FaultKind::Corrupt, on) => {
+                for &n in &nodes {
+                    self.hosts[n as usize].corrupt = on;
+                }
+            }
+            (FaultKind::Partition, on) => self.partition(&nodes, on),
+            (FaultKind::SlowNic { factor, rate }, on) => {
+                let topo = self.net.topology().clone();
+                for &n in &nodes {
+                    for r in [topo.up(n), topo.down(n)] {
+                        let base = topo.caps[r as usize];
+                        let cap = if on {
+                            rate.unwrap_or((base as f64 / factor) as u64).max(1)
+                        } else {
+                            base
+                        };
+                        self.net.set_cap(r, cap);
+                    }
+                }
+            }
+            (FaultKind::Loss { p }, on) => {
+                let all = f.nodes == crate::scenario::NodeSel::All;
+                for n in 0..self.sc.nodes {
+                    if all || nodes.binary_search(&n).is_ok() {
+                        self.hosts[n as usize].loss = if on { *p } else { 0.0 };
+                    }
+                }
+            }
+        }
+    }
+
+    fn partition(&mut self, side: &[u32], on: bool) {
+        let g = if on { 1 } else { 0 };
+        let mut inside = vec![false; self.sc.nodes as usize];
+        for &n in side {
+            inside[n as usize] = true;
+        }
+        let before: Vec<u32> = self.hosts.iter().map(|h| h.group).collect();
+        for &n in side {
+            self.hosts[n as usize].group = g;
+        }
+        if on {
+            for &n in side {
+                let ins = inside.clone();
+                self.drop_connections(
+                    n,
+                    move |s, d| s != HUB && ins[s as usize] != ins[d as usize],
+                    FetchError::Disconnected,
+                );
+            }
+        }
+        if !self.peers_mode() {
+            return;
+        }
+        let alive: Vec<u32> = (0..self.sc.nodes)
+            .filter(|&x| self.hosts[x as usize].alive)
+            .collect();
+        for &a in &alive {
+            for &b in &alive {
+                if a == b || inside[a as usize] == inside[b as usize] {
+                    continue;
+                }
+                let was = before[a as usize] == before[b as usize];
+                let is = self.hosts[a as usize].group == self.hosts[b as usize].group;
+                if was && !is {
+                    self.input(a, Input::MemberDown(NodeId(b as u64)));
+                } else if !was && is {
+                    self.input(a, Input::MemberUp(NodeId(b as u64)));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! One scenario on one seed: the swarm run, the hub-only baseline, T_min, and the checks.
+
+use crate::faults::{Roles, resolve};
+use crate::host::{World, WorldStats};
+use crate::release::SimRelease;
+use crate::scenario::{FaultKind, Scenario};
+use crate::time::NANOS_PER_SEC;
+use bootswarm_protocol::agent::HubMode;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// One expectation and whether it held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    /// The `[expect]` key.
+    pub name: String,
+    /// Whether it held.
+    pub pass: bool,
+    /// The measured value against the limit.
+    pub detail: String,
+}
+
+/// Everything measured for one seed.
+#[derive(Debug, Clone)]
+pub struct SeedResult {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// Booting nodes (seeds excluded).
+    pub nodes: usize,
+    /// Booting nodes that booted.
+    pub booted: usize,
+    /// Honest booting nodes.
+    pub honest: usize,
+    /// Honest booting nodes that booted.
+    pub honest_booted: usize,
+    /// Seconds from the first boot event until the last honest booting node booted.
+    pub all_booted_s: Option<f64>,
+    /// max(F/B, F/d, N·F/(B + Σu)) in seconds.
+    pub t_min_s: f64,
+    /// all_booted_s / t_min_s.
+    pub time_vs_tmin: Option<f64>,
+    /// F: bytes of every block of the release.
+    pub release_bytes: u64,
+    /// Bytes the hub sent.
+    pub hub_egress_bytes: u64,
+    /// hub_egress_bytes / F.
+    pub hub_egress_vs_f: f64,
+    /// Hub bytes sent to honest nodes / F (banned corrupt nodes fall back to the hub).
+    pub honest_hub_egress_vs_f: f64,
+    /// Control bytes.
+    pub control_bytes: u64,
+    /// Data bytes (all flows).
+    pub data_bytes: u64,
+    /// control_bytes / data_bytes.
+    pub control_vs_data: f64,
+    /// Corrupt blocks stored.
+    pub corrupt_accepted: u64,
+    /// Corrupt blocks rejected.
+    pub corrupt_rejected: u64,
+    /// Nodes banned by someone.
+    pub banned: usize,
+    /// Booting nodes that reported a stall.
+    pub stalled_nodes: usize,
+    /// Stall reasons with counts.
+    pub stall_reasons: BTreeMap<String, u64>,
+    /// `Failed` events with counts.
+    pub failures: BTreeMap<String, u64>,
+    /// Median boot duration of booted nodes (from their own start), seconds.
+    pub p50_s: Option<f64>,
+    /// 99th percentile boot duration, seconds.
+    pub p99_s: Option<f64>,
+    /// Boot completion times (s since the first boot event), sorted.
+    pub boot_times: Vec<f64>,
+    /// The same for the hub-only baseline.
+    pub hub_only_boot_times: Vec<f64>,
+    /// all_booted_s of the hub-only baseline.
+    pub hub_only_all_booted_s: Option<f64>,
+    /// `(s, cumulative hub bytes)` of the swarm run.
+    pub hub_samples: Vec<(f64, u64)>,
+    /// Trace hash of the swarm run.
+    pub trace_hash: String,
+    /// Events dispatched in the swarm run.
+    pub events: u64,
+    /// Flow re-solves in the swarm run.
+    pub solves: u64,
+    /// Wall seconds for both runs.
+    pub wall_s: f64,
+    /// Wall seconds of the swarm run alone.
+    pub swarm_wall_s: f64,
+    /// Why a run was cut short, if one was.
+    pub aborted: Option<String>,
+    /// The `[expect]` checks.
+    pub checks: Vec<Check>,
+    /// Number of nodes in the topology.
+    pub topology_nodes: u32,
+}
+
+impl SeedResult {
+    /// Whether every check held.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.pass)
+    }
+}
+
+/// Options of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Skip the hub-only baseline.
+    pub no_baseline: bool,
+}
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / NANOS_PER_SEC as f64
+}
+
+/// T_min = max(F/B, F/d, N·F/(B + Σu)) in seconds.
+pub fn t_min(f: u64, hub: u64, down: u64, up: u64, n: usize) -> f64 {
+    let f = f as f64;
+    let (b, d, u) = (hub as f64, down as f64, up as f64);
+    (f / b).max(f / d).max(n as f64 * f / (b + n as f64 * u))
+}
+
+/// The default horizon: the last scheduled event plus twice the hub-only time plus 10 minutes.
+pub fn horizon(sc: &Scenario, f: u64, n: usize) -> u64 {
+    if let Some(h) = sc.horizon {
+        return h;
+    }
+    let last = sc
+        .events
+        .iter()
+        .map(|e| e.at + e.spread)
+        .chain(sc.faults.iter().map(|x| x.until.unwrap_or(x.at)))
+        .max()
+        .unwrap_or(0);
+    let hub_only = (n as f64 * f as f64 / sc.hub_link as f64 * 1e9) as u64;
+    last + 2 * hub_only + 600 * NANOS_PER_SEC
+}
+
+/// Runs the scenario on one seed (swarm and, unless skipped, the hub-only baseline).
+pub fn run_seed(sc: &Scenario, seed: u64, opts: Options) -> Result<SeedResult, String> {
+    let wall = Instant::now();
+    let rel = SimRelease::build(seed, sc.packages, sc.size).map_err(|e| {
+        format!(
+            "scenario {}: the synthetic release cannot be built ({e})",
+            sc.file
+        )
+    })?;
+    let roles = resolve(sc, seed);
+    let f = rel.total_bytes();
+    let n_boot = roles.booting.iter().filter(|b| **b).count();
+    let hz = horizon(sc, f, n_boot);
+    let swarm = World::new(sc, &rel, &roles, seed, HubMode::Fallback).run(hz);
+    let swarm_wall_s = wall.elapsed().as_secs_f64();
+    let base = if opts.no_baseline {
+        None
+    } else {
+        Some(World::new(sc, &rel, &roles, seed, HubMode::Only).run(hz))
+    };
+    let wall_s = wall.elapsed().as_secs_f64();
+    let mut r = summarise(sc, seed, &rel, &roles, &swarm, base.as_ref(), wall_s);
+    r.swarm_wall_s = swarm_wall_s;
+    Ok(r)
+}
+
+fn corrupt_nodes(sc: &Scenario, roles: &Roles) -> Vec<bool> {
+    let mut c = vec![false; sc.nodes as usize];
+    for (i, f) in sc.faults.iter().enumerate() {
+        if f.kind == FaultKind::Corrupt {
+            for &n in &roles.fault_nodes[i] {
+                c[n as usize] = true;
+            }
+        }
+    }
+    c
+}
+
+fn summarise(
+    sc: &Scenario,
+    seed: u64,
+    rel: &SimRelease,
+    roles: &Roles,
+    s: &WorldStats,
+    base: Option<&WorldStats>,
+    wall_s: f64,
+) -> SeedResult {
+    let f = rel.total_bytes();
+    let corrupt = corrupt_nodes(sc, roles);
+    let start: BTreeMap<u32, u64> = roles.starts.iter().map(|&(n, at, _)| (n, at)).collect();
+    let booting: Vec<u32> = (0..sc.nodes)
+        .filter(|&n| roles.booting[n as usize])
+        .collect();
+    let honest: Vec<u32> = booting
+        .iter()
+        .copied()
+        .filter(|&n| !corrupt[n as usize])
+        .collect();
+    let t0 = booting
+        .iter()
+        .filter_map(|n| start.get(n))
+        .copied()
+        .min()
+        .unwrap_or(0);
+    let times = |st: &WorldStats| -> Vec<f64> {
+        let mut v: Vec<f64> = booting
+            .iter()
+            .filter_map(|&n| st.booted_at[n as usize])
+            .map(|t| secs(t.saturating_sub(t0)))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let all_at = |st: &WorldStats| -> Option<f64> {
+        let mut last = 0;
+        for &n in &honest {
+            last = last.max(st.booted_at[n as usize]?);
+        }
+        (st.aborted.is_none()).then(|| secs(last.saturating_sub(t0)))
+    };
+    let all_booted_s = all_at(s);
+    let t_min_s = t_min(f, sc.hub_link, sc.nic_down, sc.nic_up, booting.len());
+    let mut durations: Vec<u64> = booting
+        .iter()
+        .filter_map(|&n| Some(s.booted_at[n as usize]?.saturating_sub(*start.get(&n)?)))
+        .collect();
+    durations.sort_unstable();
+    let pct = |p: f64| -> Option<f64> {
+        if durations.is_empty() {
+            return None;
+        }
+        let i = ((p * durations.len() as f64).ceil() as usize).clamp(1, durations.len()) - 1;
+        Some(secs(durations[i]))
+    };
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let mut r = SeedResult {
+        scenario: sc.name.clone(),
+        seed,
+        nodes: booting.len(),
+        booted: booting
+            .iter()
+            .filter(|&&n| s.booted_at[n as usize].is_some())
+            .count(),
+        honest: honest.len(),
+        honest_booted: honest
+            .iter()
+            .filter(|&&n| s.booted_at[n as usize].is_some())
+            .count(),
+        all_booted_s,
+        t_min_s,
+        time_vs_tmin: all_booted_s.map(|a| a / t_min_s),
+        release_bytes: f,
+        hub_egress_bytes: s.hub_egress,
+        hub_egress_vs_f: ratio(s.hub_egress, f),
+        honest_hub_egress_vs_f: ratio(s.hub_egress - s.hub_egress_to_corrupt, f),
+        control_bytes: s.control_bytes,
+        data_bytes: s.data_bytes,
+        control_vs_data: ratio(s.control_bytes, s.data_bytes),
+        corrupt_accepted: s.corrupt_accepted,
+        corrupt_rejected: s.corrupt_rejected,
+        banned: s.banned.iter().filter(|b| **b).count(),
+        stalled_nodes: booting
+            .iter()
+            .filter(|&&n| s.first_stall[n as usize].is_some())
+            .count(),
+        stall_reasons: s.stall_reasons.clone(),
+        failures: s.failures.clone(),
+        p50_s: pct(0.5),
+        p99_s: pct(0.99),
+        boot_times: times(s),
+        hub_only_boot_times: base.map(times).unwrap_or_default(),
+        hub_only_all_booted_s: base.and_then(all_at),
+        hub_samples: s
+            .hub_samples
+            .iter()
+            .map(|&(t, b)| (secs(t.saturating_sub(t0)), b))
+            .collect(),
+        trace_hash: s.trace_hash.clone(),
+        events: s.events,
+        solves: s.solves,
+        wall_s,
+        swarm_wall_s: wall_s,
+        aborted: s
+            .aborted
+            .clone()
+            .or_else(|| base.and_then(|b| b.aborted.clone())),
+        checks: Vec::new(),
+        topology_nodes: sc.nodes,
+    };
+    r.checks = checks(sc, roles, &corrupt, &honest, s, &r);
+    r
+}
+
+fn checks(
+    sc: &Scenario,
+    roles: &Roles,
+    corrupt: &[bool],
+    honest: &[u32],
+    s: &WorldStats,
+    r: &SeedResult,
+) -> Vec<Check> {
+    let x = &sc.expect;
+    let mut out = Vec::new();
+    let mut push = |name: &str, pass: bool, detail: String| {
+        out.push(Check {
+            name: name.into(),
+            pass,
+            detail,
+        })
+    };
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+    if let Some(want) = x.all_booted {
+        let got = r.honest_booted == r.honest && r.aborted.is_none();
+        push(
+            "all_booted",
+            got == want,
+            format!("{}/{} honest booted", r.honest_booted, r.honest),
+        );
+    }
+    if let Some(m) = x.time_vs_tmin_max {
+        push(
+            "time_vs_tmin",
+            r.time_vs_tmin.is_some_and(|v| v <= m),
+            format!("{} <= {m}", fmt(r.time_vs_tmin)),
+        );
+    }
+    if let Some(m) = x.hub_egress_vs_f_max {
+        push(
+            "hub_egress_vs_f",
+            r.hub_egress_vs_f <= m,
+            format!("{:.3} <= {m}", r.hub_egress_vs_f),
+        );
+    }
+    if let Some(m) = x.honest_hub_egress_vs_f_max {
+        push(
+            "honest_hub_egress_vs_f",
+            r.honest_hub_egress_vs_f <= m,
+            format!("{:.3} <= {m}", r.honest_hub_egress_vs_f),
+        );
+    }
+    if let Some(m) = x.hub_egress_bytes_max {
+        push(
+            "hub_egress_bytes",
+            r.hub_egress_bytes <= m,
+            format!("{} <= {m}", r.hub_egress_bytes),
+        );
+    }
+    if let Some(m) = x.control_vs_data_max {
+        push(
+            "control_vs_data",
+            r.control_vs_data <= m && r.data_bytes > 0,
+            format!("{:.4} <= {m}", r.control_vs_data),
+        );
+    }
+    if let Some(m) = x.corrupt_accepted {
+        push(
+            "corrupt_accepted",
+            r.corrupt_accepted <= m,
+            format!("{} <= {m}", r.corrupt_accepted),
+        );
+    }
+    if let Some(t) = x.booted_before {
+        let ok = r.aborted.is_none()
+            && honest
+                .iter()
+                .all(|&n| s.booted_at[n as usize].is_some_and(|b| b < t));
+        push("booted_before", ok, format!("all by {:.1}s", secs(t)));
+    }
+    if let Some(t) = x.none_booted_before {
+        let early = (0..sc.nodes)
+            .filter(|&n| {
+                roles.booting[n as usize] && s.booted_at[n as usize].is_some_and(|b| b < t)
+            })
+            .count();
+        push(
+            "none_booted_before",
+            early == 0,
+            format!("{early} booted before {:.1}s", secs(t)),
+        );
+    }
+    let bad: Vec<usize> = (0..corrupt.len()).filter(|&n| corrupt[n]).collect();
+    if x.each_corrupt_peer_penalised == Some(true) {
+        let k = bad
+            .iter()
+            .filter(|&&n| s.penalised[n] || s.banned[n])
+            .count();
+        push(
+            "each_corrupt_peer_penalised",
+            k == bad.len(),
+            format!("{k}/{} penalised", bad.len()),
+        );
+    }
+    if x.each_corrupt_peer_banned == Some(true) {
+        let k = bad.iter().filter(|&&n| s.banned[n]).count();
+        push(
+            "each_corrupt_peer_banned",
+            k == bad.len(),
+            format!("{k}/{} banned", bad.len()),
+        );
+    }
+    if x.stall_reported == Some(true) {
+        // Nodes still missing blocks when the first hub outage ended must have said why.
+        let end = sc
+            .faults
+            .iter()
+            .filter(|f| f.kind == FaultKind::HubOutage)
+            .map(|f| f.until.unwrap_or(u64::MAX))
+            .min()
+            .unwrap_or(u64::MAX);
+        let stuck: Vec<u32> = honest
+            .iter()
+            .copied()
+            .filter(|&n| s.booted_at[n as usize].is_none_or(|b| b >= end))
+            .collect();
+        let told = stuck
+            .iter()
+            .filter(|&&n| {
+                s.first_stall[n as usize]
+                    .is_some_and(|t| s.booted_at[n as usize].is_none_or(|b| t <= b))
+            })
+            .count();
+        push(
+            "stall_reported",
+            told == stuck.len(),
+            format!("{told}/{} stuck nodes said why", stuck.len()),
+        );
+    }
+    if let Some(m) = x.time_vs_hub_only_max {
+        let v = match (r.all_booted_s, r.hub_only_all_booted_s) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        push(
+            "time_vs_hub_only",
+            v.is_some_and(|v| v <= m),
+            format!("{} <= {m}", fmt(v)),
+        );
+    }
+    if let Some(why) = &r.aborted {
+        push("no_abort", false, why.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t_min_formula() {
+        // 1000 nodes, F = 1000 B, hub 100 B/s, NICs 1000 B/s: the hub bounds it (10 s).
+        assert_eq!(t_min(1000, 100, 1000, 1000, 1000), 10.0);
+        // One node: max(F/B, F/d).
+        assert_eq!(t_min(1000, 100, 50, 1000, 1), 20.0);
+        // Upload-bound: N·F/(B + N·u) = 10·1000/(100 + 10·10) = 50 s.
+        assert_eq!(t_min(1000, 100, 1000, 10, 10), 50.0);
+    }
+}
+
+#[cfg(test)]
+mod expect_tests {
+    use super::*;
+
+    fn scenario(expect: &str) -> Scenario {
+        let text = format!(
+            r#"
+[meta]
+name = "tiny"
+seeds = [1]
+[topology]
+nodes = 4
+nic = "10Gbit"
+hub_link = "1Gbit"
+[release]
+packages = 2
+size = "8MiB"
+[[event]]
+at = "0s"
+kind = "boot"
+[expect]
+{expect}
+"#
+        );
+        Scenario::parse("tiny.toml", &text).unwrap()
+    }
+
+    #[test]
+    fn possible_expectations_pass() {
+        let r = run_seed(
+            &scenario("all_booted = true\ncorrupt_accepted = 0\ntime_vs_tmin_max = 3.0"),
+            1,
+            Options::default(),
+        )
+        .unwrap();
+        assert!(r.passed(), "{:?}", r.checks);
+        assert_eq!(r.booted, 4);
+        assert!(r.hub_only_all_booted_s.is_some());
+    }
+
+    #[test]
+    fn impossible_expectations_fail() {
+        for expect in [
+            "time_vs_tmin_max = 0.5",
+            "hub_egress_vs_f_max = 0.5",
+            "hub_egress_bytes_max = 0",
+            "control_vs_data_max = 0.0",
+            "none_booted_before = \"1h\"",
+            "booted_before = \"1ms\"",
+            "time_vs_hub_only_max = 0.01",
+        ] {
+            let r = run_seed(&scenario(expect), 1, Options::default()).unwrap();
+            assert!(!r.passed(), "{expect} passed: {:?}", r.checks);
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Runs every `scenarios/*.toml` on its seeds and checks its `[expect]`.
+
+use bootswarm_sim::report;
+use bootswarm_sim::run::{Options, run_seed};
+use bootswarm_sim::scenario::Scenario;
+use std::path::{Path, PathBuf};
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+fn check(name: &str) {
+    let sc = Scenario::load(&dir().join(format!("{name}.toml"))).unwrap();
+    let results: Vec<_> = sc
+        .seeds
+        .iter()
+        .map(|&s| run_seed(&sc, s, Options::default()).unwrap())
+        .collect();
+    let table = report::table(&results);
+    println!("{table}");
+    assert!(
+        results.iter().all(|r| r.passed()),
+        "scenario {name} failed its expectations:\n{table}"
+    );
+}
+
+const SHIPPED: &[&str] = &[
+    "storm-10",
+    "storm-100",
+    "storm-1000",
+    "storm-staggered",
+    "racks",
+    "hub-outage-warm",
+    "hub-outage-cold",
+    "corrupt-peers",
+    "churn",
+    "single-node",
+];
+
+#[test]
+fn every_scenario_file_is_tested_and_valid() {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir()).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            Scenario::load(&p).unwrap();
+            found.push(p.file_stem().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    for f in &found {
+        assert!(
+            SHIPPED.contains(&f.as_str()),
+            "scenarios/{f}.toml has no test in tests/scenarios.rs"
+        );
+    }
+}
+
+macro_rules! scenario_tests {
+    ($($test:ident => $name:literal),* $(,)?) => {
+        $(#[test]
+        fn $test() {
+            check($name);
+        })*
+    };
+}
+
+scenario_tests! {
+    storm_10 => "storm-10",
+    storm_100 => "storm-100",
+    storm_1000 => "storm-1000",
+    storm_staggered => "storm-staggered",
+    racks => "racks",
+    hub_outage_warm => "hub-outage-warm",
+    hub_outage_cold => "hub-outage-cold",
+    corrupt_peers => "corrupt-peers",
+    churn => "churn",
+    single_node => "single-node",
+}
