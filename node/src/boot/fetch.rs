@@ -229,27 +229,17 @@ async fn fetch_chunks<S>(
 where
     S: BlockStore + Send + Sync + 'static,
 {
+    // Every chunk the store holds is read back and verified first; one that fails has been
+    // dropped by the store and is fetched again, so the target is only touched once every
+    // block is present and good.
     let chunks = tree.chunks().to_vec();
     let st = Arc::clone(store);
-    let missing: Vec<(Cid, u32)> = blocking(move || {
-        let mut missing = Vec::new();
-        let mut reused = (0u64, 0u64);
-        for (cid, len) in chunks {
-            if st.contains(&cid).map_err(|e| store_error(&cid, &e))? {
-                reused.0 += 1;
-                reused.1 += u64::from(len);
-            } else {
-                missing.push((cid, len));
-            }
-        }
-        Ok((missing, reused))
-    })
-    .await
-    .map(|(missing, (n, bytes))| {
-        counters.reused.fetch_add(n, Ordering::Relaxed);
-        counters.bytes_reused.fetch_add(bytes, Ordering::Relaxed);
-        missing
-    })?;
+    let held = blocking(move || verify_stored(&*st, &chunks)).await?;
+    counters.reused.fetch_add(held.present, Ordering::Relaxed);
+    counters
+        .bytes_reused
+        .fetch_add(held.present_bytes, Ordering::Relaxed);
+    let missing = held.missing;
 
     let total: u64 = missing.iter().map(|(_, len)| u64::from(*len)).sum();
     progress.fetching(total, missing.len());
@@ -278,6 +268,50 @@ where
         .buffer_unordered(concurrency)
         .try_collect::<()>()
         .await
+}
+
+/// What [`verify_stored`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredChunks {
+    /// Chunks the store holds, read back and verified.
+    pub present: u64,
+    /// Their bytes.
+    pub present_bytes: u64,
+    /// Chunks to fetch: absent, or found corrupted (and dropped by the store), in order.
+    pub missing: Vec<(Cid, u32)>,
+    /// How many of `missing` were found corrupted.
+    pub dropped: u64,
+}
+
+/// Reads and verifies every chunk of `chunks` held by `store` (blocking: hashes everything).
+/// A corrupted chunk is dropped by the store and listed as missing, so that after fetching
+/// the missing ones every chunk is present and verified.
+pub fn verify_stored<S: BlockStore + ?Sized>(
+    store: &S,
+    chunks: &[(Cid, u32)],
+) -> Result<StoredChunks> {
+    let mut out = StoredChunks::default();
+    for &(cid, len) in chunks {
+        match store.get(&cid) {
+            Ok(Some(_)) => {
+                out.present += 1;
+                out.present_bytes += u64::from(len);
+            }
+            Ok(None) => out.missing.push((cid, len)),
+            Err(StoreError::Corrupted { .. }) => {
+                out.dropped += 1;
+                out.missing.push((cid, len));
+            }
+            Err(e) => return Err(store_error(&cid, &e)),
+        }
+    }
+    if out.dropped > 0 {
+        tracing::warn!(
+            dropped = out.dropped,
+            "stored chunks failed verification and will be fetched again"
+        );
+    }
+    Ok(out)
 }
 
 /// A store error as one sentence; a block that fails verification came from the hub.

@@ -12,6 +12,8 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use bootswarm_protocol::block::Cid;
 use bootswarm_protocol::manifest::{Entry, EntryKind};
@@ -19,7 +21,106 @@ use bootswarm_protocol::store::BlockStore;
 
 use super::fetch::PlacedFlist;
 use crate::error::{Error, Result};
-use crate::fsutil::{fsync_dir, temp_path_for};
+use crate::fsutil::fsync_dir;
+
+/// Prefix of the materialiser's temporary names: `.bootswarm-tmp.<pid>-<run>-<n>`.
+pub const TEMP_PREFIX: &str = ".bootswarm-tmp.";
+
+/// Numbers the materialise runs of this process.
+static RUN: AtomicU64 = AtomicU64::new(0);
+/// Numbers the temporary names of this process.
+static TEMP: AtomicU64 = AtomicU64::new(0);
+/// Materialise runs of this process still in progress (their temp files are live).
+static ACTIVE: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// Marks a materialise run active until dropped.
+struct ActiveRun(u64);
+
+impl ActiveRun {
+    fn start() -> ActiveRun {
+        let run = RUN.fetch_add(1, Ordering::Relaxed);
+        ACTIVE
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(run);
+        ActiveRun(run)
+    }
+
+    /// A fresh temporary path in `full`'s directory (short: never over the name limit).
+    fn temp_for(&self, full: &Path) -> PathBuf {
+        let n = TEMP.fetch_add(1, Ordering::Relaxed);
+        full.with_file_name(format!(
+            "{TEMP_PREFIX}{}-{}-{n}",
+            std::process::id(),
+            self.0
+        ))
+    }
+}
+
+impl Drop for ActiveRun {
+    fn drop(&mut self) {
+        ACTIVE
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|r| *r != self.0);
+    }
+}
+
+/// Whether `name` is a materialiser temp file left by a run that is over: one of an earlier
+/// run of this process, or of a process that no longer exists.
+fn is_stale_temp(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+        return false;
+    };
+    let mut parts = rest.split('-');
+    let (Some(pid), Some(run)) = (
+        parts.next().and_then(|p| p.parse::<u32>().ok()),
+        parts.next().and_then(|r| r.parse::<u64>().ok()),
+    ) else {
+        // Not one of our names after all: a malformed leftover, still ours to remove.
+        return true;
+    };
+    if pid == std::process::id() {
+        return !ACTIVE
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&run);
+    }
+    !Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Removes stale materialiser temp files (files and symlinks only) from `dir`.
+fn remove_stale_temps(dir: &Path) -> Result<()> {
+    let entries = fs::read_dir(dir).map_err(|e| io_error("list the directory", dir, &e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("list the directory", dir, &e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !is_stale_temp(name) {
+            continue;
+        }
+        let kind = entry
+            .file_type()
+            .map_err(|e| io_error("access", &entry.path(), &e))?;
+        if kind.is_dir() {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => {
+                tracing::info!(path = %entry.path().display(), "removed a stale temporary file")
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(io_error(
+                    "remove the stale temporary file",
+                    &entry.path(),
+                    &e,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Most entries a release may have across all its flists.
 pub const MAX_TREE_ENTRIES: usize = 2_000_000;
@@ -213,9 +314,11 @@ pub fn materialise<S: BlockStore + ?Sized>(
     }
     let mut w = Writer {
         target,
+        run: ActiveRun::start(),
         stats: MaterialiseStats::default(),
         known_dirs: HashSet::new(),
         touched: Vec::new(),
+        cleaned: HashSet::new(),
         dir_modes: Vec::new(),
     };
     for e in &tree.entries {
@@ -248,16 +351,30 @@ pub fn materialise<S: BlockStore + ?Sized>(
 
 struct Writer<'a> {
     target: &'a Path,
+    /// This run (names its temp files).
+    run: ActiveRun,
     stats: MaterialiseStats,
     /// Relative paths known to be real directories inside the target.
     known_dirs: HashSet<String>,
     /// Directories to fsync at the end.
     touched: Vec<PathBuf>,
+    /// Directories already cleared of stale temp files.
+    cleaned: HashSet<PathBuf>,
     /// Directories given by entries, with their modes, in tree order.
     dir_modes: Vec<(PathBuf, u32)>,
 }
 
 impl Writer<'_> {
+    /// A temp path beside `full`, after clearing stale temp files from its directory once.
+    fn temp_for(&mut self, full: &Path) -> Result<PathBuf> {
+        let dir = crate::fsutil::parent_dir(full);
+        if !self.cleaned.contains(dir) {
+            remove_stale_temps(dir)?;
+            self.cleaned.insert(dir.to_path_buf());
+        }
+        Ok(self.run.temp_for(full))
+    }
+
     /// Makes sure every ancestor of `rel` inside the target is a real directory (never a
     /// symlink), creating missing ones with mode 0755.
     fn ensure_parents(&mut self, rel: &str) -> Result<()> {
@@ -317,7 +434,7 @@ impl Writer<'_> {
         on_bytes: &dyn Fn(u64),
     ) -> Result<()> {
         refuse_dir_at(full)?;
-        let tmp = temp_path_for(full);
+        let tmp = self.temp_for(full)?;
         let result = write_file(store, rel, &tmp, entry, on_bytes).and_then(|()| {
             refuse_dir_at(full)?;
             fs::rename(&tmp, full).map_err(|e| io_error("rename into place", full, &e))
@@ -341,7 +458,7 @@ impl Writer<'_> {
             )));
         };
         refuse_dir_at(full)?;
-        let tmp = temp_path_for(full);
+        let tmp = self.temp_for(full)?;
         let result = std::os::unix::fs::symlink(link, &tmp)
             .map_err(|e| io_error("create the symlink", full, &e))
             .and_then(|()| {
@@ -564,5 +681,66 @@ mod tests {
         let tree = plan(&[placed("", vec![e])]).unwrap();
         assert!(materialise(&store, &tree, target.path(), &|_| {}).is_err());
         assert_eq!(fs::read_dir(target.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_from_directories_written_to() {
+        let store = MemoryStore::new();
+        let target = tempfile::tempdir().unwrap();
+        let t = target.path();
+        fs::create_dir(t.join("bin")).unwrap();
+        fs::create_dir(t.join("untouched")).unwrap();
+        let own = std::process::id();
+        // An interrupted run of a process that is gone, an earlier run of this process,
+        // a live process's (pid 1 always exists), an unrelated dotfile, and one in a
+        // directory this boot does not write to.
+        let dead = format!("{TEMP_PREFIX}4294967295-0-7");
+        let earlier = format!("{TEMP_PREFIX}{own}-{}-3", u64::MAX);
+        let live = format!("{TEMP_PREFIX}1-0-0");
+        for name in [&dead, &earlier, &live, &".keep".to_string()] {
+            fs::write(t.join(name), b"half").unwrap();
+        }
+        fs::write(t.join("bin").join(&dead), b"half").unwrap();
+        std::os::unix::fs::symlink("x", t.join("bin").join(&earlier)).unwrap();
+        fs::write(t.join("untouched").join(&dead), b"half").unwrap();
+
+        let tree = plan(&[placed(
+            "",
+            vec![
+                file(&store, "top", b"top", 0o644),
+                file(&store, "bin/tool", b"tool", 0o755),
+            ],
+        )])
+        .unwrap();
+        materialise(&store, &tree, t, &|_| {}).unwrap();
+
+        assert!(!t.join(&dead).exists());
+        assert!(!t.join(&earlier).exists());
+        assert!(t.join(&live).exists(), "a live process's temp file is kept");
+        assert!(t.join(".keep").exists());
+        assert!(!t.join("bin").join(&dead).exists());
+        assert!(fs::symlink_metadata(t.join("bin").join(&earlier)).is_err());
+        assert!(t.join("untouched").join(&dead).exists());
+        assert_eq!(fs::read(t.join("bin/tool")).unwrap(), b"tool");
+        // This run's own temp names carry the prefix and none is left.
+        let left: Vec<_> = fs::read_dir(t)
+            .unwrap()
+            .chain(fs::read_dir(t.join("bin")).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(TEMP_PREFIX) && *n != live)
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn temp_names_of_an_active_run_are_not_stale() {
+        let run = ActiveRun::start();
+        let tmp = run.temp_for(Path::new("/x/some-file"));
+        let name = tmp.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(name.starts_with(TEMP_PREFIX), "{name}");
+        assert!(!is_stale_temp(&name));
+        drop(run);
+        assert!(is_stale_temp(&name));
+        assert!(!is_stale_temp("ordinary-file"));
     }
 }
