@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::error::Result;
-use crate::{boot, demo, hub, inspect, keygen, publish};
+use crate::{boot, daemon, demo, hub, inspect, keygen, publish};
 
 /// bootswarm: a peer-to-peer boot cache for Zero-OS server farms.
 #[derive(Parser, Debug)]
@@ -29,6 +29,8 @@ pub enum Command {
     Boot(boot::BootArgs),
     /// Show a release, an flist or a block.
     Inspect(inspect::InspectArgs),
+    /// Run the swarm daemon: boot the channel's release from peers and the hub, then serve peers.
+    Run(daemon::RunArgs),
     /// Run a whole farm on this machine: a throttled hub and N booting nodes.
     Demo(demo::DemoArgs),
 }
@@ -41,6 +43,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Hub(args) => hub::run(args),
         Command::Boot(args) => boot::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Run(args) => daemon::run(args),
         Command::Demo(args) => demo::run(args),
     }
 }
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
     };
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BOOTSWARM_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),

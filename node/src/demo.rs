@@ -1,7 +1,8 @@
 //! `bootswarm demo`: a farm on one machine. Deterministic sample packages are published to an
-//! embedded hub on loopback whose egress is throttled like a WAN link, N `bootswarm boot`
-//! processes boot them at once, and a table compares what happened with the hub-only bound
-//! N·F/B.
+//! embedded hub on loopback whose egress is throttled like a WAN link; N `bootswarm run`
+//! processes on 127.0.0.1 (mDNS off) form one swarm through `--peer` addresses and boot at
+//! once; a live view polls each node's /status, and a table compares the result with
+//! T_min = F/B and, with `--baseline`, with the same farm fetching from the hub only.
 
 pub mod sample;
 
@@ -10,9 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
+use crate::hub::server::HubHandle;
 use crate::units::{format_size, parse_rate, parse_size};
 
 /// Channel the demo publishes to.
@@ -21,11 +25,15 @@ const CHANNEL: &str = "demo";
 pub const MAX_NODES: usize = 64;
 /// Smallest sample size (a few chunks per package).
 pub const MIN_SIZE: u64 = 1 << 20;
+/// How often the live view polls the nodes.
+const POLL: Duration = Duration::from_millis(500);
+/// Longest wait for a node's `listening` and `http` lines.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Arguments of `bootswarm demo`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
-    /// Number of nodes booting at once (separate processes).
+    /// Number of nodes booting at once (separate `bootswarm run` processes).
     #[arg(long, default_value_t = 4)]
     pub nodes: usize,
     /// Total size of the sample packages, e.g. 64MiB or 1GiB.
@@ -34,22 +42,37 @@ pub struct DemoArgs {
     /// Egress rate of the hub (its WAN link), e.g. 100mbit or 1gbit.
     #[arg(long, default_value = "100mbit")]
     pub hub_rate: String,
+    /// Also run the same farm fetching from the hub only, and compare.
+    #[arg(long)]
+    pub baseline: bool,
     /// Work directory (kept afterwards); default: a temporary directory removed at the end.
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
 }
 
 /// How one node's boot went.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NodeResult {
     /// 1-based node number.
     pub node: usize,
-    /// Time from the common start to the end of the node's process.
-    pub time: Duration,
-    /// Body bytes the node received from the hub, from its boot report.
-    pub hub_bytes: Option<u64>,
+    /// Time from the farm's start to the node's `booted` line.
+    pub time: Option<Duration>,
+    /// Block bytes the node received from the hub.
+    pub hub_bytes: u64,
+    /// Block bytes the node received from peers.
+    pub peer_bytes: u64,
     /// `None` when the node booted and its tree equals the packages, else why not.
     pub failure: Option<String>,
+}
+
+/// One farm run: every node, the time until the last one booted, and the hub's egress.
+#[derive(Debug, Clone)]
+struct FarmRun {
+    nodes: Vec<NodeResult>,
+    /// Until every node held every block (before writing its tree).
+    all_held: Option<Duration>,
+    all_booted: Duration,
+    egress: u64,
 }
 
 /// Runs `bootswarm demo` (builds its own tokio runtime).
@@ -108,6 +131,7 @@ fn run_in(args: &DemoArgs, work: &Path, size: u64, rate: u64) -> Result<()> {
         "packages",
         "hub",
         "nodes",
+        "baseline",
         "publisher.key",
         "publisher.key.pub",
     ] {
@@ -151,29 +175,66 @@ fn run_in(args: &DemoArgs, work: &Path, size: u64, rate: u64) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| Error::new(format!("cannot start the async runtime ({e})")))?;
-    let (results, egress, wall) = rt.block_on(async {
+    let farm = Farm {
+        exe: &exe,
+        trust: &trust,
+        nodes: args.nodes,
+        f,
+        rate,
+    };
+    let (swarm, baseline) = rt.block_on(async {
         let hub = crate::hub::server::start(hub_dir.clone(), "127.0.0.1:0", Some(rate)).await?;
         eprintln!(
-            "hub on {} at {}/s; booting {} nodes at once",
+            "hub on {} at {}/s; starting {} nodes that boot at once",
             hub.url(),
             format_size(rate),
             args.nodes
         );
-        let boots = boot_all(&exe, &hub, &trust, work, args.nodes, f).await;
-        let egress = hub.stats().egress_bytes;
+        let swarm = farm.run(&hub, &work.join("nodes"), false).await;
+        let baseline = match (&swarm, args.baseline) {
+            (Ok(_), true) => {
+                eprintln!("baseline: the same farm, every node fetching from the hub only");
+                Some(farm.run(&hub, &work.join("baseline"), true).await)
+            }
+            _ => None,
+        };
         hub.shutdown().await?;
-        let (results, wall) = boots?;
-        Ok::<_, Error>((results, egress, wall))
+        Ok::<_, Error>((swarm?, baseline.transpose()?))
     })?;
 
-    // Every tree must equal the published packages.
-    let mut results = results;
-    for r in &mut results {
+    let mut swarm = swarm;
+    check_trees(&mut swarm.nodes, &work.join("nodes"), &packages);
+    let mut baseline = baseline;
+    if let Some(b) = &mut baseline {
+        check_trees(&mut b.nodes, &work.join("baseline"), &packages);
+    }
+
+    print_table(args, &swarm, baseline.as_ref(), f, published.blocks, rate);
+    let failed: Vec<String> = swarm
+        .nodes
+        .iter()
+        .chain(baseline.iter().flat_map(|b| b.nodes.iter()))
+        .filter(|r| r.failure.is_some())
+        .map(|r| r.node.to_string())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::new(format!(
+            "node(s) {} did not boot correctly (see the table); rerun with --workdir to keep their stores, targets and logs",
+            failed.join(", ")
+        )))
+    }
+}
+
+/// Every booted node's tree must equal the published packages.
+fn check_trees(results: &mut [NodeResult], dir: &Path, packages: &[PathBuf]) {
+    for r in results {
         if r.failure.is_some() {
             continue;
         }
-        let root = work.join(format!("nodes/{}/root", r.node));
-        for pkg in &packages {
+        let root = dir.join(format!("{}/root", r.node));
+        for pkg in packages {
             let Some(name) = pkg.file_name() else {
                 continue;
             };
@@ -183,201 +244,429 @@ fn run_in(args: &DemoArgs, work: &Path, size: u64, rate: u64) -> Result<()> {
             }
         }
     }
-
-    print_table(args, &results, f, published.blocks, rate, egress, wall);
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|r| r.failure.is_some())
-        .map(|r| r.node.to_string())
-        .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::new(format!(
-            "node(s) {} did not boot correctly (see the table); rerun with --workdir to keep their stores and targets",
-            failed.join(", ")
-        )))
-    }
 }
 
-/// Spawns every node at once, shows hub egress while they run (on a terminal), and collects
-/// each node's time and report.
-async fn boot_all(
-    exe: &Path,
-    hub: &crate::hub::server::HubHandle,
-    trust: &Path,
-    work: &Path,
+/// A running `bootswarm run` process.
+struct NodeProc {
+    node: usize,
+    child: tokio::process::Child,
+    lines: mpsc::Receiver<String>,
+    addr: String,
+    status_url: String,
+    spawned: Instant,
+    booted: Option<Duration>,
+    last: Option<serde_json::Value>,
+    log: PathBuf,
+}
+
+/// What every node of a farm shares.
+struct Farm<'a> {
+    exe: &'a Path,
+    trust: &'a Path,
     nodes: usize,
     f: u64,
-) -> Result<(Vec<NodeResult>, Duration)> {
-    let url = hub.url();
-    let mut children = Vec::with_capacity(nodes);
-    for node in 1..=nodes {
-        let dir = work.join(format!("nodes/{node}"));
-        std::fs::create_dir_all(&dir).map_err(|e| {
+    rate: u64,
+}
+
+impl Farm<'_> {
+    /// Starts the nodes one after the other, each given the addresses of every earlier node
+    /// and told to wait for all the others, so they form one swarm and boot at once; then
+    /// follows them until every one has booted (or failed).
+    async fn run(&self, hub: &HubHandle, dir: &Path, hub_only: bool) -> Result<FarmRun> {
+        let egress_before = hub.stats().egress_bytes;
+        let mut procs: Vec<NodeProc> = Vec::with_capacity(self.nodes);
+        for node in 1..=self.nodes {
+            let peers: Vec<String> = procs.iter().map(|p| p.addr.clone()).collect();
+            procs.push(self.start(hub, dir, node, &peers, hub_only).await?);
+        }
+        // The boot starts when the last node has joined.
+        let start = Instant::now();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| Error::new(format!("cannot set up an HTTP client ({e})")))?;
+        let view = LiveView::new(self.nodes, self.f);
+        // Generous: ten times the hub-only time, plus a minute.
+        let limit =
+            Duration::from_secs_f64(10.0 * (self.nodes as u64 * self.f) as f64 / self.rate as f64)
+                + Duration::from_secs(60);
+        let mut tick = tokio::time::interval(POLL);
+        loop {
+            tick.tick().await;
+            for p in &mut procs {
+                while let Ok(line) = p.lines.try_recv() {
+                    // `booted <seconds since the node started>`: exact, unlike the poll.
+                    if let Some(secs) = line.strip_prefix("booted ")
+                        && p.booted.is_none()
+                    {
+                        let at = secs
+                            .trim()
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|s| s.is_finite() && *s >= 0.0)
+                            .map_or_else(Instant::now, |s| p.spawned + Duration::from_secs_f64(s));
+                        p.booted = Some(at.saturating_duration_since(start));
+                    }
+                }
+                if let Ok(resp) = http.get(&p.status_url).send().await
+                    && let Ok(body) = resp.bytes().await
+                    && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+                {
+                    p.last = Some(v);
+                }
+            }
+            view.update(
+                &procs,
+                start.elapsed(),
+                hub.stats().egress_bytes - egress_before,
+            );
+            let exited = procs
+                .iter_mut()
+                .any(|p| p.booted.is_none() && matches!(p.child.try_wait(), Ok(Some(_))));
+            if procs.iter().all(|p| p.booted.is_some()) || exited || start.elapsed() > limit {
+                break;
+            }
+        }
+        view.finish();
+        let all_booted = start.elapsed();
+        let egress = hub.stats().egress_bytes - egress_before;
+        let held: Vec<Option<Duration>> = procs
+            .iter()
+            .map(|p| {
+                let secs = p.last.as_ref()?["held_after_secs"].as_f64()?;
+                let at = p.spawned + Duration::from_secs_f64(secs.max(0.0));
+                Some(at.saturating_duration_since(start))
+            })
+            .collect();
+        let all_held = held
+            .iter()
+            .copied()
+            .collect::<Option<Vec<_>>>()
+            .and_then(|v| v.into_iter().max());
+        let mut nodes = Vec::with_capacity(procs.len());
+        for mut p in procs {
+            let mut r = NodeResult {
+                node: p.node,
+                time: p.booted,
+                ..NodeResult::default()
+            };
+            if let Some(s) = &p.last {
+                r.hub_bytes = s["bytes_from_hub"].as_u64().unwrap_or(0);
+                r.peer_bytes = s["bytes_from_peers"].as_u64().unwrap_or(0);
+            }
+            if p.booted.is_none() {
+                r.failure = Some(match p.child.try_wait() {
+                    Ok(Some(status)) => format!("{status} ({})", last_line(&p.log)),
+                    _ => "did not boot in time".to_string(),
+                });
+            }
+            let _ = p.child.kill().await;
+            nodes.push(r);
+        }
+        let all_booted = nodes
+            .iter()
+            .filter_map(|r| r.time)
+            .max()
+            .unwrap_or(all_booted);
+        Ok(FarmRun {
+            nodes,
+            all_held,
+            all_booted,
+            egress,
+        })
+    }
+
+    async fn start(
+        &self,
+        hub: &HubHandle,
+        dir: &Path,
+        node: usize,
+        peers: &[String],
+        hub_only: bool,
+    ) -> Result<NodeProc> {
+        let nd = dir.join(node.to_string());
+        std::fs::create_dir_all(&nd).map_err(|e| {
             Error::new(format!(
                 "cannot create the node directory {} ({e})",
-                dir.display()
+                nd.display()
             ))
         })?;
-        let mut cmd = tokio::process::Command::new(exe);
-        cmd.arg("boot")
+        let log = nd.join("log");
+        let stderr = std::fs::File::create(&log).map_err(|e| {
+            Error::new(format!(
+                "cannot create the node log {} ({e})",
+                log.display()
+            ))
+        })?;
+        let mut cmd = tokio::process::Command::new(self.exe);
+        cmd.arg("run")
             .arg("--hub")
-            .arg(&url)
+            .arg(hub.url())
             .arg("--channel")
             .arg(CHANNEL)
             .arg("--trust")
-            .arg(trust)
+            .arg(self.trust)
             .arg("--store")
-            .arg(dir.join("store"))
+            .arg(nd.join("store"))
             .arg("--into")
-            .arg(dir.join("root"))
-            .arg("--no-progress")
-            .arg("--json")
-            .stdin(Stdio::null())
+            .arg(nd.join("root"))
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0"])
+            .args([
+                "--min-peers",
+                &(self.nodes - 1).to_string(),
+                "--peer-wait",
+                "60s",
+            ]);
+        for p in peers {
+            cmd.arg("--peer").arg(p);
+        }
+        if hub_only {
+            cmd.arg("--hub-only");
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::from(stderr))
             .kill_on_drop(true);
-        children.push((node, cmd));
-    }
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (node, mut cmd) in children {
-        let child = cmd.spawn().map_err(|e| {
+        let spawned = Instant::now();
+        let mut child = cmd.spawn().map_err(|e| {
             Error::new(format!(
-                "cannot start node {node} ({} boot): {e}",
-                exe.display()
+                "cannot start node {node} ({} run): {e}",
+                self.exe.display()
             ))
         })?;
-        tasks.spawn(async move {
-            let out = child.wait_with_output().await;
-            (node, start.elapsed(), out)
-        });
-    }
-
-    let bar = if std::io::stderr().is_terminal() {
-        let bar =
-            ProgressBar::with_draw_target(Some(f * nodes as u64), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template(
-            "hub egress [{bar:40}] {bytes}/{total_bytes} (N·F) {binary_bytes_per_sec} {msg}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
+        let (tx, mut lines) = mpsc::channel(64);
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(out).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    if tx.send(line).await.is_err() {
+                        break;
+                    }
+                }
+            });
         }
-        Some(bar)
-    } else {
-        None
-    };
-    let mut results = Vec::with_capacity(nodes);
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    while !tasks.is_empty() {
-        tokio::select! {
-            joined = tasks.join_next() => {
-                let Some(joined) = joined else { break };
-                let (node, time, out) = joined
-                    .map_err(|e| Error::new(format!("waiting for a node failed ({e})")))?;
-                results.push(node_result(node, time, out));
+        let (mut addr, mut status_url) = (None, None);
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        while addr.is_none() || status_url.is_none() {
+            match tokio::time::timeout_at(deadline, lines.recv()).await {
+                Ok(Some(line)) => {
+                    if let Some(a) = line.strip_prefix("listening ") {
+                        addr.get_or_insert_with(|| a.trim().to_string());
+                    } else if let Some(u) = line.strip_prefix("http ") {
+                        status_url = Some(format!("{}/status", u.trim()));
+                    }
+                }
+                _ => {
+                    let _ = child.kill().await;
+                    return Err(Error::new(format!(
+                        "node {node} did not start ({}); see {}",
+                        last_line(&log),
+                        log.display()
+                    )));
+                }
             }
-            _ = tick.tick() => {}
         }
-        if let Some(bar) = &bar {
-            bar.set_position(hub.stats().egress_bytes);
-            bar.set_message(format!("{}/{nodes} booted", results.len()));
-        }
+        Ok(NodeProc {
+            node,
+            child,
+            lines,
+            addr: addr.unwrap_or_default(),
+            status_url: status_url.unwrap_or_default(),
+            spawned,
+            booted: None,
+            last: None,
+            log,
+        })
     }
-    let wall = start.elapsed();
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    results.sort_by_key(|r| r.node);
-    Ok((results, wall))
 }
 
-fn node_result(
-    node: usize,
-    time: Duration,
-    out: std::io::Result<std::process::Output>,
-) -> NodeResult {
-    let mut r = NodeResult {
-        node,
-        time,
-        hub_bytes: None,
-        failure: None,
-    };
-    match out {
-        Err(e) => r.failure = Some(format!("could not wait for the process ({e})")),
-        Ok(out) if !out.status.success() => {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let line = stderr
-                .lines()
+/// The last non-empty line of a log file.
+fn last_line(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            s.lines()
                 .rev()
                 .find(|l| !l.trim().is_empty())
-                .unwrap_or("no message")
-                .trim()
-                .to_string();
-            r.failure = Some(format!("{} ({line})", out.status));
-        }
-        Ok(out) => {
-            let report: Option<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .rev()
-                .find_map(|l| serde_json::from_str(l).ok());
-            r.hub_bytes = report.and_then(|v| v.get("hub_bytes").and_then(|b| b.as_u64()));
+                .map(|l| l.trim().to_string())
+        })
+        .unwrap_or_else(|| "no message".to_string())
+}
+
+/// Per-node progress bars on a terminal; a line every few seconds otherwise.
+struct LiveView {
+    bars: Option<(MultiProgress, Vec<ProgressBar>, ProgressBar)>,
+    f: u64,
+    last_line: std::cell::Cell<Option<Instant>>,
+}
+
+impl LiveView {
+    fn new(nodes: usize, f: u64) -> LiveView {
+        let bars = std::io::stderr().is_terminal().then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "{prefix:>8} [{bar:40}] {bytes:>10}/{total_bytes:<10} {msg}",
+            )
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let bars = (1..=nodes)
+                .map(|n| {
+                    let bar = multi.add(ProgressBar::new(f));
+                    bar.set_style(style.clone());
+                    bar.set_prefix(format!("node {n}"));
+                    bar
+                })
+                .collect();
+            let hub = multi.add(ProgressBar::new(f * nodes as u64));
+            hub.set_style(style);
+            hub.set_prefix("hub out");
+            (multi, bars, hub)
+        });
+        LiveView {
+            bars,
+            f,
+            last_line: std::cell::Cell::new(None),
         }
     }
-    r
+
+    fn update(&self, procs: &[NodeProc], elapsed: Duration, egress: u64) {
+        let booted = procs.iter().filter(|p| p.booted.is_some()).count();
+        match &self.bars {
+            Some((_, bars, hub)) => {
+                for (p, bar) in procs.iter().zip(bars) {
+                    if let Some(s) = &p.last {
+                        let total = s["progress"]["total_bytes"].as_u64().unwrap_or(0);
+                        bar.set_length(total.max(self.f));
+                        bar.set_position(s["progress"]["have_bytes"].as_u64().unwrap_or(0));
+                        bar.set_message(format!(
+                            "peers {} hub {} from peers {}{}",
+                            s["peers"],
+                            format_size(s["bytes_from_hub"].as_u64().unwrap_or(0)),
+                            format_size(s["bytes_from_peers"].as_u64().unwrap_or(0)),
+                            if p.booted.is_some() { "  booted" } else { "" }
+                        ));
+                    }
+                }
+                hub.set_position(egress);
+                hub.set_message(format!("{booted}/{} booted", procs.len()));
+            }
+            None => {
+                let due = self
+                    .last_line
+                    .get()
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+                if due {
+                    self.last_line.set(Some(Instant::now()));
+                    let have: u64 = procs
+                        .iter()
+                        .filter_map(|p| p.last.as_ref())
+                        .map(|s| s["progress"]["have_bytes"].as_u64().unwrap_or(0))
+                        .sum();
+                    eprintln!(
+                        "{:>6.1} s  {booted}/{} booted, {} of {} held, hub egress {}",
+                        elapsed.as_secs_f64(),
+                        procs.len(),
+                        format_size(have),
+                        format_size(self.f * procs.len() as u64),
+                        format_size(egress)
+                    );
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some((multi, bars, hub)) = &self.bars {
+            for b in bars {
+                b.finish_and_clear();
+            }
+            hub.finish_and_clear();
+            let _ = multi.clear();
+        }
+    }
 }
 
 fn print_table(
     args: &DemoArgs,
-    results: &[NodeResult],
+    swarm: &FarmRun,
+    baseline: Option<&FarmRun>,
     f: u64,
     blocks: usize,
     rate: u64,
-    egress: u64,
-    wall: Duration,
 ) {
-    let n = results.len() as u64;
+    let n = swarm.nodes.len() as u64;
     let b = rate as f64;
-    let hub_only = (n * f) as f64 / b;
     let t_min = f as f64 / b;
+    let hub_only_bound = (n * f) as f64 / b;
+    let times_f = |bytes: u64| if f == 0 { 0.0 } else { bytes as f64 / f as f64 };
+    let times_t = |d: Duration| {
+        if t_min > 0.0 {
+            d.as_secs_f64() / t_min
+        } else {
+            0.0
+        }
+    };
     println!();
     println!(
-        "bootswarm demo: {n} nodes boot {} packages, F = {} ({blocks} blocks), hub link B = {} ({}/s), fetching from the hub only",
+        "bootswarm demo: {n} nodes boot {} packages, F = {} ({blocks} blocks), hub link B = {} ({}/s)",
         sample::PACKAGES,
         format_size(f),
         args.hub_rate,
         format_size(rate)
     );
     println!();
-    println!("{:>5}  {:>9}  {:>12}  result", "node", "time", "from hub");
-    for r in results {
-        let bytes = r.hub_bytes.map_or_else(|| "-".to_string(), format_size);
+    println!(
+        "{:>5}  {:>9}  {:>12}  {:>12}  result",
+        "node", "time", "from hub", "from peers"
+    );
+    for r in &swarm.nodes {
+        let time = r
+            .time
+            .map_or_else(|| "-".to_string(), |t| format!("{:.1} s", t.as_secs_f64()));
         let result = r.failure.as_deref().unwrap_or("ok, tree identical");
         println!(
-            "{:>5}  {:>7.1} s  {:>12}  {result}",
+            "{:>5}  {time:>9}  {:>12}  {:>12}  {result}",
             r.node,
-            r.time.as_secs_f64(),
-            bytes
+            format_size(r.hub_bytes),
+            format_size(r.peer_bytes)
         );
     }
     println!();
-    let ratio = if f == 0 {
-        0.0
-    } else {
-        egress as f64 / f as f64
-    };
     println!(
-        "hub egress      {} = {ratio:.2} × F   (hub-only fetching costs N·F = {:.2} × F)",
-        format_size(egress),
+        "all booted      {:.1} s = {:.2} × T_min   (T_min = F/B = {t_min:.1} s; hub-only bound N·F/B = {hub_only_bound:.1} s)",
+        swarm.all_booted.as_secs_f64(),
+        times_t(swarm.all_booted)
+    );
+    if let Some(held) = swarm.all_held {
+        println!(
+            "all blocks held {:.1} s = {:.2} × T_min   (the rest is writing the trees)",
+            held.as_secs_f64(),
+            times_t(held)
+        );
+    }
+    println!(
+        "hub egress      {} = {:.2} × F   (hub-only fetching costs N·F = {:.2} × F)",
+        format_size(swarm.egress),
+        times_f(swarm.egress),
         n as f64
     );
-    let vs = if hub_only > 0.0 {
-        wall.as_secs_f64() / hub_only
-    } else {
-        0.0
-    };
-    println!(
-        "total time      {:.1} s = {vs:.2} × N·F/B ({hub_only:.1} s)   (F/B = {t_min:.1} s is the floor with peer sharing)",
-        wall.as_secs_f64()
-    );
+    match baseline {
+        Some(base) => {
+            let failed = base.nodes.iter().filter(|r| r.failure.is_some()).count();
+            println!(
+                "hub-only        {:.1} s = {:.2} × T_min, hub egress {:.2} × F{}   (swarm is {:.1}× faster)",
+                base.all_booted.as_secs_f64(),
+                times_t(base.all_booted),
+                times_f(base.egress),
+                if failed > 0 {
+                    format!(", {failed} node(s) failed")
+                } else {
+                    String::new()
+                },
+                base.all_booted.as_secs_f64() / swarm.all_booted.as_secs_f64().max(1e-9)
+            );
+        }
+        None => println!("hub-only        not measured (add --baseline)"),
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod boot;
 pub mod cli;
+pub mod daemon;
 pub mod demo;
 pub mod error;
 pub mod fsutil;

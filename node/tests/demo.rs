@@ -1,4 +1,5 @@
-//! A tiny `bootswarm demo` run: every node boots and the table is printed.
+//! A tiny `bootswarm demo` run: every node boots through the swarm, the hub-only baseline is
+//! measured, and the table is printed.
 
 mod boot_common;
 
@@ -16,6 +17,7 @@ fn tiny_demo_boots_every_node_and_prints_the_table() {
         "8MiB",
         "--hub-rate",
         "1gbit",
+        "--baseline",
         "--workdir",
         work.to_str().unwrap(),
     ]);
@@ -25,7 +27,18 @@ fn tiny_demo_boots_every_node_and_prints_the_table() {
         "demo failed: {}\n{stdout}",
         stderr_of(&out)
     );
-    for needle in ["node", "time", "from hub", "hub egress", "× F", "N·F/B"] {
+    for needle in [
+        "node",
+        "time",
+        "from hub",
+        "from peers",
+        "all booted",
+        "T_min",
+        "hub egress",
+        "× F",
+        "N·F/B",
+        "hub-only",
+    ] {
         assert!(stdout.contains(needle), "table lacks {needle:?}:\n{stdout}");
     }
     let ok_rows = stdout
@@ -33,8 +46,20 @@ fn tiny_demo_boots_every_node_and_prints_the_table() {
         .filter(|l| l.contains("ok, tree identical"))
         .count();
     assert_eq!(ok_rows, 2, "{stdout}");
-    // Hub-only: egress is N·F, i.e. 2.00 × F.
-    assert!(stdout.contains("= 2.00 × F"), "{stdout}");
+    // Through the swarm the hub sends each block about once; hub-only costs N·F = 2 × F.
+    let egress_line = stdout
+        .lines()
+        .find(|l| l.starts_with("hub egress"))
+        .unwrap_or_else(|| panic!("no hub egress line:\n{stdout}"));
+    let ratio: f64 = egress_line
+        .split(" = ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the ratio in {egress_line:?}"));
+    assert!(ratio <= 1.1, "hub egress {ratio} × F:\n{stdout}");
+    let baseline = stdout.lines().find(|l| l.starts_with("hub-only")).unwrap();
+    assert!(baseline.contains("hub egress 2.00 × F"), "{stdout}");
     // The kept work directory holds both nodes' trees.
     for node in ["1", "2"] {
         assert!(

@@ -1,0 +1,427 @@
+//! `bootswarm run`: the swarm daemon.
+//!
+//! libp2p (TCP + Noise + Yamux) on tokio, with static peers and optional mDNS, gossiped and
+//! validated releases, and length-capped request-response protocols for blocks, control
+//! messages and releases. The sans-IO [`Agent`](bootswarm_protocol::agent::Agent) makes every
+//! decision; the [`driver`] only moves bytes, timers and disk I/O. The release is fetched from
+//! the hub (or, when the hub is down, from peers), checked against the trust root and the
+//! durable high-water mark, booted by the agent and materialised into the target; the daemon
+//! then keeps serving its peers. A local HTTP endpoint reports `/status` and `/metrics`.
+//!
+//! Machine-readable lines on stdout: `listening <multiaddr>/p2p/<peer id>`, `http <url>` and
+//! `booted <seconds since start>`.
+
+mod behaviour;
+mod codec;
+mod driver;
+mod http;
+mod install;
+mod payload;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bootswarm_protocol::block::Cid;
+use bootswarm_protocol::release::TrustRoot;
+use libp2p::{Multiaddr, identity};
+
+use crate::boot::materialise::MaterialiseStats;
+use crate::error::{Error, Result};
+use crate::units::parse_duration;
+
+/// Default address the daemon listens on for peers.
+pub const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/tcp/0";
+
+/// Swarm options shared by `bootswarm run` and `bootswarm boot`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SwarmArgs {
+    /// Address to listen on for peers, e.g. /ip4/0.0.0.0/tcp/4101 [run default: /ip4/0.0.0.0/tcp/0].
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Option<String>,
+    /// A peer to dial, e.g. /ip4/10.0.0.2/tcp/4101/p2p/12D3KooW...; repeatable.
+    #[arg(long = "peer", value_name = "MULTIADDR")]
+    pub peers: Vec<String>,
+    /// Discover peers on the LAN with mDNS (sends multicast; off by default).
+    #[arg(long)]
+    pub mdns: bool,
+    /// Peers to wait for before the boot starts (waits at most --peer-wait).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub min_peers: usize,
+    /// Longest wait for --min-peers and the --peer addresses before booting anyway.
+    #[arg(long, default_value = "3s", value_name = "DURATION")]
+    pub peer_wait: String,
+}
+
+impl SwarmArgs {
+    /// Whether any swarm option was given (so `bootswarm boot` should use the swarm).
+    pub fn requested(&self) -> bool {
+        self.listen.is_some() || !self.peers.is_empty() || self.mdns
+    }
+}
+
+/// Arguments of `bootswarm run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Store directory (blocks and durable state); created if missing.
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// Base URL of the hub, e.g. http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL")]
+    pub hub: String,
+    /// Release channel to follow.
+    #[arg(long, value_name = "NAME")]
+    pub channel: String,
+    /// Trust file: `ed25519 <hex>` lines and an optional `threshold N`.
+    #[arg(long, value_name = "FILE")]
+    pub trust: PathBuf,
+    /// Directory each booted release is materialised into (none: only cache and serve).
+    #[arg(long, value_name = "TARGET")]
+    pub into: Option<PathBuf>,
+    /// Swarm options.
+    #[command(flatten)]
+    pub swarm: SwarmArgs,
+    /// Local address for GET /status and /metrics, e.g. 127.0.0.1:9100.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Fetch every block from the hub and none from peers (the baseline).
+    #[arg(long)]
+    pub hub_only: bool,
+    /// File holding the node's libp2p identity (created if missing); default: a new one per start.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// How often the hub is asked for a newer release.
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub poll_interval: String,
+    /// TEST ONLY: flip a byte in every block served, to test how peers handle a corrupt node.
+    #[arg(long, hide = true)]
+    pub test_corrupt_serving: bool,
+}
+
+/// Everything the driver needs, checked.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// Base URL of the hub.
+    pub hub_url: String,
+    /// Channel followed.
+    pub channel: String,
+    /// Publisher keys and threshold.
+    pub trust: TrustRoot,
+    /// Store directory (sled and `state.json`).
+    pub store_dir: PathBuf,
+    /// Where releases are materialised, if anywhere.
+    pub target: Option<PathBuf>,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Static peers.
+    pub peers: Vec<Multiaddr>,
+    /// mDNS discovery.
+    pub mdns: bool,
+    /// Local HTTP endpoint.
+    pub http: Option<SocketAddr>,
+    /// Hub-only baseline.
+    pub hub_only: bool,
+    /// libp2p identity.
+    pub identity: identity::Keypair,
+    /// Test only: corrupt every served block.
+    pub corrupt_serving: bool,
+    /// Peers to wait for before booting.
+    pub min_peers: usize,
+    /// Longest wait for them.
+    pub peer_wait: Duration,
+    /// Period of release polls.
+    pub poll_interval: Duration,
+    /// Exit once the release is installed (`bootswarm boot`).
+    pub once: bool,
+}
+
+/// What a daemon run did.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonReport {
+    /// Seq of the release accepted last (0 if none).
+    pub seq: u64,
+    /// Its root.
+    pub root: Option<Cid>,
+    /// Time from start to booted.
+    pub booted_after: Option<Duration>,
+    /// Block bytes received from the hub.
+    pub bytes_from_hub: u64,
+    /// Block bytes received from peers.
+    pub bytes_from_peers: u64,
+    /// What was written into the target.
+    pub tree: Option<MaterialiseStats>,
+}
+
+fn parse_addr(flag: &str, s: &str) -> Result<Multiaddr> {
+    s.parse().map_err(|e| {
+        Error::new(format!(
+            "{flag} '{s}' is not a valid multiaddr ({e}); write it like /ip4/10.0.0.2/tcp/4101"
+        ))
+    })
+}
+
+fn parse_wait(flag: &str, s: &str) -> Result<Duration> {
+    parse_duration(s)
+        .map(Duration::from_secs)
+        .map_err(|e| Error::new(format!("{flag}: {e}")))
+}
+
+/// The libp2p identity in `path` (64 hex characters), created if the file does not exist.
+pub fn load_or_create_identity(path: &Path) -> Result<identity::Keypair> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let bytes = crate::keys::from_hex32(text.trim()).ok_or_else(|| {
+                Error::new(format!(
+                    "identity file {} does not hold 64 hex characters; delete it to create a new identity",
+                    path.display()
+                ))
+            })?;
+            identity::Keypair::ed25519_from_bytes(bytes).map_err(|e| {
+                Error::new(format!(
+                    "identity file {} holds an unusable key ({e}); delete it to create a new identity",
+                    path.display()
+                ))
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret)
+                .map_err(|e| Error::new(format!("cannot get randomness for an identity ({e})")))?;
+            let line = format!("{}\n", crate::keys::to_hex(&secret));
+            crate::fsutil::write_new_atomic(path, line.as_bytes(), Some(0o600)).map_err(|e| {
+                Error::new(format!(
+                    "cannot write the identity file {} ({e}); check --key and its directory",
+                    path.display()
+                ))
+            })?;
+            identity::Keypair::ed25519_from_bytes(secret)
+                .map_err(|e| Error::new(format!("cannot create an identity ({e})")))
+        }
+        Err(e) => Err(Error::new(format!(
+            "cannot read the identity file {} ({e}); check --key",
+            path.display()
+        ))),
+    }
+}
+
+/// Checks the swarm options.
+fn swarm_options(swarm: &SwarmArgs) -> Result<(Vec<Multiaddr>, Vec<Multiaddr>, Duration)> {
+    let listen = parse_addr(
+        "--listen",
+        swarm.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
+    )?;
+    let peers = swarm
+        .peers
+        .iter()
+        .map(|p| parse_addr("--peer", p))
+        .collect::<Result<Vec<_>>>()?;
+    let wait = parse_wait("--peer-wait", &swarm.peer_wait)?;
+    Ok((vec![listen], peers, wait))
+}
+
+impl DaemonOptions {
+    /// Checks `bootswarm run` arguments; every problem is one sentence.
+    pub fn from_run_args(args: &RunArgs) -> Result<DaemonOptions> {
+        crate::boot::check_store_and_target(&args.store, args.into.as_deref())?;
+        let (listen, peers, peer_wait) = swarm_options(&args.swarm)?;
+        let trust = crate::keys::read_trust(&args.trust)?;
+        crate::hub::client::HubClient::new(&args.hub)?;
+        let http = args
+            .http
+            .as_deref()
+            .map(|h| {
+                h.parse::<SocketAddr>().map_err(|_| {
+                    Error::new(format!(
+                        "--http '{h}' is not an address; give one like 127.0.0.1:9100"
+                    ))
+                })
+            })
+            .transpose()?;
+        let identity = match &args.key {
+            Some(path) => load_or_create_identity(path)?,
+            None => identity::Keypair::generate_ed25519(),
+        };
+        Ok(DaemonOptions {
+            hub_url: args.hub.clone(),
+            channel: args.channel.clone(),
+            trust,
+            store_dir: args.store.clone(),
+            target: args.into.clone(),
+            listen,
+            peers,
+            mdns: args.swarm.mdns,
+            http,
+            hub_only: args.hub_only,
+            identity,
+            corrupt_serving: args.test_corrupt_serving,
+            min_peers: args.swarm.min_peers,
+            peer_wait,
+            poll_interval: parse_wait("--poll-interval", &args.poll_interval)?
+                .max(Duration::from_secs(1)),
+            once: false,
+        })
+    }
+}
+
+/// The innermost cause of a transport error, in words ("address already in use").
+fn transport_cause(e: &dyn std::error::Error) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    let text = cur.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    text.to_lowercase()
+}
+
+/// Runs the daemon until SIGTERM / ctrl-c, or (with `opts.once`) until the release is
+/// installed.
+pub async fn run_daemon(opts: DaemonOptions) -> Result<DaemonReport> {
+    let shared: http::Shared = Arc::new(Mutex::new(http::Snapshot::default()));
+    let http_addr = opts.http;
+    let driver = driver::Driver::start(opts, Arc::clone(&shared)).await?;
+    tracing::info!(peer = %driver.peer_id(), "swarm started");
+
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_task = match http_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                Error::new(format!(
+                    "cannot listen on --http {addr} ({}); choose another address or port",
+                    transport_cause(&e)
+                ))
+            })?;
+            let local = listener.local_addr().unwrap_or(addr);
+            println!("http http://{local}");
+            let app = http::router(Arc::clone(&shared));
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = http_stopped.await;
+                    })
+                    .await;
+            }))
+        }
+        None => None,
+    };
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let signals = tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+        let _ = stop.send(());
+    });
+
+    let report = driver.run(stopped).await;
+    signals.abort();
+    let _ = stop_http.send(());
+    if let Some(task) = http_task {
+        let _ = task.await;
+    }
+    report
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new(format!("cannot start the async runtime ({e})")))
+}
+
+/// Runs `bootswarm run`.
+pub fn run(args: RunArgs) -> Result<()> {
+    let opts = DaemonOptions::from_run_args(&args)?;
+    runtime()?.block_on(run_daemon(opts)).map(|_| ())
+}
+
+/// `bootswarm boot` through the swarm: the same driver, exiting once the release is
+/// materialised. Returns the report for the caller to print.
+pub fn boot_once(args: &crate::boot::BootArgs) -> Result<DaemonReport> {
+    crate::boot::check_store_and_target(&args.store, Some(&args.into))?;
+    let (listen, peers, peer_wait) = swarm_options(&args.swarm)?;
+    let trust = crate::keys::read_trust(&args.trust)?;
+    crate::hub::client::HubClient::new(&args.hub)?;
+    let opts = DaemonOptions {
+        hub_url: args.hub.clone(),
+        channel: args.channel.clone(),
+        trust,
+        store_dir: args.store.clone(),
+        target: Some(args.into.clone()),
+        listen,
+        peers,
+        mdns: args.swarm.mdns,
+        http: None,
+        hub_only: false,
+        identity: identity::Keypair::generate_ed25519(),
+        corrupt_serving: false,
+        min_peers: args.swarm.min_peers,
+        peer_wait,
+        poll_interval: Duration::from_secs(300),
+        once: true,
+    };
+    runtime()?.block_on(run_daemon(opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_file_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id");
+        let a = load_or_create_identity(&path).unwrap();
+        let b = load_or_create_identity(&path).unwrap();
+        assert_eq!(a.public().to_peer_id(), b.public().to_peer_id());
+        std::fs::write(&path, "not hex\n").unwrap();
+        let err = load_or_create_identity(&path).unwrap_err().to_string();
+        assert!(err.contains("64 hex characters"), "{err}");
+    }
+
+    #[test]
+    fn bad_swarm_options_are_one_sentence() {
+        let args = SwarmArgs {
+            peers: vec!["/ip4/1.2.3.4/tcp/x".into()],
+            peer_wait: "3s".into(),
+            ..SwarmArgs::default()
+        };
+        let err = swarm_options(&args).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--peer '/ip4/1.2.3.4/tcp/x' is not a valid multiaddr"),
+            "{err}"
+        );
+        let args = SwarmArgs {
+            peer_wait: "soon".into(),
+            ..SwarmArgs::default()
+        };
+        assert!(
+            swarm_options(&args)
+                .unwrap_err()
+                .to_string()
+                .starts_with("--peer-wait")
+        );
+        assert!(
+            SwarmArgs {
+                mdns: true,
+                ..SwarmArgs::default()
+            }
+            .requested()
+        );
+        assert!(!SwarmArgs::default().requested());
+    }
+}

@@ -1,0 +1,142 @@
+//! The libp2p side of the daemon: transport, behaviours and their limits.
+
+use std::time::Duration;
+
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    Swarm, SwarmBuilder, connection_limits, gossipsub, identify, identity, mdns, noise,
+    request_response, tcp, yamux,
+};
+use sha2::{Digest, Sha256};
+
+use super::codec::{
+    BLOCK_PROTOCOL, BlockCodec, CONTROL_PROTOCOL, ControlCodec, RELEASE_PROTOCOL, ReleaseCodec,
+};
+use crate::error::{Error, Result};
+
+/// Connections to one peer (two when both sides dial at once).
+const MAX_PER_PEER: u32 = 2;
+/// Established connections in total.
+const MAX_ESTABLISHED: u32 = 256;
+/// Connections being set up at once, each way.
+const MAX_PENDING: u32 = 64;
+/// Largest gossip message: one signed release plus framing.
+pub(crate) const MAX_GOSSIP_SIZE: usize = bootswarm_protocol::release::MAX_RELEASE_SIZE + 4096;
+/// Streams at once on one connection, per request-response protocol.
+const MAX_STREAMS: usize = 64;
+
+/// Every behaviour of a bootswarm node.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) blocks: request_response::Behaviour<BlockCodec>,
+    pub(crate) control: request_response::Behaviour<ControlCodec>,
+    pub(crate) release: request_response::Behaviour<ReleaseCodec>,
+}
+
+impl std::fmt::Debug for Behaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Behaviour")
+    }
+}
+
+/// Content-addressed gossip: the same release from two publishers is one message.
+fn message_id(msg: &gossipsub::Message) -> gossipsub::MessageId {
+    let digest = Sha256::digest(&msg.data);
+    gossipsub::MessageId::from(&digest.as_slice()[..20])
+}
+
+fn make_behaviour(key: &identity::Keypair, enable_mdns: bool) -> Result<Behaviour> {
+    let peer_id = key.public().to_peer_id();
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established_per_peer(Some(MAX_PER_PEER))
+        .with_max_established(Some(MAX_ESTABLISHED))
+        .with_max_pending_incoming(Some(MAX_PENDING))
+        .with_max_pending_outgoing(Some(MAX_PENDING));
+    let mdns = if enable_mdns {
+        let cfg = mdns::Config {
+            query_interval: Duration::from_secs(5),
+            ..Default::default()
+        };
+        Some(mdns::tokio::Behaviour::new(cfg, peer_id).map_err(|e| {
+            Error::new(format!(
+                "cannot start mDNS discovery ({e}); run without --mdns and give --peer addresses"
+            ))
+        })?)
+    } else {
+        None
+    };
+    let gs_cfg = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_secs(1))
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .message_id_fn(message_id)
+        .max_transmit_size(MAX_GOSSIP_SIZE)
+        .duplicate_cache_time(Duration::from_secs(120))
+        .max_ihave_messages_heartbeat(16)
+        .build()
+        .map_err(|e| Error::new(format!("cannot configure gossip ({e})")))?;
+    let gossipsub =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gs_cfg)
+            .map_err(|e| Error::new(format!("cannot start gossip ({e})")))?;
+    let rr_cfg = |timeout| {
+        request_response::Config::default()
+            .with_request_timeout(timeout)
+            .with_max_concurrent_streams(MAX_STREAMS)
+    };
+    let full = || request_response::ProtocolSupport::Full;
+    Ok(Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/bootswarm/id/1".into(),
+            key.public(),
+        )),
+        mdns: Toggle::from(mdns),
+        gossipsub,
+        blocks: request_response::Behaviour::new(
+            [(BLOCK_PROTOCOL, full())],
+            rr_cfg(Duration::from_secs(30)),
+        ),
+        control: request_response::Behaviour::new(
+            [(CONTROL_PROTOCOL, full())],
+            rr_cfg(Duration::from_secs(10)),
+        ),
+        release: request_response::Behaviour::new(
+            [(RELEASE_PROTOCOL, full())],
+            rr_cfg(Duration::from_secs(10)),
+        ),
+    })
+}
+
+/// A TCP + Noise + Yamux swarm on tokio with every behaviour.
+pub(crate) fn build_swarm(key: identity::Keypair, enable_mdns: bool) -> Result<Swarm<Behaviour>> {
+    let mut setup_err = None;
+    let swarm = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| Error::new(format!("cannot set up the TCP transport ({e})")))?
+        .with_behaviour(|key| match make_behaviour(key, enable_mdns) {
+            Ok(b) => Ok(b),
+            Err(e) => {
+                let msg = e.to_string();
+                setup_err = Some(e);
+                Err(msg.into())
+            }
+        })
+        .map_err(|e| {
+            setup_err
+                .take()
+                .unwrap_or_else(|| Error::new(e.to_string()))
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    Ok(swarm)
+}

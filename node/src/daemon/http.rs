@@ -1,0 +1,268 @@
+//! The local HTTP endpoint: `GET /status` (JSON) and `GET /metrics` (Prometheus text).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+/// Most peers given their own label in /metrics; the rest are summed as "other".
+pub(crate) const MAX_PEER_LABELS: usize = 256;
+
+/// What the daemon reports, refreshed by the event loop.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Snapshot {
+    /// This node's libp2p peer id.
+    pub(crate) peer_id: String,
+    /// The channel followed.
+    pub(crate) channel: String,
+    /// Seq and root of the release being booted or booted.
+    pub(crate) release: Option<(u64, String)>,
+    /// Whether the release is booted (and installed, when there is a target).
+    pub(crate) booted: bool,
+    /// Seconds from start to booted (and installed, when there is a target).
+    pub(crate) booted_after: Option<f64>,
+    /// Seconds from start until every block was held and verified.
+    pub(crate) held_after: Option<f64>,
+    pub(crate) have_blocks: u64,
+    pub(crate) total_blocks: u64,
+    pub(crate) have_bytes: u64,
+    pub(crate) total_bytes: u64,
+    /// Connected peers.
+    pub(crate) peers: usize,
+    /// Bytes received from each peer (verified or not), by peer id.
+    pub(crate) bytes_by_peer: BTreeMap<String, u64>,
+    pub(crate) bytes_from_peers: u64,
+    pub(crate) bytes_from_hub: u64,
+    pub(crate) bytes_served: u64,
+    pub(crate) blocks_served: u64,
+    pub(crate) blocks_verified: u64,
+    /// Verification failures by source ("hub" or a peer id).
+    pub(crate) failures: BTreeMap<String, u64>,
+    /// Penalties given to each peer (corrupt data, timeouts).
+    pub(crate) penalties: BTreeMap<String, u64>,
+    /// Banned peers.
+    pub(crate) banned: Vec<String>,
+    pub(crate) hub_only: bool,
+}
+
+/// The snapshot shared between the event loop and the HTTP server.
+pub(crate) type Shared = Arc<Mutex<Snapshot>>;
+
+fn read(shared: &Shared) -> Snapshot {
+    shared
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
+/// The router of the local endpoint.
+pub(crate) fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+async fn status(State(shared): State<Shared>) -> impl IntoResponse {
+    axum::Json(status_json(&read(&shared)))
+}
+
+async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics_text(&read(&shared)),
+    )
+}
+
+/// The `/status` document.
+pub(crate) fn status_json(s: &Snapshot) -> serde_json::Value {
+    let release = s
+        .release
+        .as_ref()
+        .map(|(seq, root)| serde_json::json!({"channel": s.channel, "seq": seq, "root": root}));
+    serde_json::json!({
+        "peer_id": s.peer_id,
+        "release": release,
+        "booted": s.booted,
+        "booted_after_secs": s.booted_after,
+        "held_after_secs": s.held_after,
+        "progress": {
+            "have_blocks": s.have_blocks,
+            "total_blocks": s.total_blocks,
+            "have_bytes": s.have_bytes,
+            "total_bytes": s.total_bytes,
+        },
+        "peers": s.peers,
+        "bytes_from_peers": s.bytes_from_peers,
+        "bytes_from_hub": s.bytes_from_hub,
+        "bytes_served": s.bytes_served,
+        "blocks_verified": s.blocks_verified,
+        "verification_failures": s.failures,
+        "penalties": s.penalties,
+        "banned": s.banned,
+        "hub_only": s.hub_only,
+    })
+}
+
+/// Escapes a Prometheus label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The `/metrics` text.
+pub(crate) fn metrics_text(s: &Snapshot) -> String {
+    let mut o = String::new();
+    let family = |o: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    family(
+        &mut o,
+        "bootswarm_bytes_received_total",
+        "counter",
+        "Block bytes received, by source (the hub or a peer).",
+    );
+    let _ = writeln!(
+        o,
+        "bootswarm_bytes_received_total{{source=\"hub\"}} {}",
+        s.bytes_from_hub
+    );
+    for (peer, n) in &s.bytes_by_peer {
+        let _ = writeln!(
+            o,
+            "bootswarm_bytes_received_total{{source=\"peer\",peer=\"{}\"}} {n}",
+            label(peer)
+        );
+    }
+    family(
+        &mut o,
+        "bootswarm_bytes_served_total",
+        "counter",
+        "Block bytes served to peers.",
+    );
+    let _ = writeln!(o, "bootswarm_bytes_served_total {}", s.bytes_served);
+    family(
+        &mut o,
+        "bootswarm_blocks_served_total",
+        "counter",
+        "Blocks served to peers.",
+    );
+    let _ = writeln!(o, "bootswarm_blocks_served_total {}", s.blocks_served);
+    family(
+        &mut o,
+        "bootswarm_blocks_verified_total",
+        "counter",
+        "Blocks received that verified against their CID and were stored.",
+    );
+    let _ = writeln!(o, "bootswarm_blocks_verified_total {}", s.blocks_verified);
+    family(
+        &mut o,
+        "bootswarm_verification_failures_total",
+        "counter",
+        "Blocks received that did not verify, by source.",
+    );
+    for (source, n) in &s.failures {
+        let _ = writeln!(
+            o,
+            "bootswarm_verification_failures_total{{source=\"{}\"}} {n}",
+            label(source)
+        );
+    }
+    family(
+        &mut o,
+        "bootswarm_peer_penalties_total",
+        "counter",
+        "Penalties given to peers (corrupt blocks, requests that ran out of time).",
+    );
+    for (peer, n) in &s.penalties {
+        let _ = writeln!(
+            o,
+            "bootswarm_peer_penalties_total{{peer=\"{}\"}} {n}",
+            label(peer)
+        );
+    }
+    family(
+        &mut o,
+        "bootswarm_peers_banned",
+        "gauge",
+        "Peers banned for repeated faults.",
+    );
+    let _ = writeln!(o, "bootswarm_peers_banned {}", s.banned.len());
+    family(&mut o, "bootswarm_peers", "gauge", "Connected peers.");
+    let _ = writeln!(o, "bootswarm_peers {}", s.peers);
+    family(
+        &mut o,
+        "bootswarm_release_seq",
+        "gauge",
+        "Sequence number of the current release (0 before one is accepted).",
+    );
+    let _ = writeln!(
+        o,
+        "bootswarm_release_seq {}",
+        s.release.as_ref().map_or(0, |r| r.0)
+    );
+    family(
+        &mut o,
+        "bootswarm_booted",
+        "gauge",
+        "1 once the current release is booted.",
+    );
+    let _ = writeln!(o, "bootswarm_booted {}", u8::from(s.booted));
+    family(
+        &mut o,
+        "bootswarm_have_bytes",
+        "gauge",
+        "Bytes of the release held.",
+    );
+    let _ = writeln!(o, "bootswarm_have_bytes {}", s.have_bytes);
+    family(
+        &mut o,
+        "bootswarm_total_bytes",
+        "gauge",
+        "Bytes of the release known so far.",
+    );
+    let _ = writeln!(o, "bootswarm_total_bytes {}", s.total_bytes);
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_and_metrics_carry_the_fields() {
+        let mut s = Snapshot {
+            channel: "prod".into(),
+            release: Some((3, "bafyroot".into())),
+            bytes_from_hub: 10,
+            ..Snapshot::default()
+        };
+        s.failures.insert("12D3bad\"peer".into(), 2);
+        s.penalties.insert("12D3bad".into(), 2);
+        let j = status_json(&s);
+        assert_eq!(j["release"]["seq"], 3);
+        assert_eq!(j["release"]["channel"], "prod");
+        for key in [
+            "booted",
+            "progress",
+            "peers",
+            "bytes_from_peers",
+            "bytes_from_hub",
+            "bytes_served",
+            "hub_only",
+        ] {
+            assert!(j.get(key).is_some(), "{key}");
+        }
+        let m = metrics_text(&s);
+        assert!(m.contains("bootswarm_bytes_received_total{source=\"hub\"} 10"));
+        assert!(m.contains("bootswarm_verification_failures_total{source=\"12D3bad\\\"peer\"} 2"));
+        assert!(m.contains("bootswarm_release_seq 3"));
+        assert!(m.contains("bootswarm_peer_penalties_total{peer=\"12D3bad\"} 2"));
+    }
+}

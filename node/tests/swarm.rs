@@ -1,0 +1,614 @@
+//! Swarm process tests: real `bootswarm run` processes on 127.0.0.1 (mDNS off), a throttled
+//! hub process, and their /status and /metrics endpoints. Every process is killed on drop.
+
+mod boot_common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use boot_common::*;
+
+/// How long a test waits for every node to boot.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A hub process with an egress limit.
+struct RatedHub {
+    child: Child,
+    url: String,
+}
+
+impl RatedHub {
+    fn start(dir: &Path, rate: &str) -> RatedHub {
+        let mut child = Command::new(bin())
+            .args(["hub", "serve", "--dir", dir.to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--rate", rate])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start hub");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("hub printed no URL: {line:?}"))
+            .trim_end_matches([',', '.', ')'])
+            .to_string();
+        RatedHub { child, url }
+    }
+
+    fn egress(&self) -> u64 {
+        http_get_json(self.url.trim_start_matches("http://"), "/v1/stats")["egress_bytes"]
+            .as_u64()
+            .unwrap()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RatedHub {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+}
+
+fn http_get_json(addr: &str, path: &str) -> serde_json::Value {
+    let body = http_get(addr, path);
+    serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{path} {body:?}: {e}"))
+}
+
+/// One `bootswarm run` process; its stdout lines arrive on a channel.
+struct Node {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// `<multiaddr>/p2p/<peer id>` from the `listening` line.
+    addr: String,
+    peer_id: String,
+    /// host:port of /status and /metrics.
+    http: String,
+    root: PathBuf,
+    booted: Option<f64>,
+}
+
+impl Node {
+    fn start(base: &Path, name: &str, hub: &str, trust: &Path, extra: &[String]) -> Node {
+        let dir = base.join(name);
+        fs::create_dir_all(&dir).unwrap();
+        let root = dir.join("root");
+        let mut child = Command::new(bin())
+            .args(["run", "--hub", hub, "--channel", CHANNEL])
+            .arg("--trust")
+            .arg(trust)
+            .arg("--store")
+            .arg(dir.join("store"))
+            .arg("--into")
+            .arg(&root)
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0"])
+            .args(extra)
+            .env(
+                "BOOTSWARM_LOG",
+                std::env::var("SWARM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut node = Node {
+            child,
+            lines,
+            addr: String::new(),
+            peer_id: String::new(),
+            http: String::new(),
+            root,
+            booted: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while node.addr.is_empty() || node.http.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = node
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{name} printed no listening/http line"));
+            node.take_line(&line);
+        }
+        node
+    }
+
+    fn take_line(&mut self, line: &str) {
+        if let Some(addr) = line.strip_prefix("listening ") {
+            self.addr = addr.trim().to_string();
+            self.peer_id = self.addr.rsplit('/').next().unwrap().to_string();
+        } else if let Some(url) = line.strip_prefix("http ") {
+            self.http = url.trim().trim_start_matches("http://").to_string();
+        } else if let Some(secs) = line.strip_prefix("booted ") {
+            self.booted = secs.trim().parse().ok();
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        http_get_json(&self.http, "/status")
+    }
+
+    fn metrics(&self) -> String {
+        http_get(&self.http, "/metrics")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until every node has printed `booted`.
+fn wait_booted(nodes: &mut [Node]) {
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    for (i, node) in nodes.iter_mut().enumerate() {
+        while node.booted.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match node.lines.recv_timeout(left) {
+                Ok(line) => node.take_line(&line),
+                Err(_) => panic!("node {i} did not boot in time; status: {}", node.status()),
+            }
+        }
+    }
+}
+
+/// Packages for the swarm tests: the boot fixtures plus a bigger one, for more blocks.
+fn packages(dir: &Path) -> Vec<PathBuf> {
+    let mut pkgs = make_packages(dir);
+    let gamma = dir.join("gamma");
+    fs::create_dir_all(&gamma).unwrap();
+    for i in 0..4 {
+        fs::write(
+            gamma.join(format!("blob{i}")),
+            noise(100 + i, 4 * 1024 * 1024 + 77),
+        )
+        .unwrap();
+    }
+    pkgs.push(gamma);
+    pkgs
+}
+
+/// F: bytes of every distinct block of the release (the hub holds exactly one release).
+fn release_bytes(hub_dir: &Path) -> u64 {
+    fs::read_dir(hub_dir.join("blocks"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+struct Farm {
+    dir: tempfile::TempDir,
+    packages: Vec<PathBuf>,
+    hub_dir: PathBuf,
+    trust: PathBuf,
+}
+
+fn farm() -> Farm {
+    let dir = tempfile::tempdir().unwrap();
+    let packages = packages(&dir.path().join("pkgs"));
+    let (key, trust) = keygen(dir.path(), "publisher.key");
+    let hub_dir = dir.path().join("hub");
+    publish(&hub_dir, &key, CHANNEL, &packages);
+    Farm {
+        dir,
+        packages,
+        hub_dir,
+        trust,
+    }
+}
+
+/// `--peer` to every given node, and `--min-peers` for a farm of `total` nodes.
+fn peer_args(earlier: &[Node], min_peers: usize) -> Vec<String> {
+    let mut args = Vec::new();
+    for n in earlier {
+        args.push("--peer".to_string());
+        args.push(n.addr.clone());
+    }
+    args.extend([
+        "--min-peers".to_string(),
+        min_peers.to_string(),
+        "--peer-wait".into(),
+        "20s".into(),
+    ]);
+    args
+}
+
+/// A counter's value for the given label text (0 when absent).
+fn metric(metrics: &str, prefix: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn five_nodes_boot_at_once_and_the_hub_sends_each_block_about_once() {
+    let farm = farm();
+    let f = release_bytes(&farm.hub_dir);
+    let hub = RatedHub::start(&farm.hub_dir, "100mbit");
+    let nodes_dir = farm.dir.path().join("nodes");
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..5 {
+        let extra = peer_args(&nodes, 4);
+        nodes.push(Node::start(
+            &nodes_dir,
+            &format!("n{i}"),
+            &hub.url,
+            &farm.trust,
+            &extra,
+        ));
+    }
+    wait_booted(&mut nodes);
+    let egress = hub.egress();
+    let ratio = egress as f64 / f as f64;
+    eprintln!("F = {f} bytes, hub egress = {egress} bytes = {ratio:.3} x F");
+    for n in &nodes {
+        let s = n.status();
+        eprintln!(
+            "{} booted after {:?} s: {} from the hub, {} from peers, {} served, {} peers",
+            n.peer_id,
+            n.booted,
+            s["bytes_from_hub"],
+            s["bytes_from_peers"],
+            s["bytes_served"],
+            s["peers"]
+        );
+        assert_eq!(s["booted"], true);
+        assert_eq!(s["release"]["seq"], 1);
+        assert_eq!(s["progress"]["have_bytes"], s["progress"]["total_bytes"]);
+        assert_tree_matches(&n.root, &farm.packages);
+    }
+    let served: u64 = nodes
+        .iter()
+        .map(|n| n.status()["bytes_served"].as_u64().unwrap())
+        .sum();
+    assert!(served > f, "peers served only {served} bytes");
+    assert!(
+        ratio <= 1.1,
+        "hub egress {egress} is {ratio:.3} x F ({f}); expected at most 1.1 x F"
+    );
+}
+
+#[test]
+fn with_the_hub_stopped_new_nodes_boot_from_peers_alone() {
+    let farm = farm();
+    let mut hub = RatedHub::start(&farm.hub_dir, "1gbit");
+    let nodes_dir = farm.dir.path().join("nodes");
+    let mut first: Vec<Node> = Vec::new();
+    for i in 0..2 {
+        let extra = peer_args(&first, 1);
+        first.push(Node::start(
+            &nodes_dir,
+            &format!("a{i}"),
+            &hub.url,
+            &farm.trust,
+            &extra,
+        ));
+    }
+    wait_booted(&mut first);
+    hub.stop();
+
+    let mut later: Vec<Node> = Vec::new();
+    for i in 0..3 {
+        let mut known: Vec<&Node> = first.iter().collect();
+        known.extend(later.iter());
+        let mut extra = Vec::new();
+        for n in &known {
+            extra.push("--peer".to_string());
+            extra.push(n.addr.clone());
+        }
+        extra.extend([
+            "--min-peers".into(),
+            "2".into(),
+            "--peer-wait".into(),
+            "20s".into(),
+        ]);
+        later.push(Node::start(
+            &nodes_dir,
+            &format!("b{i}"),
+            &hub.url,
+            &farm.trust,
+            &extra,
+        ));
+    }
+    wait_booted(&mut later);
+    // SIGTERM: a clean shutdown with exit status 0.
+    let pid = later[0].child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = later[0].child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "node ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit after SIGTERM: {status}");
+    // Restarted alone with the hub still down, it boots from its own store and saved release.
+    let mut again = vec![Node::start(&nodes_dir, "b0", &hub.url, &farm.trust, &[])];
+    wait_booted(&mut again);
+    let s = again[0].status();
+    assert_eq!(s["release"]["seq"], 1, "{s}");
+    assert_eq!(s["bytes_from_hub"], 0, "{s}");
+    assert_eq!(s["bytes_from_peers"], 0, "{s}");
+    assert_tree_matches(&again[0].root, &farm.packages);
+    for n in &later[1..] {
+        let s = n.status();
+        assert_eq!(s["booted"], true);
+        assert_eq!(s["bytes_from_hub"], 0, "{s}");
+        assert!(s["bytes_from_peers"].as_u64().unwrap() > 0);
+        assert_tree_matches(&n.root, &farm.packages);
+    }
+}
+
+#[test]
+fn a_corrupt_peer_is_rejected_and_penalised_and_the_others_boot_anyway() {
+    let farm = farm();
+    let hub = RatedHub::start(&farm.hub_dir, "200mbit");
+    let nodes_dir = farm.dir.path().join("nodes");
+    // The corrupt node boots first, so it holds every block and is asked for them.
+    let mut bad = vec![Node::start(
+        &nodes_dir,
+        "corrupt",
+        &hub.url,
+        &farm.trust,
+        &["--test-corrupt-serving".to_string()],
+    )];
+    wait_booted(&mut bad);
+    let bad_id = bad[0].peer_id.clone();
+
+    let mut honest: Vec<Node> = Vec::new();
+    for i in 0..3 {
+        let mut extra = vec!["--peer".to_string(), bad[0].addr.clone()];
+        for n in &honest {
+            extra.push("--peer".to_string());
+            extra.push(n.addr.clone());
+        }
+        extra.extend([
+            "--min-peers".into(),
+            "3".into(),
+            "--peer-wait".into(),
+            "20s".into(),
+        ]);
+        honest.push(Node::start(
+            &nodes_dir,
+            &format!("h{i}"),
+            &hub.url,
+            &farm.trust,
+            &extra,
+        ));
+    }
+    wait_booted(&mut honest);
+
+    let mut rejected_from_bad = 0;
+    let mut penalties_of_bad = 0;
+    for n in &honest {
+        assert_tree_matches(&n.root, &farm.packages);
+        let s = n.status();
+        let failures = s["verification_failures"].as_object().unwrap();
+        for (source, count) in failures {
+            assert_eq!(
+                source, &bad_id,
+                "{} rejected {count} block(s) from {source}, which is honest",
+                n.peer_id
+            );
+            rejected_from_bad += count.as_u64().unwrap();
+        }
+        let m = n.metrics();
+        penalties_of_bad += metric(
+            &m,
+            &format!("bootswarm_peer_penalties_total{{peer=\"{bad_id}\"}}"),
+        );
+    }
+    eprintln!("rejected from the corrupt node: {rejected_from_bad}, penalties: {penalties_of_bad}");
+    assert!(rejected_from_bad > 0, "no node ever asked the corrupt node");
+    assert!(penalties_of_bad > 0, "the corrupt node was never penalised");
+    let banned_by = honest
+        .iter()
+        .filter(|n| {
+            n.status()["banned"]
+                .as_array()
+                .is_some_and(|b| b.iter().any(|p| p == &serde_json::json!(bad_id)))
+        })
+        .count();
+    assert!(banned_by > 0, "no honest node banned the corrupt node");
+}
+
+#[test]
+fn one_shot_boot_through_the_swarm_exits_after_materialising() {
+    let farm = farm();
+    let mut hub = RatedHub::start(&farm.hub_dir, "1gbit");
+    let nodes_dir = farm.dir.path().join("nodes");
+    let mut seed = vec![Node::start(&nodes_dir, "seed", &hub.url, &farm.trust, &[])];
+    wait_booted(&mut seed);
+    hub.stop();
+    // The hub is gone: the release and every block come from the seed.
+    let dir = farm.dir.path().join("oneshot");
+    fs::create_dir_all(&dir).unwrap();
+    let into = dir.join("root");
+    let out = run(&[
+        "boot",
+        "--hub",
+        &hub.url,
+        "--channel",
+        CHANNEL,
+        "--trust",
+        farm.trust.to_str().unwrap(),
+        "--store",
+        dir.join("store").to_str().unwrap(),
+        "--into",
+        into.to_str().unwrap(),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--peer",
+        &seed[0].addr,
+        "--json",
+    ]);
+    assert!(out.status.success(), "boot failed: {}", stderr_of(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = stdout
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON report in {stdout:?}"));
+    assert_eq!(report["hub_bytes"], 0, "{report}");
+    assert!(report["peer_bytes"].as_u64().unwrap() > 0, "{report}");
+    assert_tree_matches(&into, &farm.packages);
+}
+
+#[test]
+fn run_start_up_errors_are_one_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, trust) = keygen(dir.path(), "k");
+    let trust = trust.to_str().unwrap().to_string();
+    let store = dir.path().join("store").to_str().unwrap().to_string();
+    let base = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--hub",
+            "http://127.0.0.1:9",
+            "--channel",
+            CHANNEL,
+            "--trust",
+            &trust,
+            "--store",
+            &store,
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+
+    assert_one_sentence(
+        &base(&["--peer", "not-a-multiaddr"]),
+        "not a valid multiaddr",
+    );
+    assert_one_sentence(
+        &base(&["--listen", &format!("/ip4/127.0.0.1/tcp/{port}")]),
+        "cannot listen on",
+    );
+    assert_one_sentence(
+        &base(&[
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--http",
+            &format!("127.0.0.1:{port}"),
+        ]),
+        "cannot listen on --http",
+    );
+    assert_one_sentence(&base(&["--http", "nowhere"]), "--http");
+
+    let bad_trust = dir.path().join("bad.trust");
+    fs::write(&bad_trust, "ed25519 zz\n").unwrap();
+    let out = run(&[
+        "run",
+        "--hub",
+        "http://127.0.0.1:9",
+        "--channel",
+        CHANNEL,
+        "--trust",
+        bad_trust.to_str().unwrap(),
+        "--store",
+        &store,
+    ]);
+    assert_one_sentence(&out, "bad.trust");
+
+    let file_store = dir.path().join("a-file");
+    fs::write(&file_store, b"x").unwrap();
+    let out = run(&[
+        "run",
+        "--hub",
+        "http://127.0.0.1:9",
+        "--channel",
+        CHANNEL,
+        "--trust",
+        &trust,
+        "--store",
+        file_store.to_str().unwrap(),
+    ]);
+    assert_one_sentence(&out, "a-file");
+    drop(busy);
+}
+
+#[test]
+fn a_new_release_reaches_a_running_node_by_gossip() {
+    let farm = farm();
+    let hub = RatedHub::start(&farm.hub_dir, "1gbit");
+    let nodes_dir = farm.dir.path().join("nodes");
+    let poll = |every: &str| vec!["--poll-interval".to_string(), every.to_string()];
+    let mut nodes = vec![Node::start(
+        &nodes_dir,
+        "poller",
+        &hub.url,
+        &farm.trust,
+        &poll("1s"),
+    )];
+    let mut extra = peer_args(&nodes, 1);
+    extra.extend(poll("1h"));
+    nodes.push(Node::start(
+        &nodes_dir,
+        "listener",
+        &hub.url,
+        &farm.trust,
+        &extra,
+    ));
+    wait_booted(&mut nodes);
+
+    // Seq 2: one package changes. Only the poller asks the hub; the listener polls hourly.
+    let gamma = farm.packages.iter().find(|p| p.ends_with("gamma")).unwrap();
+    fs::write(gamma.join("new-file"), noise(999, 300_000)).unwrap();
+    let key = farm.dir.path().join("publisher.key");
+    publish(&farm.hub_dir, &key, CHANNEL, &farm.packages);
+
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    loop {
+        let s = nodes[1].status();
+        if s["release"]["seq"] == 2 && s["booted"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the listener never upgraded: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_tree_matches(&nodes[1].root, &farm.packages);
+}
