@@ -127,6 +127,9 @@ pub struct AgentConfig {
     /// Time without progress after which neighbours are asked again for their holdings and
     /// a stall is reported.
     pub stall_timeout: Duration,
+    /// A node whose first cohort member arrived less than this before its boot, and whose
+    /// neighbours already hold chunks it lacks, has joined a swarm under way and owns nothing.
+    pub join_window: Duration,
     /// Time without progress after which the hub fallback widens to the next-ranked owners.
     /// The agent stretches it to 4 × its slowest hub fetch of the boot, so a WAN-bound hub
     /// (where one block may legitimately take seconds) does not look like a dead owner.
@@ -169,6 +172,7 @@ impl Default for AgentConfig {
             max_neighbours: 32,
             stall_timeout: Duration::from_secs(2),
             escalate_after: Duration::from_secs(10),
+            join_window: Duration::from_secs(5),
             hello_grace: Duration::from_millis(50),
             peer_timeout: Duration::from_secs(3),
             peer_min_rate: 1 << 20,
@@ -465,9 +469,13 @@ pub struct Agent<P> {
     /// started, less the ones that left or were banned since. Later arrivals are not counted,
     /// so ownership never moves away from a node that may already be fetching.
     owners: Vec<NodeId>,
-    /// This node joined a swarm already under way (its neighbours held blocks when it
-    /// started), so it owns nothing: the nodes already there own the blocks.
+    /// This node joined a swarm under way (see `decide_joiner`), so it owns nothing: the
+    /// nodes already there own the blocks.
     joiner: bool,
+    joiner_decided: bool,
+    /// When this node first had cohort members.
+    member_since: Option<Time>,
+    boot_started: Time,
     neighbours: BTreeMap<NodeId, Peer>,
     said_bye: BTreeMap<NodeId, Time>,
     faults: BTreeMap<NodeId, u32>,
@@ -526,6 +534,9 @@ impl<P: Payload> Agent<P> {
             members: Vec::new(),
             owners: Vec::new(),
             joiner: false,
+            joiner_decided: false,
+            member_since: None,
+            boot_started: Time::ZERO,
             neighbours: BTreeMap::new(),
             said_bye: BTreeMap::new(),
             faults: BTreeMap::new(),
@@ -581,6 +592,7 @@ impl<P: Payload> Agent<P> {
             Input::Timeout => {}
         }
         self.on_timers();
+        self.decide_joiner();
         self.schedule();
     }
 
@@ -663,6 +675,8 @@ impl<P: Payload> Agent<P> {
         self.plan = Some(plan);
         self.owners = self.members.clone();
         self.joiner = false;
+        self.joiner_decided = false;
+        self.boot_started = self.now;
         self.booted = false;
         self.slowest_hub_fetch = Duration::ZERO;
         self.pending_have.clear();
@@ -691,6 +705,9 @@ impl<P: Payload> Agent<P> {
         members.sort_unstable();
         members.dedup();
         self.members = members;
+        if !self.members.is_empty() && self.member_since.is_none() {
+            self.member_since = Some(self.now);
+        }
         let members = &self.members;
         self.owners.retain(|o| members.binary_search(o).is_ok());
         for gone in self
@@ -713,6 +730,7 @@ impl<P: Payload> Agent<P> {
         if let Err(pos) = self.members.binary_search(&id) {
             self.members.insert(pos, id);
         }
+        self.member_since.get_or_insert(self.now);
         self.ensure_neighbours();
     }
 
@@ -933,7 +951,9 @@ impl<P: Payload> Agent<P> {
         if b.state != State::Lookup {
             return;
         }
+        b.state = State::Missing;
         let manifest = b.manifest;
+        plan.lookups -= 1;
         match block {
             Some(p) if !manifest || p.bytes().is_some() => {
                 let bytes = if manifest {
@@ -941,11 +961,9 @@ impl<P: Payload> Agent<P> {
                 } else {
                     None
                 };
-                b.state = State::Missing;
                 self.held(idx, p.len() as u64, bytes.as_deref());
             }
             _ => {
-                b.state = State::Missing;
                 self.ready_insert(idx);
                 self.hub_dirty = true;
             }
@@ -1104,7 +1122,9 @@ impl<P: Payload> Agent<P> {
                 let i = idx as usize;
                 let no_holder = self.avail.get(i).copied().unwrap_or(0) == 0;
                 let nobody_fetching = self.pending.get(i).copied().unwrap_or(0) == 0;
+                // Chunks wait until this node knows whether it joined a swarm under way.
                 if no_holder
+                    && (b.manifest || self.joiner_decided)
                     && b.rank <= level
                     && (level > 1 || nobody_fetching)
                     && b.state == State::Missing
@@ -1418,7 +1438,40 @@ impl<P: Payload> Agent<P> {
     fn end_grace(&mut self) {
         self.grace_until = None;
         self.hub_dirty = true;
-        if self.neighbours.values().any(|p| p.bits.count() > 0) {
+    }
+
+    /// Once every block of the plan is known and looked up: a node that became a member just
+    /// before this boot, and whose neighbours already hold a good share of chunks it lacks, has
+    /// joined a swarm under way (the others started without counting it) and owns nothing.
+    fn decide_joiner(&mut self) {
+        let Some(plan) = self.plan.as_ref() else {
+            return;
+        };
+        if self.joiner_decided || !plan.complete || plan.lookups > 0 {
+            return;
+        }
+        self.joiner_decided = true;
+        self.hub_dirty = true;
+        let recent = self
+            .member_since
+            .is_some_and(|t| self.boot_started.saturating_duration_since(t) < self.cfg.join_window);
+        if !recent {
+            return;
+        }
+        let mut lacking = Bitfield::new();
+        for peer in self.neighbours.values() {
+            for b in peer.bits.iter() {
+                let chunk_missing = plan
+                    .blocks
+                    .get(b as usize)
+                    .is_some_and(|blk| !blk.manifest && blk.state != State::Held);
+                if chunk_missing {
+                    lacking.set(b);
+                }
+            }
+        }
+        let chunks = plan.blocks.iter().filter(|b| !b.manifest).count() as u32;
+        if lacking.count() >= (chunks / 20).max(2) {
             self.joiner = true;
             self.rebuild_near_owned();
         }

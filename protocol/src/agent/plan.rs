@@ -78,6 +78,8 @@ pub(crate) struct Plan {
     pub(crate) order: Vec<u32>,
     pub(crate) held: Bitfield,
     pub(crate) held_count: u32,
+    /// Blocks still waiting for the store's answer.
+    pub(crate) lookups: u32,
     pub(crate) held_bytes: u64,
 }
 
@@ -105,6 +107,7 @@ impl Plan {
             order: Vec::new(),
             held: Bitfield::new(),
             held_count: 0,
+            lookups: 0,
             held_bytes: 0,
         };
         plan.push(root, MAX_MANIFEST_SIZE as u32, true, 0);
@@ -136,6 +139,7 @@ impl Plan {
             state: State::Lookup,
             inflight: 0,
         });
+        self.lookups += 1;
         self.by_cid.insert(cid, idx);
         idx
     }
