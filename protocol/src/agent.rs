@@ -131,8 +131,8 @@ pub struct AgentConfig {
     /// neighbours already hold chunks it lacks, has joined a swarm under way and owns nothing.
     pub join_window: Duration,
     /// Time without progress after which the hub fallback widens to the next-ranked owners.
-    /// The agent stretches it to 4 × its slowest hub fetch of the boot, so a WAN-bound hub
-    /// (where one block may legitimately take seconds) does not look like a dead owner.
+    /// The agent stretches it to 4 × its slowest hub fetch of the last `escalate_after`, so
+    /// a WAN-bound hub (where one block may take seconds) does not look like a dead owner.
     pub escalate_after: Duration,
     /// How long a node waits for its neighbours' holdings before fetching owned blocks.
     pub hello_grace: Duration,
@@ -510,7 +510,8 @@ pub struct Agent<P> {
     stall_level: u32,
     stall_tick: Option<Time>,
     /// The longest hub fetch of this boot, which stretches `escalate_after`.
-    slowest_hub_fetch: Duration,
+    /// The slowest recent hub fetch: when it finished and how long it took.
+    slow_hub_fetch: Option<(Time, Duration)>,
     busy_wake: Option<Time>,
     pending_have: Vec<u32>,
     pending_fetching: Vec<u32>,
@@ -561,7 +562,7 @@ impl<P: Payload> Agent<P> {
             last_progress: Time::ZERO,
             stall_level: 1,
             stall_tick: None,
-            slowest_hub_fetch: Duration::ZERO,
+            slow_hub_fetch: None,
             busy_wake: None,
             pending_have: Vec::new(),
             pending_fetching: Vec::new(),
@@ -678,7 +679,7 @@ impl<P: Payload> Agent<P> {
         self.joiner_decided = false;
         self.boot_started = self.now;
         self.booted = false;
-        self.slowest_hub_fetch = Duration::ZERO;
+        self.slow_hub_fetch = None;
         self.pending_have.clear();
         self.pending_fetching.clear();
         self.grace_until = (!self.members.is_empty()).then(|| self.now + self.cfg.hello_grace);
@@ -873,7 +874,12 @@ impl<P: Payload> Agent<P> {
             Source::Hub => {
                 self.stats.bytes_from_hub += len;
                 let took = self.now.saturating_duration_since(r.started);
-                self.slowest_hub_fetch = self.slowest_hub_fetch.max(took);
+                let stale = self
+                    .slow_hub_fetch
+                    .is_none_or(|(done, slowest)| took >= slowest || !self.is_recent(done));
+                if stale {
+                    self.slow_hub_fetch = Some((self.now, took));
+                }
                 self.hub_ok();
             }
             Source::Peer(_) => self.stats.bytes_from_peers += len,
@@ -1484,9 +1490,18 @@ impl<P: Payload> Agent<P> {
     }
 
     /// How long without progress before the next-ranked owners step in: the configured time,
-    /// stretched to 4 × this boot's slowest hub fetch.
+    /// stretched to 4 × the slowest hub fetch of the last `escalate_after` (a congested hub).
     fn escalate_after(&self) -> Duration {
-        self.cfg.escalate_after.max(self.slowest_hub_fetch * 4)
+        match self.slow_hub_fetch {
+            Some((done, took)) if self.is_recent(done) => self.cfg.escalate_after.max(took * 4),
+            _ => self.cfg.escalate_after,
+        }
+    }
+
+    /// Whether `t` lies within the last `escalate_after`: a slow hub fetch that recent means
+    /// the hub link is still congested.
+    fn is_recent(&self, t: Time) -> bool {
+        self.now.saturating_duration_since(t) < self.cfg.escalate_after
     }
 
     /// Widens the hub fallback one level: rank 2 after `escalate_after` without progress,
@@ -1500,6 +1515,11 @@ impl<P: Payload> Agent<P> {
         }
         if self.hub_failing {
             self.escalate_at = Some(self.now + e);
+            return;
+        }
+        let due = self.last_progress + if self.stall_level == 1 { e } else { e * 2 };
+        if self.now < due {
+            self.escalate_at = Some(due);
             return;
         }
         self.stall_level = (self.stall_level + 1).min(ANYONE_LEVEL);
