@@ -1307,6 +1307,11 @@ impl<P: Payload> Agent<P> {
         if self.pending_have.is_empty() && self.pending_fetching.is_empty() {
             return;
         }
+        // Blocks found in the store come in one by one: announce them together once the
+        // store has answered for every known block.
+        if self.plan.as_ref().is_some_and(|p| p.lookups > 0) && self.pending_fetching.is_empty() {
+            return;
+        }
         let Some(tag) = self.plan.as_ref().map(|p| p.tag) else {
             self.pending_have.clear();
             self.pending_fetching.clear();

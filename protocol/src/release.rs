@@ -73,6 +73,38 @@ pub enum Freshness {
     Current,
 }
 
+/// What a node does with a release it heard by gossip (libp2p gossipsub's message acceptance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GossipVerdict {
+    /// Valid and new or current: adopt it and forward it. Forwarding a current release is
+    /// what lets one hub poll stand for the whole farm.
+    Accept,
+    /// Harmless but not useful (the release just before ours, or a clock ahead of ours):
+    /// drop it without blaming the sender.
+    Ignore,
+    /// Invalid, or an attack (forged, other channel, expired replay, older rollback,
+    /// equivocation): drop it and penalise the sender.
+    Reject,
+}
+
+/// Maps the outcome of [`check_release`] on a gossiped release to a [`GossipVerdict`].
+/// `high_water` is the mark the release was checked against.
+pub fn gossip_verdict(
+    outcome: &Result<Freshness, ReleaseError>,
+    high_water: Option<&HighWater>,
+) -> GossipVerdict {
+    match outcome {
+        Ok(_) => GossipVerdict::Accept,
+        Err(ReleaseError::Rollback { seq, .. })
+            if high_water.is_some_and(|hw| seq.saturating_add(1) == hw.seq) =>
+        {
+            GossipVerdict::Ignore
+        }
+        Err(ReleaseError::NotYetValid { .. }) => GossipVerdict::Ignore,
+        Err(_) => GossipVerdict::Reject,
+    }
+}
+
 /// Why a release was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReleaseError {
@@ -770,5 +802,37 @@ mod tests {
         let bytes = serde_ipld_dagcbor::to_vec(&hw).unwrap();
         let back: HighWater = serde_ipld_dagcbor::from_slice(&bytes).unwrap();
         assert_eq!(back, hw);
+    }
+
+    #[test]
+    fn gossip_verdicts_penalise_attacks_but_not_races() {
+        let hw = HighWater {
+            seq: 5,
+            root: root(1),
+        };
+        let v = |o: Result<Freshness, ReleaseError>| gossip_verdict(&o, Some(&hw));
+        assert_eq!(v(Ok(Freshness::New)), GossipVerdict::Accept);
+        assert_eq!(v(Ok(Freshness::Current)), GossipVerdict::Accept);
+        let rollback = |seq| ReleaseError::Rollback { seq, high_water: 5 };
+        assert_eq!(v(Err(rollback(4))), GossipVerdict::Ignore);
+        assert_eq!(v(Err(rollback(2))), GossipVerdict::Reject);
+        assert_eq!(
+            v(Err(ReleaseError::NoTrustedSignature)),
+            GossipVerdict::Reject
+        );
+        assert_eq!(
+            v(Err(ReleaseError::Expired {
+                expires_at: 1,
+                now: 2
+            })),
+            GossipVerdict::Reject
+        );
+        assert_eq!(
+            v(Err(ReleaseError::NotYetValid {
+                issued_at: 9,
+                now: 2
+            })),
+            GossipVerdict::Ignore
+        );
     }
 }
