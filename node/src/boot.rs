@@ -55,7 +55,8 @@ pub struct BootArgs {
     /// Store directory (blocks and durable state); created if missing, its parent must exist.
     #[arg(long, value_name = "DIR")]
     pub store: PathBuf,
-    /// Directory the release is materialised into; created if missing, its parent must exist.
+    /// Directory the release is materialised into, directly (no releases/<seq> or current
+    /// link: that layout is `bootswarm run`'s); created if missing, its parent must exist.
     #[arg(long, value_name = "TARGET")]
     pub into: PathBuf,
     /// Blocks fetched from the hub at once (1 to 64).

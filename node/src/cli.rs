@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::error::Result;
-use crate::{boot, daemon, demo, hub, inspect, keygen, publish};
+use crate::{announce, boot, daemon, demo, hub, inspect, keygen, publish};
 
 /// bootswarm: a peer-to-peer boot cache for Zero-OS server farms.
 #[derive(Parser, Debug)]
@@ -31,6 +31,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Run the swarm daemon: boot the channel's release from peers and the hub, then serve peers.
     Run(daemon::RunArgs),
+    /// Hand a signed release to a running node, which checks it and gossips it to the farm.
+    Announce(announce::AnnounceArgs),
     /// Run a whole farm on this machine: a throttled hub and N booting nodes.
     Demo(demo::DemoArgs),
 }
@@ -44,6 +46,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Boot(args) => boot::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Run(args) => daemon::run(args),
+        Command::Announce(args) => announce::run(args),
         Command::Demo(args) => demo::run(args),
     }
 }

@@ -17,6 +17,7 @@ mod driver;
 mod http;
 mod install;
 mod payload;
+mod upgrade;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -76,9 +77,26 @@ pub struct RunArgs {
     /// Trust file: `ed25519 <hex>` lines and an optional `threshold N`.
     #[arg(long, value_name = "FILE")]
     pub trust: PathBuf,
-    /// Directory each booted release is materialised into (none: only cache and serve).
+    /// Directory releases are installed into: each version in TARGET/releases/<seq>/, the one
+    /// in use named by the symlink TARGET/current (none: only cache and serve).
     #[arg(long, value_name = "TARGET")]
     pub into: Option<PathBuf>,
+    /// Command run (with sh -c) once per package that changed in an upgrade, and again after a
+    /// rollback; `{package}` becomes the shell-quoted package name, e.g. 'zinit restart
+    /// {package}'; env: BOOTSWARM_PACKAGE, BOOTSWARM_SEQ, BOOTSWARM_ACTION (upgrade|rollback),
+    /// BOOTSWARM_CURRENT. Not run on the first install.
+    #[arg(long, value_name = "COMMAND")]
+    pub on_change: Option<String>,
+    /// Command run (with sh -c) after the change hooks of an upgrade; a non-zero exit or a
+    /// timeout rolls the upgrade back. Not run on the first install.
+    #[arg(long, value_name = "COMMAND")]
+    pub health_check: Option<String>,
+    /// Longest time one hook or health check may run before it counts as failed.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub hook_timeout: String,
+    /// Versions kept in TARGET/releases (with their blocks in the store); older ones are removed.
+    #[arg(long, default_value_t = 2, value_name = "K")]
+    pub keep: usize,
     /// Swarm options.
     #[command(flatten)]
     pub swarm: SwarmArgs,
@@ -91,8 +109,9 @@ pub struct RunArgs {
     /// File holding the node's libp2p identity (created if missing); default: a new one per start.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
-    /// How often the hub is asked for a newer release.
-    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    /// How often the hub is asked for a newer release (±20 % jitter); a poll is skipped when a
+    /// peer passed on the release by gossip within the period.
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
     pub poll_interval: String,
     /// TEST ONLY: flip a byte in every block served, to test how peers handle a corrupt node.
     #[arg(long, hide = true)]
@@ -132,8 +151,12 @@ pub struct DaemonOptions {
     pub peer_wait: Duration,
     /// Period of release polls.
     pub poll_interval: Duration,
-    /// Exit once the release is installed (`bootswarm boot`).
+    /// Exit once the release is installed (`bootswarm boot`, direct layout).
     pub once: bool,
+    /// Restart hooks and health check run on upgrades.
+    pub(crate) hooks: upgrade::Hooks,
+    /// Versions kept on disk.
+    pub keep: usize,
 }
 
 /// What a daemon run did.
@@ -260,6 +283,19 @@ impl DaemonOptions {
             poll_interval: parse_wait("--poll-interval", &args.poll_interval)?
                 .max(Duration::from_secs(1)),
             once: false,
+            hooks: upgrade::Hooks {
+                on_change: args.on_change.clone(),
+                health_check: args.health_check.clone(),
+                timeout: parse_wait("--hook-timeout", &args.hook_timeout)?
+                    .max(Duration::from_secs(1)),
+            },
+            keep: if args.keep == 0 {
+                return Err(Error::new(
+                    "--keep 0 would remove the version in use; give at least 1",
+                ));
+            } else {
+                args.keep
+            },
         })
     }
 }
@@ -284,6 +320,7 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<DaemonReport> {
     let shared: http::Shared = Arc::new(Mutex::new(http::Snapshot::default()));
     let http_addr = opts.http;
     let driver = driver::Driver::start(opts, Arc::clone(&shared)).await?;
+    let announcer = driver.announcer();
     tracing::info!(peer = %driver.peer_id(), "swarm started");
 
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -297,7 +334,7 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<DaemonReport> {
             })?;
             let local = listener.local_addr().unwrap_or(addr);
             println!("http http://{local}");
-            let app = http::router(Arc::clone(&shared));
+            let app = http::router(Arc::clone(&shared), announcer);
             Some(tokio::spawn(async move {
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async {
@@ -373,6 +410,8 @@ pub fn boot_once(args: &crate::boot::BootArgs) -> Result<DaemonReport> {
         peer_wait,
         poll_interval: Duration::from_secs(300),
         once: true,
+        hooks: upgrade::Hooks::default(),
+        keep: 1,
     };
     runtime()?.block_on(run_daemon(opts))
 }

@@ -233,7 +233,8 @@ fn check_trees(results: &mut [NodeResult], dir: &Path, packages: &[PathBuf]) {
         if r.failure.is_some() {
             continue;
         }
-        let root = dir.join(format!("{}/root", r.node));
+        // The daemon's layout: the version in use is TARGET/current.
+        let root = dir.join(format!("{}/root/current", r.node));
         for pkg in packages {
             let Some(name) = pkg.file_name() else {
                 continue;

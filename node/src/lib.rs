@@ -1,6 +1,7 @@
 //! The bootswarm node: block store, durable state, publisher, hub (server and client), boot
 //! client and the `bootswarm` command line.
 
+pub mod announce;
 pub mod boot;
 pub mod cli;
 pub mod daemon;

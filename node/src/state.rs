@@ -31,6 +31,28 @@ pub struct Installed {
     pub target: PathBuf,
 }
 
+/// A release version kept on disk by the daemon (`TARGET/releases/<seq>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// Sequence number (the directory name).
+    pub seq: u64,
+    /// Root flist CID (string form).
+    pub root: String,
+}
+
+/// An upgrade that was rolled back, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedUpgrade {
+    /// Sequence number of the release that failed.
+    pub seq: u64,
+    /// Its root flist CID (string form).
+    pub root: String,
+    /// One sentence: which hook or check failed.
+    pub reason: String,
+    /// When, unix seconds.
+    pub at: u64,
+}
+
 /// Durable node state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeState {
@@ -40,6 +62,12 @@ pub struct NodeState {
     /// The installed release, if any.
     #[serde(default)]
     pub installed: Option<Installed>,
+    /// Versions kept under `TARGET/releases/` by the daemon, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<Version>,
+    /// The last upgrade that was rolled back; that release is not installed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<FailedUpgrade>,
 }
 
 impl NodeState {

@@ -87,6 +87,15 @@ impl SledStore {
         })
     }
 
+    /// Every block the index lists (entries that do not parse as a CID are skipped).
+    pub fn cids(&self) -> Vec<Cid> {
+        self.index
+            .iter()
+            .keys()
+            .filter_map(|k| k.ok().and_then(|k| Cid::try_from(k.as_ref()).ok()))
+            .collect()
+    }
+
     /// The file that holds (or would hold) the block `cid`; for tools and tests.
     pub fn block_path(&self, cid: &Cid) -> PathBuf {
         let first = cid.hash().digest().first().copied().unwrap_or(0);

@@ -65,7 +65,7 @@ fn tiny_demo_boots_every_node_and_prints_the_table() {
         assert!(
             work.join("nodes")
                 .join(node)
-                .join("root/zinit/bin/zinit")
+                .join("root/current/zinit/bin/zinit")
                 .is_file()
         );
     }

@@ -293,7 +293,7 @@ fn five_nodes_boot_at_once_and_the_hub_sends_each_block_about_once() {
         assert_eq!(s["booted"], true);
         assert_eq!(s["release"]["seq"], 1);
         assert_eq!(s["progress"]["have_bytes"], s["progress"]["total_bytes"]);
-        assert_tree_matches(&n.root, &farm.packages);
+        assert_tree_matches(&n.root.join("current"), &farm.packages);
     }
     let served: u64 = nodes
         .iter()
@@ -369,13 +369,13 @@ fn with_the_hub_stopped_new_nodes_boot_from_peers_alone() {
     assert_eq!(s["release"]["seq"], 1, "{s}");
     assert_eq!(s["bytes_from_hub"], 0, "{s}");
     assert_eq!(s["bytes_from_peers"], 0, "{s}");
-    assert_tree_matches(&again[0].root, &farm.packages);
+    assert_tree_matches(&again[0].root.join("current"), &farm.packages);
     for n in &later[1..] {
         let s = n.status();
         assert_eq!(s["booted"], true);
         assert_eq!(s["bytes_from_hub"], 0, "{s}");
         assert!(s["bytes_from_peers"].as_u64().unwrap() > 0);
-        assert_tree_matches(&n.root, &farm.packages);
+        assert_tree_matches(&n.root.join("current"), &farm.packages);
     }
 }
 
@@ -421,7 +421,7 @@ fn a_corrupt_peer_is_rejected_and_penalised_and_the_others_boot_anyway() {
     let mut rejected_from_bad = 0;
     let mut penalties_of_bad = 0;
     for n in &honest {
-        assert_tree_matches(&n.root, &farm.packages);
+        assert_tree_matches(&n.root.join("current"), &farm.packages);
         let s = n.status();
         let failures = s["verification_failures"].as_object().unwrap();
         for (source, count) in failures {
@@ -610,5 +610,5 @@ fn a_new_release_reaches_a_running_node_by_gossip() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_tree_matches(&nodes[1].root, &farm.packages);
+    assert_tree_matches(&nodes[1].root.join("current"), &farm.packages);
 }

@@ -44,10 +44,15 @@ impl std::fmt::Debug for Behaviour {
     }
 }
 
-/// Content-addressed gossip: the same release from two publishers is one message.
+/// One id per publication (author, seqno and content): a release a poller passes on again is
+/// a new message, so the nodes that hear it count it as this period's poll, while copies of
+/// one publication are still dropped by the duplicate cache, which stops loops.
 fn message_id(msg: &gossipsub::Message) -> gossipsub::MessageId {
-    let digest = Sha256::digest(&msg.data);
-    gossipsub::MessageId::from(&digest.as_slice()[..20])
+    let mut h = Sha256::new();
+    h.update(msg.source.map(|p| p.to_bytes()).unwrap_or_default());
+    h.update(msg.sequence_number.unwrap_or(0).to_be_bytes());
+    h.update(&msg.data);
+    gossipsub::MessageId::from(&h.finalize().as_slice()[..20])
 }
 
 fn make_behaviour(key: &identity::Keypair, enable_mdns: bool) -> Result<Behaviour> {

@@ -16,7 +16,7 @@ use bootswarm_protocol::agent::{
 };
 use bootswarm_protocol::block::{Cid, check_cid};
 use bootswarm_protocol::release::{
-    Freshness, HighWater, ReleaseError, SignedRelease, check_release,
+    Freshness, GossipVerdict, HighWater, ReleaseError, SignedRelease, check_release, gossip_verdict,
 };
 use bootswarm_protocol::store::{BlockStore, StoreError};
 use libp2p::futures::StreamExt;
@@ -33,6 +33,7 @@ use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::codec::{STATUS_BUSY, STATUS_NOT_FOUND, STATUS_OK, STATUS_OTHER};
 use super::http::{MAX_PEER_LABELS, Shared, Snapshot};
 use super::payload::Block;
+use super::upgrade::{self, Outcome};
 use super::{DaemonOptions, DaemonReport, install};
 use crate::boot::materialise::MaterialiseStats;
 use crate::error::{Error, Result};
@@ -106,9 +107,37 @@ enum TaskMsg {
     },
     Installed {
         root: Cid,
-        result: Result<MaterialiseStats>,
+        result: Result<InstallDone>,
     },
 }
+
+/// What an install task did: the one-shot direct layout, or a daemon version switch.
+enum InstallDone {
+    Direct(MaterialiseStats),
+    Version(u64, Outcome),
+}
+
+/// A signed release handed to the node over HTTP (`POST /v1/announce`).
+pub(crate) struct AnnounceRequest {
+    /// The release bytes (already capped at `MAX_RELEASE_SIZE`).
+    pub(crate) bytes: Vec<u8>,
+    /// Where the verdict goes.
+    pub(crate) reply: oneshot::Sender<AnnounceReply>,
+}
+
+/// The node's answer to an announced release.
+#[derive(Debug, Clone)]
+pub(crate) enum AnnounceReply {
+    /// Newer than anything accepted: saved, gossiped, and being installed.
+    Accepted(u64),
+    /// The release this node already follows: gossiped again.
+    Current(u64),
+    /// Refused: the refusal kind and one sentence.
+    Refused(&'static str, String),
+}
+
+/// Capacity of the queue of announced releases.
+const ANNOUNCE_QUEUE: usize = 16;
 
 /// How a fetch in flight can be abandoned.
 enum FetchHandle {
@@ -124,13 +153,35 @@ enum Via {
     Peer,
     /// The copy saved in the store directory by an earlier run.
     Disk,
+    /// Handed over by an operator (`bootswarm announce`).
+    Announce,
 }
 
 /// What to do with a release received from the network.
 enum Verdict {
     Adopt(Box<SignedRelease>, Freshness),
-    Ignore(String),
-    Reject(String),
+    /// Valid but not for now: the refusal kind and why.
+    Ignore(&'static str, String),
+    /// Invalid: the refusal kind and why.
+    Reject(&'static str, String),
+}
+
+/// A short label for each refusal, used in /status and /metrics.
+fn refusal_kind(e: &ReleaseError) -> &'static str {
+    match e {
+        ReleaseError::TooLarge { .. } => "too_large",
+        ReleaseError::Decode(_) => "undecodable",
+        ReleaseError::BadChannelName { .. } => "bad_channel_name",
+        ReleaseError::NoTrustedSignature => "untrusted_key",
+        ReleaseError::BadSignature { .. } => "bad_signature",
+        ReleaseError::ThresholdNotMet { .. } => "threshold_not_met",
+        ReleaseError::WrongChannel { .. } => "wrong_channel",
+        ReleaseError::Expired { .. } => "expired",
+        ReleaseError::NotYetValid { .. } => "not_yet_valid",
+        ReleaseError::Rollback { .. } => "rollback",
+        ReleaseError::Equivocation { .. } => "equivocation",
+        ReleaseError::BadTrustRoot(_) => "bad_trust_root",
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -198,7 +249,13 @@ pub(crate) struct Driver {
     installing: bool,
     /// Booted release waiting to be installed (once its blocks are all written).
     install_next: Option<Cid>,
-    installed: Option<(Cid, MaterialiseStats)>,
+    installed: Option<(Cid, Option<MaterialiseStats>)>,
+    /// Seq of each release root accepted by this run (a booted root may no longer be current
+    /// when its install starts).
+    root_seqs: HashMap<Cid, u64>,
+    /// Operator announcements (`POST /v1/announce`).
+    announce_tx: mpsc::Sender<AnnounceRequest>,
+    announce_rx: mpsc::Receiver<AnnounceRequest>,
     // Reporting.
     snap: Snapshot,
     shared: Shared,
@@ -259,11 +316,18 @@ impl Driver {
             ..AgentConfig::default()
         });
         let (tx, rx) = mpsc::channel(TASK_CHANNEL);
+        let (announce_tx, announce_rx) = mpsc::channel(ANNOUNCE_QUEUE);
         let now = Instant::now();
         let snap = Snapshot {
             peer_id: swarm.local_peer_id().to_string(),
             channel: opts.channel.clone(),
             hub_only: opts.hub_only,
+            installed: state
+                .installed
+                .as_ref()
+                .filter(|i| i.channel == opts.channel)
+                .map(|i| (i.seq, i.root.clone())),
+            upgrade_failure: state.failed.clone(),
             ..Snapshot::default()
         };
         let mut driver = Driver {
@@ -305,6 +369,9 @@ impl Driver {
             installing: false,
             install_next: None,
             installed: None,
+            root_seqs: HashMap::new(),
+            announce_tx,
+            announce_rx,
             snap,
             shared,
             exit: None,
@@ -328,6 +395,11 @@ impl Driver {
         let verdict = self.judge(&bytes);
         let me = self.peer_id();
         self.apply_verdict(verdict, bytes, Via::Disk, &me);
+    }
+
+    /// Where operators hand releases to this node.
+    pub(crate) fn announcer(&self) -> mpsc::Sender<AnnounceRequest> {
+        self.announce_tx.clone()
     }
 
     /// This node's peer id.
@@ -357,6 +429,7 @@ impl Driver {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(msg) = self.rx.recv() => self.on_task(msg),
+                Some(req) = self.announce_rx.recv() => self.on_announce(req),
                 () = sleep => self.feed(Input::Timeout),
                 _ = tick.tick() => {}
                 _ = &mut shutdown => {
@@ -381,7 +454,7 @@ impl Driver {
             booted_after: self.snap.booted_after.map(Duration::from_secs_f64),
             bytes_from_hub: self.snap.bytes_from_hub,
             bytes_from_peers: self.snap.bytes_from_peers,
-            tree: self.installed.map(|(_, s)| s),
+            tree: self.installed.and_then(|(_, s)| s),
         })
     }
 
@@ -818,14 +891,16 @@ impl Driver {
                 let verdict = if message.topic == self.topic.hash() {
                     self.judge(&message.data)
                 } else {
-                    Verdict::Reject("release gossip on a topic this node does not follow".into())
+                    Verdict::Reject(
+                        "wrong_topic",
+                        "release gossip on a topic this node does not follow".into(),
+                    )
                 };
+                // New or current (a poller passing on this period's release): forward.
                 let acceptance = match &verdict {
-                    Verdict::Adopt(_, Freshness::New) => MessageAcceptance::Accept,
-                    Verdict::Adopt(_, Freshness::Current) | Verdict::Ignore(_) => {
-                        MessageAcceptance::Ignore
-                    }
-                    Verdict::Reject(_) => MessageAcceptance::Reject,
+                    Verdict::Adopt(..) => MessageAcceptance::Accept,
+                    Verdict::Ignore(..) => MessageAcceptance::Ignore,
+                    Verdict::Reject(..) => MessageAcceptance::Reject,
                 };
                 self.swarm
                     .behaviour_mut()
@@ -1035,6 +1110,7 @@ impl Driver {
 
     fn poll_hub(&mut self) {
         self.polling = true;
+        self.snap.hub_polls += 1;
         let (hub, tx, channel) = (self.hub.clone(), self.tx.clone(), self.opts.channel.clone());
         tokio::spawn(async move {
             let result = hub.release(&channel).await;
@@ -1048,11 +1124,10 @@ impl Driver {
             Ok((signed, bytes)) => {
                 self.poll_backoff = POLL_BACKOFF;
                 self.hub_down_logged = false;
-                let jitter = 0.8 + 0.4 * (rand_u64() % 1000) as f64 / 1000.0;
-                self.poll_at = Instant::now() + self.opts.poll_interval.mul_f64(jitter);
+                self.poll_at = self.next_poll();
                 let verdict = match self.check(&signed) {
                     Ok(fresh) => Verdict::Adopt(Box::new(signed), fresh),
-                    Err(e) => Verdict::Ignore(e.to_string()),
+                    Err(e) => Verdict::Ignore(refusal_kind(&e), e.to_string()),
                 };
                 let me = self.peer_id();
                 self.apply_verdict(verdict, bytes, Via::Hub, &me);
@@ -1072,6 +1147,12 @@ impl Driver {
         }
     }
 
+    /// The next poll: one period from now, with ±20 % jitter so a farm's polls spread out.
+    fn next_poll(&self) -> Instant {
+        let jitter = 0.8 + 0.4 * (rand_u64() % 1000) as f64 / 1000.0;
+        Instant::now() + self.opts.poll_interval.mul_f64(jitter)
+    }
+
     fn check(&self, signed: &SignedRelease) -> std::result::Result<Freshness, Box<ReleaseError>> {
         check_release(
             &self.opts.trust,
@@ -1087,37 +1168,93 @@ impl Driver {
     fn judge(&self, bytes: &[u8]) -> Verdict {
         let signed = match SignedRelease::decode(bytes) {
             Ok(s) => s,
-            Err(e) => return Verdict::Reject(e.to_string()),
+            Err(e) => return Verdict::Reject(refusal_kind(&e), e.to_string()),
         };
-        match self.check(&signed) {
-            Ok(fresh) => Verdict::Adopt(Box::new(signed), fresh),
-            // Valid but not for now (stale, replayed, expired): no penalty for the forwarder.
-            Err(e) => match *e {
-                ReleaseError::Equivocation { .. } => {
+        let outcome = self.check(&signed).map_err(|e| *e);
+        match (gossip_verdict(&outcome, self.high_water.as_ref()), outcome) {
+            (_, Ok(fresh)) => Verdict::Adopt(Box::new(signed), fresh),
+            (verdict, Err(e)) => {
+                let kind = refusal_kind(&e);
+                if matches!(e, ReleaseError::Equivocation { .. }) {
                     tracing::warn!("a trusted publisher signed two roots for one seq: {e}");
-                    Verdict::Ignore(e.to_string())
                 }
-                ReleaseError::Rollback { .. }
-                | ReleaseError::Expired { .. }
-                | ReleaseError::NotYetValid { .. } => Verdict::Ignore(e.to_string()),
-                _ => Verdict::Reject(e.to_string()),
-            },
+                // The same rules as the simulator: the release just before ours (an honest
+                // race) and a clock ahead of ours are ignored; forged, other-channel, expired
+                // (replayed) and older releases penalise the sender.
+                match verdict {
+                    GossipVerdict::Ignore => Verdict::Ignore(kind, e.to_string()),
+                    _ => Verdict::Reject(kind, e.to_string()),
+                }
+            }
         }
     }
 
     fn apply_verdict(&mut self, verdict: Verdict, bytes: Vec<u8>, via: Via, from: &PeerId) {
         match verdict {
             Verdict::Adopt(signed, fresh) => self.adopt(&signed, bytes, fresh, via),
-            Verdict::Ignore(why) => tracing::debug!(?via, %from, "release ignored: {why}"),
-            Verdict::Reject(why) => tracing::warn!(?via, %from, "release refused: {why}"),
+            Verdict::Ignore(kind, why) => {
+                tracing::debug!(?via, %from, "release ignored: {why}");
+                self.count_refusal(kind, why, via);
+            }
+            Verdict::Reject(kind, why) => {
+                tracing::warn!(?via, %from, "release refused: {why}");
+                self.count_refusal(kind, why, via);
+            }
         }
+    }
+
+    /// Counts a refused release for /status and /metrics (a stale copy from the hub or from
+    /// a peer that has not upgraded yet is no refusal worth reporting).
+    fn count_refusal(&mut self, kind: &'static str, why: String, via: Via) {
+        if matches!(via, Via::Hub | Via::Peer | Via::Disk) && kind == "rollback" {
+            return;
+        }
+        *self.snap.refusals.entry(kind.to_string()).or_insert(0) += 1;
+        self.snap.last_refusal = Some(why);
+    }
+
+    /// An operator handed over a release: judge it, act on it, answer.
+    fn on_announce(&mut self, req: AnnounceRequest) {
+        let verdict = self.judge(&req.bytes);
+        let reply = match &verdict {
+            Verdict::Adopt(s, Freshness::New) => AnnounceReply::Accepted(s.release.seq),
+            Verdict::Adopt(s, Freshness::Current) => AnnounceReply::Current(s.release.seq),
+            Verdict::Ignore(kind, why) | Verdict::Reject(kind, why) => {
+                AnnounceReply::Refused(kind, why.clone())
+            }
+        };
+        let me = self.peer_id();
+        self.apply_verdict(verdict, req.bytes, Via::Announce, &me);
+        let _ = req.reply.send(reply);
     }
 
     fn adopt(&mut self, signed: &SignedRelease, bytes: Vec<u8>, fresh: Freshness, via: Via) {
         let r = &signed.release;
-        if let Some(c) = &self.current
-            && (c.seq > r.seq || (c.seq == r.seq && c.root == r.root))
+        if self.current.as_ref().is_some_and(|c| c.seq > r.seq) {
+            return;
+        }
+        let same = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.seq == r.seq && c.root == r.root);
+        // Keep the farm's hub polls near one per period: a release heard from the swarm (or
+        // an operator) counts as this period's poll, and a node that did poll passes the
+        // release on, so the others skip theirs.
+        if matches!(via, Via::Gossip | Via::Announce) && !self.polling {
+            self.snap.polls_deferred += 1;
+            self.poll_at = self.next_poll();
+        }
+        let pass_on = matches!(via, Via::Hub | Via::Announce) || (!same && via != Via::Gossip);
+        if pass_on
+            && let Err(e) = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(self.topic.clone(), bytes.clone())
         {
+            tracing::debug!("release not gossiped: {e}");
+        }
+        if same {
             return;
         }
         tracing::info!(seq = r.seq, root = %r.root, ?via, "release accepted");
@@ -1135,15 +1272,11 @@ impl Driver {
             seq: r.seq,
             root: r.root,
         });
-        if via != Via::Gossip
-            && let Err(e) = self
-                .swarm
-                .behaviour_mut()
-                .gossipsub
-                .publish(self.topic.clone(), bytes)
-        {
-            tracing::debug!("release not gossiped: {e}");
+        self.snap.releases_accepted += 1;
+        if self.root_seqs.len() >= 64 {
+            self.root_seqs.clear();
         }
+        self.root_seqs.insert(r.root, r.seq);
         match fresh {
             // Durable before anything is installed; the boot starts once it is saved.
             Freshness::New => self.save_high_water(),
@@ -1169,6 +1302,7 @@ impl Driver {
                 let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
                 st.high_water.insert(channel.clone(), hw);
                 st.save(&dir)?;
+                let upgrading = st.installed.is_some();
                 // The signed release too, so that a restart can boot while the hub is down.
                 if let Some(bytes) = bytes {
                     let path = release_path(&dir, &channel);
@@ -1178,6 +1312,9 @@ impl Driver {
                             path.display()
                         ))
                     })?;
+                }
+                if upgrading {
+                    upgrade::crash_point("after-hwm");
                 }
                 Ok(())
             })
@@ -1238,12 +1375,29 @@ impl Driver {
             self.opts.store_dir.clone(),
             self.tx.clone(),
         );
-        let (channel, seq) = (
-            self.opts.channel.clone(),
-            self.current.as_ref().map_or(0, |c| c.seq),
-        );
+        let channel = self.opts.channel.clone();
+        let Some(seq) = self.root_seqs.get(&root).copied() else {
+            tracing::warn!(%root, "a booted root has no known release; not installed");
+            self.installing = false;
+            return;
+        };
+        // Blocks may be collected only when no newer release is on its way in.
+        let gc_blocks = self.current.as_ref().is_some_and(|c| c.root == root);
+        let layout = upgrade::Layout {
+            target: target.clone(),
+            store_dir: dir.clone(),
+            channel: channel.clone(),
+            keep: self.opts.keep,
+            hooks: self.opts.hooks.clone(),
+        };
+        let once = self.opts.once;
         tokio::spawn(async move {
             let result = blocking(move || {
+                if !once {
+                    return upgrade::install_version(&store, &state, &layout, seq, root, gc_blocks)
+                        .map(|o| InstallDone::Version(seq, o));
+                }
+                // `bootswarm boot`: the direct layout, straight into the target.
                 let stats = install::install(&*store, &root, &target)?;
                 let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
                 st.installed = Some(Installed {
@@ -1253,18 +1407,29 @@ impl Driver {
                     target,
                 });
                 st.save(&dir)?;
-                Ok(stats)
+                Ok(InstallDone::Direct(stats))
             })
             .await;
             let _ = tx.send(TaskMsg::Installed { root, result }).await;
         });
     }
 
-    fn on_installed(&mut self, root: Cid, result: Result<MaterialiseStats>) {
+    fn on_installed(&mut self, root: Cid, result: Result<InstallDone>) {
         self.installing = false;
         match result {
-            Ok(stats) => {
+            Ok(InstallDone::Direct(stats)) => {
+                self.installed = Some((root, Some(stats)));
+                self.report_booted(root);
+            }
+            Ok(InstallDone::Version(seq, Outcome::Installed { stats, changed })) => {
+                tracing::info!(seq, %root, ?changed, "release installed and switched to");
                 self.installed = Some((root, stats));
+                self.snap.installed = Some((seq, root.to_string()));
+                self.report_booted(root);
+            }
+            Ok(InstallDone::Version(_, Outcome::RolledBack(failed) | Outcome::Skipped(failed))) => {
+                tracing::warn!("{}", failed.reason);
+                self.snap.upgrade_failure = Some(failed);
                 self.report_booted(root);
             }
             Err(e) => {

@@ -1,14 +1,20 @@
-//! The local HTTP endpoint: `GET /status` (JSON) and `GET /metrics` (Prometheus text).
+//! The local HTTP endpoint: `GET /status` (JSON), `GET /metrics` (Prometheus text) and
+//! `POST /v1/announce` (a signed release handed over by `bootswarm announce`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::header;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
+use bootswarm_protocol::release::MAX_RELEASE_SIZE;
+use tokio::sync::{mpsc, oneshot};
+
+use super::driver::{AnnounceReply, AnnounceRequest};
+use crate::state::FailedUpgrade;
 
 /// Most peers given their own label in /metrics; the rest are summed as "other".
 pub(crate) const MAX_PEER_LABELS: usize = 256;
@@ -48,6 +54,20 @@ pub(crate) struct Snapshot {
     /// Banned peers.
     pub(crate) banned: Vec<String>,
     pub(crate) hub_only: bool,
+    /// Seq and root `TARGET/current` points at (daemon layout).
+    pub(crate) installed: Option<(u64, String)>,
+    /// The last upgrade rolled back, and why.
+    pub(crate) upgrade_failure: Option<FailedUpgrade>,
+    /// Releases accepted as new.
+    pub(crate) releases_accepted: u64,
+    /// Releases refused, by kind (`bad_signature`, `rollback`, ...).
+    pub(crate) refusals: BTreeMap<String, u64>,
+    /// The last refusal, one sentence.
+    pub(crate) last_refusal: Option<String>,
+    /// Release polls sent to the hub.
+    pub(crate) hub_polls: u64,
+    /// Polls put off because the release arrived by gossip (or an announce).
+    pub(crate) polls_deferred: u64,
 }
 
 /// The snapshot shared between the event loop and the HTTP server.
@@ -60,22 +80,73 @@ fn read(shared: &Shared) -> Snapshot {
         .clone()
 }
 
+#[derive(Clone)]
+struct AppState {
+    shared: Shared,
+    announce: mpsc::Sender<AnnounceRequest>,
+}
+
 /// The router of the local endpoint.
-pub(crate) fn router(shared: Shared) -> Router {
+pub(crate) fn router(shared: Shared, announce: mpsc::Sender<AnnounceRequest>) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
-        .with_state(shared)
+        .route(
+            "/v1/announce",
+            post(announce_release).layer(DefaultBodyLimit::max(MAX_RELEASE_SIZE)),
+        )
+        .with_state(AppState { shared, announce })
 }
 
-async fn status(State(shared): State<Shared>) -> impl IntoResponse {
-    axum::Json(status_json(&read(&shared)))
+/// `POST /v1/announce`: 200 when accepted or current, 422 with the reason when refused.
+async fn announce_release(
+    State(app): State<AppState>,
+    body: axum::body::Bytes,
+) -> impl IntoResponse {
+    let (reply, answer) = oneshot::channel();
+    let sent = app
+        .announce
+        .send(AnnounceRequest {
+            bytes: body.to_vec(),
+            reply,
+        })
+        .await;
+    let answer = match sent {
+        Ok(()) => answer.await.ok(),
+        Err(_) => None,
+    };
+    let (code, json) = match answer {
+        Some(AnnounceReply::Accepted(seq)) => (
+            StatusCode::OK,
+            serde_json::json!({"result": "accepted", "seq": seq,
+                "message": format!("release seq {seq} was accepted and is being installed and gossiped")}),
+        ),
+        Some(AnnounceReply::Current(seq)) => (
+            StatusCode::OK,
+            serde_json::json!({"result": "current", "seq": seq,
+                "message": format!("release seq {seq} is already this node's release; it was gossiped again")}),
+        ),
+        Some(AnnounceReply::Refused(kind, why)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            serde_json::json!({"result": "refused", "reason": kind, "message": why}),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"result": "unavailable",
+                "message": "the node is shutting down; try again"}),
+        ),
+    };
+    (code, axum::Json(json))
 }
 
-async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
+async fn status(State(app): State<AppState>) -> impl IntoResponse {
+    axum::Json(status_json(&read(&app.shared)))
+}
+
+async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics_text(&read(&shared)),
+        metrics_text(&read(&app.shared)),
     )
 }
 
@@ -106,6 +177,13 @@ pub(crate) fn status_json(s: &Snapshot) -> serde_json::Value {
         "penalties": s.penalties,
         "banned": s.banned,
         "hub_only": s.hub_only,
+        "installed": s.installed.as_ref().map(|(seq, root)| serde_json::json!({"seq": seq, "root": root})),
+        "upgrade_failure": s.upgrade_failure,
+        "releases_accepted": s.releases_accepted,
+        "releases_refused": s.refusals,
+        "last_refusal": s.last_refusal,
+        "hub_polls": s.hub_polls,
+        "polls_deferred": s.polls_deferred,
     })
 }
 
@@ -228,6 +306,48 @@ pub(crate) fn metrics_text(s: &Snapshot) -> String {
         "Bytes of the release known so far.",
     );
     let _ = writeln!(o, "bootswarm_total_bytes {}", s.total_bytes);
+    family(
+        &mut o,
+        "bootswarm_installed_seq",
+        "gauge",
+        "Sequence number of the release TARGET/current points at (0 if none).",
+    );
+    let _ = writeln!(
+        o,
+        "bootswarm_installed_seq {}",
+        s.installed.as_ref().map_or(0, |r| r.0)
+    );
+    family(
+        &mut o,
+        "bootswarm_releases_refused_total",
+        "counter",
+        "Releases refused (gossip, peers, announce), by reason.",
+    );
+    for (reason, n) in &s.refusals {
+        let _ = writeln!(
+            o,
+            "bootswarm_releases_refused_total{{reason=\"{}\"}} {n}",
+            label(reason)
+        );
+    }
+    family(
+        &mut o,
+        "bootswarm_upgrade_rolled_back",
+        "gauge",
+        "1 when the last upgrade was rolled back.",
+    );
+    let _ = writeln!(
+        o,
+        "bootswarm_upgrade_rolled_back {}",
+        u8::from(s.upgrade_failure.is_some())
+    );
+    family(
+        &mut o,
+        "bootswarm_hub_polls_total",
+        "counter",
+        "Release polls sent to the hub.",
+    );
+    let _ = writeln!(o, "bootswarm_hub_polls_total {}", s.hub_polls);
     o
 }
 
@@ -259,7 +379,14 @@ mod tests {
         ] {
             assert!(j.get(key).is_some(), "{key}");
         }
+        s.installed = Some((2, "bafyold".into()));
+        s.refusals.insert("bad_signature".into(), 1);
+        let j = status_json(&s);
+        assert_eq!(j["installed"]["seq"], 2);
+        assert_eq!(j["releases_refused"]["bad_signature"], 1);
         let m = metrics_text(&s);
+        assert!(m.contains("bootswarm_installed_seq 2"));
+        assert!(m.contains("bootswarm_releases_refused_total{reason=\"bad_signature\"} 1"));
         assert!(m.contains("bootswarm_bytes_received_total{source=\"hub\"} 10"));
         assert!(m.contains("bootswarm_verification_failures_total{source=\"12D3bad\\\"peer\"} 2"));
         assert!(m.contains("bootswarm_release_seq 3"));

@@ -42,6 +42,9 @@ pub struct HubStats {
     pub requests: u64,
     /// Block responses started.
     pub blocks_served: u64,
+    /// Release requests (`GET /v1/channels/{name}`) received: the farm's release polls.
+    #[serde(default)]
+    pub release_requests: u64,
 }
 
 #[derive(Debug)]
@@ -51,6 +54,7 @@ struct Shared {
     egress_bytes: AtomicU64,
     requests: AtomicU64,
     blocks_served: AtomicU64,
+    release_requests: AtomicU64,
 }
 
 impl Shared {
@@ -61,6 +65,7 @@ impl Shared {
             egress_bytes: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             blocks_served: AtomicU64::new(0),
+            release_requests: AtomicU64::new(0),
         })
     }
 
@@ -69,6 +74,7 @@ impl Shared {
             egress_bytes: self.egress_bytes.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             blocks_served: self.blocks_served.load(Ordering::Relaxed),
+            release_requests: self.release_requests.load(Ordering::Relaxed),
         }
     }
 }
@@ -243,6 +249,7 @@ async fn get_channel(
     name: std::result::Result<Path<String>, PathRejection>,
 ) -> Response {
     shared.requests.fetch_add(1, Ordering::Relaxed);
+    shared.release_requests.fetch_add(1, Ordering::Relaxed);
     let Path(name) = match name {
         Ok(name) => name,
         Err(e) => return bad_path(&e),

@@ -1,0 +1,775 @@
+//! Upgrade process tests: real `bootswarm run` processes and a hub process on 127.0.0.1,
+//! killed on drop. Releases are handed over with `bootswarm announce`; refusals, crashes at
+//! each upgrade step, a failing hook, the delta fetch and the farm's poll rate are checked
+//! through the target directory, `state.json`, /status and /metrics.
+
+mod boot_common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use boot_common::*;
+use bootswarm_protocol::block::{Cid, Codec, cid_of};
+use bootswarm_protocol::release::{Release, SignedRelease};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn http(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+}
+
+fn http_json(addr: &str, path: &str) -> serde_json::Value {
+    let body = http(addr, path);
+    serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{path} {body:?}: {e}"))
+}
+
+fn hub_stats(hub: &Hub) -> serde_json::Value {
+    http_json(hub.url.trim_start_matches("http://"), "/v1/stats")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Three packages of a few MiB; `version` 2 changes only `gamma`.
+fn packages(dir: &Path, version: u64) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for (i, name) in ["alpha", "beta", "gamma"].iter().enumerate() {
+        let p = dir.join(name);
+        fs::create_dir_all(p.join("bin")).unwrap();
+        fs::write(p.join("bin/daemon"), noise(10 + i as u64, 1_500_000)).unwrap();
+        fs::write(p.join("config"), format!("{name}\n")).unwrap();
+        out.push(p);
+    }
+    if version >= 2 {
+        fs::write(out[2].join("bin/plugin"), noise(500 + version, 1_200_000)).unwrap();
+        fs::write(out[2].join("config"), format!("gamma v{version}\n")).unwrap();
+    }
+    out
+}
+
+/// A hub with seq 1 published, and the packages of seq 1 and 2 ready.
+struct Farm {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+    trust: PathBuf,
+    hub_dir: PathBuf,
+    v1: Vec<PathBuf>,
+    v2: Vec<PathBuf>,
+}
+
+impl Farm {
+    fn new() -> Farm {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = packages(&dir.path().join("v1"), 1);
+        let v2 = packages(&dir.path().join("v2"), 2);
+        let (key, trust) = keygen(dir.path(), "publisher.key");
+        let hub_dir = dir.path().join("hub");
+        publish(&hub_dir, &key, CHANNEL, &v1);
+        Farm {
+            dir,
+            key,
+            trust,
+            hub_dir,
+            v1,
+            v2,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Publishes seq 2 (only `gamma` changed) and returns the path of its release file.
+    fn publish_v2(&self) -> PathBuf {
+        publish(&self.hub_dir, &self.key, CHANNEL, &self.v2);
+        self.release_file(2)
+    }
+
+    fn release_file(&self, seq: u64) -> PathBuf {
+        self.hub_dir
+            .join(format!("channels/{CHANNEL}/{seq}.release"))
+    }
+
+    fn signed(&self, seq: u64) -> SignedRelease {
+        SignedRelease::decode(&fs::read(self.release_file(seq)).unwrap()).unwrap()
+    }
+
+    /// Writes a release signed with `key` into a file and returns its path.
+    fn craft(&self, name: &str, key: &Path, release: Release) -> PathBuf {
+        let sk = bootswarm_node::keys::read_signing_key(key).unwrap();
+        let path = self.path(name);
+        fs::write(&path, SignedRelease::sign(release, &[sk]).encode()).unwrap();
+        path
+    }
+
+    fn release(&self, channel: &str, seq: u64, root: Cid, expires_at: u64) -> Release {
+        Release {
+            channel: channel.into(),
+            seq,
+            root,
+            issued_at: unix_now() - 100,
+            expires_at,
+        }
+    }
+
+    fn blocks(&self) -> std::collections::BTreeMap<String, u64> {
+        fs::read_dir(self.hub_dir.join("blocks"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// One `bootswarm run` process.
+struct Node {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    addr: String,
+    http: String,
+    dir: PathBuf,
+}
+
+impl Node {
+    fn start(dir: &Path, hub: &str, trust: &Path, extra: &[String], env: &[(&str, &str)]) -> Node {
+        fs::create_dir_all(dir).unwrap();
+        let mut child = Command::new(bin())
+            .args(["run", "--hub", hub, "--channel", CHANNEL])
+            .arg("--trust")
+            .arg(trust)
+            .arg("--store")
+            .arg(dir.join("store"))
+            .arg("--into")
+            .arg(dir.join("root"))
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0"])
+            .args(extra)
+            .envs(env.iter().copied())
+            .env(
+                "BOOTSWARM_LOG",
+                std::env::var("UPGRADE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut node = Node {
+            child,
+            lines,
+            addr: String::new(),
+            http: String::new(),
+            dir: dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while node.addr.is_empty() || node.http.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = node
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("node printed no listening/http line"));
+            if let Some(a) = line.strip_prefix("listening ") {
+                node.addr = a.trim().to_string();
+            } else if let Some(u) = line.strip_prefix("http ") {
+                node.http = u.trim().trim_start_matches("http://").to_string();
+            }
+        }
+        node
+    }
+
+    fn status(&self) -> serde_json::Value {
+        http_json(&self.http, "/status")
+    }
+
+    fn metrics(&self) -> String {
+        http(&self.http, "/metrics")
+    }
+
+    fn target(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::from_slice(&fs::read(self.dir.join("store/state.json")).unwrap()).unwrap()
+    }
+
+    /// Waits until /status says `TARGET/current` is release `seq`.
+    fn wait_installed(&self, seq: u64) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let s = self.status();
+            if s["installed"]["seq"] == seq && s["booted"] == true {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "seq {seq} was never installed: {s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn announce(&self, release: &Path) -> std::process::Output {
+        run(&[
+            "announce",
+            "--node",
+            &self.http,
+            "--release",
+            release.to_str().unwrap(),
+        ])
+    }
+
+    /// Waits for the process to end by itself (a crash point), returning how it ended.
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the node did not crash");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_string()).collect()
+}
+
+/// `TARGET/current` points at `releases/<seq>`, which holds exactly `packages`.
+fn assert_current(target: &Path, seq: u64, packages: &[PathBuf]) {
+    let link = fs::read_link(target.join("current")).unwrap();
+    assert_eq!(link, Path::new("releases").join(seq.to_string()));
+    assert_tree_matches(&target.join("current"), packages);
+}
+
+/// Seqs of the version directories under `TARGET/releases` (anything else fails).
+fn versions(target: &Path) -> Vec<u64> {
+    let mut v: Vec<u64> = fs::read_dir(target.join("releases"))
+        .unwrap()
+        .map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.parse()
+                .unwrap_or_else(|_| panic!("unexpected entry releases/{name}"))
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// A node booted on seq 1, polling the hub hourly (so only announcements bring news).
+fn node_on_v1(farm: &Farm, extra: &[String], env: &[(&str, &str)]) -> (Hub, Node) {
+    let hub = Hub::start(&farm.hub_dir);
+    let node = start_hourly(farm, &hub, extra, env);
+    node.wait_installed(1);
+    assert_current(&node.target(), 1, &farm.v1);
+    (hub, node)
+}
+
+/// Starts (or restarts) the farm's node, polling hourly.
+fn start_hourly(farm: &Farm, hub: &Hub, extra: &[String], env: &[(&str, &str)]) -> Node {
+    let mut all = args(&["--poll-interval", "1h"]);
+    all.extend_from_slice(extra);
+    Node::start(&farm.path("node"), &hub.url, &farm.trust, &all, env)
+}
+
+/// The node refused the announced release with `kind`, kept seq `seq` and reports it.
+fn assert_refused(
+    node: &Node,
+    release: &Path,
+    kind: &str,
+    needle: &str,
+    seq: u64,
+    farm_v: &[PathBuf],
+) {
+    let out = node.announce(release);
+    assert_one_sentence(&out, needle);
+    let s = node.status();
+    assert_eq!(s["releases_refused"][kind], 1, "{s}");
+    assert_eq!(s["installed"]["seq"], seq, "{s}");
+    assert!(s["last_refusal"].as_str().unwrap().contains(needle), "{s}");
+    let m = node.metrics();
+    assert!(
+        m.contains(&format!(
+            "bootswarm_releases_refused_total{{reason=\"{kind}\"}} 1"
+        )),
+        "{m}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_current(&node.target(), seq, farm_v);
+    assert_eq!(node.state()["installed"]["seq"], seq);
+}
+
+#[test]
+fn a_forged_signature_is_refused() {
+    let farm = Farm::new();
+    let (_hub, node) = node_on_v1(&farm, &[], &[]);
+    let v1 = farm.signed(1);
+    let mut rel = farm.release(CHANNEL, 2, v1.release.root, unix_now() + 3600);
+    let forged = farm.craft("forged.release", &farm.key, rel.clone());
+    // Change the signed content after signing: the signature no longer verifies.
+    let mut signed = SignedRelease::decode(&fs::read(&forged).unwrap()).unwrap();
+    rel.root = cid_of(Codec::DagCbor, b"evil root");
+    signed.release = rel;
+    fs::write(&forged, signed.encode()).unwrap();
+    assert_refused(
+        &node,
+        &forged,
+        "bad_signature",
+        "does not verify",
+        1,
+        &farm.v1,
+    );
+}
+
+#[test]
+fn a_release_signed_by_an_untrusted_key_is_refused() {
+    let farm = Farm::new();
+    let (_hub, node) = node_on_v1(&farm, &[], &[]);
+    let (other, _) = keygen(farm.dir.path(), "intruder.key");
+    let root = cid_of(Codec::DagCbor, b"evil root");
+    let rel = farm.craft(
+        "untrusted.release",
+        &other,
+        farm.release(CHANNEL, 2, root, unix_now() + 3600),
+    );
+    assert_refused(
+        &node,
+        &rel,
+        "untrusted_key",
+        "no signature from a trusted",
+        1,
+        &farm.v1,
+    );
+}
+
+#[test]
+fn a_replayed_older_release_is_refused() {
+    let farm = Farm::new();
+    let (_hub, node) = node_on_v1(&farm, &[], &[]);
+    let v2 = farm.publish_v2();
+    let out = node.announce(&v2);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    node.wait_installed(2);
+    assert_refused(
+        &node,
+        &farm.release_file(1),
+        "rollback",
+        "rollback was refused",
+        2,
+        &farm.v2,
+    );
+}
+
+#[test]
+fn a_rolled_back_seq_is_refused() {
+    let farm = Farm::new();
+    let (_hub, node) = node_on_v1(&farm, &[], &[]);
+    let v2 = farm.publish_v2();
+    assert!(node.announce(&v2).status.success());
+    node.wait_installed(2);
+    // Freshly signed by the trusted key, but with a seq below the high-water mark.
+    let root = cid_of(Codec::DagCbor, b"old root");
+    let rel = farm.craft(
+        "rolled-back.release",
+        &farm.key,
+        farm.release(CHANNEL, 1, root, unix_now() + 3600),
+    );
+    assert_refused(&node, &rel, "rollback", "rollback was refused", 2, &farm.v2);
+}
+
+#[test]
+fn a_release_for_another_channel_is_refused() {
+    let farm = Farm::new();
+    let (_hub, node) = node_on_v1(&farm, &[], &[]);
+    let root = farm.signed(1).release.root;
+    let rel = farm.craft(
+        "other.release",
+        &farm.key,
+        farm.release("canary", 2, root, unix_now() + 3600),
+    );
+    assert_refused(
+        &node,
+        &rel,
+        "wrong_channel",
+        "is for channel \"canary\"",
+        1,
+        &farm.v1,
+    );
+}
+
+#[test]
+fn an_expired_release_is_refused() {
+    let farm = Farm::new();
+    let (_hub, node) = node_on_v1(&farm, &[], &[]);
+    let root = farm.signed(1).release.root;
+    let rel = farm.craft(
+        "expired.release",
+        &farm.key,
+        farm.release(CHANNEL, 2, root, unix_now() - 10),
+    );
+    assert_refused(&node, &rel, "expired", "expired at", 1, &farm.v1);
+}
+
+#[test]
+fn an_equivocating_release_is_refused() {
+    let farm = Farm::new();
+    let (_hub, node) = node_on_v1(&farm, &[], &[]);
+    let root = cid_of(Codec::DagCbor, b"another root for seq 1");
+    let rel = farm.craft(
+        "equivocation.release",
+        &farm.key,
+        farm.release(CHANNEL, 1, root, unix_now() + 3600),
+    );
+    assert_refused(&node, &rel, "equivocation", "equivocated", 1, &farm.v1);
+}
+
+#[test]
+fn announcing_the_current_release_is_not_a_refusal_and_bad_input_is_one_sentence() {
+    let farm = Farm::new();
+    let (_hub, node) = node_on_v1(&farm, &[], &[]);
+    let out = node.announce(&farm.release_file(1));
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already"));
+    let junk = farm.path("junk.release");
+    fs::write(&junk, b"not a release").unwrap();
+    assert_refused(
+        &node,
+        &junk,
+        "undecodable",
+        "could not be decoded",
+        1,
+        &farm.v1,
+    );
+    let out = node.announce(&farm.path("missing.release"));
+    assert_one_sentence(&out, "missing.release");
+    let big = farm.path("big.release");
+    fs::write(&big, vec![0u8; 1 << 20]).unwrap();
+    assert_one_sentence(&node.announce(&big), "big.release");
+    let out = run(&[
+        "announce",
+        "--node",
+        "127.0.0.1:1",
+        "--release",
+        farm.release_file(1).to_str().unwrap(),
+    ]);
+    assert_one_sentence(&out, "cannot reach the node");
+}
+
+/// Kills the daemon (abort) at `step` of the upgrade to seq 2, restarts it and checks it
+/// lands on one consistent version and finishes the upgrade.
+fn crash_at(step: &str) {
+    let farm = Farm::new();
+    let hooks = farm.path("hooks.log");
+    let hook = format!("echo $BOOTSWARM_ACTION {{package}} >> {}", hooks.display());
+    let extra = args(&["--on-change", &hook]);
+    let (hub, mut node) = node_on_v1(&farm, &extra, &[("BOOTSWARM_TEST_CRASH_AT", step)]);
+    let v2 = farm.publish_v2();
+    let _ = node.announce(&v2); // the answer may be lost in the crash
+    let status = node.wait_exit();
+    assert!(!status.success(), "{step}: the node exited cleanly");
+
+    // Right after the crash: current is one complete published version.
+    let target = node.target();
+    let seq = fs::read_link(target.join("current"))
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .parse::<u64>()
+        .unwrap();
+    let expect_switched = matches!(step, "after-switch" | "after-hook");
+    assert_eq!(seq, if expect_switched { 2 } else { 1 }, "{step}");
+    assert_current(&target, seq, if seq == 2 { &farm.v2 } else { &farm.v1 });
+    let state = node.state();
+    assert_eq!(state["high_water"][CHANNEL]["seq"], 2, "{step}: {state}");
+    assert_eq!(state["installed"]["seq"], 1, "{step}: {state}");
+
+    // Restart without the crash point: the upgrade is finished.
+    drop(node);
+    let node = start_hourly(&farm, &hub, &extra, &[]);
+    node.wait_installed(2);
+    assert_current(&target, 2, &farm.v2);
+    let state = node.state();
+    assert_eq!(state["installed"]["seq"], 2, "{step}: {state}");
+    assert_eq!(versions(&target), vec![1, 2], "{step}");
+    let log = fs::read_to_string(&hooks).unwrap_or_default();
+    assert!(log.contains("upgrade gamma"), "{step}: hooks: {log}");
+    assert!(!log.contains("alpha"), "{step}: hooks: {log}");
+}
+
+#[test]
+fn a_crash_after_the_high_water_mark_is_saved_finishes_on_restart() {
+    crash_at("after-hwm");
+}
+
+#[test]
+fn a_crash_after_the_fetch_finishes_on_restart() {
+    crash_at("after-fetch");
+}
+
+#[test]
+fn a_crash_after_materialising_finishes_on_restart() {
+    crash_at("after-materialise");
+}
+
+#[test]
+fn a_crash_after_the_switch_finishes_on_restart() {
+    crash_at("after-switch");
+}
+
+#[test]
+fn a_crash_after_the_hooks_finishes_on_restart() {
+    crash_at("after-hook");
+}
+
+#[test]
+fn a_failing_hook_rolls_back_to_the_previous_version() {
+    let farm = Farm::new();
+    let hooks = farm.path("hooks.log");
+    // Fails on upgrade, succeeds on rollback.
+    let hook = format!(
+        "echo $BOOTSWARM_ACTION {{package}} >> {}; [ \"$BOOTSWARM_ACTION\" != upgrade ]",
+        hooks.display()
+    );
+    let (_hub, node) = node_on_v1(&farm, &args(&["--on-change", &hook]), &[]);
+    let v2 = farm.publish_v2();
+    let out = node.announce(&v2);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let deadline = Instant::now() + WAIT;
+    let s = loop {
+        let s = node.status();
+        if !s["upgrade_failure"].is_null() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no rollback reported: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let reason = s["upgrade_failure"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("on-change hook for package 'gamma'"),
+        "{reason}"
+    );
+    assert_eq!(s["upgrade_failure"]["seq"], 2);
+    assert_eq!(s["installed"]["seq"], 1, "{s}");
+    assert_current(&node.target(), 1, &farm.v1);
+    assert_eq!(versions(&node.target()), vec![1]);
+    let state = node.state();
+    assert_eq!(state["installed"]["seq"], 1, "{state}");
+    assert_eq!(state["failed"]["reason"], reason);
+    let log = fs::read_to_string(&hooks).unwrap();
+    assert_eq!(log, "upgrade gamma\nrollback gamma\n");
+    assert!(node.metrics().contains("bootswarm_upgrade_rolled_back 1"));
+}
+
+#[test]
+fn a_failing_health_check_rolls_back_and_the_release_is_not_retried() {
+    let farm = Farm::new();
+    let flag = farm.path("unhealthy");
+    let check = format!("test ! -e {}", flag.display());
+    let extra = args(&["--health-check", &check, "--hook-timeout", "5s"]);
+    let (hub, node) = node_on_v1(&farm, &extra, &[]);
+    fs::write(&flag, b"").unwrap();
+    let v2 = farm.publish_v2();
+    assert!(node.announce(&v2).status.success());
+    let deadline = Instant::now() + WAIT;
+    while node.status()["upgrade_failure"].is_null() {
+        assert!(Instant::now() < deadline, "no rollback reported");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = node.status();
+    assert!(
+        s["upgrade_failure"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("health check"),
+        "{s}"
+    );
+    assert_current(&node.target(), 1, &farm.v1);
+    // A restart keeps seq 1: the failed release is not installed again.
+    drop(node);
+    fs::remove_file(&flag).unwrap();
+    let node = start_hourly(&farm, &hub, &extra, &[]);
+    let deadline = Instant::now() + WAIT;
+    while node.status()["booted"] != true {
+        assert!(Instant::now() < deadline, "no boot after restart");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(node.status()["installed"]["seq"], 1);
+    assert_current(&node.target(), 1, &farm.v1);
+}
+
+#[test]
+fn an_upgrade_fetches_only_the_new_blocks_and_old_versions_are_collected() {
+    let farm = Farm::new();
+    let (hub, node) = node_on_v1(&farm, &[], &[]);
+    let before = farm.blocks();
+    let v2 = farm.publish_v2();
+    let new: u64 = farm
+        .blocks()
+        .iter()
+        .filter(|(cid, _)| !before.contains_key(*cid))
+        .map(|(_, len)| len)
+        .sum();
+    let egress0 = hub_stats(&hub)["egress_bytes"].as_u64().unwrap();
+    let from_hub0 = node.status()["bytes_from_hub"].as_u64().unwrap();
+    assert!(node.announce(&v2).status.success());
+    node.wait_installed(2);
+    let egress = hub_stats(&hub)["egress_bytes"].as_u64().unwrap() - egress0;
+    let from_hub = node.status()["bytes_from_hub"].as_u64().unwrap() - from_hub0;
+    let total: u64 = farm.blocks().values().sum();
+    println!(
+        "v1 -> v2: hub sent {egress} bytes; new blocks {new} bytes; hub blocks of v1 and v2 {total} bytes"
+    );
+    // Publishing seq 2 reused every chunk of the unchanged packages.
+    assert!(new < total / 3, "seq 2 added {new} of {total} bytes");
+    assert_eq!(egress, new, "the hub sent more than the new blocks");
+    assert_eq!(from_hub, new);
+    assert_current(&node.target(), 2, &farm.v2);
+    assert_eq!(versions(&node.target()), vec![1, 2]);
+
+    // Seq 3 (gamma changed again): with --keep 2, seq 1 and the blocks only it used go.
+    let v3 = packages(&farm.path("v3"), 3);
+    publish(&farm.hub_dir, &farm.key, CHANNEL, &v3);
+    assert!(node.announce(&farm.release_file(3)).status.success());
+    node.wait_installed(3);
+    assert_current(&node.target(), 3, &v3);
+    assert_eq!(versions(&node.target()), vec![2, 3]);
+    let store = node.dir.join("store/blocks");
+    let held: std::collections::BTreeSet<String> = fs::read_dir(&store)
+        .unwrap()
+        .flat_map(|b| fs::read_dir(b.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let only_v1: Vec<_> = before.keys().filter(|c| !held.contains(*c)).collect();
+    assert!(!only_v1.is_empty(), "no block of seq 1 alone was collected");
+    assert_eq!(node.state()["versions"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_farm_of_three_asks_the_hub_about_once_per_poll_period() {
+    let farm = Farm::new();
+    let hub = Hub::start(&farm.hub_dir);
+    let poll = args(&["--poll-interval", "3s"]);
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..3 {
+        let mut extra = poll.clone();
+        for n in &nodes {
+            extra.extend(["--peer".to_string(), n.addr.clone()]);
+        }
+        extra.extend(args(&["--min-peers", &i.to_string(), "--peer-wait", "10s"]));
+        nodes.push(Node::start(
+            &farm.path(&format!("node{i}")),
+            &hub.url,
+            &farm.trust,
+            &extra,
+            &[],
+        ));
+    }
+    for n in &nodes {
+        n.wait_installed(1);
+    }
+    let polls = || hub_stats(&hub)["release_requests"].as_u64().unwrap();
+    let start = polls();
+    let window = Duration::from_secs(15);
+    std::thread::sleep(window);
+    let n = polls() - start;
+    let periods = window.as_secs() / 3;
+    println!(
+        "3 nodes, --poll-interval 3s, {}s: {n} hub polls",
+        window.as_secs()
+    );
+    assert!(
+        n <= periods + 3,
+        "{n} polls in {periods} periods: gossip did not stand in for the others' polls"
+    );
+    assert!(n >= 2, "only {n} polls in {periods} periods");
+    let deferred: u64 = nodes
+        .iter()
+        .map(|n| n.status()["polls_deferred"].as_u64().unwrap())
+        .sum();
+    assert!(deferred >= periods, "{deferred} polls deferred");
+
+    // Seq 2 announced to one node reaches the others by gossip; the new blocks cross the hub
+    // link about once for the whole farm.
+    let before = farm.blocks();
+    let v2 = farm.publish_v2();
+    let new: u64 = farm
+        .blocks()
+        .iter()
+        .filter(|(cid, _)| !before.contains_key(*cid))
+        .map(|(_, len)| len)
+        .sum();
+    let egress0 = hub_stats(&hub)["egress_bytes"].as_u64().unwrap();
+    assert!(nodes[2].announce(&v2).status.success());
+    for n in &nodes {
+        n.wait_installed(2);
+        assert_current(&n.target(), 2, &farm.v2);
+    }
+    let egress = hub_stats(&hub)["egress_bytes"].as_u64().unwrap() - egress0;
+    println!("3 nodes v1 -> v2: hub sent {egress} bytes for {new} bytes of new blocks");
+    assert!(
+        egress <= 2 * new,
+        "hub sent {egress} bytes for {new} new bytes"
+    );
+}
+
+#[test]
+fn bad_upgrade_options_are_one_sentence() {
+    let farm = Farm::new();
+    let base = |extra: &[&str]| {
+        let mut a = vec![
+            "run".to_string(),
+            "--hub".into(),
+            "http://127.0.0.1:1".into(),
+            "--channel".into(),
+            CHANNEL.into(),
+            "--trust".into(),
+            farm.trust.display().to_string(),
+            "--store".into(),
+            farm.path("store").display().to_string(),
+        ];
+        a.extend(extra.iter().map(|s| (*s).to_string()));
+        a
+    };
+    let go = |a: Vec<String>| run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_one_sentence(&go(base(&["--keep", "0"])), "--keep 0");
+    assert_one_sentence(&go(base(&["--hook-timeout", "soon"])), "--hook-timeout");
+}
