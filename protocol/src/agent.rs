@@ -128,8 +128,11 @@ pub struct AgentConfig {
     /// a stall is reported.
     pub stall_timeout: Duration,
     /// A node whose first cohort member arrived less than this before its boot, and whose
-    /// neighbours already hold chunks it lacks, has joined a swarm under way and owns nothing.
+    /// neighbours already hold chunks it lacks, has joined a swarm under way.
     pub join_window: Duration,
+    /// How long a node that joined a swarm under way leaves the chunks it ranks first to the
+    /// nodes already there (which counted owners without it and may be fetching them).
+    pub join_grace: Duration,
     /// Time without progress after which the hub fallback widens to the next-ranked owners.
     /// The agent stretches it to 4 × its slowest hub fetch of the last `escalate_after`, so
     /// a WAN-bound hub (where one block may take seconds) does not look like a dead owner.
@@ -173,6 +176,7 @@ impl Default for AgentConfig {
             stall_timeout: Duration::from_secs(2),
             escalate_after: Duration::from_secs(10),
             join_window: Duration::from_secs(5),
+            join_grace: Duration::from_secs(4),
             hello_grace: Duration::from_millis(50),
             peer_timeout: Duration::from_secs(3),
             peer_min_rate: 1 << 20,
@@ -469,9 +473,9 @@ pub struct Agent<P> {
     /// started, less the ones that left or were banned since. Later arrivals are not counted,
     /// so ownership never moves away from a node that may already be fetching.
     owners: Vec<NodeId>,
-    /// This node joined a swarm under way (see `decide_joiner`), so it owns nothing: the
-    /// nodes already there own the blocks.
-    joiner: bool,
+    /// Until when this node, having joined a swarm under way (see `decide_joiner`), leaves
+    /// the chunks it ranks first to the nodes already there, which may be fetching them.
+    joiner_until: Option<Time>,
     joiner_decided: bool,
     /// When this node first had cohort members.
     member_since: Option<Time>,
@@ -534,7 +538,7 @@ impl<P: Payload> Agent<P> {
             plan: None,
             members: Vec::new(),
             owners: Vec::new(),
-            joiner: false,
+            joiner_until: None,
             joiner_decided: false,
             member_since: None,
             boot_started: Time::ZERO,
@@ -614,6 +618,7 @@ impl<P: Payload> Agent<P> {
         consider(self.hub_retry_at);
         consider(self.stall_tick);
         consider(self.escalate_at);
+        consider(self.joiner_until);
         consider(self.busy_wake);
         consider(self.grace_until);
         t
@@ -675,7 +680,7 @@ impl<P: Payload> Agent<P> {
         let plan = Plan::new(root);
         self.plan = Some(plan);
         self.owners = self.members.clone();
-        self.joiner = false;
+        self.joiner_until = None;
         self.joiner_decided = false;
         self.boot_started = self.now;
         self.booted = false;
@@ -1017,6 +1022,10 @@ impl<P: Payload> Agent<P> {
         if self.escalate_at.is_some_and(|t| t <= now) {
             self.on_escalate();
         }
+        if self.joiner_until.is_some_and(|t| t <= now) {
+            self.joiner_until = None;
+            self.hub_dirty = true;
+        }
         self.said_bye.retain(|_, t| *t > now);
     }
 
@@ -1130,7 +1139,7 @@ impl<P: Payload> Agent<P> {
                 let nobody_fetching = self.pending.get(i).copied().unwrap_or(0) == 0;
                 // Chunks wait until this node knows whether it joined a swarm under way.
                 if no_holder
-                    && (b.manifest || self.joiner_decided)
+                    && (b.manifest || (self.joiner_decided && self.joiner_until.is_none()))
                     && b.rank <= level
                     && (level > 1 || nobody_fetching)
                     && b.state == State::Missing
@@ -1151,11 +1160,6 @@ impl<P: Payload> Agent<P> {
         let Some(plan) = self.plan.as_ref() else {
             return;
         };
-        if self.joiner {
-            self.near_owned.clear();
-            self.hub_dirty = true;
-            return;
-        }
         self.near_owned = plan
             .order
             .iter()
@@ -1453,7 +1457,8 @@ impl<P: Payload> Agent<P> {
 
     /// Once every block of the plan is known and looked up: a node that became a member just
     /// before this boot, and whose neighbours already hold a good share of chunks it lacks, has
-    /// joined a swarm under way (the others started without counting it) and owns nothing.
+    /// joined a swarm under way (the others may have started without counting it), so it
+    /// leaves the chunks it ranks first to them for `join_grace` before fetching any.
     fn decide_joiner(&mut self) {
         let Some(plan) = self.plan.as_ref() else {
             return;
@@ -1483,8 +1488,7 @@ impl<P: Payload> Agent<P> {
         }
         let chunks = plan.blocks.iter().filter(|b| !b.manifest).count() as u32;
         if lacking.count() >= (chunks / 20).max(2) {
-            self.joiner = true;
-            self.rebuild_near_owned();
+            self.joiner_until = Some(self.now + self.cfg.join_grace);
         }
     }
 

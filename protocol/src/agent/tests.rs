@@ -411,6 +411,39 @@ fn a_late_joiner_takes_no_ownership_and_fetches_nothing_from_the_hub() {
 }
 
 #[test]
+fn a_node_that_starts_late_in_a_storm_still_fetches_what_it_owns() {
+    // Everyone counts node 4 as an owner, but it boots 150 ms late and sees chunks held, so it
+    // takes itself for a newcomer: after the grace it fetches its blocks anyway.
+    let rel = release(4, 10);
+    let total = rel.blocks.len();
+    let mut net = Net::new(rel, 5, |_| AgentConfig {
+        hub_concurrency: 1,
+        ..AgentConfig::default()
+    });
+    net.hub_ms = 20;
+    net.members(&[0, 1, 2, 3, 4]);
+    for i in 0..4 {
+        net.boot(i);
+    }
+    net.run_until(150);
+    net.boot(4);
+    net.run_until(60_000);
+    assert!((0..5).all(|i| net.booted(i)));
+    assert_eq!(net.hub_fetches.len(), total, "no block twice from the hub");
+    assert!(
+        net.hub_fetches.iter().any(|(n, _, _)| *n == 4),
+        "node 4 fetched what it owns"
+    );
+    let last = net.hub_fetches.iter().map(|(_, _, t)| *t).max().unwrap();
+    let grace = AgentConfig::default().join_grace.as_millis() as u64;
+    let escalation = AgentConfig::default().escalate_after.as_millis() as u64;
+    assert!(
+        last.as_nanos() < (150 + grace + escalation / 2) * MS,
+        "{last}"
+    );
+}
+
+#[test]
 fn have_goes_only_to_a_bounded_neighbour_set() {
     let rel = release(2, 6);
     let n = 40;
