@@ -5,7 +5,7 @@
 //! validated here before it is forwarded. Hashing, sled and the hub run in bounded tasks that
 //! report back over one bounded channel.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -61,6 +61,8 @@ const REDIAL_EVERY: Duration = Duration::from_secs(5);
 const HUB_CONCURRENCY: usize = 2;
 /// Peers remembered (id map, ban list) beyond those connected.
 const MAX_KNOWN_PEERS: usize = 4096;
+/// Most mDNS-discovered peers remembered for redialling.
+const MAX_DISCOVERED: usize = 1024;
 /// Housekeeping tick: snapshot for HTTP, polls, redials, the boot gate.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -221,6 +223,9 @@ pub(crate) struct Driver {
     nodes: HashMap<NodeId, PeerId>,
     banned: HashSet<PeerId>,
     statics: Vec<StaticPeer>,
+    /// Peers mDNS announced, redialled like static peers until connected (mDNS reports a
+    /// peer once, and a first dial can fail while both ends start).
+    discovered: BTreeMap<PeerId, Multiaddr>,
     last_redial: Instant,
     control: HashMap<PeerId, ControlQueue>,
     // Fetches and serves.
@@ -346,6 +351,7 @@ impl Driver {
             nodes: HashMap::new(),
             banned: HashSet::new(),
             statics,
+            discovered: BTreeMap::new(),
             last_redial: now,
             control: HashMap::new(),
             fetches: HashMap::new(),
@@ -758,6 +764,7 @@ impl Driver {
                     Ok(()) => {
                         if self.current.as_ref().is_some_and(|c| c.root == root) {
                             self.pending_boot = Some(root);
+                            self.maybe_boot();
                         } else {
                             // A newer release arrived meanwhile: save that one too.
                             self.save_high_water();
@@ -868,6 +875,8 @@ impl Driver {
             .release
             .send_request(&peer, channel);
         self.feed(Input::MemberUp(node));
+        // The nodes of a storm should start together: do not wait for the next tick.
+        self.maybe_boot();
     }
 
     fn on_disconnected(&mut self, peer: PeerId) {
@@ -914,9 +923,17 @@ impl Driver {
                         continue;
                     }
                     let addr = addr.with_p2p(peer).unwrap_or_else(|a| a);
+                    if self.discovered.len() < MAX_DISCOVERED {
+                        self.discovered.insert(peer, addr.clone());
+                    }
                     if let Err(e) = self.swarm.dial(addr) {
                         tracing::debug!(%peer, "cannot dial a discovered peer: {e}");
                     }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Expired(gone)) => {
+                for (peer, _) in gone {
+                    self.discovered.remove(&peer);
                 }
             }
             _ => {}
@@ -1464,6 +1481,17 @@ impl Driver {
             }
             if let Err(e) = self.swarm.dial(addr.clone()) {
                 tracing::debug!(%addr, "cannot dial: {e}");
+            }
+        }
+        let pending: Vec<Multiaddr> = self
+            .discovered
+            .iter()
+            .filter(|(p, _)| !self.connected.contains_key(*p) && !self.banned.contains(*p))
+            .map(|(_, a)| a.clone())
+            .collect();
+        for addr in pending {
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!(%addr, "cannot dial a discovered peer: {e}");
             }
         }
     }
