@@ -56,7 +56,12 @@ pub fn resolve(sc: &Scenario, seed: u64) -> Roles {
         }
     }
     starts.sort_by_key(|&(x, at, _)| (at, x));
-    let boots: Vec<u32> = (0..n).filter(|&x| booting[x as usize]).collect();
+    // Faults hit booting nodes; in a farm that only upgrades (every node a seed), any node.
+    let mut boots: Vec<u32> = (0..n).filter(|&x| booting[x as usize]).collect();
+    if boots.is_empty() {
+        boots = starts.iter().map(|&(x, _, _)| x).collect();
+        boots.sort_unstable();
+    }
     let fault_nodes = sc
         .faults
         .iter()

@@ -5,12 +5,13 @@
 //! a control message to the server, whose agent answers `Serve` (the chunk joins the
 //! connection's FIFO) or `Refuse`. Faults act on hosts, connections and the hub.
 
-use crate::faults::Roles;
+use crate::faults::{Roles, select};
 use crate::flow::{Cancelled, Chunk, FlowNet};
+use crate::gossip::{Gossip, Kind as GossipKind, VALIDATE_NANOS};
 use crate::queue::EventQueue;
 use crate::release::{SimPayload, SimRelease};
 use crate::rng::{Rng, mix, purpose};
-use crate::scenario::{EventKind, FaultKind, Scenario};
+use crate::scenario::{EventKind, FaultKind, Injection, Scenario};
 use crate::time::{SimTime, transfer_nanos};
 use crate::topology::{HUB, Topology};
 use crate::trace::{Kind, Trace};
@@ -19,6 +20,7 @@ use bootswarm_protocol::agent::{
     ServeId, Source, Time,
 };
 use bootswarm_protocol::block::Cid;
+use bootswarm_protocol::release::GossipVerdict;
 use std::collections::BTreeMap;
 
 /// Bytes charged for a block request (CID, ids, framing).
@@ -75,6 +77,19 @@ enum Ev {
         idx: usize,
     },
     FaultEnd {
+        idx: usize,
+    },
+    /// The scenario's new release appears on the hub and is announced to some nodes.
+    Publish,
+    /// A node's periodic release poll of the hub.
+    Poll {
+        node: u32,
+    },
+    /// A gossiped release reaches a node.
+    Gossip {
+        from: u32,
+        to: u32,
+        flood: u32,
         idx: usize,
     },
 }
@@ -160,6 +175,20 @@ pub struct WorldStats {
     pub solves: u64,
     /// Simulated end time (ns).
     pub end: u64,
+    /// Time each node first heard of the published release (ns).
+    pub heard_at: Vec<Option<u64>>,
+    /// Time each node booted the published release (ns).
+    pub upgraded_at: Vec<Option<u64>>,
+    /// Hub bytes sent before the release was published.
+    pub hub_egress_at_publish: u64,
+    /// Release polls the hub answered (or failed) for the whole farm.
+    pub hub_polls: u64,
+    /// Polls skipped because gossip had brought a release within the period.
+    pub polls_skipped: u64,
+    /// Releases accepted and installed that were neither the first nor the published one.
+    pub bad_installs: u64,
+    /// Nodes whose gossip some node rejected (penalised).
+    pub gossip_penalised: Vec<bool>,
     /// Why the run stopped early, if it did not finish.
     pub aborted: Option<String>,
 }
@@ -186,6 +215,12 @@ pub struct World<'a> {
     stats: WorldStats,
     pending_boots: usize,
     pending_starts: usize,
+    gossip: Option<Gossip>,
+    /// Announcement the hub serves for the channel (0: the first release; 1: the published).
+    hub_latest: usize,
+    /// The published release has not been installed everywhere yet.
+    pending_upgrades: Option<usize>,
+    poll_rng: Rng,
 }
 
 fn sid(h: u32, g: u32) -> ServeId {
@@ -253,7 +288,29 @@ impl<'a> World<'a> {
                 q.push(SimTime(u), Ev::FaultEnd { idx });
             }
         }
+        let injections: Vec<Injection> = sc
+            .faults
+            .iter()
+            .filter_map(|f| match f.kind {
+                FaultKind::Inject(i) => Some(i),
+                _ => None,
+            })
+            .collect();
+        let gossip = (sc.publish.is_some() || sc.poll_interval.is_some() || !injections.is_empty())
+            .then(|| Gossip::new(seed, sc.nodes, rel, &injections));
+        if let Some(p) = &sc.publish {
+            q.push(SimTime(p.at), Ev::Publish);
+        }
+        let mut poll_rng = Rng::stream(seed, u64::from(sc.nodes), purpose::LOSS ^ 0x706f_6c6c);
+        if let Some(period) = sc.poll_interval {
+            for node in 0..sc.nodes {
+                q.push(SimTime(poll_rng.below(period)), Ev::Poll { node });
+            }
+        }
         let stats = WorldStats {
+            heard_at: vec![None; n],
+            upgraded_at: vec![None; n],
+            gossip_penalised: vec![false; n],
             booted_at: vec![None; n],
             first_stall: vec![None; n],
             banned: vec![false; n],
@@ -280,6 +337,10 @@ impl<'a> World<'a> {
             trace: Trace::new(),
             stats,
             pending_boots: roles.booting.iter().filter(|b| **b).count(),
+            gossip,
+            hub_latest: 0,
+            pending_upgrades: sc.publish.as_ref().map(|_| usize::MAX),
+            poll_rng,
         }
     }
 
@@ -288,7 +349,12 @@ impl<'a> World<'a> {
         let quantum = self.sc.solve_quantum;
         let mut same_instant = 0u64;
         loop {
-            if self.pending_boots == 0 && self.pending_starts == 0 {
+            let upgrading = self.pending_upgrades.is_some_and(|p| p > 0);
+            if self.pending_boots == 0
+                && self.pending_starts == 0
+                && !upgrading
+                && self.sc.poll_interval.is_none()
+            {
                 break;
             }
             let next = self.q.peek_time().map(|t| t.0);
@@ -554,6 +620,14 @@ impl<'a> World<'a> {
             Ev::Start { batch } => self.start_batch(batch),
             Ev::FaultStart { idx } => self.fault(idx, true),
             Ev::FaultEnd { idx } => self.fault(idx, false),
+            Ev::Publish => self.publish(),
+            Ev::Poll { node } => self.poll(node),
+            Ev::Gossip {
+                from,
+                to,
+                flood,
+                idx,
+            } => self.hear(from, to, flood, idx),
         }
     }
 
@@ -871,7 +945,15 @@ impl<'a> World<'a> {
     fn event(&mut self, n: u32, e: Event) {
         let i = n as usize;
         match e {
-            Event::Booted { .. } => {
+            Event::Booted { root, .. } => {
+                if self.rel.v2.as_ref().is_some_and(|v2| v2.root == root)
+                    && self.stats.upgraded_at[i].is_none()
+                {
+                    self.stats.upgraded_at[i] = Some(self.now);
+                    if let Some(p) = self.pending_upgrades.as_mut() {
+                        *p = p.saturating_sub(1);
+                    }
+                }
                 if self.stats.booted_at[i].is_none() {
                     self.stats.booted_at[i] = Some(self.now);
                     if self.roles.booting[i] && !self.hosts[i].corrupt {
@@ -938,7 +1020,9 @@ impl<'a> World<'a> {
             let host = &mut self.hosts[n as usize];
             host.started = Some(kind);
             if kind == EventKind::Seed {
-                host.held.iter_mut().for_each(|w| *w = u64::MAX);
+                for b in 0..self.rel.v1_blocks {
+                    host.held[b / 64] |= 1 << (b % 64);
+                }
             }
             if !host.alive {
                 fresh.push(n);
@@ -960,8 +1044,8 @@ impl<'a> World<'a> {
             host.timer = None;
             host.timer_gen = host.timer_gen.wrapping_add(1);
         }
-        let root = self.rel.root;
         for &n in nodes {
+            let root = self.current_root(n);
             if self.peers_mode() {
                 let g = self.hosts[n as usize].group;
                 let members: Vec<NodeId> = (0..self.sc.nodes)
@@ -983,9 +1067,161 @@ impl<'a> World<'a> {
         }
     }
 
+    // ----- releases on gossip -----
+
+    /// The root a node boots when it (re)starts: its durable high-water mark's.
+    fn current_root(&self, n: u32) -> Cid {
+        let installed = self.stats.upgraded_at[n as usize].is_some();
+        match &self.rel.v2 {
+            Some(v2) if installed => v2.root,
+            _ => self.rel.root,
+        }
+    }
+
+    fn publish(&mut self) {
+        let (Some(p), Some(g)) = (&self.sc.publish, self.gossip.as_ref()) else {
+            return;
+        };
+        let Some(idx) = g
+            .announcements
+            .iter()
+            .position(|a| a.kind == GossipKind::Published)
+        else {
+            return;
+        };
+        self.hub_latest = idx;
+        self.stats.hub_egress_at_publish = self.stats.hub_egress;
+        let alive: Vec<u32> = (0..self.sc.nodes)
+            .filter(|&n| self.hosts[n as usize].alive)
+            .collect();
+        self.pending_upgrades = Some(alive.len());
+        for n in select(&p.announce, &alive, None) {
+            self.originate(n, idx);
+        }
+    }
+
+    fn poll(&mut self, node: u32) {
+        let Some(period) = self.sc.poll_interval else {
+            return;
+        };
+        let jitter = self.poll_rng.below(period / 10 + 1);
+        self.at(period - period / 20 + jitter, Ev::Poll { node });
+        let host = &self.hosts[node as usize];
+        let Some(g) = self.gossip.as_ref() else {
+            return;
+        };
+        if !host.alive {
+            return;
+        }
+        let fresh = g
+            .last_heard(node)
+            .is_some_and(|t| self.now.saturating_sub(t) < period);
+        if fresh {
+            self.stats.polls_skipped += 1;
+            return;
+        }
+        self.stats.hub_polls += 1;
+        self.stats.control_bytes += crate::host::REQUEST_BYTES;
+        if self.hub_up {
+            self.originate(node, self.hub_latest);
+        }
+    }
+
+    /// `node` starts a flood of announcement `idx` (it published, polled, or attacks).
+    fn originate(&mut self, node: u32, idx: usize) {
+        let Some(g) = self.gossip.as_mut() else {
+            return;
+        };
+        let flood = g.new_flood();
+        g.first_sight(node, flood);
+        let honest = !matches!(g.announcements[idx].kind, GossipKind::Attack(_));
+        if honest {
+            let (verdict, new) = g.judge(node, idx, self.now);
+            if verdict != GossipVerdict::Accept {
+                return;
+            }
+            if new {
+                self.adopt(node, idx);
+            }
+        }
+        self.forward(node, node, flood, idx);
+    }
+
+    fn forward(&mut self, node: u32, from: u32, flood: u32, idx: usize) {
+        let Some(g) = self.gossip.as_ref() else {
+            return;
+        };
+        let bytes = g.announcements[idx].bytes + FRAME_BYTES;
+        let peers: Vec<u32> = g.mesh[node as usize]
+            .iter()
+            .copied()
+            .filter(|&m| m != from)
+            .collect();
+        for to in peers {
+            if !self.reachable(node, to) {
+                continue;
+            }
+            let delay = self.ctl_delay(node, to, bytes) + VALIDATE_NANOS;
+            self.at(
+                delay,
+                Ev::Gossip {
+                    from: node,
+                    to,
+                    flood,
+                    idx,
+                },
+            );
+        }
+    }
+
+    fn hear(&mut self, from: u32, to: u32, flood: u32, idx: usize) {
+        if !self.hosts[to as usize].alive {
+            return;
+        }
+        let now = self.now;
+        let Some(g) = self.gossip.as_mut() else {
+            return;
+        };
+        if !g.first_sight(to, flood) {
+            return;
+        }
+        self.trace.record(now, to, Kind::Gossip, idx as u64);
+        let (verdict, new) = g.judge(to, idx, now);
+        match verdict {
+            GossipVerdict::Accept => {
+                if new {
+                    self.adopt(to, idx);
+                }
+                self.forward(to, from, flood, idx);
+            }
+            GossipVerdict::Ignore => {}
+            GossipVerdict::Reject => self.stats.gossip_penalised[from as usize] = true,
+        }
+    }
+
+    /// A node accepted a release newer than its own: it installs it.
+    fn adopt(&mut self, node: u32, idx: usize) {
+        let Some(g) = self.gossip.as_ref() else {
+            return;
+        };
+        let a = &g.announcements[idx];
+        let root = a.signed.release.root;
+        match a.kind {
+            GossipKind::Published => {
+                self.stats.heard_at[node as usize].get_or_insert(self.now);
+                self.input(node, Input::Boot { root });
+            }
+            GossipKind::First => {}
+            GossipKind::Attack(_) => self.stats.bad_installs += 1,
+        }
+    }
+
     fn crash(&mut self, c: u32) {
         if !self.hosts[c as usize].alive {
             return;
+        }
+        if let Some(g) = self.gossip.as_mut() {
+            g.restart(c);
         }
         let host = &mut self.hosts[c as usize];
         host.alive = false;
@@ -1049,6 +1285,21 @@ impl<'a> World<'a> {
             .record(self.now, idx as u32, Kind::Fault, begin as u64);
         let nodes = self.roles.fault_nodes[idx].clone();
         match (&f.kind, begin) {
+            (FaultKind::Inject(inj), true) => {
+                let idx = self.gossip.as_ref().and_then(|g| {
+                    g.announcements
+                        .iter()
+                        .position(|a| a.kind == GossipKind::Attack(*inj))
+                });
+                if let Some(idx) = idx {
+                    for &n in &nodes {
+                        if self.hosts[n as usize].alive {
+                            self.originate(n, idx);
+                        }
+                    }
+                }
+            }
+            (FaultKind::Inject(_), false) => {}
             (FaultKind::Crash, true) => {
                 for &n in &nodes {
                     self.crash(n);

@@ -3,6 +3,7 @@
 
 pub mod faults;
 pub mod flow;
+pub mod gossip;
 pub mod host;
 pub mod queue;
 pub mod release;
@@ -10,6 +11,7 @@ pub mod report;
 pub mod rng;
 pub mod run;
 pub mod scenario;
+pub mod testbed;
 pub mod time;
 pub mod topology;
 pub mod trace;

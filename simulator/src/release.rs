@@ -102,115 +102,234 @@ impl BlockInfo {
     }
 }
 
-/// A release built for one run.
+/// A release built for one run, and optionally its next version.
 #[derive(Debug, Clone)]
 pub struct SimRelease {
     /// The root flist's CID.
     pub root: Cid,
-    /// Every block: the root flist first, then the child flists, then the chunks.
+    /// Every block: the root flist first, then the child flists, then the chunks; after
+    /// them, the blocks the next version adds, if there is one.
     pub blocks: Vec<BlockInfo>,
     /// Number of manifests (the first blocks).
     pub manifests: usize,
+    /// Blocks of the first version (`blocks[..v1_blocks]`).
+    pub v1_blocks: usize,
+    /// The next version, if the scenario publishes one.
+    pub v2: Option<NextVersion>,
     index: HashMap<Cid, u32, BuildHasherDefault<DefaultHasher>>,
+}
+
+/// The release published during a run: some packages changed, the rest shared.
+#[derive(Debug, Clone)]
+pub struct NextVersion {
+    /// Its root flist.
+    pub root: Cid,
+    /// Bytes of the blocks it adds (new chunks and new manifests): what an upgrade must move.
+    pub new_bytes: u64,
+    /// Every block of the new version, as indices into [`SimRelease::blocks`].
+    pub blocks: Vec<u32>,
+}
+
+/// One package as built: its chunks and how they are cut into files.
+struct Package {
+    name: String,
+    refs: Vec<ChunkRef>,
+    cuts: Vec<usize>,
+}
+
+impl Package {
+    fn flist(&self, version: &str) -> Result<(Cid, Vec<u8>), String> {
+        let mut entries = vec![Entry {
+            path: "bin".into(),
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            size: 0,
+            chunks: Vec::new(),
+            target: None,
+        }];
+        let mut start = 0;
+        for (k, &end) in self.cuts.iter().enumerate() {
+            let chunks = self.refs[start..end].to_vec();
+            entries.push(Entry {
+                path: format!("bin/{}-{k:02}", self.name),
+                kind: EntryKind::File,
+                mode: 0o755,
+                size: chunks.iter().map(|c| c.len as u64).sum(),
+                chunks,
+                target: None,
+            });
+            start = end;
+        }
+        let mut flist = Flist {
+            name: self.name.clone(),
+            version: version.into(),
+            entries,
+            children: Vec::new(),
+        };
+        flist.normalise();
+        flist
+            .to_block()
+            .map_err(|e| format!("package {}: {e}", self.name))
+    }
+}
+
+fn chunk_cid(seed: u64, version: u64, package: u64, index: u64) -> Cid {
+    let mut id = Vec::with_capacity(32);
+    for w in [seed, package, index] {
+        id.extend_from_slice(&w.to_le_bytes());
+    }
+    if version > 1 {
+        id.extend_from_slice(&version.to_le_bytes());
+    }
+    cid_of(Codec::Raw, &id)
+}
+
+fn root_flist(version: &str, children: Vec<ChildRef>) -> Result<(Cid, Vec<u8>), String> {
+    let root = Flist {
+        name: "zos".into(),
+        version: version.into(),
+        entries: Vec::new(),
+        children,
+    };
+    root.to_block().map_err(|e| format!("root flist: {e}"))
 }
 
 impl SimRelease {
     /// Builds a release of `packages` packages whose file content totals `size` bytes.
     pub fn build(seed: u64, packages: u32, size: u64) -> Result<SimRelease, String> {
+        SimRelease::build_with_upgrade(seed, packages, size, None)
+    }
+
+    /// Builds a release and, with `upgrade = Some((changed, fraction))`, its next version in
+    /// which `changed` packages (the last ones) carry new chunks worth about `fraction` of
+    /// `size`; the other packages' flists are unchanged and shared.
+    pub fn build_with_upgrade(
+        seed: u64,
+        packages: u32,
+        size: u64,
+        upgrade: Option<(u32, f64)>,
+    ) -> Result<SimRelease, String> {
         let mut rng = Rng::stream(seed, 0, purpose::RELEASE);
-        let mut children = Vec::new();
-        let mut child_blocks = Vec::new();
-        let mut chunk_blocks = Vec::new();
+        let mut pkgs = Vec::new();
         for p in 0..packages as u64 {
             let budget = size / packages as u64 + u64::from(p < size % packages as u64);
             let sizes = chunk_sizes(&mut rng, budget);
-            let mut refs = Vec::with_capacity(sizes.len());
-            for (i, &len) in sizes.iter().enumerate() {
-                let mut id = Vec::with_capacity(24);
-                id.extend_from_slice(&seed.to_le_bytes());
-                id.extend_from_slice(&p.to_le_bytes());
-                id.extend_from_slice(&(i as u64).to_le_bytes());
-                let cid = cid_of(Codec::Raw, &id);
-                refs.push(ChunkRef {
-                    cid,
+            let refs: Vec<ChunkRef> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| ChunkRef {
+                    cid: chunk_cid(seed, 1, p, i as u64),
                     len: len as u32,
-                });
-                chunk_blocks.push(BlockInfo {
-                    cid,
-                    len: len as u32,
-                    bytes: None,
-                });
-            }
-            let name = format!("pkg{p:03}");
+                })
+                .collect();
             let files = (1 + rng.below(6) as usize).min(refs.len()).max(1);
             let mut cuts: Vec<usize> = (1..refs.len()).collect();
             rng.shuffle(&mut cuts);
             cuts.truncate(files - 1);
             cuts.push(refs.len());
             cuts.sort_unstable();
-            let mut entries = vec![Entry {
-                path: "bin".into(),
-                kind: EntryKind::Dir,
-                mode: 0o755,
-                size: 0,
-                chunks: Vec::new(),
-                target: None,
-            }];
-            let mut start = 0;
-            for (k, &end) in cuts.iter().enumerate() {
-                let chunks = refs[start..end].to_vec();
-                entries.push(Entry {
-                    path: format!("bin/{name}-{k:02}"),
-                    kind: EntryKind::File,
-                    mode: 0o755,
-                    size: chunks.iter().map(|c| c.len as u64).sum(),
-                    chunks,
-                    target: None,
-                });
-                start = end;
-            }
-            let mut flist = Flist {
-                name: name.clone(),
-                version: "sim".into(),
-                entries,
-                children: Vec::new(),
-            };
-            flist.normalise();
-            let (cid, bytes) = flist
-                .to_block()
-                .map_err(|e| format!("package {name}: {e}"))?;
-            children.push(ChildRef { name, cid });
+            pkgs.push(Package {
+                name: format!("pkg{p:03}"),
+                refs,
+                cuts,
+            });
+        }
+        let mut blocks = vec![];
+        let mut children = Vec::new();
+        let mut child_blocks = Vec::new();
+        for pkg in &pkgs {
+            let (cid, bytes) = pkg.flist("sim")?;
+            children.push(ChildRef {
+                name: pkg.name.clone(),
+                cid,
+            });
             child_blocks.push(BlockInfo {
                 cid,
                 len: bytes.len() as u32,
                 bytes: Some(bytes.into()),
             });
         }
-        let mut root = Flist {
-            name: "zos".into(),
-            version: "sim".into(),
-            entries: Vec::new(),
-            children,
-        };
-        root.normalise();
-        let (root_cid, root_bytes) = root.to_block().map_err(|e| format!("root flist: {e}"))?;
-        let mut blocks = vec![BlockInfo {
+        let (root_cid, root_bytes) = root_flist("sim", children.clone())?;
+        blocks.push(BlockInfo {
             cid: root_cid,
             len: root_bytes.len() as u32,
             bytes: Some(root_bytes.into()),
-        }];
+        });
         let manifests = 1 + child_blocks.len();
         blocks.extend(child_blocks);
-        blocks.extend(chunk_blocks);
-        let index = blocks
+        for pkg in &pkgs {
+            blocks.extend(pkg.refs.iter().map(|r| BlockInfo {
+                cid: r.cid,
+                len: r.len,
+                bytes: None,
+            }));
+        }
+        let v1_blocks = blocks.len();
+        let mut index: HashMap<Cid, u32, BuildHasherDefault<DefaultHasher>> = blocks
             .iter()
             .enumerate()
             .map(|(i, b)| (b.cid, i as u32))
             .collect();
+        let v2 = match upgrade {
+            None => None,
+            Some((changed, fraction)) => {
+                let changed = changed.clamp(1, packages) as usize;
+                let target = (size as f64 * fraction.clamp(0.0, 1.0)) as u64;
+                let per_package = target / changed as u64;
+                let mut children = children;
+                let mut adds: Vec<BlockInfo> = Vec::new();
+                for p in packages as usize - changed..packages as usize {
+                    let pkg = &mut pkgs[p];
+                    let mut replaced = 0u64;
+                    for (i, r) in pkg.refs.iter_mut().enumerate() {
+                        if replaced >= per_package.max(1) {
+                            break;
+                        }
+                        r.cid = chunk_cid(seed, 2, p as u64, i as u64);
+                        replaced += u64::from(r.len);
+                        adds.push(BlockInfo {
+                            cid: r.cid,
+                            len: r.len,
+                            bytes: None,
+                        });
+                    }
+                    let (cid, bytes) = pkg.flist("sim2")?;
+                    children[p].cid = cid;
+                    adds.push(BlockInfo {
+                        cid,
+                        len: bytes.len() as u32,
+                        bytes: Some(bytes.into()),
+                    });
+                }
+                let (root, bytes) = root_flist("sim2", children.clone())?;
+                adds.push(BlockInfo {
+                    cid: root,
+                    len: bytes.len() as u32,
+                    bytes: Some(bytes.into()),
+                });
+                let new_bytes = adds.iter().map(|b| u64::from(b.len)).sum();
+                for b in adds {
+                    index.insert(b.cid, blocks.len() as u32);
+                    blocks.push(b);
+                }
+                let mut v2_blocks: Vec<u32> = vec![index[&root]];
+                v2_blocks.extend(children.iter().map(|c| index[&c.cid]));
+                for pkg in &pkgs {
+                    v2_blocks.extend(pkg.refs.iter().map(|r| index[&r.cid]));
+                }
+                Some(NextVersion {
+                    root,
+                    new_bytes,
+                    blocks: v2_blocks,
+                })
+            }
+        };
         Ok(SimRelease {
             root: root_cid,
             blocks,
             manifests,
+            v1_blocks,
+            v2,
             index,
         })
     }
@@ -220,9 +339,12 @@ impl SimRelease {
         self.index.get(cid).copied()
     }
 
-    /// Release bytes F: every block, manifests included.
+    /// Release bytes F of the first version: every block, manifests included.
     pub fn total_bytes(&self) -> u64 {
-        self.blocks.iter().map(|b| b.len as u64).sum()
+        self.blocks[..self.v1_blocks]
+            .iter()
+            .map(|b| b.len as u64)
+            .sum()
     }
 }
 
@@ -284,6 +406,42 @@ mod tests {
         // Deterministic.
         assert_eq!(SimRelease::build(7, 20, 512 << 20).unwrap().root, r.root);
         assert_ne!(SimRelease::build(8, 20, 512 << 20).unwrap().root, r.root);
+    }
+
+    #[test]
+    fn next_version_shares_all_but_the_changed_packages() {
+        let v1 = SimRelease::build(7, 20, 512 << 20).unwrap();
+        let r = SimRelease::build_with_upgrade(7, 20, 512 << 20, Some((3, 0.05))).unwrap();
+        assert_eq!(
+            r.root, v1.root,
+            "the first version does not depend on the upgrade"
+        );
+        assert_eq!(r.v1_blocks, v1.blocks.len());
+        let v2 = r.v2.as_ref().unwrap();
+        assert_ne!(v2.root, r.root);
+        let root2 =
+            Flist::decode(r.blocks[v2.blocks[0] as usize].bytes.as_deref().unwrap()).unwrap();
+        let root1 = Flist::decode(r.blocks[0].bytes.as_deref().unwrap()).unwrap();
+        let changed = root1
+            .children
+            .iter()
+            .zip(&root2.children)
+            .filter(|(a, b)| a.cid != b.cid)
+            .count();
+        assert_eq!(changed, 3);
+        let fraction = v2.new_bytes as f64 / (512u64 << 20) as f64;
+        assert!((0.05..0.07).contains(&fraction), "{fraction}");
+        let added: u64 = r.blocks[r.v1_blocks..]
+            .iter()
+            .map(|b| u64::from(b.len))
+            .sum();
+        assert_eq!(added, v2.new_bytes);
+        let shared = v2
+            .blocks
+            .iter()
+            .filter(|&&b| (b as usize) < r.v1_blocks)
+            .count();
+        assert!(shared as f64 > 0.9 * v2.blocks.len() as f64);
     }
 
     #[test]

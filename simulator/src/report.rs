@@ -77,6 +77,30 @@ pub fn table(results: &[SeedResult]) -> String {
         for (k, v) in &r.failures {
             let _ = writeln!(s, "{:>6}   failed {v}×: {k}", "");
         }
+        if let Some(u) = &r.upgrade {
+            let _ = writeln!(
+                s,
+                "{:>6}   upgrade: {}/{} installed in {} s; 99 % heard in {} s; hub {} B for {} B of new blocks = {:.3}",
+                "",
+                u.upgraded,
+                u.nodes,
+                opt(u.all_upgraded_s, 3),
+                opt(u.announce_p99_s, 4),
+                u.hub_bytes,
+                u.changed_bytes,
+                u.hub_upgrade_bytes_vs_changed
+            );
+        }
+        if let Some(p) = r.hub_polls_per_period {
+            let _ = writeln!(s, "{:>6}   hub release polls per period (farm): {p:.2}", "");
+        }
+        if r.injectors.0 > 0 || r.bad_installs > 0 {
+            let _ = writeln!(
+                s,
+                "{:>6}   gossip attacks: {}/{} injectors penalised, {} honest nodes penalised, {} bad installs",
+                "", r.injectors.1, r.injectors.0, r.honest_gossip_penalised, r.bad_installs
+            );
+        }
     }
     let pass = results.iter().all(SeedResult::passed);
     let _ = writeln!(s, "{}", if pass { "PASS" } else { "FAIL" });
@@ -85,7 +109,34 @@ pub fn table(results: &[SeedResult]) -> String {
 
 /// One JSON object (one line) for a seed.
 pub fn json_line(r: &SeedResult) -> String {
-    let v = json!({
+    json_value(r).to_string()
+}
+
+/// The JSON object of [`json_line`], for callers that add keys.
+pub fn json_value(r: &SeedResult) -> serde_json::Value {
+    let mut v = base_json(r);
+    let up = r.upgrade.as_ref();
+    let extra = json!({
+        "announce_p99_s": up.and_then(|u| u.announce_p99_s),
+        "all_upgraded_s": up.and_then(|u| u.all_upgraded_s),
+        "upgraded": up.map(|u| u.upgraded),
+        "hub_upgrade_bytes": up.map(|u| u.hub_bytes),
+        "changed_bytes": up.map(|u| u.changed_bytes),
+        "hub_upgrade_bytes_vs_changed": up.map(|u| u.hub_upgrade_bytes_vs_changed),
+        "hub_polls_per_period": r.hub_polls_per_period,
+        "bad_installs": r.bad_installs,
+        "injectors": r.injectors.0,
+        "injectors_penalised": r.injectors.1,
+        "honest_gossip_penalised": r.honest_gossip_penalised,
+    });
+    if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    v
+}
+
+fn base_json(r: &SeedResult) -> serde_json::Value {
+    json!({
         "scenario": r.scenario,
         "seed": r.seed,
         "nodes": r.nodes,
@@ -117,8 +168,7 @@ pub fn json_line(r: &SeedResult) -> String {
         "aborted": r.aborted,
         "passed": r.passed(),
         "checks": r.checks.iter().map(|c| json!({"name": c.name, "pass": c.pass, "detail": c.detail})).collect::<Vec<_>>(),
-    });
-    v.to_string()
+    })
 }
 
 const W: f64 = 720.0;

@@ -95,6 +95,35 @@ pub struct SeedResult {
     pub checks: Vec<Check>,
     /// Number of nodes in the topology.
     pub topology_nodes: u32,
+    /// The upgrade, when the scenario publishes a release.
+    pub upgrade: Option<UpgradeResult>,
+    /// Release polls of the hub per poll period for the whole farm, when nodes poll.
+    pub hub_polls_per_period: Option<f64>,
+    /// Installs of anything but the first and the published release.
+    pub bad_installs: u64,
+    /// Nodes injecting bad releases, and how many of them some node penalised.
+    pub injectors: (usize, usize),
+    /// Honest nodes (not injecting) penalised for what they gossiped.
+    pub honest_gossip_penalised: usize,
+}
+
+/// How the published release spread and installed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpgradeResult {
+    /// Nodes alive at the publication.
+    pub nodes: usize,
+    /// Nodes that installed it.
+    pub upgraded: usize,
+    /// Time for 99 % of the nodes to hear of it (s).
+    pub announce_p99_s: Option<f64>,
+    /// Time from the publication until every node installed it (s).
+    pub all_upgraded_s: Option<f64>,
+    /// Bytes the new release adds.
+    pub changed_bytes: u64,
+    /// Hub bytes sent after the publication.
+    pub hub_bytes: u64,
+    /// hub_bytes / changed_bytes.
+    pub hub_upgrade_bytes_vs_changed: f64,
 }
 
 impl SeedResult {
@@ -141,7 +170,8 @@ pub fn horizon(sc: &Scenario, f: u64, n: usize) -> u64 {
 /// Runs the scenario on one seed (swarm and, unless skipped, the hub-only baseline).
 pub fn run_seed(sc: &Scenario, seed: u64, opts: Options) -> Result<SeedResult, String> {
     let wall = Instant::now();
-    let rel = SimRelease::build(seed, sc.packages, sc.size).map_err(|e| {
+    let upgrade = sc.publish.as_ref().map(|p| (p.packages, p.fraction));
+    let rel = SimRelease::build_with_upgrade(seed, sc.packages, sc.size, upgrade).map_err(|e| {
         format!(
             "scenario {}: the synthetic release cannot be built ({e})",
             sc.file
@@ -286,9 +316,70 @@ fn summarise(
             .or_else(|| base.and_then(|b| b.aborted.clone())),
         checks: Vec::new(),
         topology_nodes: sc.nodes,
+        upgrade: upgrade_result(sc, rel, s),
+        hub_polls_per_period: sc.poll_interval.map(|p| {
+            let periods = s.end as f64 / p as f64;
+            if periods > 0.0 {
+                s.hub_polls as f64 / periods
+            } else {
+                0.0
+            }
+        }),
+        bad_installs: s.bad_installs,
+        injectors: injectors(sc, roles, s),
+        honest_gossip_penalised: (0..sc.nodes as usize)
+            .filter(|&n| s.gossip_penalised[n] && !is_injector(sc, roles, n as u32))
+            .count(),
     };
     r.checks = checks(sc, roles, &corrupt, &honest, s, &r);
     r
+}
+
+fn upgrade_result(sc: &Scenario, rel: &SimRelease, s: &WorldStats) -> Option<UpgradeResult> {
+    let (p, v2) = (sc.publish.as_ref()?, rel.v2.as_ref()?);
+    let alive: Vec<usize> = (0..sc.nodes as usize)
+        .filter(|&n| s.booted_at[n].is_some() || s.upgraded_at[n].is_some())
+        .collect();
+    let mut heard: Vec<u64> = alive
+        .iter()
+        .filter_map(|&n| s.heard_at[n])
+        .map(|t| t.saturating_sub(p.at))
+        .collect();
+    heard.sort_unstable();
+    let need = ((alive.len() as f64 * 0.99).ceil() as usize).max(1);
+    let announce_p99_s = (heard.len() >= need).then(|| secs(heard[need - 1]));
+    let upgraded: Vec<u64> = alive.iter().filter_map(|&n| s.upgraded_at[n]).collect();
+    let all_upgraded_s = (upgraded.len() == alive.len())
+        .then(|| upgraded.iter().max().map(|t| secs(t.saturating_sub(p.at))))
+        .flatten();
+    let hub_bytes = s.hub_egress.saturating_sub(s.hub_egress_at_publish);
+    Some(UpgradeResult {
+        nodes: alive.len(),
+        upgraded: upgraded.len(),
+        announce_p99_s,
+        all_upgraded_s,
+        changed_bytes: v2.new_bytes,
+        hub_bytes,
+        hub_upgrade_bytes_vs_changed: hub_bytes as f64 / v2.new_bytes.max(1) as f64,
+    })
+}
+
+fn is_injector(sc: &Scenario, roles: &Roles, n: u32) -> bool {
+    sc.faults
+        .iter()
+        .zip(&roles.fault_nodes)
+        .any(|(f, nodes)| matches!(f.kind, FaultKind::Inject(_)) && nodes.contains(&n))
+}
+
+fn injectors(sc: &Scenario, roles: &Roles, s: &WorldStats) -> (usize, usize) {
+    let all: Vec<u32> = (0..sc.nodes)
+        .filter(|&n| is_injector(sc, roles, n))
+        .collect();
+    let penalised = all
+        .iter()
+        .filter(|&&n| s.gossip_penalised[n as usize])
+        .count();
+    (all.len(), penalised)
 }
 
 fn checks(
@@ -434,6 +525,60 @@ fn checks(
             "time_vs_hub_only",
             v.is_some_and(|v| v <= m),
             format!("{} <= {m}", fmt(v)),
+        );
+    }
+    let up = r.upgrade.as_ref();
+    if let Some(want) = x.all_upgraded {
+        let got = up.is_some_and(|u| u.upgraded == u.nodes);
+        push(
+            "all_upgraded",
+            got == want,
+            up.map_or("no release was published".into(), |u| {
+                format!("{}/{} upgraded", u.upgraded, u.nodes)
+            }),
+        );
+    }
+    if let Some(m) = x.announce_p99_s_max {
+        let v = up.and_then(|u| u.announce_p99_s);
+        push(
+            "announce_p99_s",
+            v.is_some_and(|v| v <= m),
+            format!("{} <= {m}", fmt(v)),
+        );
+    }
+    if let Some(m) = x.hub_upgrade_bytes_vs_changed_max {
+        let v = up.map(|u| u.hub_upgrade_bytes_vs_changed);
+        push(
+            "hub_upgrade_bytes_vs_changed",
+            v.is_some_and(|v| v <= m),
+            format!("{} <= {m}", fmt(v)),
+        );
+    }
+    if let Some(m) = x.hub_polls_per_period_max {
+        let v = r.hub_polls_per_period;
+        push(
+            "hub_polls_per_period",
+            v.is_some_and(|v| v <= m),
+            format!("{} <= {m}", fmt(v)),
+        );
+    }
+    if let Some(m) = x.bad_installs {
+        push(
+            "bad_installs",
+            r.bad_installs <= m,
+            format!("{} <= {m}", r.bad_installs),
+        );
+    }
+    if let Some(want) = x.each_injector_penalised {
+        let (all, penalised) = r.injectors;
+        let got = all > 0 && penalised == all && r.honest_gossip_penalised == 0;
+        push(
+            "each_injector_penalised",
+            got == want,
+            format!(
+                "{penalised}/{all} injectors penalised, {} honest nodes penalised",
+                r.honest_gossip_penalised
+            ),
         );
     }
     if let Some(why) = &r.aborted {

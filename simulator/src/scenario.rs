@@ -58,6 +58,33 @@ pub enum EventKind {
     Seed,
 }
 
+/// A new release published during the run (`[[event]] kind = "publish"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publish {
+    /// When (ns).
+    pub at: u64,
+    /// Packages that change.
+    pub packages: u32,
+    /// Share of the release's bytes that the new version adds.
+    pub fraction: f64,
+    /// Nodes the operator hands the release to (`bootswarm announce`); the rest hear it by
+    /// gossip or by polling the hub.
+    pub announce: NodeSel,
+}
+
+/// A bad release a peer injects into gossip (`[[fault]] kind = "inject"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injection {
+    /// Signed by a key the farm does not trust.
+    Forged,
+    /// An old release replayed after it expired.
+    Replayed,
+    /// A validly signed release with a lower seq than the farm's.
+    Rollback,
+    /// A validly signed release of another channel.
+    OtherChannel,
+}
+
 /// A fault.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
@@ -94,6 +121,8 @@ pub enum FaultKind {
         /// Loss probability.
         p: f64,
     },
+    /// The nodes gossip a bad release.
+    Inject(Injection),
 }
 
 /// Checks a run must pass. `None` means not checked.
@@ -125,6 +154,18 @@ pub struct Expect {
     pub stall_reported: Option<bool>,
     /// Swarm boot time over the hub-only boot time.
     pub time_vs_hub_only_max: Option<f64>,
+    /// Every live honest node installs the published release.
+    pub all_upgraded: Option<bool>,
+    /// Time for 99 % of the nodes to hear of the published release (s).
+    pub announce_p99_s_max: Option<f64>,
+    /// Hub bytes during the upgrade over the bytes the new release adds.
+    pub hub_upgrade_bytes_vs_changed_max: Option<f64>,
+    /// Release polls of the hub per poll period, for the whole farm.
+    pub hub_polls_per_period_max: Option<f64>,
+    /// Installs of anything but the newest valid release (at most).
+    pub bad_installs: Option<u64>,
+    /// Every node that injects a bad release is penalised by some honest node.
+    pub each_injector_penalised: Option<bool>,
 }
 
 /// A validated scenario.
@@ -168,10 +209,55 @@ pub struct Scenario {
     pub expect: Expect,
     /// Re-solves of the flow network are at least this far apart (ns).
     pub solve_quantum: u64,
+    /// A release published during the run.
+    pub publish: Option<Publish>,
+    /// Period of each node's release poll of the hub (`[poll] interval`); `None`: no polling.
+    pub poll_interval: Option<u64>,
     /// Agent settings: neighbours (0: default).
     pub agent_neighbours: usize,
     /// Agent settings: hub concurrency (0: default).
     pub agent_hub_concurrency: usize,
+    /// Settings of the netns testbed (`[testbed]`); the simulator ignores them.
+    pub testbed: TestbedSettings,
+}
+
+/// How testbed nodes find each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discovery {
+    /// Node k dials nodes 0..k at fixed addresses (`--peer`).
+    Static,
+    /// libp2p mDNS on the testbed's bridge (`--mdns`).
+    Mdns,
+}
+
+/// `[testbed]`: how `bootswarm-sim testbed` runs the scenario with real processes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TestbedSettings {
+    /// Shape node NICs even at 1 Gbit/s and above (below that they are always shaped).
+    pub shape_nics: bool,
+    /// Peer discovery (default: static).
+    pub discovery: Option<Discovery>,
+    /// Longest wait for all nodes to boot in the swarm run (ns); default derived from T_min.
+    pub timeout: Option<u64>,
+    /// `[testbed.expect]`: checks on the measured figures.
+    pub expect: TestbedExpect,
+}
+
+/// `[testbed.expect]`: checks a testbed run must pass. `None` means not checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TestbedExpect {
+    /// Every node booted.
+    pub all_booted: Option<bool>,
+    /// Measured time to boot everyone over T_min.
+    pub time_vs_tmin_max: Option<f64>,
+    /// Measured hub egress over the release bytes F.
+    pub hub_egress_vs_f_max: Option<f64>,
+    /// Measured hub-only boot time over the measured swarm boot time.
+    pub hub_only_speedup_min: Option<f64>,
+    /// |simulated − measured| / measured boot time of everyone.
+    pub sim_time_error_max: Option<f64>,
+    /// |simulated − measured| / measured hub egress bytes.
+    pub sim_hub_bytes_error_max: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -190,6 +276,38 @@ struct Raw {
     sim: RawSim,
     #[serde(default)]
     agent: RawAgent,
+    #[serde(default)]
+    testbed: RawTestbed,
+    #[serde(default)]
+    poll: RawPoll,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPoll {
+    interval: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTestbed {
+    #[serde(default)]
+    shape_nics: bool,
+    discovery: Option<String>,
+    timeout: Option<String>,
+    #[serde(default)]
+    expect: RawTestbedExpect,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTestbedExpect {
+    all_booted: Option<bool>,
+    time_vs_tmin_max: Option<f64>,
+    hub_egress_vs_f_max: Option<f64>,
+    hub_only_speedup_min: Option<f64>,
+    sim_time_error_max: Option<f64>,
+    sim_hub_bytes_error_max: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -239,6 +357,7 @@ struct RawEvent {
     nodes: Option<RawNodes>,
     fraction: Option<f64>,
     spread: Option<String>,
+    packages: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -252,6 +371,7 @@ struct RawFault {
     factor: Option<f64>,
     rate: Option<String>,
     p: Option<f64>,
+    release: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -270,6 +390,12 @@ struct RawExpect {
     each_corrupt_peer_banned: Option<bool>,
     stall_reported: Option<bool>,
     time_vs_hub_only_max: Option<f64>,
+    all_upgraded: Option<bool>,
+    announce_p99_s_max: Option<f64>,
+    hub_upgrade_bytes_vs_changed_max: Option<f64>,
+    hub_polls_per_period_max: Option<f64>,
+    bad_installs: Option<u64>,
+    each_injector_penalised: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -531,13 +657,51 @@ impl Scenario {
         }
         let _ = &raw.meta.description;
         let mut events = Vec::new();
+        let mut publish = None;
         for (i, e) in raw.event.iter().enumerate() {
             let key = format!("[[event]] #{}", i + 1);
             let kind = match e.kind.as_str() {
                 "boot" => EventKind::Boot,
                 "seed" => EventKind::Seed,
-                k => return Err(cx.err(format!("{key}.kind = {k:?} is not \"boot\" or \"seed\""))),
+                "publish" => {
+                    if publish.is_some() {
+                        return Err(cx.err(format!(
+                            "{key} is a second publish; the simulator models one upgrade per run"
+                        )));
+                    }
+                    let packages = e.packages.unwrap_or(1);
+                    if packages == 0 || packages > release.packages {
+                        return Err(cx.err(format!(
+                            "{key}.packages = {packages} must be between 1 and the release's {} packages",
+                            release.packages
+                        )));
+                    }
+                    let fraction = e.fraction.unwrap_or(0.05);
+                    if !(fraction > 0.0 && fraction <= 1.0) {
+                        return Err(cx.err(format!(
+                            "{key}.fraction = {fraction} must be above 0 and at most 1"
+                        )));
+                    }
+                    publish = Some(Publish {
+                        at: cx.dur(&format!("{key}.at"), &e.at)?,
+                        packages,
+                        fraction,
+                        announce: match &e.nodes {
+                            None => NodeSel::Count(1),
+                            Some(_) => cx.nodes(&key, e.nodes.as_ref(), None, n)?,
+                        },
+                    });
+                    continue;
+                }
+                k => {
+                    return Err(cx.err(format!(
+                        "{key}.kind = {k:?} is not \"boot\", \"seed\" or \"publish\""
+                    )));
+                }
             };
+            if e.packages.is_some() {
+                return Err(cx.err(format!("{key}.packages only applies to kind = \"publish\"")));
+            }
             events.push(Event {
                 at: cx.dur(&format!("{key}.at"), &e.at)?,
                 kind,
@@ -594,9 +758,20 @@ impl Scenario {
                     }
                     FaultKind::Loss { p }
                 }
+                "inject" => FaultKind::Inject(match f.release.as_deref() {
+                    Some("forged") => Injection::Forged,
+                    Some("replayed") => Injection::Replayed,
+                    Some("rollback") => Injection::Rollback,
+                    Some("other_channel") => Injection::OtherChannel,
+                    other => {
+                        return Err(cx.err(format!(
+                            "{key}.release = {other:?} is not one of forged, replayed, rollback, other_channel"
+                        )));
+                    }
+                }),
                 k => {
                     return Err(cx.err(format!(
-                        "{key}.kind = {k:?} is not one of crash, hub_outage, corrupt, partition, slow_nic, loss"
+                        "{key}.kind = {k:?} is not one of crash, hub_outage, corrupt, partition, slow_nic, loss, inject"
                     )));
                 }
             };
@@ -638,6 +813,54 @@ impl Scenario {
             each_corrupt_peer_banned: x.each_corrupt_peer_banned,
             stall_reported: x.stall_reported,
             time_vs_hub_only_max: x.time_vs_hub_only_max,
+            all_upgraded: x.all_upgraded,
+            announce_p99_s_max: x.announce_p99_s_max,
+            hub_upgrade_bytes_vs_changed_max: x.hub_upgrade_bytes_vs_changed_max,
+            hub_polls_per_period_max: x.hub_polls_per_period_max,
+            bad_installs: x.bad_installs,
+            each_injector_penalised: x.each_injector_penalised,
+        };
+        let tb = &raw.testbed;
+        let discovery = match tb.discovery.as_deref() {
+            None => None,
+            Some("static") => Some(Discovery::Static),
+            Some("mdns") => Some(Discovery::Mdns),
+            Some(d) => {
+                return Err(cx.err(format!(
+                    "[testbed] discovery = {d:?} is not \"static\" or \"mdns\""
+                )));
+            }
+        };
+        let te = &tb.expect;
+        for (key, v) in [
+            ("time_vs_tmin_max", te.time_vs_tmin_max),
+            ("hub_egress_vs_f_max", te.hub_egress_vs_f_max),
+            ("hub_only_speedup_min", te.hub_only_speedup_min),
+            ("sim_time_error_max", te.sim_time_error_max),
+            ("sim_hub_bytes_error_max", te.sim_hub_bytes_error_max),
+        ] {
+            if v.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                return Err(cx.err(format!(
+                    "[testbed.expect] {key} must be a non-negative number"
+                )));
+            }
+        }
+        let testbed = TestbedSettings {
+            shape_nics: tb.shape_nics,
+            discovery,
+            timeout: tb
+                .timeout
+                .as_deref()
+                .map(|v| cx.dur("[testbed] timeout", v))
+                .transpose()?,
+            expect: TestbedExpect {
+                all_booted: te.all_booted,
+                time_vs_tmin_max: te.time_vs_tmin_max,
+                hub_egress_vs_f_max: te.hub_egress_vs_f_max,
+                hub_only_speedup_min: te.hub_only_speedup_min,
+                sim_time_error_max: te.sim_time_error_max,
+                sim_hub_bytes_error_max: te.sim_hub_bytes_error_max,
+            },
         };
         Ok(Scenario {
             file: file.to_string(),
@@ -685,8 +908,17 @@ impl Scenario {
                 .map(|v| cx.dur("[sim] solve_quantum", v))
                 .transpose()?
                 .unwrap_or(DEFAULT_SOLVE_QUANTUM),
+            publish,
+            poll_interval: raw
+                .poll
+                .interval
+                .as_deref()
+                .map(|v| cx.dur("[poll] interval", v))
+                .transpose()?
+                .filter(|&p| p > 0),
             agent_neighbours: raw.agent.neighbours.unwrap_or(0),
             agent_hub_concurrency: raw.agent.hub_concurrency.unwrap_or(0),
+            testbed,
         })
     }
 }
@@ -756,6 +988,51 @@ hub_egress_bytes_max = "9MiB"
         assert_eq!(s.faults[0].nodes, NodeSel::Range(0, 3));
         assert_eq!(s.faults[0].until, Some(15_000_000_000));
         assert_eq!(s.expect.hub_egress_bytes_max, Some(9 << 20));
+    }
+
+    #[test]
+    fn parses_the_testbed_section() {
+        let text = format!(
+            "{OK}\n[testbed]\nshape_nics = true\ndiscovery = \"mdns\"\ntimeout = \"2m\"\n[testbed.expect]\nall_booted = true\nhub_egress_vs_f_max = 1.1\n"
+        );
+        let s = Scenario::parse("t.toml", &text).unwrap();
+        assert!(s.testbed.shape_nics);
+        assert_eq!(s.testbed.discovery, Some(Discovery::Mdns));
+        assert_eq!(s.testbed.timeout, Some(120_000_000_000));
+        assert_eq!(s.testbed.expect.hub_egress_vs_f_max, Some(1.1));
+        let bad = text.replace("\"mdns\"", "\"carrier-pigeon\"");
+        let e = Scenario::parse("x.toml", &bad).unwrap_err().to_string();
+        assert!(e.contains("[testbed] discovery"), "{e}");
+        let bad = text.replace("1.1", "-1.0");
+        let e = Scenario::parse("x.toml", &bad).unwrap_err().to_string();
+        assert!(e.contains("[testbed.expect] hub_egress_vs_f_max"), "{e}");
+        assert_eq!(
+            Scenario::parse("t.toml", OK).unwrap().testbed,
+            TestbedSettings::default()
+        );
+    }
+
+    #[test]
+    fn parses_publish_poll_and_injections() {
+        let text = format!(
+            "{OK}\n[poll]\ninterval = \"20s\"\n[[event]]\nat = \"10s\"\nkind = \"publish\"\npackages = 2\nfraction = 0.1\n\
+             [[fault]]\nat = \"11s\"\nkind = \"inject\"\nnodes = 2\nrelease = \"rollback\"\n"
+        )
+        .replace("[expect]\nall_booted = true", "[expect]\nall_booted = true\nbad_installs = 0");
+        let s = Scenario::parse("x.toml", &text).unwrap();
+        let p = s.publish.unwrap();
+        assert_eq!((p.at, p.packages, p.fraction), (10_000_000_000, 2, 0.1));
+        assert_eq!(p.announce, NodeSel::Count(1));
+        assert_eq!(s.poll_interval, Some(20_000_000_000));
+        assert_eq!(s.faults[1].kind, FaultKind::Inject(Injection::Rollback));
+        assert_eq!(s.expect.bad_installs, Some(0));
+        assert_eq!(s.events.len(), 1, "publish is not a node event");
+        let bad = text.replace("packages = 2\nfraction", "packages = 9\nfraction");
+        let e = Scenario::parse("x.toml", &bad).unwrap_err().to_string();
+        assert!(e.contains("[[event]] #2.packages"), "{e}");
+        let bad = text.replace("release = \"rollback\"", "release = \"nice\"");
+        let e = Scenario::parse("x.toml", &bad).unwrap_err().to_string();
+        assert!(e.contains("[[fault]] #2.release"), "{e}");
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub enum Kind {
     ServeDone = 10,
     /// The flow network was re-solved.
     Solve = 11,
+    /// A gossiped release reached a node.
+    Gossip = 12,
 }
 
 /// A running 64-bit digest.

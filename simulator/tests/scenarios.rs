@@ -35,6 +35,10 @@ const SHIPPED: &[&str] = &[
     "corrupt-peers",
     "churn",
     "single-node",
+    "lan-8",
+    "lan-16",
+    "upgrade-1000",
+    "upgrade-attacks",
 ];
 
 #[test]
@@ -75,4 +79,8 @@ scenario_tests! {
     corrupt_peers => "corrupt-peers",
     churn => "churn",
     single_node => "single-node",
+    upgrade_1000 => "upgrade-1000",
+    upgrade_attacks => "upgrade-attacks",
+    lan_8 => "lan-8",
+    lan_16 => "lan-16",
 }

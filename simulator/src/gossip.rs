@@ -1,0 +1,253 @@
+//! Releases on gossip: real signed releases, a gossipsub-like mesh, the acceptance rules a
+//! node applies to what it hears (`check_release` + `gossip_verdict`, the same code the node
+//! runs), and the farm's hub polls.
+
+use crate::release::SimRelease;
+use crate::rng::{Rng, mix, splitmix64};
+use crate::scenario::Injection;
+use bootswarm_protocol::block::{Cid, Codec, cid_of};
+use bootswarm_protocol::release::{
+    Freshness, GossipVerdict, HighWater, Release, SignedRelease, TrustRoot, check_release,
+    gossip_verdict,
+};
+use ed25519_dalek::SigningKey;
+use std::collections::BTreeSet;
+
+/// The channel every simulated node follows.
+pub const CHANNEL: &str = "sim";
+/// Unix time of simulated time zero (release expiry is checked against it).
+pub const EPOCH_UNIX: u64 = 1_700_000_000;
+/// Mesh links each node opens (the mesh is undirected, so degrees average twice this).
+pub const MESH_PICKS: usize = 3;
+/// Time to check a release's signature before forwarding it (ns).
+pub const VALIDATE_NANOS: u64 = 100_000;
+/// Sequence number of the first release; the published one is the next.
+pub const FIRST_SEQ: u64 = 10;
+const DAY: u64 = 86_400;
+
+/// What a gossiped release is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The release every node starts with.
+    First,
+    /// The release published during the run.
+    Published,
+    /// A bad release injected by a peer.
+    Attack(Injection),
+}
+
+/// A release as it travels.
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    /// What it is.
+    pub kind: Kind,
+    /// The signed release.
+    pub signed: SignedRelease,
+    /// Its encoded size.
+    pub bytes: u64,
+}
+
+/// One node's view.
+#[derive(Debug, Clone, Default)]
+struct NodeView {
+    high_water: Option<HighWater>,
+    seen: BTreeSet<u32>,
+    last_heard: Option<u64>,
+}
+
+/// The gossip layer of a run.
+#[derive(Debug)]
+pub struct Gossip {
+    trust: TrustRoot,
+    /// Index 0: the first release; 1: the published one (if any); then injections.
+    pub announcements: Vec<Announcement>,
+    /// Each node's mesh peers.
+    pub mesh: Vec<Vec<u32>>,
+    views: Vec<NodeView>,
+    next_flood: u32,
+}
+
+fn key(seed: u64, which: u64) -> SigningKey {
+    let mut s = mix(&[seed, which, 0x006b_6579]);
+    let mut bytes = [0u8; 32];
+    for chunk in bytes.chunks_mut(8) {
+        chunk.copy_from_slice(&splitmix64(&mut s).to_le_bytes());
+    }
+    SigningKey::from_bytes(&bytes)
+}
+
+fn announcement(kind: Kind, release: Release, key: &SigningKey) -> Announcement {
+    let signed = SignedRelease::sign(release, std::slice::from_ref(key));
+    let bytes = signed.encode().len() as u64;
+    Announcement {
+        kind,
+        signed,
+        bytes,
+    }
+}
+
+impl Gossip {
+    /// The gossip layer for `nodes` nodes following `rel` (and its next version, if any), with
+    /// one announcement per injection.
+    pub fn new(seed: u64, nodes: u32, rel: &SimRelease, injections: &[Injection]) -> Gossip {
+        let publisher = key(seed, 1);
+        let attacker = key(seed, 2);
+        let trust = TrustRoot::new(vec![publisher.verifying_key()], 1)
+            .unwrap_or_else(|e| unreachable!("one fresh key is a valid trust root: {e}"));
+        let release = |channel: &str, seq: u64, root: Cid, issued: u64, expires: u64| Release {
+            channel: channel.into(),
+            seq,
+            root,
+            issued_at: issued,
+            expires_at: expires,
+        };
+        let (now, later) = (EPOCH_UNIX - 60, EPOCH_UNIX + 30 * DAY);
+        let mut announcements = vec![announcement(
+            Kind::First,
+            release(CHANNEL, FIRST_SEQ, rel.root, now, later),
+            &publisher,
+        )];
+        if let Some(v2) = &rel.v2 {
+            announcements.push(announcement(
+                Kind::Published,
+                release(CHANNEL, FIRST_SEQ + 1, v2.root, now, later),
+                &publisher,
+            ));
+        }
+        for &inj in injections {
+            let fake = cid_of(Codec::DagCbor, format!("{inj:?}").as_bytes());
+            let (r, k) = match inj {
+                Injection::Forged => (release(CHANNEL, FIRST_SEQ + 5, fake, now, later), &attacker),
+                Injection::Replayed => (
+                    release(CHANNEL, FIRST_SEQ - 1, fake, now - 40 * DAY, now - 10 * DAY),
+                    &publisher,
+                ),
+                Injection::Rollback => (
+                    release(CHANNEL, FIRST_SEQ - 5, fake, now, later),
+                    &publisher,
+                ),
+                Injection::OtherChannel => (
+                    release("other", FIRST_SEQ + 5, fake, now, later),
+                    &publisher,
+                ),
+            };
+            announcements.push(announcement(Kind::Attack(inj), r, k));
+        }
+        let mut rng = Rng::new(mix(&[seed, 0x6d65_7368]));
+        let mut mesh = vec![Vec::new(); nodes as usize];
+        for a in 0..nodes {
+            for _ in 0..MESH_PICKS.min(nodes.saturating_sub(1) as usize) {
+                let mut b = rng.below(u64::from(nodes)) as u32;
+                if b == a {
+                    b = (b + 1) % nodes;
+                }
+                if !mesh[a as usize].contains(&b) {
+                    mesh[a as usize].push(b);
+                    mesh[b as usize].push(a);
+                }
+            }
+        }
+        for m in &mut mesh {
+            m.sort_unstable();
+            m.dedup();
+        }
+        let mut views = vec![NodeView::default(); nodes as usize];
+        let first = &announcements[0].signed.release;
+        for v in &mut views {
+            v.high_water = Some(HighWater {
+                seq: first.seq,
+                root: first.root,
+            });
+        }
+        Gossip {
+            trust,
+            announcements,
+            mesh,
+            views,
+            next_flood: 0,
+        }
+    }
+
+    /// A new flood (one publication travelling the mesh).
+    pub fn new_flood(&mut self) -> u32 {
+        self.next_flood += 1;
+        self.next_flood
+    }
+
+    /// Records that `node` saw `flood`; false if it had already (gossipsub's duplicate cache).
+    pub fn first_sight(&mut self, node: u32, flood: u32) -> bool {
+        self.views[node as usize].seen.insert(flood)
+    }
+
+    /// A restarted node forgets what it saw but keeps its durable high-water mark.
+    pub fn restart(&mut self, node: u32) {
+        let v = &mut self.views[node as usize];
+        v.seen.clear();
+        v.last_heard = None;
+    }
+
+    /// When `node` last accepted a release by gossip (or polled one).
+    pub fn last_heard(&self, node: u32) -> Option<u64> {
+        self.views[node as usize].last_heard
+    }
+
+    /// Applies the node's acceptance rules to announcement `idx` at simulated time `now` (ns).
+    /// On acceptance the node's high-water mark moves; the result tells whether the release
+    /// is new to it.
+    pub fn judge(&mut self, node: u32, idx: usize, now: u64) -> (GossipVerdict, bool) {
+        let a = &self.announcements[idx];
+        let v = &mut self.views[node as usize];
+        let now_unix = EPOCH_UNIX + now / 1_000_000_000;
+        let outcome = check_release(
+            &self.trust,
+            CHANNEL,
+            now_unix,
+            v.high_water.as_ref(),
+            &a.signed,
+        );
+        let verdict = gossip_verdict(&outcome, v.high_water.as_ref());
+        let new = outcome == Ok(Freshness::New);
+        if verdict == GossipVerdict::Accept {
+            v.last_heard = Some(now);
+            if new {
+                v.high_water = Some(HighWater {
+                    seq: a.signed.release.seq,
+                    root: a.signed.release.root,
+                });
+            }
+        }
+        (verdict, new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn honest_releases_pass_and_every_injection_is_rejected() {
+        let rel = SimRelease::build_with_upgrade(3, 4, 8 << 20, Some((1, 0.1))).unwrap();
+        let inj = [
+            Injection::Forged,
+            Injection::Replayed,
+            Injection::Rollback,
+            Injection::OtherChannel,
+        ];
+        let mut g = Gossip::new(3, 10, &rel, &inj);
+        assert_eq!(g.judge(0, 0, 0), (GossipVerdict::Accept, false), "current");
+        for i in 2..6 {
+            assert_eq!(
+                g.judge(0, i, 0).0,
+                GossipVerdict::Reject,
+                "{:?}",
+                g.announcements[i].kind
+            );
+        }
+        assert_eq!(g.judge(0, 1, 0), (GossipVerdict::Accept, true), "published");
+        assert_eq!(g.judge(0, 1, 0), (GossipVerdict::Accept, false));
+        // The release just before ours is a race, not an attack.
+        assert_eq!(g.judge(0, 0, 0).0, GossipVerdict::Ignore);
+        assert!(g.mesh.iter().all(|m| !m.is_empty()));
+        assert!(g.first_sight(1, 7) && !g.first_sight(1, 7));
+    }
+}
