@@ -49,7 +49,7 @@ pub fn resolve(sc: &Scenario, seed: u64) -> Roles {
         let nodes = select(&e.nodes, &eligible, None);
         for &x in &nodes {
             assigned[x as usize] = true;
-            let mut r = Rng::stream(seed, x as u64, purpose::SPREAD ^ ((i as u64) << 8));
+            let mut r = crate::rng::stream(seed, x as u64, purpose::SPREAD ^ ((i as u64) << 8));
             let at = e.at + if e.spread > 0 { r.below(e.spread) } else { 0 };
             starts.push((x, at, e.kind));
             booting[x as usize] = e.kind == EventKind::Boot;
@@ -67,7 +67,7 @@ pub fn resolve(sc: &Scenario, seed: u64) -> Roles {
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let mut r = Rng::stream(seed, i as u64, purpose::PICK);
+            let mut r = crate::rng::stream(seed, i as u64, purpose::PICK);
             select(&f.nodes, &boots, Some(&mut r))
         })
         .collect();

@@ -258,7 +258,7 @@ impl<'a> World<'a> {
                 timer_gen: 0,
                 reqs: BTreeMap::new(),
                 ctl_busy: 0,
-                loss_rng: Rng::stream(seed, i as u64, purpose::LOSS),
+                loss_rng: crate::rng::stream(seed, i as u64, purpose::LOSS),
                 group: 0,
                 corrupt: false,
                 loss: 0.0,
@@ -301,7 +301,8 @@ impl<'a> World<'a> {
         if let Some(p) = &sc.publish {
             q.push(SimTime(p.at), Ev::Publish);
         }
-        let mut poll_rng = Rng::stream(seed, u64::from(sc.nodes), purpose::LOSS ^ 0x706f_6c6c);
+        let mut poll_rng =
+            crate::rng::stream(seed, u64::from(sc.nodes), purpose::LOSS ^ 0x706f_6c6c);
         if let Some(period) = sc.poll_interval {
             for node in 0..sc.nodes {
                 q.push(SimTime(poll_rng.below(period)), Ev::Poll { node });

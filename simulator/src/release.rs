@@ -209,7 +209,7 @@ impl SimRelease {
         size: u64,
         upgrade: Option<(u32, f64)>,
     ) -> Result<SimRelease, String> {
-        let mut rng = Rng::stream(seed, 0, purpose::RELEASE);
+        let mut rng = crate::rng::stream(seed, 0, purpose::RELEASE);
         let mut pkgs = Vec::new();
         for p in 0..packages as u64 {
             let budget = size / packages as u64 + u64::from(p < size % packages as u64);

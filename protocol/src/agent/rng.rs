@@ -39,12 +39,36 @@ impl Rng {
         result
     }
 
-    /// A uniform value in `0..n` (`0` when `n` is `0`).
+    /// A uniform value in `0..n` (`0` when `n` is `0`), without modulo bias (Lemire).
     pub fn below(&mut self, n: u64) -> u64 {
         if n == 0 {
             return 0;
         }
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+        let threshold = n.wrapping_neg() % n;
+        loop {
+            let m = u128::from(self.next_u64()) * u128::from(n);
+            if (m as u64) >= threshold {
+                return (m >> 64) as u64;
+            }
+        }
+    }
+
+    /// A uniform value in `lo..=hi` (`lo` when `hi <= lo`).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            return lo;
+        }
+        lo + self.below(hi - lo + 1)
+    }
+
+    /// A uniform float in `[0, 1)` with 53 bits of precision.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.unit() < p
     }
 
     /// Shuffles `items` in place (Fisher–Yates).
