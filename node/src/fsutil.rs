@@ -51,6 +51,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<
     fsync_dir(parent_dir(path))
 }
 
+/// Like [`write_atomic`] but without the fsyncs: readers never see a partial file, but after
+/// a power loss the file may be empty or stale. For caches whose every read is verified (the
+/// block store), where the price of a loss is a refetch, not a wrong answer.
+pub fn write_replace(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
+    let tmp = temp_path_for(path);
+    let result = (|| {
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        if let Some(mode) = mode {
+            opts.mode(mode);
+        }
+        let mut file = opts.open(&tmp)?;
+        file.write_all(bytes)?;
+        drop(file);
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Like [`write_atomic`], but fails with `AlreadyExists` (leaving it untouched) if `path`
 /// exists: the complete temp file is hard-linked to `path`, which never replaces a file.
 pub fn write_new_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {

@@ -6,11 +6,13 @@
 //!   it holds no block bytes.
 //! - `blocks/<xx>/<cid>`: the block's bytes, `xx` being the first digest byte in hex.
 //!
-//! A block file is written atomically and durably (temp, fsync, rename, fsync directory)
-//! before its index entry, so a crash in between leaves an orphan file that is invisible and
-//! removed on the next open (or replaced by the next put). The store is a cache: every block
-//! is verified against its CID when stored and again when read, and a block that no longer
-//! verifies (or whose file has gone) is dropped and reported as [`StoreError::Corrupted`].
+//! A block file is written atomically (temp, rename) before its index entry, so a crash in
+//! between leaves an orphan file that is invisible and removed on the next open (or replaced
+//! by the next put). It is not fsynced: the store is a cache, every block is verified against
+//! its CID when stored and again when read, and a block that no longer verifies (or whose
+//! file has gone, or was left empty by a power loss) is dropped, reported as
+//! [`StoreError::Corrupted`] and fetched again. Syncing every block cost more than the
+//! network on a farm booting at once; `flush` syncs the index when the node needs it durable.
 
 use std::fs;
 use std::io;
@@ -155,15 +157,15 @@ impl SledStore {
         Ok(())
     }
 
-    /// Writes a block file atomically and durably, replacing any orphan at its path.
+    /// Writes a block file atomically (not durably), replacing any orphan at its path.
     fn write_block(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let bucket = fsutil::parent_dir(path);
         match fs::create_dir(bucket) {
-            Ok(()) => fsutil::fsync_dir(&self.blocks)?,
+            Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        fsutil::write_atomic(path, bytes, Some(0o644))
+        fsutil::write_replace(path, bytes, Some(0o644))
     }
 
     /// Removes a block that no longer verifies and returns the error to report.
