@@ -24,11 +24,22 @@ pub fn temp_path_for(path: &Path) -> PathBuf {
     path.with_file_name(tmp)
 }
 
-/// Writes `bytes` to `path` atomically and durably: a temp file in the same directory is
-/// written, fsynced, given `mode` (if any), renamed over `path`, and the directory is fsynced.
-/// On failure the temp file is removed and `path` is untouched.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
+/// How a temp file becomes `path`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Finish {
+    /// Rename over `path`, fsynced.
+    Replace,
+    /// Rename over `path`, not fsynced.
+    ReplaceLazily,
+    /// Hard-link to `path`, which fails if `path` exists; fsynced.
+    CreateNew,
+}
+
+/// Writes `bytes` to a temp file beside `path` (given `mode`, if any), then puts it in place
+/// as `finish` says. On failure the temp file is removed and `path` is untouched.
+fn write_via_temp(path: &Path, bytes: &[u8], mode: Option<u32>, finish: Finish) -> io::Result<()> {
     let tmp = temp_path_for(path);
+    let durable = finish != Finish::ReplaceLazily;
     let result = (|| {
         let mut opts = OpenOptions::new();
         opts.write(true).create_new(true);
@@ -40,61 +51,43 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<
         if let Some(mode) = mode {
             file.set_permissions(fs::Permissions::from_mode(mode))?;
         }
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         drop(file);
-        fs::rename(&tmp, path)
+        match finish {
+            Finish::CreateNew => fs::hard_link(&tmp, path),
+            _ => fs::rename(&tmp, path),
+        }
     })();
-    if let Err(e) = result {
+    if finish == Finish::CreateNew || result.is_err() {
         let _ = fs::remove_file(&tmp);
-        return Err(e);
     }
-    fsync_dir(parent_dir(path))
+    result?;
+    if durable {
+        fsync_dir(parent_dir(path))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically and durably: a temp file in the same directory is
+/// written, fsynced, given `mode` (if any), renamed over `path`, and the directory is fsynced.
+/// On failure the temp file is removed and `path` is untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
+    write_via_temp(path, bytes, mode, Finish::Replace)
 }
 
 /// Like [`write_atomic`] but without the fsyncs: readers never see a partial file, but after
 /// a power loss the file may be empty or stale. For caches whose every read is verified (the
 /// block store), where the price of a loss is a refetch, not a wrong answer.
 pub fn write_replace(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
-    let tmp = temp_path_for(path);
-    let result = (|| {
-        let mut opts = OpenOptions::new();
-        opts.write(true).create_new(true);
-        if let Some(mode) = mode {
-            opts.mode(mode);
-        }
-        let mut file = opts.open(&tmp)?;
-        file.write_all(bytes)?;
-        drop(file);
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    write_via_temp(path, bytes, mode, Finish::ReplaceLazily)
 }
 
 /// Like [`write_atomic`], but fails with `AlreadyExists` (leaving it untouched) if `path`
 /// exists: the complete temp file is hard-linked to `path`, which never replaces a file.
 pub fn write_new_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
-    let tmp = temp_path_for(path);
-    let result = (|| {
-        let mut opts = OpenOptions::new();
-        opts.write(true).create_new(true);
-        if let Some(mode) = mode {
-            opts.mode(mode);
-        }
-        let mut file = opts.open(&tmp)?;
-        file.write_all(bytes)?;
-        if let Some(mode) = mode {
-            file.set_permissions(fs::Permissions::from_mode(mode))?;
-        }
-        file.sync_all()?;
-        drop(file);
-        fs::hard_link(&tmp, path)
-    })();
-    let _ = fs::remove_file(&tmp);
-    result?;
-    fsync_dir(parent_dir(path))
+    write_via_temp(path, bytes, mode, Finish::CreateNew)
 }
 
 /// Fsyncs a directory so that renames and creations inside it are durable.
