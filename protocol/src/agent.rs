@@ -975,6 +975,7 @@ impl<P: Payload> Agent<P> {
                 self.held(idx, p.len() as u64, bytes.as_deref());
             }
             _ => {
+                plan.to_fetch += 1;
                 self.ready_insert(idx);
                 self.hub_dirty = true;
             }
@@ -1176,7 +1177,13 @@ impl<P: Payload> Agent<P> {
             return;
         };
         let remaining = plan.blocks.len() - plan.held_count as usize;
-        let in_endgame = !plan.complete || remaining <= self.cfg.endgame_blocks;
+        // The last few blocks of what this boot fetches, not of the release: an upgrade that
+        // fetches 30 blocks duplicates 2 of them, not 8.
+        let last_few = self
+            .cfg
+            .endgame_blocks
+            .min((plan.to_fetch as usize / 16).max(2));
+        let in_endgame = !plan.complete || remaining <= last_few;
         if self.cfg.hub == HubMode::Only
             || self.cfg.endgame_blocks == 0
             || remaining == 0

@@ -80,6 +80,8 @@ pub(crate) struct Plan {
     pub(crate) held_count: u32,
     /// Blocks still waiting for the store's answer.
     pub(crate) lookups: u32,
+    /// Blocks the store did not have: what this boot must fetch.
+    pub(crate) to_fetch: u32,
     pub(crate) held_bytes: u64,
 }
 
@@ -108,6 +110,7 @@ impl Plan {
             held: Bitfield::new(),
             held_count: 0,
             lookups: 0,
+            to_fetch: 0,
             held_bytes: 0,
         };
         plan.push(root, MAX_MANIFEST_SIZE as u32, true, 0);
