@@ -281,7 +281,8 @@ pub fn svg(r: &SeedResult) -> String {
             MT + 10.0 + ly
         );
     }
-    // Panel 2: hub egress rate over the swarm run.
+    // Panel 2: cumulative hub egress over the swarm run, against the release size F. (A rate
+    // binned by chunk completions spikes above the link's capacity and misleads.)
     let top = H + 20.0;
     let end = r
         .hub_samples
@@ -289,45 +290,41 @@ pub fn svg(r: &SeedResult) -> String {
         .map_or(1.0, |s| s.0)
         .max(r.all_booted_s.unwrap_or(0.0))
         .max(1e-3);
-    let bins = 100usize;
-    let mut bytes = vec![0u64; bins];
-    let mut prev = 0;
-    for &(t, cum) in &r.hub_samples {
-        let b = ((t / end * bins as f64) as usize).min(bins - 1);
-        bytes[b] += cum - prev;
-        prev = cum;
-    }
-    let rate: Vec<f64> = bytes
-        .iter()
-        .map(|b| *b as f64 * 8.0 / (end / bins as f64) / 1e6)
-        .collect();
-    let peak = rate.iter().copied().fold(1.0, f64::max);
+    let f = r.release_bytes.max(1) as f64;
+    let total = r.hub_samples.last().map_or(0, |s| s.1) as f64;
+    let peak = total.max(f);
     let _ = writeln!(
         s,
-        r#"<text x="{ML}" y="{:.1}" font-size="13">hub egress of the swarm run, Mbit/s (total {:.2} × F)</text>"#,
+        r#"<text x="{ML}" y="{:.1}" font-size="13">hub egress of the swarm run, cumulative (total {:.2} × F)</text>"#,
         top + 18.0,
         r.hub_egress_vs_f
     );
     axes(&mut s, top);
     let xl = |t: f64| ML + t / end * (W - ML - MR);
-    let mut pts = String::new();
-    for (i, v) in rate.iter().enumerate() {
-        let (a, b) = (
-            i as f64 * end / bins as f64,
-            (i + 1) as f64 * end / bins as f64,
-        );
-        let py = y(v / peak, top);
-        let _ = write!(pts, " {:.1},{py:.1} {:.1},{py:.1}", xl(a), xl(b));
+    let mut pts = format!("{:.1},{:.1}", xl(0.0), y(0.0, top));
+    let mut last = 0.0;
+    for &(t, cum) in &r.hub_samples {
+        let (px, py0, py1) = (xl(t), y(last / peak, top), y(cum as f64 / peak, top));
+        let _ = write!(pts, " {px:.1},{py0:.1} {px:.1},{py1:.1}");
+        last = cum as f64;
     }
+    let _ = write!(pts, " {:.1},{:.1}", xl(end), y(last / peak, top));
     let _ = writeln!(
         s,
         r##"<polyline fill="none" stroke="#2ca02c" stroke-width="1.5" points="{pts}"/>"##
     );
+    let fy = y(f / peak, top);
     let _ = writeln!(
         s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{peak:.0}</text>"#,
-        ML - 4.0,
-        y(1.0, top) + 4.0
+        r##"<line x1="{ML}" y1="{fy:.1}" x2="{:.1}" y2="{fy:.1}" stroke="#555" stroke-dasharray="4 3"/>"##,
+        W - MR
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="end">F = {:.0} MiB</text>"#,
+        W - MR - 4.0,
+        fy - 4.0,
+        f / f64::from(1u32 << 20)
     );
     let _ = writeln!(
         s,
