@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::hub::client::HubClient;
 use crate::state::{Installed, NodeState};
 use crate::store::SledStore;
+use crate::task::blocking;
 use crate::units::format_size;
 
 pub use fetch::FetchStats;
@@ -381,17 +382,6 @@ pub fn check_store_and_target(
         }
     }
     Ok(())
-}
-
-/// Runs blocking work (sled, hashing, file I/O) off the async workers.
-async fn blocking<T, F>(f: F) -> Result<T>
-where
-    F: FnOnce() -> Result<T> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::new(format!("a background task failed unexpectedly ({e})")))?
 }
 
 /// "Foo bar." -> "foo bar" so that a nested message reads as part of one sentence.

@@ -15,4 +15,5 @@ pub mod keys;
 pub mod publish;
 pub mod state;
 pub mod store;
+pub mod task;
 pub mod units;

@@ -14,6 +14,7 @@ use super::materialise::{Tree, plan};
 use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::hub::client::HubClient;
+use crate::task::blocking;
 
 /// Deepest nesting of child flists accepted below the root.
 pub const MAX_FLIST_DEPTH: usize = 8;
@@ -135,17 +136,7 @@ where
                 continue;
             };
             for child in &flist.children {
-                if child.name == "." || child.name == ".." || child.name.contains('/') {
-                    return Err(Error::new(format!(
-                        "flist {cid} names a child '{}', which is not a plain name; the publisher made an invalid release",
-                        child.name.escape_debug()
-                    )));
-                }
-                let child_prefix = if prefix.is_empty() {
-                    child.name.clone()
-                } else {
-                    format!("{prefix}/{}", child.name)
-                };
+                let child_prefix = child_path(&cid, &prefix, &child.name)?;
                 next.push((child.cid, child_prefix));
             }
             out.push(PlacedFlist {
@@ -327,12 +318,18 @@ fn store_error(cid: &Cid, e: &StoreError) -> Error {
     }
 }
 
-async fn blocking<T, F>(f: F) -> Result<T>
-where
-    F: FnOnce() -> Result<T> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::new(format!("a background task failed unexpectedly ({e})")))?
+/// Where the entries of child flist `name` of flist `cid` (placed at `prefix`) go: a plain
+/// name below `prefix`, or an error naming the flist.
+pub(crate) fn child_path(cid: &Cid, prefix: &str, name: &str) -> Result<String> {
+    if name == "." || name == ".." || name.contains('/') {
+        return Err(Error::new(format!(
+            "flist {cid} names a child '{}', which is not a plain name; the publisher made an invalid release",
+            name.escape_debug()
+        )));
+    }
+    Ok(if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}/{name}")
+    })
 }

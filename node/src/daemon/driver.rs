@@ -40,6 +40,7 @@ use crate::error::{Error, Result};
 use crate::hub::client::HubClient;
 use crate::state::{Installed, NodeState};
 use crate::store::SledStore;
+use crate::task::blocking;
 
 /// Store reads and writes running at once.
 const DISK_TASKS: usize = 8;
@@ -1570,17 +1571,6 @@ impl LenU64 for Block {
     fn len_u64(&self) -> u64 {
         bootswarm_protocol::agent::Payload::len(self) as u64
     }
-}
-
-/// Runs blocking work (sled, hashing, files) off the async workers.
-async fn blocking<T, F>(f: F) -> Result<T>
-where
-    F: FnOnce() -> Result<T> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::new(format!("a background task failed unexpectedly ({e})")))?
 }
 
 #[cfg(test)]

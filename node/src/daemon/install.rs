@@ -52,17 +52,7 @@ pub(crate) fn placed_flists<S: BlockStore + ?Sized>(
                 ))
             })?;
             for child in &flist.children {
-                if child.name == "." || child.name == ".." || child.name.contains('/') {
-                    return Err(Error::new(format!(
-                        "flist {cid} names a child '{}', which is not a plain name; the publisher made an invalid release",
-                        child.name.escape_debug()
-                    )));
-                }
-                let child_prefix = if prefix.is_empty() {
-                    child.name.clone()
-                } else {
-                    format!("{prefix}/{}", child.name)
-                };
+                let child_prefix = crate::boot::fetch::child_path(&cid, &prefix, &child.name)?;
                 if seen.insert(child_prefix.clone()) {
                     next.push((child.cid, child_prefix));
                 }
