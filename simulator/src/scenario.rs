@@ -258,6 +258,10 @@ pub struct TestbedExpect {
     pub sim_time_error_max: Option<f64>,
     /// |simulated − measured| / measured hub egress bytes.
     pub sim_hub_bytes_error_max: Option<f64>,
+    /// Seconds from the announce of the published release until every node runs it.
+    pub upgrade_s_max: Option<f64>,
+    /// Hub bytes during the upgrade over the bytes the published release adds.
+    pub hub_upgrade_bytes_vs_changed_max: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -308,6 +312,8 @@ struct RawTestbedExpect {
     hub_only_speedup_min: Option<f64>,
     sim_time_error_max: Option<f64>,
     sim_hub_bytes_error_max: Option<f64>,
+    upgrade_s_max: Option<f64>,
+    hub_upgrade_bytes_vs_changed_max: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -838,6 +844,11 @@ impl Scenario {
             ("hub_only_speedup_min", te.hub_only_speedup_min),
             ("sim_time_error_max", te.sim_time_error_max),
             ("sim_hub_bytes_error_max", te.sim_hub_bytes_error_max),
+            ("upgrade_s_max", te.upgrade_s_max),
+            (
+                "hub_upgrade_bytes_vs_changed_max",
+                te.hub_upgrade_bytes_vs_changed_max,
+            ),
         ] {
             if v.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
                 return Err(cx.err(format!(
@@ -860,6 +871,8 @@ impl Scenario {
                 hub_only_speedup_min: te.hub_only_speedup_min,
                 sim_time_error_max: te.sim_time_error_max,
                 sim_hub_bytes_error_max: te.sim_hub_bytes_error_max,
+                upgrade_s_max: te.upgrade_s_max,
+                hub_upgrade_bytes_vs_changed_max: te.hub_upgrade_bytes_vs_changed_max,
             },
         };
         Ok(Scenario {
@@ -993,13 +1006,14 @@ hub_egress_bytes_max = "9MiB"
     #[test]
     fn parses_the_testbed_section() {
         let text = format!(
-            "{OK}\n[testbed]\nshape_nics = true\ndiscovery = \"mdns\"\ntimeout = \"2m\"\n[testbed.expect]\nall_booted = true\nhub_egress_vs_f_max = 1.1\n"
+            "{OK}\n[testbed]\nshape_nics = true\ndiscovery = \"mdns\"\ntimeout = \"2m\"\n[testbed.expect]\nall_booted = true\nhub_egress_vs_f_max = 1.1\nupgrade_s_max = 30\n"
         );
         let s = Scenario::parse("t.toml", &text).unwrap();
         assert!(s.testbed.shape_nics);
         assert_eq!(s.testbed.discovery, Some(Discovery::Mdns));
         assert_eq!(s.testbed.timeout, Some(120_000_000_000));
         assert_eq!(s.testbed.expect.hub_egress_vs_f_max, Some(1.1));
+        assert_eq!(s.testbed.expect.upgrade_s_max, Some(30.0));
         let bad = text.replace("\"mdns\"", "\"carrier-pigeon\"");
         let e = Scenario::parse("x.toml", &bad).unwrap_err().to_string();
         assert!(e.contains("[testbed] discovery"), "{e}");

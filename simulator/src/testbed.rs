@@ -12,7 +12,7 @@ mod run;
 mod sample;
 
 pub use compare::{json, table};
-pub use run::{Options, Outcome, PhaseResult, run};
+pub use run::{Options, Outcome, PhaseResult, UpgradeMeasured, run};
 
 use std::fmt;
 

@@ -39,6 +39,7 @@ const SHIPPED: &[&str] = &[
     "lan-16",
     "upgrade-1000",
     "upgrade-attacks",
+    "lan-8-upgrade",
 ];
 
 #[test]
@@ -81,6 +82,7 @@ scenario_tests! {
     single_node => "single-node",
     upgrade_1000 => "upgrade-1000",
     upgrade_attacks => "upgrade-attacks",
+    lan_8_upgrade => "lan-8-upgrade",
     lan_8 => "lan-8",
     lan_16 => "lan-16",
 }

@@ -129,6 +129,40 @@ pub fn table(o: &Outcome) -> String {
         _ => None,
     };
     row("speed-up vs hub-only", o.speedup(), sim_speedup, 2);
+    if o.upgrade.is_some() || s.upgrade.is_some() {
+        let mu = o.upgrade.as_ref();
+        let su = s.upgrade.as_ref();
+        row(
+            "upgraded",
+            mu.map(|u| u.times.iter().flatten().count() as f64),
+            su.map(|u| u.upgraded as f64),
+            0,
+        );
+        row(
+            "upgrade: all switched (s)",
+            mu.and_then(|u| u.all_upgraded_s),
+            su.and_then(|u| u.all_upgraded_s),
+            3,
+        );
+        row(
+            "upgrade: new bytes (MiB)",
+            mu.map(|u| mib(u.changed_bytes)),
+            su.map(|u| mib(u.changed_bytes)),
+            2,
+        );
+        row(
+            "upgrade: hub egress (MiB)",
+            mu.map(|u| mib(u.hub_bytes)),
+            su.map(|u| mib(u.hub_bytes)),
+            2,
+        );
+        row(
+            "upgrade: hub vs new bytes",
+            mu.map(|u| u.hub_bytes_vs_changed()),
+            su.map(|u| u.hub_upgrade_bytes_vs_changed),
+            3,
+        );
+    }
     row(
         "CPU busy % (swarm run)",
         o.swarm.cpu_busy.map(|c| c * 100.0),
@@ -139,6 +173,15 @@ pub fn table(o: &Outcome) -> String {
         if let Some(why) = p.and_then(|p| p.incomplete.as_ref()) {
             let _ = writeln!(t, "{label} run incomplete: {why}");
         }
+    }
+    if let Some(why) = o.upgrade.as_ref().and_then(|u| u.incomplete.as_ref()) {
+        let _ = writeln!(t, "upgrade incomplete: {why}");
+    }
+    if o.upgrade.is_some() {
+        let _ = writeln!(
+            t,
+            "upgrade: measured from `bootswarm announce` to node 0 after every node booted; simulated from the publish event"
+        );
     }
     let checks: Vec<String> = o
         .checks
@@ -177,6 +220,13 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         "measured_spawn_s": o.swarm.spawn_s,
         "measured_cpu_busy": o.swarm.cpu_busy,
         "measured_speedup_vs_hub_only": o.speedup(),
+        "measured_upgrade_s": o.upgrade.as_ref().and_then(|u| u.all_upgraded_s),
+        "measured_hub_upgrade_bytes_vs_changed": o.upgrade.as_ref().map(|u| u.hub_bytes_vs_changed()),
+        "measured_upgrade_new_bytes": o.upgrade.as_ref().map(|u| u.changed_bytes),
+        "measured_upgrade_hub_bytes": o.upgrade.as_ref().map(|u| u.hub_bytes),
+        "measured_upgrade_times": o.upgrade.as_ref().map(|u| u.times.clone()),
+        "measured_upgrade_incomplete": o.upgrade.as_ref().and_then(|u| u.incomplete.clone()),
+        "simulated_upgrade_s": o.sim.upgrade.as_ref().and_then(|u| u.all_upgraded_s),
         "sim_time_error": o.sim_time_error(),
         "sim_hub_bytes_error": o.sim_hub_bytes_error(),
         "testbed_discovery": format!("{:?}", o.discovery).to_lowercase(),

@@ -72,6 +72,32 @@ pub struct PhaseResult {
     pub incomplete: Option<String>,
 }
 
+/// What the upgrade after the swarm run measured (scenarios with a publish event).
+#[derive(Debug, Clone, Default)]
+pub struct UpgradeMeasured {
+    /// The published release's seq.
+    pub seq: u64,
+    /// Bytes of the block files the v2 publish added to the hub directory.
+    pub changed_bytes: u64,
+    /// Bytes the hub sent from the announce until every node switched.
+    pub hub_bytes: u64,
+    /// Seconds from the announce until each node reported the new seq installed.
+    pub times: Vec<Option<f64>>,
+    /// Seconds until the last node switched, if all did.
+    pub all_upgraded_s: Option<f64>,
+    /// The first node whose `current` tree differs from v2, and how; `None`: all identical.
+    pub tree_difference: Option<String>,
+    /// Why the upgrade ended without every node switched.
+    pub incomplete: Option<String>,
+}
+
+impl UpgradeMeasured {
+    /// Hub bytes over the bytes v2 adds.
+    pub fn hub_bytes_vs_changed(&self) -> f64 {
+        self.hub_bytes as f64 / self.changed_bytes.max(1) as f64
+    }
+}
+
 /// Everything measured and simulated for a scenario.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -89,7 +115,9 @@ pub struct Outcome {
     pub shaped_nics: bool,
     /// The swarm run.
     pub swarm: PhaseResult,
-    /// The hub-only run, unless skipped.
+    /// The upgrade after the swarm run, when the scenario publishes.
+    pub upgrade: Option<UpgradeMeasured>,
+    /// The hub-only run, unless skipped (of v2 when the scenario publishes).
     pub hub_only: Option<PhaseResult>,
     /// The simulator's run of the same scenario on its first seed.
     pub sim: SeedResult,
@@ -264,15 +292,27 @@ pub fn run(sc: &Scenario, opts: &Options) -> Result<Outcome, Error> {
     })?;
     hub.wait_line("hub serving", &ctx)?;
     let hub_url = format!("http://{hub_addr}");
-    let env = Env {
+    let mut env = Env {
         lab: &lab,
         ctx: &ctx,
         hub_ns: lab.hub_ns(),
         hub_addr,
         hub_url,
         trust: lab_trust(&key),
-        want: &want,
+        want,
         f,
+        upgrade: sc.publish.as_ref().map(|p| UpgradePlan {
+            work: w.clone(),
+            pkgs: pkgs.clone(),
+            key: key.clone(),
+            hub_dir: hub_dir.clone(),
+            packages: p.packages,
+            fraction: p.fraction,
+            size: sc.size,
+            hub_link: sc.hub_link,
+            timeout: sc.testbed.timeout.map(Duration::from_nanos),
+        }),
+        v2_want: None,
     };
 
     let swarm_timeout = sc.testbed.timeout.map_or_else(
@@ -282,7 +322,11 @@ pub fn run(sc: &Scenario, opts: &Options) -> Result<Outcome, Error> {
     progress(&format!(
         "swarm run: {n} nodes, {discovery:?} discovery, F = {f} bytes, T_min {t_min_s:.2} s"
     ));
-    let swarm = env.phase(&w.join("swarm"), Mode::Swarm(discovery), swarm_timeout)?;
+    let (swarm, upgrade) = env.phase(&w.join("swarm"), Mode::Swarm(discovery), swarm_timeout)?;
+    // The hub now offers v2: the baseline boots that.
+    if let Some(v2) = env.v2_want.take() {
+        env.want = v2;
+    }
     let hub_only = if opts.baseline {
         // Fresh stores and targets; the swarm run's are no longer needed.
         let _ = fs::remove_dir_all(w.join("swarm"));
@@ -291,10 +335,11 @@ pub fn run(sc: &Scenario, opts: &Options) -> Result<Outcome, Error> {
             "hub-only run: {n} nodes (about {hub_only_s:.0} s at the hub link's rate)"
         ));
         let timeout = Duration::from_secs_f64(3.0 * hub_only_s + 120.0);
-        Some(env.phase(&w.join("hub-only"), Mode::HubOnly, timeout)?)
+        Some(env.phase(&w.join("hub-only"), Mode::HubOnly, timeout)?.0)
     } else {
         None
     };
+    drop(env);
     drop(hub);
     drop(lab);
 
@@ -306,6 +351,7 @@ pub fn run(sc: &Scenario, opts: &Options) -> Result<Outcome, Error> {
         discovery,
         shaped_nics: shape_nics,
         swarm,
+        upgrade,
         hub_only,
         sim,
         checks: Vec::new(),
@@ -397,8 +443,23 @@ impl Ctx<'_> {
         what: &str,
         args: impl FnOnce(&mut std::process::Command),
     ) -> Result<(), Error> {
+        self.tool_in(None, w, what, args)
+    }
+
+    /// Runs a `bootswarm` subcommand to completion, inside namespace `ns` if given; its
+    /// output goes to `W/WHAT.log`.
+    fn tool_in(
+        &self,
+        ns: Option<&str>,
+        w: &Path,
+        what: &str,
+        args: impl FnOnce(&mut std::process::Command),
+    ) -> Result<(), Error> {
         let log = w.join(format!("{what}.log"));
-        let mut cmd = std::process::Command::new(self.bin);
+        let mut cmd = match ns {
+            Some(ns) => Lab::command(ns, self.bin),
+            None => std::process::Command::new(self.bin),
+        };
         args(&mut cmd);
         let mut child = cmd
             .stdin(Stdio::null())
@@ -557,8 +618,25 @@ struct Env<'a> {
     hub_addr: SocketAddr,
     hub_url: String,
     trust: PathBuf,
-    want: &'a sample::Tree,
+    want: sample::Tree,
     f: u64,
+    /// The upgrade to run after the swarm run has booted.
+    upgrade: Option<UpgradePlan>,
+    /// v2's tree, once the upgrade published it.
+    v2_want: Option<sample::Tree>,
+}
+
+/// How to make, publish and announce v2.
+struct UpgradePlan {
+    work: PathBuf,
+    pkgs: Vec<PathBuf>,
+    key: PathBuf,
+    hub_dir: PathBuf,
+    packages: u32,
+    fraction: f64,
+    size: u64,
+    hub_link: u64,
+    timeout: Option<Duration>,
 }
 
 impl Env<'_> {
@@ -574,7 +652,12 @@ impl Env<'_> {
 
     /// Starts every node, waits until all booted (or `timeout`), reads the counters and
     /// checks the trees. Nodes are stopped before it returns.
-    fn phase(&self, dir: &Path, mode: Mode, timeout: Duration) -> Result<PhaseResult, Error> {
+    fn phase(
+        &mut self,
+        dir: &Path,
+        mode: Mode,
+        timeout: Duration,
+    ) -> Result<(PhaseResult, Option<UpgradeMeasured>), Error> {
         let n = self.lab.nodes();
         let ctx = self.ctx;
         let label = if mode == Mode::HubOnly {
@@ -707,30 +790,30 @@ impl Env<'_> {
                     .map(|h| h + spawned[k].duration_since(t0).as_secs_f64());
             }
         }
-        drop(procs);
         let mut tree_difference = None;
         for k in (0..n).filter(|&k| booted[k].is_some()) {
             check_stop(ctx.stop)?;
-            // The daemon installs into TARGET/releases/<seq> behind TARGET/current; older
-            // builds wrote straight into TARGET.
-            let target = dir.join(format!("n{k}/root"));
-            let current = target.join("current");
-            let root = if fs::symlink_metadata(&current).is_ok_and(|m| m.file_type().is_symlink()) {
-                current
-            } else {
-                target
-            };
+            let root = installed_root(&dir.join(format!("n{k}/root")));
             let got = sample::digest(&root).map_err(|e| {
                 Error::Failed(format!(
                     "cannot read node {k}'s tree {} ({e})",
                     root.display()
                 ))
             })?;
-            if let Some(d) = sample::difference(self.want, &got) {
+            if let Some(d) = sample::difference(&self.want, &got) {
                 tree_difference = Some(format!("{label} run, node {k}: {d} in {}", root.display()));
                 break;
             }
         }
+        let upgrade = match (&self.upgrade, mode, &incomplete) {
+            (Some(plan), Mode::Swarm(_), None) => {
+                let (m, v2) = self.upgrade_phase(plan, dir, &mut procs)?;
+                self.v2_want = Some(v2);
+                Some(m)
+            }
+            _ => None,
+        };
+        drop(procs);
         let all_booted_s = if incomplete.is_none() {
             booted.iter().flatten().copied().reduce(f64::max)
         } else {
@@ -749,7 +832,7 @@ impl Env<'_> {
         } else {
             None
         };
-        Ok(PhaseResult {
+        let result = PhaseResult {
             boot_times: booted,
             all_booted_s,
             all_held_s,
@@ -760,8 +843,225 @@ impl Env<'_> {
             bytes_from_hub: from_hub,
             tree_difference,
             incomplete,
-        })
+        };
+        Ok((result, upgrade))
     }
+
+    /// With every node of the swarm run booted: writes v2, publishes it into the hub
+    /// directory, announces it to node 0 and waits until every node runs it; then checks
+    /// every node's `current` tree against v2. Returns the figures and v2's tree.
+    fn upgrade_phase(
+        &self,
+        plan: &UpgradePlan,
+        dir: &Path,
+        procs: &mut [Proc],
+    ) -> Result<(UpgradeMeasured, sample::Tree), Error> {
+        let ctx = self.ctx;
+        let n = self.lab.nodes();
+        let progress = |msg: &str| {
+            if ctx.progress {
+                eprintln!("testbed: {msg}");
+            }
+        };
+        progress(&format!(
+            "upgrade: changing {} packages ({:.1} % of the bytes)",
+            plan.packages,
+            plan.fraction * 100.0
+        ));
+        let v2_dir = plan.work.join("pkgs-v2");
+        let pkgs = sample::upgrade(&v2_dir, &plan.pkgs, plan.packages, plan.fraction, plan.size)
+            .map_err(|e| {
+                Error::Failed(format!(
+                    "cannot write version 2 of the sample in {} ({e})",
+                    v2_dir.display()
+                ))
+            })?;
+        let want = sample::digest(&v2_dir).map_err(|e| {
+            Error::Failed(format!("cannot read back version 2 of the sample ({e})"))
+        })?;
+        check_stop(ctx.stop)?;
+        let blocks = plan.hub_dir.join("blocks");
+        let read_blocks = || {
+            block_files(&blocks).map_err(|e| {
+                Error::Failed(format!(
+                    "cannot list the hub's blocks in {} ({e})",
+                    blocks.display()
+                ))
+            })
+        };
+        let before = read_blocks()?;
+        ctx.tool(&plan.work, "publish-v2", |c| {
+            c.args(["publish", "--channel", CHANNEL, "--hub-dir"])
+                .arg(&plan.hub_dir)
+                .arg("--key")
+                .arg(&plan.key)
+                .args(&pkgs);
+        })?;
+        let changed_bytes: u64 = read_blocks()?
+            .into_iter()
+            .filter(|(name, _)| !before.contains_key(name))
+            .map(|(_, len)| len)
+            .sum();
+        let channel = plan.hub_dir.join("channels").join(CHANNEL);
+        let (seq, release) = latest_release(&channel).ok_or_else(|| {
+            Error::Failed(format!(
+                "bootswarm publish wrote no <seq>.release in {}",
+                channel.display()
+            ))
+        })?;
+        let egress0 = self.hub_egress()?;
+        progress(&format!(
+            "upgrade: published seq {seq} ({changed_bytes} new bytes); announcing it to node 0"
+        ));
+        let node0 = SocketAddr::from((Lab::node_ip(0), HTTP_PORT));
+        let t0 = Instant::now();
+        ctx.tool_in(Some(&self.lab.node_ns(0)), &plan.work, "announce", |c| {
+            c.args(["announce", "--node", &node0.to_string(), "--release"])
+                .arg(&release);
+        })?;
+        let timeout = plan.timeout.unwrap_or_else(|| {
+            Duration::from_secs_f64(
+                (20.0 * changed_bytes as f64 / plan.hub_link.max(1) as f64).max(120.0),
+            )
+        });
+        let mut times: Vec<Option<f64>> = vec![None; n];
+        let mut incomplete = None;
+        let mut last_report = Instant::now();
+        while times.iter().any(Option::is_none) {
+            check_stop(ctx.stop)?;
+            for k in 0..n {
+                if times[k].is_some() {
+                    continue;
+                }
+                let addr = SocketAddr::from((Lab::node_ip(k), HTTP_PORT));
+                if let Ok(body) = lab::http_get(&self.lab.node_ns(k), addr, "/status")
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
+                {
+                    if v["installed"]["seq"].as_u64() == Some(seq) {
+                        times[k] = Some(t0.elapsed().as_secs_f64());
+                    } else if let Some(why) = v["upgrade_failure"].as_str() {
+                        incomplete = Some(format!("node {k} failed the upgrade: {why}"));
+                    }
+                }
+                if times[k].is_none()
+                    && let Some(st) = procs[k].exited()
+                {
+                    incomplete = Some(format!(
+                        "node {k} exited ({st}) during the upgrade: {}",
+                        last_line(&procs[k].log)
+                    ));
+                }
+            }
+            if incomplete.is_some() {
+                break;
+            }
+            if t0.elapsed() > timeout {
+                incomplete = Some(format!(
+                    "{}/{n} nodes switched to seq {seq} within {:.0} s",
+                    times.iter().flatten().count(),
+                    timeout.as_secs_f64()
+                ));
+                break;
+            }
+            if ctx.progress && last_report.elapsed() >= Duration::from_secs(2) {
+                last_report = Instant::now();
+                eprintln!(
+                    "testbed: upgrade {:>6.1} s: {}/{n} switched",
+                    t0.elapsed().as_secs_f64(),
+                    times.iter().flatten().count()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let hub_bytes = self.hub_egress()?.saturating_sub(egress0);
+        for (k, p) in procs.iter().enumerate() {
+            // Drain stdout so the pipe never fills; kept statuses help diagnosis.
+            while p.lines.try_recv().is_ok() {}
+            let addr = SocketAddr::from((Lab::node_ip(k), HTTP_PORT));
+            if let Ok(body) = lab::http_get(&self.lab.node_ns(k), addr, "/status") {
+                let _ = fs::write(dir.join(format!("n{k}/status-upgrade.json")), body);
+            }
+        }
+        let mut tree_difference = None;
+        for k in (0..n).filter(|&k| times[k].is_some()) {
+            check_stop(ctx.stop)?;
+            let root = installed_root(&dir.join(format!("n{k}/root")));
+            let got = sample::digest(&root).map_err(|e| {
+                Error::Failed(format!(
+                    "cannot read node {k}'s tree {} ({e})",
+                    root.display()
+                ))
+            })?;
+            if let Some(d) = sample::difference(&want, &got) {
+                tree_difference = Some(format!("upgrade, node {k}: {d} in {}", root.display()));
+                break;
+            }
+        }
+        let all_upgraded_s = if incomplete.is_none() {
+            times.iter().flatten().copied().reduce(f64::max)
+        } else {
+            None
+        };
+        let m = UpgradeMeasured {
+            seq,
+            changed_bytes,
+            hub_bytes,
+            times,
+            all_upgraded_s,
+            tree_difference,
+            incomplete,
+        };
+        progress(&format!(
+            "upgrade done: {}/{n} switched{}, hub sent {:.3} × the new bytes",
+            m.times.iter().flatten().count(),
+            m.all_upgraded_s
+                .map_or(String::new(), |s| format!(" in {s:.2} s")),
+            m.hub_bytes_vs_changed()
+        ));
+        Ok((m, want))
+    }
+}
+
+/// The tree a node runs: the daemon installs into TARGET/releases/<seq> behind
+/// TARGET/current; older builds wrote straight into TARGET.
+fn installed_root(target: &Path) -> PathBuf {
+    let current = target.join("current");
+    if fs::symlink_metadata(&current).is_ok_and(|m| m.file_type().is_symlink()) {
+        current
+    } else {
+        target.to_path_buf()
+    }
+}
+
+/// Every regular file below `dir` by path, with its length.
+fn block_files(dir: &Path) -> std::io::Result<std::collections::BTreeMap<PathBuf, u64>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d)? {
+            let e = e?;
+            let ft = e.file_type()?;
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                out.insert(e.path(), e.metadata()?.len());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The highest `<seq>.release` in a channel directory.
+fn latest_release(channel: &Path) -> Option<(u64, PathBuf)> {
+    fs::read_dir(channel)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let seq = name.strip_suffix(".release")?.parse::<u64>().ok()?;
+            Some((seq, e.path()))
+        })
+        .max_by_key(|(seq, _)| *seq)
 }
 
 fn checks(sc: &Scenario, o: &Outcome) -> Vec<Check> {
@@ -778,7 +1078,8 @@ fn checks(sc: &Scenario, o: &Outcome) -> Vec<Check> {
     let trees = [Some(&o.swarm), o.hub_only.as_ref()]
         .into_iter()
         .flatten()
-        .find_map(|p| p.tree_difference.clone());
+        .find_map(|p| p.tree_difference.clone())
+        .or_else(|| o.upgrade.as_ref().and_then(|u| u.tree_difference.clone()));
     push(
         "trees_identical",
         trees.is_none(),
@@ -794,6 +1095,43 @@ fn checks(sc: &Scenario, o: &Outcome) -> Vec<Check> {
                 .incomplete
                 .clone()
                 .unwrap_or_else(|| format!("{booted}/{} booted", o.nodes)),
+        );
+    }
+    if sc.publish.is_some() {
+        let u = o.upgrade.as_ref();
+        push(
+            "all_upgraded",
+            u.is_some_and(|u| u.all_upgraded_s.is_some()),
+            match u {
+                None => "the upgrade did not run: not every node booted v1".into(),
+                Some(u) => u.incomplete.clone().unwrap_or_else(|| {
+                    format!(
+                        "{}/{} switched to seq {}",
+                        u.times.iter().flatten().count(),
+                        o.nodes,
+                        u.seq
+                    )
+                }),
+            },
+        );
+    }
+    if let Some(m) = x.upgrade_s_max {
+        let v = o.upgrade.as_ref().and_then(|u| u.all_upgraded_s);
+        push(
+            "upgrade_s",
+            v.is_some_and(|v| v <= m),
+            format!("{} <= {m}", fmt(v)),
+        );
+    }
+    if let Some(m) = x.hub_upgrade_bytes_vs_changed_max {
+        let v = o
+            .upgrade
+            .as_ref()
+            .map(UpgradeMeasured::hub_bytes_vs_changed);
+        push(
+            "hub_upgrade_bytes_vs_changed",
+            v.is_some_and(|v| v <= m),
+            format!("{} <= {m}", fmt(v)),
         );
     }
     if let Some(m) = x.time_vs_tmin_max {

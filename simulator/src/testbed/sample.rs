@@ -96,6 +96,90 @@ fn content(path: &Path, len: u64, mode: u32, package: u64, file: u64) -> io::Res
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
+/// Version 2 of the sample in `v1` (a directory [`generate`] wrote holding `pkgs`), written
+/// under `v2` (created): a copy in which the last `changed` packages have the start of their
+/// largest data file overwritten with new pseudo-random bytes, about `fraction` of `size` in
+/// all. Returns the package directories of v2 in publishing order.
+pub(crate) fn upgrade(
+    v2: &Path,
+    pkgs: &[PathBuf],
+    changed: u32,
+    fraction: f64,
+    size: u64,
+) -> io::Result<Vec<PathBuf>> {
+    mkdir(v2, 0o755)?;
+    let changed = (changed as usize).min(pkgs.len());
+    let budget = (size as f64 * fraction.clamp(0.0, 1.0)) as u64;
+    let per_pkg = budget / changed.max(1) as u64;
+    let mut out = Vec::with_capacity(pkgs.len());
+    for (i, pkg) in pkgs.iter().enumerate() {
+        let name = pkg
+            .file_name()
+            .ok_or_else(|| io::Error::other(format!("{} has no name", pkg.display())))?;
+        let dst = v2.join(name);
+        copy_tree(pkg, &dst)?;
+        if i >= pkgs.len() - changed {
+            rewrite_largest(&dst.join("lib"), per_pkg.max(1), i as u64)?;
+        }
+        out.push(dst);
+    }
+    Ok(out)
+}
+
+/// Copies the tree `src` to `dst`, keeping modes and symlinks.
+fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(src)?;
+    mkdir(dst, meta.permissions().mode() & 0o7777)?;
+    for e in fs::read_dir(src)? {
+        let e = e?;
+        let (from, to) = (e.path(), dst.join(e.file_name()));
+        let ft = e.file_type()?;
+        if ft.is_symlink() {
+            symlink(fs::read_link(&from)?, &to)?;
+        } else if ft.is_dir() {
+            copy_tree(&from, &to)?;
+        } else {
+            fs::copy(&from, &to)?;
+        }
+    }
+    // Directory modes last: a read-only directory would refuse its own entries.
+    fs::set_permissions(dst, meta.permissions())
+}
+
+/// Overwrites the first `len` bytes (at most the whole file) of the largest file in `dir`
+/// with bytes from the stream `(package, 900)`.
+fn rewrite_largest(dir: &Path, len: u64, package: u64) -> io::Result<()> {
+    let mut best: Option<(u64, PathBuf)> = None;
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            let l = e.metadata()?.len();
+            if best.as_ref().is_none_or(|(b, _)| l > *b) {
+                best = Some((l, e.path()));
+            }
+        }
+    }
+    let Some((flen, path)) = best else {
+        return Err(io::Error::other(format!(
+            "{} holds no file to change",
+            dir.display()
+        )));
+    };
+    let mut rng = crate::rng::stream(SAMPLE_SEED, package + 1, 900);
+    let mut f = fs::OpenOptions::new().write(true).open(&path)?;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut left = len.min(flen);
+    while left > 0 {
+        for word in buf.chunks_exact_mut(8) {
+            word.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        f.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    f.sync_all()
+}
+
 /// What a tree entry looks like, for comparison.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Entry {
@@ -231,5 +315,30 @@ mod tests {
         fs::write(&f, bytes).unwrap();
         let d = difference(&tb, &digest(a.path()).unwrap()).unwrap();
         assert!(d.contains("pkg-01/bin/run differs (content)"), "{d}");
+    }
+
+    #[test]
+    fn upgrade_changes_only_the_last_packages() {
+        let w = tempfile::tempdir().unwrap();
+        let size = 4 << 20;
+        let pkgs = generate(&w.path().join("v1"), 4, size).unwrap();
+        let v2 = upgrade(&w.path().join("v2"), &pkgs, 2, 0.05, size).unwrap();
+        assert_eq!(v2.len(), 4);
+        let t1 = digest(&w.path().join("v1")).unwrap();
+        let t2 = digest(&w.path().join("v2")).unwrap();
+        assert_eq!(t1.len(), t2.len());
+        let changed: Vec<&String> = t1.keys().filter(|p| t1[*p] != t2[*p]).collect();
+        assert_eq!(changed.len(), 2, "{changed:?}");
+        assert!(
+            changed
+                .iter()
+                .all(|p| p.starts_with("pkg-02/lib/") || p.starts_with("pkg-03/lib/"))
+        );
+        // Deterministic.
+        upgrade(&w.path().join("v2b"), &pkgs, 2, 0.05, size).unwrap();
+        assert_eq!(
+            difference(&t2, &digest(&w.path().join("v2b")).unwrap()),
+            None
+        );
     }
 }
