@@ -17,52 +17,6 @@ use boot_common::*;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A hub process with an egress limit.
-struct RatedHub {
-    child: Child,
-    url: String,
-}
-
-impl RatedHub {
-    fn start(dir: &Path, rate: &str) -> RatedHub {
-        let mut child = Command::new(bin())
-            .args(["hub", "serve", "--dir", dir.to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0", "--rate", rate])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start hub");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("hub printed no URL: {line:?}"))
-            .trim_end_matches([',', '.', ')'])
-            .to_string();
-        RatedHub { child, url }
-    }
-
-    fn egress(&self) -> u64 {
-        http_get_json(self.url.trim_start_matches("http://"), "/v1/stats")["egress_bytes"]
-            .as_u64()
-            .unwrap()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RatedHub {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 fn http_get(addr: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     write!(
@@ -262,7 +216,7 @@ fn metric(metrics: &str, prefix: &str) -> u64 {
 fn five_nodes_boot_at_once_and_the_hub_sends_each_block_about_once() {
     let farm = farm();
     let f = release_bytes(&farm.hub_dir);
-    let hub = RatedHub::start(&farm.hub_dir, "100mbit");
+    let hub = Hub::start_rated(&farm.hub_dir, Some("100mbit"));
     let nodes_dir = farm.dir.path().join("nodes");
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..5 {
@@ -309,7 +263,7 @@ fn five_nodes_boot_at_once_and_the_hub_sends_each_block_about_once() {
 #[test]
 fn with_the_hub_stopped_new_nodes_boot_from_peers_alone() {
     let farm = farm();
-    let mut hub = RatedHub::start(&farm.hub_dir, "1gbit");
+    let mut hub = Hub::start_rated(&farm.hub_dir, Some("1gbit"));
     let nodes_dir = farm.dir.path().join("nodes");
     let mut first: Vec<Node> = Vec::new();
     for i in 0..2 {
@@ -382,7 +336,7 @@ fn with_the_hub_stopped_new_nodes_boot_from_peers_alone() {
 #[test]
 fn a_corrupt_peer_is_rejected_and_penalised_and_the_others_boot_anyway() {
     let farm = farm();
-    let hub = RatedHub::start(&farm.hub_dir, "200mbit");
+    let hub = Hub::start_rated(&farm.hub_dir, Some("200mbit"));
     let nodes_dir = farm.dir.path().join("nodes");
     // The corrupt node boots first, so it holds every block and is asked for them.
     let mut bad = vec![Node::start(
@@ -455,7 +409,7 @@ fn a_corrupt_peer_is_rejected_and_penalised_and_the_others_boot_anyway() {
 #[test]
 fn one_shot_boot_through_the_swarm_exits_after_materialising() {
     let farm = farm();
-    let mut hub = RatedHub::start(&farm.hub_dir, "1gbit");
+    let mut hub = Hub::start_rated(&farm.hub_dir, Some("1gbit"));
     let nodes_dir = farm.dir.path().join("nodes");
     let mut seed = vec![Node::start(&nodes_dir, "seed", &hub.url, &farm.trust, &[])];
     wait_booted(&mut seed);
@@ -571,7 +525,7 @@ fn run_start_up_errors_are_one_sentence() {
 #[test]
 fn a_new_release_reaches_a_running_node_by_gossip() {
     let farm = farm();
-    let hub = RatedHub::start(&farm.hub_dir, "1gbit");
+    let hub = Hub::start_rated(&farm.hub_dir, Some("1gbit"));
     let nodes_dir = farm.dir.path().join("nodes");
     let poll = |every: &str| vec!["--poll-interval".to_string(), every.to_string()];
     let mut nodes = vec![Node::start(

@@ -143,9 +143,18 @@ pub struct Hub {
 
 impl Hub {
     pub fn start(dir: &Path) -> Hub {
-        let mut child = Command::new(bin())
-            .args(["hub", "serve", "--dir", dir.to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0"])
+        Hub::start_rated(dir, None)
+    }
+
+    /// A hub whose egress is throttled to `rate` (e.g. "100mbit"), if given.
+    pub fn start_rated(dir: &Path, rate: Option<&str>) -> Hub {
+        let mut cmd = Command::new(bin());
+        cmd.args(["hub", "serve", "--dir", dir.to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0"]);
+        if let Some(rate) = rate {
+            cmd.args(["--rate", rate]);
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -179,6 +188,14 @@ impl Hub {
         let v: serde_json::Value =
             serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("stats {resp:?}: {e}"));
         v["egress_bytes"].as_u64().unwrap()
+    }
+}
+
+impl Hub {
+    /// Stops the hub (as an outage would).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
