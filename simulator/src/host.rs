@@ -4,6 +4,9 @@
 //! per-link order is kept). Blocks move on connection flows ([`FlowNet`]); a block request is
 //! a control message to the server, whose agent answers `Serve` (the chunk joins the
 //! connection's FIFO) or `Refuse`. Faults act on hosts, connections and the hub.
+//!
+//! With `[host]`, every transfer into a node also crosses the shared host CPU, and a booting
+//! node that holds every block runs an install job on that CPU before it counts as booted.
 
 use crate::faults::{Roles, select};
 use crate::flow::{Cancelled, Chunk, FlowNet};
@@ -13,7 +16,7 @@ use crate::release::{SimPayload, SimRelease};
 use crate::rng::{Rng, mix, purpose};
 use crate::scenario::{EventKind, FaultKind, Injection, Scenario};
 use crate::time::{SimTime, transfer_nanos};
-use crate::topology::{HUB, Topology};
+use crate::topology::{HUB, INSTALL, Topology};
 use crate::trace::{Kind, Trace};
 use bootswarm_protocol::agent::{
     Agent, AgentConfig, Event, FetchError, HubMode, Input, Message, NodeId, Output, RequestId,
@@ -31,6 +34,8 @@ pub const SMALL_BYTES: u64 = 16;
 pub const FRAME_BYTES: u64 = 8;
 /// Events at one instant after which the run is declared a livelock.
 const LIVELOCK: u64 = 5_000_000;
+/// The chunk tag of an install job (no request handle has it).
+const INSTALL_TAG: u64 = u64::MAX;
 
 #[derive(Debug)]
 enum Ev {
@@ -134,13 +139,17 @@ struct Host {
     group: u32,
     corrupt: bool,
     loss: f64,
+    installing: bool,
 }
 
 /// Per-run results of the world.
 #[derive(Debug, Clone, Default)]
 pub struct WorldStats {
-    /// First `Booted` time per node (ns).
+    /// First boot per node (ns): the agent's `Booted`, or with `[host]` the end of the
+    /// install job that follows it.
     pub booted_at: Vec<Option<u64>>,
+    /// First time each node held every block, the agent's first `Booted` (ns).
+    pub held_at: Vec<Option<u64>>,
     /// First `Stalled` time per node (ns).
     pub first_stall: Vec<Option<u64>>,
     /// Stall reasons and how often each was reported.
@@ -244,6 +253,9 @@ impl<'a> World<'a> {
         topo.lan_latency = sc.lan_latency;
         topo.rack_latency = sc.rack_latency;
         topo.hub_latency = sc.hub_latency;
+        if let Some(h) = &sc.host {
+            topo = topo.with_host_cpu(h.capacity());
+        }
         let n = sc.nodes as usize;
         let words = rel.blocks.len().div_ceil(64);
         let hosts = (0..sc.nodes)
@@ -262,6 +274,7 @@ impl<'a> World<'a> {
                 group: 0,
                 corrupt: false,
                 loss: 0.0,
+                installing: false,
             })
             .collect();
         let mut q = EventQueue::new();
@@ -313,6 +326,7 @@ impl<'a> World<'a> {
             upgraded_at: vec![None; n],
             gossip_penalised: vec![false; n],
             booted_at: vec![None; n],
+            held_at: vec![None; n],
             first_stall: vec![None; n],
             banned: vec![false; n],
             penalised: vec![false; n],
@@ -601,6 +615,11 @@ impl<'a> World<'a> {
                             generation: g2,
                         },
                     );
+                }
+                if done.src == INSTALL {
+                    self.hosts[done.dst as usize].installing = false;
+                    self.booted(done.dst as usize);
+                    return;
                 }
                 let (h, g) = (done.chunk.tag as u32, (done.chunk.tag >> 32) as u32);
                 self.count_data(done.src, done.dst, done.chunk.len);
@@ -956,9 +975,19 @@ impl<'a> World<'a> {
                     }
                 }
                 if self.stats.booted_at[i].is_none() {
-                    self.stats.booted_at[i] = Some(self.now);
-                    if self.roles.booting[i] && !self.hosts[i].corrupt {
-                        self.pending_boots = self.pending_boots.saturating_sub(1);
+                    self.stats.held_at[i].get_or_insert(self.now);
+                    match self.sc.host {
+                        Some(h) if self.roles.booting[i] => {
+                            if !self.hosts[i].installing {
+                                self.hosts[i].installing = true;
+                                let chunk = Chunk {
+                                    len: h.install_work(self.sc.size),
+                                    tag: INSTALL_TAG,
+                                };
+                                self.net.enqueue(SimTime(self.now), INSTALL, n, chunk);
+                            }
+                        }
+                        _ => self.booted(i),
                     }
                 }
             }
@@ -984,6 +1013,15 @@ impl<'a> World<'a> {
             }
             Event::Failed { error } => {
                 *self.stats.failures.entry(error.to_string()).or_default() += 1;
+            }
+        }
+    }
+
+    fn booted(&mut self, i: usize) {
+        if self.stats.booted_at[i].is_none() {
+            self.stats.booted_at[i] = Some(self.now);
+            if self.roles.booting[i] && !self.hosts[i].corrupt {
+                self.pending_boots = self.pending_boots.saturating_sub(1);
             }
         }
     }
@@ -1232,6 +1270,8 @@ impl<'a> World<'a> {
         host.timer = None;
         host.timer_gen = host.timer_gen.wrapping_add(1);
         host.reqs.clear();
+        host.installing = false;
+        self.net.abort(INSTALL, c);
         self.drop_connections(c, |_, _| true, FetchError::Disconnected);
         // Requests the crashed node was answering fail at their requesters.
         for h in 0..self.reqs.len() as u32 {
@@ -1263,7 +1303,7 @@ impl<'a> World<'a> {
     /// Aborts node `n`'s connections for which `which(src, dst)` holds.
     fn drop_connections(&mut self, n: u32, which: impl Fn(u32, u32) -> bool, error: FetchError) {
         for (src, dst) in self.net.connections_of(n) {
-            if !which(src, dst) {
+            if src == INSTALL || !which(src, dst) {
                 continue;
             }
             for chunk in self.net.abort(src, dst) {

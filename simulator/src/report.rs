@@ -60,6 +60,18 @@ pub fn table(results: &[SeedResult]) -> String {
         for c in r.checks.iter().filter(|c| !c.pass) {
             let _ = writeln!(s, "{:>6}   FAIL {}: {}", "", c.name, c.detail);
         }
+        if let Some(h) = &r.host {
+            let _ = writeln!(
+                s,
+                "{:>6}   host CPU ({} cores, transfer {} and install {} core-s/MiB): all blocks held {} s, all booted {} s",
+                "",
+                h.cores,
+                h.transfer_cpu_per_mib,
+                h.install_cpu_per_mib,
+                opt(r.all_held_s, 3),
+                opt(r.all_booted_s, 3)
+            );
+        }
         if !r.stall_reasons.is_empty() {
             let reasons: Vec<String> = r
                 .stall_reasons
@@ -142,6 +154,7 @@ fn base_json(r: &SeedResult) -> serde_json::Value {
         "nodes": r.nodes,
         "booted": r.booted,
         "all_booted_s": r.all_booted_s,
+        "all_held_s": r.all_held_s,
         "t_min_s": r.t_min_s,
         "time_vs_tmin": r.time_vs_tmin,
         "release_bytes": r.release_bytes,

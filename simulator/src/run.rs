@@ -3,7 +3,7 @@
 use crate::faults::{Roles, resolve};
 use crate::host::{World, WorldStats};
 use crate::release::SimRelease;
-use crate::scenario::{FaultKind, Scenario};
+use crate::scenario::{FaultKind, HostCpu, Scenario};
 use crate::time::NANOS_PER_SEC;
 use bootswarm_protocol::agent::HubMode;
 use std::collections::BTreeMap;
@@ -37,6 +37,11 @@ pub struct SeedResult {
     pub honest_booted: usize,
     /// Seconds from the first boot event until the last honest booting node booted.
     pub all_booted_s: Option<f64>,
+    /// Seconds from the first boot event until the last honest booting node held every
+    /// block; before `all_booted_s` only with `[host]`, whose installs take time.
+    pub all_held_s: Option<f64>,
+    /// The scenario's `[host]`.
+    pub host: Option<HostCpu>,
     /// max(F/B, F/d, N·F/(B + Σu)) in seconds.
     pub t_min_s: f64,
     /// all_booted_s / t_min_s.
@@ -241,13 +246,14 @@ fn summarise(
         v.sort_by(f64::total_cmp);
         v
     };
-    let all_at = |st: &WorldStats| -> Option<f64> {
+    let last_of = |at: &[Option<u64>], st: &WorldStats| -> Option<f64> {
         let mut last = 0;
         for &n in &honest {
-            last = last.max(st.booted_at[n as usize]?);
+            last = last.max(at[n as usize]?);
         }
         (st.aborted.is_none()).then(|| secs(last.saturating_sub(t0)))
     };
+    let all_at = |st: &WorldStats| last_of(&st.booted_at, st);
     let all_booted_s = all_at(s);
     let t_min_s = t_min(f, sc.hub_link, sc.nic_down, sc.nic_up, booting.len());
     let mut durations: Vec<u64> = booting
@@ -277,6 +283,8 @@ fn summarise(
             .filter(|&&n| s.booted_at[n as usize].is_some())
             .count(),
         all_booted_s,
+        all_held_s: last_of(&s.held_at, s),
+        host: sc.host,
         t_min_s,
         time_vs_tmin: all_booted_s.map(|a| a / t_min_s),
         release_bytes: f,
@@ -656,5 +664,86 @@ kind = "boot"
             let r = run_seed(&scenario(expect), 1, Options::default()).unwrap();
             assert!(!r.passed(), "{expect} passed: {:?}", r.checks);
         }
+    }
+}
+
+#[cfg(test)]
+mod host_cpu_tests {
+    use super::*;
+
+    fn scenario(nodes: u32, host: &str) -> Scenario {
+        let text = format!(
+            r#"
+[meta]
+name = "host"
+seeds = [1]
+[topology]
+nodes = {nodes}
+nic = "10Gbit"
+hub_link = "1Gbit"
+[release]
+packages = 2
+size = "32MiB"
+[[event]]
+at = "0s"
+kind = "boot"
+[sim]
+solve_quantum = "0"
+{host}
+"#
+        );
+        Scenario::parse("host.toml", &text).unwrap()
+    }
+
+    #[test]
+    fn a_cpu_starved_farm_is_slower() {
+        let opts = Options { no_baseline: true };
+        let free = run_seed(&scenario(8, ""), 1, opts).unwrap();
+        // 0.5 cores at 0.05 core-s/MiB: 10 MiB/s for the farm's 8 × 32 MiB.
+        let host = "[host]\ncores = 0.5\ntransfer_cpu_per_mib = 0.05\ninstall_cpu_per_mib = 0.01";
+        let sc = scenario(8, host);
+        let starved = run_seed(&sc, 1, opts).unwrap();
+        let (Some(f_held), Some(f_booted)) = (free.all_held_s, free.all_booted_s) else {
+            panic!("the free farm did not boot: {:?}", free.checks);
+        };
+        let (Some(held), Some(booted)) = (starved.all_held_s, starved.all_booted_s) else {
+            panic!("the starved farm did not boot: {:?}", starved.checks);
+        };
+        assert_eq!(f_held, f_booted, "without [host] installs are instant");
+        let cap = sc.host.unwrap().capacity() as f64;
+        // Every byte a node receives crosses the CPU, so no farm can hold its blocks sooner.
+        let received = starved.data_bytes as f64;
+        assert!(
+            held >= received / cap,
+            "{held} s for {received} B at {cap} B/s"
+        );
+        assert!(held > 10.0 * f_booted, "{held} s against {f_booted} s");
+        assert!(booted > held);
+        assert_eq!(starved.booted, 8);
+    }
+
+    #[test]
+    fn a_lone_node_installs_in_work_over_capacity() {
+        let sc = scenario(
+            1,
+            "[host]\ncores = 1.5\ntransfer_cpu_per_mib = 0.01\ninstall_cpu_per_mib = 0.03",
+        );
+        let rel = SimRelease::build(1, sc.packages, sc.size).unwrap();
+        let roles = resolve(&sc, 1);
+        let st = World::new(&sc, &rel, &roles, 1, HubMode::Fallback).run(horizon(
+            &sc,
+            rel.total_bytes(),
+            1,
+        ));
+        let (Some(held), Some(booted)) = (st.held_at[0], st.booted_at[0]) else {
+            panic!("the node did not boot: {:?}", st.aborted);
+        };
+        let h = sc.host.unwrap();
+        // 32 MiB × 0.03 / 0.01 transfer-equivalent bytes at 1.5 / 0.01 MiB/s: 0.64 s.
+        let (work, cap) = (h.install_work(sc.size), h.capacity());
+        assert_eq!((work, cap), (3 * (32 << 20), 157_286_400));
+        let ns = (work as u128 * NANOS_PER_SEC as u128).div_ceil(cap as u128) as u64;
+        assert_eq!(ns, 640_000_000);
+        assert_eq!(booted - held, ns);
     }
 }

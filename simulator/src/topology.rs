@@ -1,10 +1,14 @@
-//! Bandwidth resources and paths: node NICs (up and down), rack uplinks (up and down), hub egress.
+//! Bandwidth resources and paths: node NICs (up and down), rack uplinks (up and down), hub
+//! egress, and the shared host CPU of co-located nodes.
 
 /// Index of a bandwidth resource.
 pub type ResId = u32;
 
 /// The hub, as a flow source.
 pub const HUB: u32 = u32::MAX;
+
+/// A node's install job, as a flow source: it crosses only the host CPU.
+pub const INSTALL: u32 = u32::MAX - 2;
 
 /// The static shape of the network.
 #[derive(Debug, Clone)]
@@ -21,6 +25,8 @@ pub struct Topology {
     pub rack_latency: u64,
     /// One-way latency between a node and the hub (ns).
     pub hub_latency: u64,
+    /// The host CPU every transfer into a node crosses, when the nodes share one machine.
+    pub cpu: Option<ResId>,
 }
 
 impl Topology {
@@ -43,7 +49,17 @@ impl Topology {
             lan_latency: 0,
             rack_latency: 0,
             hub_latency: 0,
+            cpu: None,
         }
+    }
+
+    /// Adds the shared host CPU, `cap` bytes of transfers per second. Not with racks: a
+    /// cross-rack path would need five resources.
+    pub fn with_host_cpu(mut self, cap: u64) -> Topology {
+        debug_assert_eq!(self.racks, 0);
+        self.cpu = Some(self.caps.len() as ResId);
+        self.caps.push(cap);
+        self
     }
 
     /// Transmit side of node `n`'s NIC.
@@ -81,7 +97,7 @@ impl Topology {
         self.caps.len()
     }
 
-    /// The resources a flow from `src` (a node or [`HUB`]) to node `dst` crosses.
+    /// The resources a flow from `src` (a node, [`HUB`] or [`INSTALL`]) to node `dst` crosses.
     pub fn path(&self, src: u32, dst: u32) -> ([ResId; 4], u8) {
         let mut p = [0; 4];
         let mut n = 0;
@@ -89,6 +105,10 @@ impl Topology {
             p[n] = r;
             n += 1;
         };
+        if src == INSTALL {
+            add(self.cpu.unwrap_or(self.down(dst)));
+            return (p, 1);
+        }
         let rd = self.rack(dst);
         if src == HUB {
             add(self.hub());
@@ -105,6 +125,9 @@ impl Topology {
             }
         }
         add(self.down(dst));
+        if let Some(c) = self.cpu {
+            add(c);
+        }
         (p, n as u8)
     }
 
@@ -140,5 +163,18 @@ mod tests {
         let flat = Topology::new(3, 10, 0, 0, 5);
         let (p, n) = flat.path(HUB, 2);
         assert_eq!(&p[..n as usize], &[flat.hub(), flat.down(2)]);
+    }
+
+    #[test]
+    fn host_cpu_is_on_every_path_into_a_node() {
+        let t = Topology::new(3, 10, 0, 0, 5).with_host_cpu(7);
+        let cpu = t.cpu.unwrap();
+        assert_eq!((cpu, t.resources(), t.caps[cpu as usize]), (7, 8, 7));
+        let (p, n) = t.path(0, 1);
+        assert_eq!(&p[..n as usize], &[t.up(0), t.down(1), cpu]);
+        let (p, n) = t.path(HUB, 2);
+        assert_eq!(&p[..n as usize], &[t.hub(), t.down(2), cpu]);
+        let (p, n) = t.path(INSTALL, 2);
+        assert_eq!(&p[..n as usize], &[cpu]);
     }
 }
