@@ -79,7 +79,7 @@ pub fn table(o: &Outcome) -> String {
         0,
     );
     row("all booted (s)", o.swarm.all_booted_s, s.all_booted_s, 3);
-    row("all blocks held (s)", o.swarm.all_held_s, s.all_booted_s, 3);
+    row("all blocks held (s)", o.swarm.all_held_s, s.all_held_s, 3);
     row(
         "boot p50 (s)",
         pct(&m_times, 0.5),
@@ -169,6 +169,7 @@ pub fn table(o: &Outcome) -> String {
         None,
         0,
     );
+    let _ = writeln!(t, "{}", host_fit(o));
     for (label, p) in [("swarm", Some(&o.swarm)), ("hub-only", ho)] {
         if let Some(why) = p.and_then(|p| p.incomplete.as_ref()) {
             let _ = writeln!(t, "{label} run incomplete: {why}");
@@ -199,6 +200,28 @@ pub fn table(o: &Outcome) -> String {
     t
 }
 
+/// The measured CPU cost of transfers and installs, beside the scenario's `[host]`: what an
+/// operator copies into `[host]` to calibrate the simulator for this machine.
+fn host_fit(o: &Outcome) -> String {
+    let m = o.swarm.bytes_from_peers + o.swarm.bytes_from_hub;
+    let configured = match &o.host {
+        Some(h) => format!(
+            "[host] in {} has transfer {}, install {}",
+            o.scenario_file, h.transfer_cpu_per_mib, h.install_cpu_per_mib
+        ),
+        None => format!("{} has no [host]", o.scenario_file),
+    };
+    format!(
+        "host fit: transfer {} core-s/MiB (fetch phase: {} core-s for {:.1} MiB received), install {} core-s/MiB ({} core-s for {:.1} MiB written); {configured}",
+        opt(o.transfer_cpu_per_mib(), 4),
+        opt(o.swarm.fetch_cpu_s, 1),
+        mib(m),
+        opt(o.install_cpu_per_mib(), 4),
+        opt(o.swarm.install_cpu_s, 1),
+        o.installed_mib(),
+    )
+}
+
 /// The simulator's JSON object for the seed, plus the measured figures.
 pub fn json(o: &Outcome) -> serde_json::Value {
     let mut v = report::json_value(&o.sim);
@@ -209,6 +232,7 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         "measured_hub_egress_vs_f": o.hub_egress_vs_f(),
         "measured_hub_only_s": o.hub_only.as_ref().and_then(|h| h.all_booted_s),
         "simulated_all_booted_s": o.sim.all_booted_s,
+        "simulated_all_held_s": o.sim.all_held_s,
         "simulated_hub_egress_bytes": o.sim.hub_egress_bytes,
         "measured_hub_egress_bytes": o.swarm.hub_egress_bytes,
         "measured_release_bytes": o.release_bytes,
@@ -219,6 +243,10 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         "measured_hub_only_egress_bytes": o.hub_only.as_ref().map(|h| h.hub_egress_bytes),
         "measured_spawn_s": o.swarm.spawn_s,
         "measured_cpu_busy": o.swarm.cpu_busy,
+        "measured_fetch_cpu_s": o.swarm.fetch_cpu_s,
+        "measured_install_cpu_s": o.swarm.install_cpu_s,
+        "measured_transfer_cpu_per_mib": o.transfer_cpu_per_mib(),
+        "measured_install_cpu_per_mib": o.install_cpu_per_mib(),
         "measured_speedup_vs_hub_only": o.speedup(),
         "measured_upgrade_s": o.upgrade.as_ref().and_then(|u| u.all_upgraded_s),
         "measured_hub_upgrade_bytes_vs_changed": o.upgrade.as_ref().map(|u| u.hub_bytes_vs_changed()),

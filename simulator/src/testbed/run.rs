@@ -4,7 +4,7 @@ use super::Error;
 use super::lab::{self, Lab, Shaping};
 use super::sample;
 use crate::run::{Check, Options as SimOptions, SeedResult, run_seed, t_min};
-use crate::scenario::{Discovery, Scenario};
+use crate::scenario::{Discovery, HostCpu, Scenario};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -27,6 +27,10 @@ const HUB_PORT: u16 = 8080;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// NICs below this rate (bytes/s) are always shaped.
 const SHAPE_BELOW: u64 = 125_000_000;
+/// Ticks per second of /proc/stat (USER_HZ, 100 on every Linux ABI).
+const USER_HZ: f64 = 100.0;
+/// Bytes in a MiB.
+const MIB: f64 = 1_048_576.0;
 
 /// How to run the testbed.
 #[derive(Debug, Clone)]
@@ -58,6 +62,10 @@ pub struct PhaseResult {
     /// Average share of all CPUs busy (user + system) from the start until all booted; above
     /// ~0.7 the emulation is CPU-bound and times are stretched.
     pub cpu_busy: Option<f64>,
+    /// Busy core-seconds of the machine from the start until every node held every block.
+    pub fetch_cpu_s: Option<f64>,
+    /// Busy core-seconds from then until every node booted (writing the trees).
+    pub install_cpu_s: Option<f64>,
     /// Seconds spent starting the nodes (static discovery starts them one by one).
     pub spawn_s: f64,
     /// Bytes the hub sent during the run.
@@ -103,8 +111,14 @@ impl UpgradeMeasured {
 pub struct Outcome {
     /// Scenario name.
     pub scenario: String,
+    /// The scenario file.
+    pub scenario_file: String,
+    /// The scenario's `[host]`.
+    pub host: Option<HostCpu>,
     /// Nodes.
     pub nodes: usize,
+    /// Bytes of file content each node installs.
+    pub tree_bytes: u64,
     /// F of the published release: bytes of all its blocks.
     pub release_bytes: u64,
     /// T_min for the published release on the scenario's links.
@@ -160,6 +174,29 @@ impl Outcome {
             (Some(s), Some(m)) if m > 0.0 => Some((s - m).abs() / m),
             _ => None,
         }
+    }
+
+    /// Busy core-seconds of the fetch phase per MiB the nodes received (the swarm run).
+    pub fn transfer_cpu_per_mib(&self) -> Option<f64> {
+        let received = (self.swarm.bytes_from_peers + self.swarm.bytes_from_hub) as f64 / MIB;
+        self.swarm
+            .fetch_cpu_s
+            .filter(|_| received > 0.0)
+            .map(|c| c / received)
+    }
+
+    /// Busy core-seconds of the install phase per MiB of tree the nodes wrote.
+    pub fn install_cpu_per_mib(&self) -> Option<f64> {
+        let written = self.installed_mib();
+        self.swarm
+            .install_cpu_s
+            .filter(|_| written > 0.0)
+            .map(|c| c / written)
+    }
+
+    /// MiB of tree the swarm run's nodes wrote: nodes × tree size.
+    pub fn installed_mib(&self) -> f64 {
+        self.nodes as f64 * self.tree_bytes as f64 / MIB
     }
 
     /// |simulated − measured| / measured hub egress bytes.
@@ -345,7 +382,10 @@ pub fn run(sc: &Scenario, opts: &Options) -> Result<Outcome, Error> {
 
     let mut out = Outcome {
         scenario: sc.name.clone(),
+        scenario_file: sc.file.clone(),
+        host: sc.host,
         nodes: n,
+        tree_bytes: sc.size,
         release_bytes: f,
         t_min_s,
         discovery,
@@ -359,6 +399,22 @@ pub fn run(sc: &Scenario, opts: &Options) -> Result<Outcome, Error> {
     };
     out.checks = checks(sc, &out);
     Ok(out)
+}
+
+/// Busy jiffies at `at`, interpolated between `(time, busy)` samples sorted by time.
+fn busy_at(samples: &[(Instant, u64)], at: Instant) -> Option<f64> {
+    let k = samples.partition_point(|s| s.0 <= at);
+    let (t0, b0) = *samples.get(k.checked_sub(1)?)?;
+    let Some(&(t1, b1)) = samples.get(k) else {
+        return (at == t0).then_some(b0 as f64);
+    };
+    let span = t1.duration_since(t0).as_secs_f64();
+    let f = if span > 0.0 {
+        at.duration_since(t0).as_secs_f64() / span
+    } else {
+        1.0
+    };
+    Some(b0 as f64 + f * b1.saturating_sub(b0) as f64)
 }
 
 /// (busy, total) jiffies of all CPUs from /proc/stat.
@@ -667,6 +723,8 @@ impl Env<'_> {
         };
         let egress0 = self.hub_egress()?;
         let cpu0 = cpu_times();
+        // Busy jiffies through the run, to split the CPU between fetching and installing.
+        let mut busy: Vec<(Instant, u64)> = cpu0.iter().map(|c| (Instant::now(), c.0)).collect();
         let mut procs: Vec<Proc> = Vec::with_capacity(n);
         let mut spawned = Vec::with_capacity(n);
         let mut t0 = None;
@@ -751,6 +809,9 @@ impl Env<'_> {
                 ));
                 break;
             }
+            if let Some((b, _)) = cpu_times() {
+                busy.push((Instant::now(), b));
+            }
             if ctx.progress && last_report.elapsed() >= Duration::from_secs(2) {
                 last_report = Instant::now();
                 let sent = self.hub_egress().unwrap_or(egress0).saturating_sub(egress0);
@@ -832,11 +893,25 @@ impl Env<'_> {
         } else {
             None
         };
+        let cpu_s = |a: Option<f64>, b: Option<f64>| -> Option<f64> {
+            let at = |s: f64| {
+                let d = Duration::try_from_secs_f64(s.max(0.0)).ok()?;
+                busy_at(&busy, t0.checked_add(d)?)
+            };
+            let from = match a {
+                Some(a) => at(a)?,
+                None => busy.first()?.1 as f64,
+            };
+            Some((at(b?)? - from).max(0.0) / USER_HZ)
+        };
+        let held_s = all_held_s.map(|h| all_booted_s.map_or(h, |b| h.min(b)));
         let result = PhaseResult {
             boot_times: booted,
             all_booted_s,
             all_held_s,
             cpu_busy,
+            fetch_cpu_s: cpu_s(None, held_s),
+            install_cpu_s: cpu_s(held_s, all_booted_s),
             spawn_s,
             hub_egress_bytes,
             bytes_from_peers: from_peers,
@@ -1171,4 +1246,27 @@ fn checks(sc: &Scenario, o: &Outcome) -> Vec<Check> {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_jiffies_are_interpolated_between_samples() {
+        let t = Instant::now();
+        let ms = |m: u64| t + Duration::from_millis(m);
+        let samples = [(ms(0), 100), (ms(100), 110), (ms(300), 150)];
+        assert_eq!(busy_at(&samples, ms(0)), Some(100.0));
+        assert_eq!(busy_at(&samples, ms(50)), Some(105.0));
+        assert_eq!(busy_at(&samples, ms(200)), Some(130.0));
+        assert_eq!(busy_at(&samples, ms(300)), Some(150.0));
+        assert_eq!(busy_at(&samples, ms(301)), None, "after the last sample");
+        assert_eq!(
+            busy_at(&samples[1..], ms(50)),
+            None,
+            "before the first sample"
+        );
+        assert_eq!(busy_at(&[], ms(0)), None);
+    }
 }
