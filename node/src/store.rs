@@ -1,4 +1,5 @@
-//! The node's block store: one file per block, indexed by sled; verify on put, re-verify on get.
+//! The node's block store: one file per block, indexed by sled; verify on put, re-verify on get
+//! (unless this process hashed the block within the last [`TRUSTED_FOR`]).
 //!
 //! Layout of the store directory:
 //! - `index/`: a sled tree from each block's CID to its length. sled 0.34 keeps what it is
@@ -13,12 +14,21 @@
 //! file has gone, or was left empty by a power loss) is dropped, reported as
 //! [`StoreError::Corrupted`] and fetched again. Syncing every block cost more than the
 //! network on a farm booting at once; `flush` syncs the index when the node needs it durable.
+//!
+//! A block this process has hashed (before storing it, or on a read) is read back without
+//! hashing for [`TRUSTED_FOR`]: a boot reads every block again to install it and serves it to
+//! peers moments after receiving it, and those reads come from the page cache, where a
+//! re-hash finds nothing new but costs as much CPU as the transfer. Rot on the disk is found
+//! on the first read after that window, and peers verify every block they receive anyway.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use bootswarm_protocol::block::{self, BlockError, Cid, MAX_BLOCK_SIZE};
+use bootswarm_protocol::block::{self, BlockError, Cid, MAX_BLOCK_SIZE, Verified};
 use bootswarm_protocol::store::{BlockStore, StoreError};
 
 use crate::error::{Error, Result};
@@ -30,12 +40,18 @@ const CACHE_CAPACITY: u64 = 4 * 1024 * 1024;
 const INDEX_DIR: &str = "index";
 /// The block files' directory inside the store directory.
 const BLOCKS_DIR: &str = "blocks";
+/// How long after this process hashed a block its reads skip the hash.
+pub const TRUSTED_FOR: Duration = Duration::from_secs(600);
 
 /// The node's [`BlockStore`]: block files under `blocks/`, a sled index under `index/`.
 #[derive(Debug, Clone)]
 pub struct SledStore {
     index: sled::Db,
     blocks: PathBuf,
+    /// Blocks this process hashed, and when; only blocks in the index (at most one entry each).
+    hashed: Arc<Mutex<HashMap<Cid, Instant>>>,
+    /// [`TRUSTED_FOR`] (shorter in tests).
+    trusted_for: Duration,
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -65,7 +81,12 @@ impl SledStore {
             .cache_capacity(CACHE_CAPACITY)
             .open()
             .map_err(|e| fail(&e))?;
-        let store = SledStore { index, blocks };
+        let store = SledStore {
+            index,
+            blocks,
+            hashed: Arc::default(),
+            trusted_for: TRUSTED_FOR,
+        };
         store.reconcile().map_err(|e| fail(&e))?;
         Ok(store)
     }
@@ -168,6 +189,40 @@ impl SledStore {
         fsutil::write_replace(path, bytes, Some(0o644))
     }
 
+    fn hashed(&self) -> std::sync::MutexGuard<'_, HashMap<Cid, Instant>> {
+        // Each use is a single map call, so the map is consistent after any panic.
+        self.hashed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn mark_hashed(&self, cid: &Cid) {
+        self.hashed().insert(*cid, Instant::now());
+    }
+
+    fn recently_hashed(&self, cid: &Cid) -> bool {
+        self.hashed()
+            .get(cid)
+            .is_some_and(|t| t.elapsed() < self.trusted_for)
+    }
+
+    /// Stores bytes already checked against `cid`.
+    fn store_checked(&self, cid: &Cid, bytes: &[u8]) -> std::result::Result<(), StoreError> {
+        let key = cid.to_bytes();
+        if self.index.contains_key(&key).map_err(backend)? {
+            return Ok(());
+        }
+        let len = u32::try_from(bytes.len()).map_err(|_| {
+            StoreError::Backend(format!("block {cid} is too large for the store's index"))
+        })?;
+        let path = self.block_path(cid);
+        self.write_block(&path, bytes)
+            .map_err(|e| io_backend("write the block file", &path, &e))?;
+        self.index
+            .insert(key, &len.to_le_bytes()[..])
+            .map_err(backend)?;
+        self.mark_hashed(cid);
+        Ok(())
+    }
+
     /// Removes a block that no longer verifies and returns the error to report.
     fn drop_corrupted(&self, cid: &Cid, why: &str) -> StoreError {
         tracing::warn!(%cid, why, "stored block failed verification; dropping it");
@@ -187,20 +242,11 @@ fn stored_len(value: &[u8]) -> Option<u64> {
 impl BlockStore for SledStore {
     fn put(&self, cid: &Cid, bytes: &[u8]) -> std::result::Result<(), StoreError> {
         block::verify(cid, bytes)?;
-        let key = cid.to_bytes();
-        if self.index.contains_key(&key).map_err(backend)? {
-            return Ok(());
-        }
-        let len = u32::try_from(bytes.len()).map_err(|_| {
-            StoreError::Backend(format!("block {cid} is too large for the store's index"))
-        })?;
-        let path = self.block_path(cid);
-        self.write_block(&path, bytes)
-            .map_err(|e| io_backend("write the block file", &path, &e))?;
-        self.index
-            .insert(key, &len.to_le_bytes()[..])
-            .map_err(backend)?;
-        Ok(())
+        self.store_checked(cid, bytes)
+    }
+
+    fn put_verified(&self, block: &Verified) -> std::result::Result<(), StoreError> {
+        self.store_checked(block.cid(), block.bytes())
     }
 
     fn get(&self, cid: &Cid) -> std::result::Result<Option<Vec<u8>>, StoreError> {
@@ -218,8 +264,14 @@ impl BlockStore for SledStore {
             }
             Err(e) => return Err(io_backend("read the block file", &path, &e)),
         };
+        if self.recently_hashed(cid) {
+            return Ok(Some(bytes));
+        }
         match block::verify(cid, &bytes) {
-            Ok(()) => Ok(Some(bytes)),
+            Ok(()) => {
+                self.mark_hashed(cid);
+                Ok(Some(bytes))
+            }
             Err(e @ BlockError::Cid { .. }) => Err(e.into()),
             Err(_) => Err(self.drop_corrupted(cid, "its bytes no longer match its CID")),
         }
@@ -232,6 +284,7 @@ impl BlockStore for SledStore {
     fn remove(&self, cid: &Cid) -> std::result::Result<(), StoreError> {
         // Index first: a crash in between leaves an orphan file, removed on the next open.
         self.index.remove(cid.to_bytes()).map_err(backend)?;
+        self.hashed().remove(cid);
         let path = self.block_path(cid);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -250,6 +303,32 @@ mod tests {
         (0..1024 * 1024u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8 ^ seed)
             .collect()
+    }
+
+    /// A store that hashes every read, as after [`TRUSTED_FOR`].
+    fn untrusting(dir: &Path) -> SledStore {
+        let mut store = SledStore::open(dir).unwrap();
+        store.trusted_for = Duration::ZERO;
+        store
+    }
+
+    #[test]
+    fn rot_shows_on_the_first_read_after_the_trust_window_or_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let cid = cid_of(Codec::Raw, b"hello");
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .put_verified(&Verified::check(cid, b"hello".to_vec()).unwrap())
+            .unwrap();
+        fs::write(store.block_path(&cid), b"jello").unwrap();
+        // Hashed moments ago: read without hashing (a real read would hit the page cache).
+        assert_eq!(store.get(&cid).unwrap().as_deref(), Some(&b"jello"[..]));
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(matches!(
+            store.get(&cid),
+            Err(StoreError::Corrupted { cid: c }) if c == cid
+        ));
     }
 
     #[test]
@@ -289,7 +368,7 @@ mod tests {
     #[test]
     fn corrupted_entry_is_dropped_and_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = untrusting(dir.path());
         let cid = cid_of(Codec::Raw, b"hello");
         store.put(&cid, b"hello").unwrap();
         fs::write(store.block_path(&cid), b"jello").unwrap();
@@ -304,7 +383,7 @@ mod tests {
     #[test]
     fn corrupted_chunk_file_is_dropped_and_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = untrusting(dir.path());
         let (a, b) = (big(1), big(2));
         let (ca, cb) = (cid_of(Codec::Raw, &a), cid_of(Codec::Raw, &b));
         store.put(&ca, &a).unwrap();
@@ -328,7 +407,7 @@ mod tests {
     #[test]
     fn missing_or_oversized_chunk_file_is_reported_as_corrupted() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = untrusting(dir.path());
         let a = big(3);
         let ca = cid_of(Codec::Raw, &a);
         store.put(&ca, &a).unwrap();

@@ -158,6 +158,48 @@ pub fn verify(cid: &Cid, bytes: &[u8]) -> Result<(), BlockError> {
     Ok(())
 }
 
+/// A block's bytes proven to match its CID: [`Verified::check`] is the only way to make one,
+/// so code holding one (a store, a materialiser) need not hash the bytes again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    cid: Cid,
+    bytes: Vec<u8>,
+}
+
+impl Verified {
+    /// Hashes `bytes` against `cid`; on failure the bytes come back with the reason.
+    pub fn check(cid: Cid, bytes: Vec<u8>) -> Result<Verified, Box<Refused>> {
+        match verify(&cid, &bytes) {
+            Ok(()) => Ok(Verified { cid, bytes }),
+            Err(error) => Err(Box::new(Refused { error, bytes })),
+        }
+    }
+
+    /// The CID the bytes match.
+    pub fn cid(&self) -> &Cid {
+        &self.cid
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The bytes, giving up the proof.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+/// Bytes that failed [`Verified::check`], and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Why the bytes are not the block.
+    pub error: BlockError,
+    /// The bytes, given back.
+    pub bytes: Vec<u8>,
+}
+
 /// The sha2-256 digest inside `cid`, if it has one.
 pub fn digest(cid: &Cid) -> Option<[u8; 32]> {
     if cid.hash().code() != SHA2_256 {
@@ -169,6 +211,16 @@ pub fn digest(cid: &Cid) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verified_is_only_made_from_matching_bytes() {
+        let c = cid_of(Codec::Raw, b"hello");
+        let v = Verified::check(c, b"hello".to_vec()).unwrap();
+        assert_eq!((v.cid(), v.bytes()), (&c, &b"hello"[..]));
+        let refused = Verified::check(c, b"hellO".to_vec()).unwrap_err();
+        assert_eq!(refused.error, BlockError::Mismatch { cid: c });
+        assert_eq!(refused.bytes, b"hellO");
+    }
 
     #[test]
     fn cid_of_is_v1_sha256_with_codec() {

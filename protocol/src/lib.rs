@@ -12,7 +12,7 @@ pub mod manifest;
 pub mod release;
 pub mod store;
 
-pub use block::{BlockError, Cid, CidError, Codec, check_cid, cid_of, parse_cid};
+pub use block::{BlockError, Cid, CidError, Codec, Verified, check_cid, cid_of, parse_cid};
 pub use chunker::Chunker;
 pub use manifest::{ChildRef, ChunkRef, Entry, EntryKind, Flist, ManifestError};
 pub use release::{

@@ -1,6 +1,6 @@
 //! Block stores: verified put, re-verified get.
 
-use crate::block::{BlockError, Cid, verify};
+use crate::block::{BlockError, Cid, Verified, verify};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -27,6 +27,10 @@ pub enum StoreError {
 pub trait BlockStore {
     /// Verifies `bytes` against `cid`, then stores them. Storing an existing block is a no-op.
     fn put(&self, cid: &Cid, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Stores a block already verified, without hashing it again.
+    fn put_verified(&self, block: &Verified) -> Result<(), StoreError> {
+        self.put(block.cid(), block.bytes())
+    }
     /// The block's bytes, re-verified. A stored block that no longer verifies is removed
     /// and reported as [`StoreError::Corrupted`].
     fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, StoreError>;
@@ -88,6 +92,13 @@ impl BlockStore for MemoryStore {
     fn put(&self, cid: &Cid, bytes: &[u8]) -> Result<(), StoreError> {
         verify(cid, bytes)?;
         self.map().entry(*cid).or_insert_with(|| bytes.to_vec());
+        Ok(())
+    }
+
+    fn put_verified(&self, block: &Verified) -> Result<(), StoreError> {
+        self.map()
+            .entry(*block.cid())
+            .or_insert_with(|| block.bytes().to_vec());
         Ok(())
     }
 

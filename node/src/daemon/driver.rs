@@ -239,7 +239,7 @@ pub(crate) struct Driver {
     lookups_in_flight: usize,
     /// Verified blocks being written to the store, served from memory meanwhile (a peer asks
     /// for a block the moment our HAVE reaches it).
-    unstored: HashMap<Cid, Arc<Vec<u8>>>,
+    unstored: HashMap<Cid, Arc<Block>>,
     // Releases.
     state: Arc<Mutex<NodeState>>,
     high_water: Option<HighWater>,
@@ -533,15 +533,18 @@ impl Driver {
             Output::Lookup { cid } => self.lookups.push_back(cid),
             Output::Store { cid, payload } => {
                 self.snap.blocks_verified += 1;
-                let bytes = Arc::new(payload.into_bytes());
-                self.unstored.insert(cid, Arc::clone(&bytes));
+                let block = Arc::new(payload);
+                self.unstored.insert(cid, Arc::clone(&block));
                 let (store, tx, disk) =
                     (Arc::clone(&self.store), self.tx.clone(), self.disk.clone());
                 tokio::spawn(async move {
                     let _permit = disk.acquire_owned().await;
-                    let result = tokio::task::spawn_blocking(move || store.put(&cid, &bytes))
-                        .await
-                        .unwrap_or_else(|e| Err(StoreError::Backend(e.to_string())));
+                    let result = tokio::task::spawn_blocking(move || match &*block {
+                        Block::Verified(v) if v.cid() == &cid => store.put_verified(v),
+                        other => store.put(&cid, other.as_bytes()),
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(StoreError::Backend(e.to_string())));
                     let _ = tx.send(TaskMsg::Stored { cid, result }).await;
                 });
             }
@@ -684,7 +687,7 @@ impl Driver {
 
     fn serve(&mut self, id: ServeId, cid: Cid) {
         let (store, tx, disk) = (Arc::clone(&self.store), self.tx.clone(), self.disk.clone());
-        if let Some(bytes) = self.unstored.get(&cid).map(|b| b.to_vec()) {
+        if let Some(bytes) = self.unstored.get(&cid).map(|b| b.as_bytes().to_vec()) {
             tokio::spawn(async move {
                 let _ = tx
                     .send(TaskMsg::Served {

@@ -2,55 +2,62 @@
 //! the event loop, so the agent's check is a comparison instead of a hash.
 
 use bootswarm_protocol::agent::Payload;
-use bootswarm_protocol::block::{self, BlockError, Cid};
+use bootswarm_protocol::block::{self, BlockError, Cid, Verified};
 
-/// Bytes of one block and, when known, whether they hash to a given CID.
+/// Bytes of one block and what is known about them.
 #[derive(Debug, Clone)]
-pub(crate) struct Block {
-    bytes: Vec<u8>,
-    checked: Option<(Cid, bool)>,
+pub(crate) enum Block {
+    /// Hashed against their CID and found to match.
+    Verified(Verified),
+    /// Hashed against `cid` and found not to match.
+    Mismatch { cid: Cid, bytes: Vec<u8> },
+    /// Read from the store, which verifies what it returns.
+    Stored { cid: Cid, bytes: Vec<u8> },
 }
 
 impl Block {
     /// Hashes `bytes` against `cid` now (call it on a blocking thread).
     pub(crate) fn verified(cid: Cid, bytes: Vec<u8>) -> Block {
-        let ok = block::verify(&cid, &bytes).is_ok();
-        Block {
-            bytes,
-            checked: Some((cid, ok)),
+        match Verified::check(cid, bytes) {
+            Ok(v) => Block::Verified(v),
+            Err(refused) => Block::Mismatch {
+                cid,
+                bytes: refused.bytes,
+            },
         }
     }
 
     /// Bytes the store has already verified against `cid`.
     pub(crate) fn from_store(cid: Cid, bytes: Vec<u8>) -> Block {
-        Block {
-            bytes,
-            checked: Some((cid, true)),
-        }
+        Block::Stored { cid, bytes }
     }
 
     /// The bytes.
-    pub(crate) fn into_bytes(self) -> Vec<u8> {
-        self.bytes
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Block::Verified(v) => v.bytes(),
+            Block::Mismatch { bytes, .. } | Block::Stored { bytes, .. } => bytes,
+        }
     }
 }
 
 impl Payload for Block {
     fn len(&self) -> usize {
-        self.bytes.len()
+        self.as_bytes().len()
     }
 
     fn verify(&self, cid: &Cid) -> Result<(), BlockError> {
-        match self.checked {
-            Some((c, true)) if c == *cid => Ok(()),
-            Some((c, false)) if c == *cid => Err(BlockError::Mismatch { cid: *cid }),
-            // Checked against another CID (or not at all): hash now.
-            _ => block::verify(cid, &self.bytes),
+        match self {
+            Block::Verified(v) if v.cid() == cid => Ok(()),
+            Block::Stored { cid: c, .. } if c == cid => Ok(()),
+            Block::Mismatch { cid: c, .. } if c == cid => Err(BlockError::Mismatch { cid: *cid }),
+            // Checked against another CID: hash now.
+            _ => block::verify(cid, self.as_bytes()),
         }
     }
 
     fn bytes(&self) -> Option<&[u8]> {
-        Some(&self.bytes)
+        Some(self.as_bytes())
     }
 }
 
@@ -66,6 +73,7 @@ mod tests {
         assert!(Block::verified(cid, b"hello".to_vec()).verify(&cid).is_ok());
         let bad = Block::verified(cid, b"hellO".to_vec());
         assert!(matches!(bad.verify(&cid), Err(BlockError::Mismatch { .. })));
+        assert!(!matches!(bad, Block::Verified(_)));
         // A result for another CID is not reused.
         assert!(
             Block::verified(cid, b"hello".to_vec())
@@ -73,5 +81,9 @@ mod tests {
                 .is_err()
         );
         assert_eq!(Block::from_store(cid, b"hello".to_vec()).len(), 5);
+        assert!(matches!(
+            Block::verified(cid, b"hello".to_vec()),
+            Block::Verified(_)
+        ));
     }
 }
