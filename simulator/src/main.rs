@@ -64,6 +64,10 @@ enum Cmd {
         /// Keep the work directory (packages, hub, stores, node logs) and print its path.
         #[arg(long)]
         keep_workdir: bool,
+        /// Put the work directory on the disk instead of a tmpfs of its own (which needs
+        /// about (2 × nodes + 4) × the release size of free memory).
+        #[arg(long)]
+        on_disk: bool,
     },
 }
 
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
             discovery,
             no_baseline,
             keep_workdir,
+            on_disk,
         } => {
             let opts = testbed::Options {
                 bin,
@@ -102,6 +107,7 @@ fn main() -> ExitCode {
                 }),
                 baseline: !no_baseline,
                 keep_workdir,
+                on_disk,
                 stop: Arc::new(AtomicBool::new(false)),
                 progress: true,
             };

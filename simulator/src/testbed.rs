@@ -8,6 +8,7 @@
 
 mod compare;
 mod lab;
+mod ramdisk;
 mod run;
 mod sample;
 

@@ -2,6 +2,7 @@
 
 use super::Error;
 use super::lab::{self, Lab, Shaping};
+use super::ramdisk::{self, RamDisk};
 use super::sample;
 use crate::run::{Check, Options as SimOptions, SeedResult, run_seed, t_min};
 use crate::scenario::{Discovery, HostCpu, Scenario};
@@ -43,6 +44,8 @@ pub struct Options {
     pub baseline: bool,
     /// Keep the work directory (samples, hub, stores, logs) and print where it is.
     pub keep_workdir: bool,
+    /// Put the work directory on the disk instead of a tmpfs of its own.
+    pub on_disk: bool,
     /// Set by SIGINT/SIGTERM: the run stops and cleans up.
     pub stop: Arc<AtomicBool>,
     /// Progress lines on stderr.
@@ -266,6 +269,21 @@ pub fn run(sc: &Scenario, opts: &Options) -> Result<Outcome, Error> {
     if opts.keep_workdir {
         work.disable_cleanup(true);
     }
+    // Declared after `work`, so it is unmounted before the directory is removed.
+    let mut ram = match opts.on_disk {
+        true => None,
+        false => Some(RamDisk::mount(
+            work.path(),
+            workdir_bytes(sc.nodes, sc.size),
+        )?),
+    };
+    if let Some(r) = ram.as_mut().filter(|_| opts.keep_workdir) {
+        r.keep();
+        eprintln!(
+            "the kept work directory {} is a tmpfs: `umount` it to free its memory",
+            work.path().display()
+        );
+    }
     let w = work.path().to_path_buf();
     let ctx = Ctx {
         bin: &opts.bin,
@@ -433,6 +451,15 @@ fn cpu_times() -> Option<(u64, u64)> {
 }
 
 /// Removes work directories of earlier runs whose process is gone (killed with SIGKILL).
+/// Upper bound of what a run writes into its work directory: the sample packages, the hub's
+/// blocks, each node's store and tree (swarm and hub-only runs use the same nodes' space one
+/// after the other) and an upgrade's new blocks, plus room for logs and indexes.
+fn workdir_bytes(nodes: u32, release: u64) -> u64 {
+    (2 * u64::from(nodes) + 4)
+        .saturating_mul(release)
+        .saturating_add(256 << 20)
+}
+
 fn remove_stale_workdirs() {
     let Ok(dir) = fs::read_dir(std::env::temp_dir()) else {
         return;
@@ -446,10 +473,13 @@ fn remove_stale_workdirs() {
         else {
             continue;
         };
-        if pid != std::process::id()
-            && !Path::new(&format!("/proc/{pid}")).exists()
-            && fs::remove_dir_all(e.path()).is_ok()
-        {
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if ramdisk::is_mounted(&e.path()) {
+            ramdisk::unmount(&e.path());
+        }
+        if fs::remove_dir_all(e.path()).is_ok() {
             eprintln!("removed {} left by an earlier run", e.path().display());
         }
     }
