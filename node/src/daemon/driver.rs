@@ -38,7 +38,7 @@ use super::{DaemonOptions, DaemonReport, install};
 use crate::boot::materialise::MaterialiseStats;
 use crate::error::{Error, Result};
 use crate::hub::client::HubClient;
-use crate::state::{Installed, NodeState};
+use crate::state::{FailedUpgrade, Installed, NodeState};
 use crate::store::SledStore;
 use crate::task::blocking;
 
@@ -1455,6 +1455,14 @@ impl Driver {
             }
             Err(e) => {
                 tracing::error!("installing release {root} failed: {e}");
+                if let Some(&seq) = self.root_seqs.get(&root) {
+                    self.snap.upgrade_failure = Some(FailedUpgrade {
+                        seq,
+                        root: root.to_string(),
+                        reason: e.to_string(),
+                        at: unix_now(),
+                    });
+                }
                 if self.opts.once {
                     self.exit = Some(Err(e));
                 }

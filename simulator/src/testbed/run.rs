@@ -1044,7 +1044,9 @@ impl Env<'_> {
                 {
                     if v["installed"]["seq"].as_u64() == Some(seq) {
                         times[k] = Some(t0.elapsed().as_secs_f64());
-                    } else if let Some(why) = v["upgrade_failure"].as_str() {
+                    } else if v["upgrade_failure"]["seq"].as_u64() == Some(seq)
+                        && let Some(why) = v["upgrade_failure"]["reason"].as_str()
+                    {
                         incomplete = Some(format!("node {k} failed the upgrade: {why}"));
                     }
                 }
