@@ -64,8 +64,8 @@ enum Cmd {
         /// Keep the work directory (packages, hub, stores, node logs) and print its path.
         #[arg(long)]
         keep_workdir: bool,
-        /// Put the work directory on the disk instead of a tmpfs of its own (which needs
-        /// about (2 × nodes + 4) × the release size of free memory).
+        /// Put the work directory on the disk instead of a tmpfs of its own (which may take
+        /// up to (3 × nodes + 4) × the release size of memory).
         #[arg(long)]
         on_disk: bool,
     },

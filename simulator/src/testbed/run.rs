@@ -451,11 +451,12 @@ fn cpu_times() -> Option<(u64, u64)> {
 }
 
 /// Removes work directories of earlier runs whose process is gone (killed with SIGKILL).
-/// Upper bound of what a run writes into its work directory: the sample packages, the hub's
-/// blocks, each node's store and tree (swarm and hub-only runs use the same nodes' space one
-/// after the other) and an upgrade's new blocks, plus room for logs and indexes.
+/// Upper bound of what a run writes into its work directory: per node its store and two trees
+/// side by side during an upgrade (swarm and hub-only runs use the nodes' space one after the
+/// other); the two versions of the sample packages and the hub's blocks; room for logs and
+/// indexes.
 fn workdir_bytes(nodes: u32, release: u64) -> u64 {
-    (2 * u64::from(nodes) + 4)
+    (3 * u64::from(nodes) + 4)
         .saturating_mul(release)
         .saturating_add(256 << 20)
 }
