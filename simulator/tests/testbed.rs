@@ -1,6 +1,6 @@
-//! The netns testbed with real `bootswarm` processes: `scenarios/lan-8.toml` must meet its
-//! `[testbed.expect]`, and an interrupted run must leave no namespace, process or work
-//! directory behind.
+//! The netns testbed with real `bootswarm` processes: `scenarios/lan-8.toml` and
+//! `lan-8-upgrade.toml` (a gossiped upgrade) must meet their `[testbed.expect]`, and an
+//! interrupted run must leave no namespace, process, tmpfs or work directory behind.
 //!
 //! Needs root and iproute2. Without them the tests print why and pass as skipped, unless
 //! `BOOTSWARM_TESTBED_REQUIRED=1` is set (then they fail). The node binary is
@@ -112,6 +112,62 @@ fn workdirs(pid: u32) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// tmpfs mounts a run with this pid left (its work directory is one).
+fn mounts(pid: u32) -> Vec<String> {
+    let prefix = format!("bootswarm-testbed-{pid}-");
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.contains(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn lan_8_upgrade_switches_every_node_by_gossip() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let bin = node_binary();
+    let scenario = workspace().join("scenarios/lan-8-upgrade.toml");
+    let child = Command::new(SIM)
+        .arg("testbed")
+        .arg(&scenario)
+        .arg("--bin")
+        .arg(&bin)
+        .args(["--json", "--no-baseline"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bootswarm-sim starts");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("bootswarm-sim finishes");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    println!("{stdout}");
+    assert!(mounts(pid).is_empty(), "the testbed left its tmpfs mounted");
+    assert!(
+        workdirs(pid).is_empty(),
+        "the testbed left its work directory"
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON from the testbed (exit {:?})", out.status));
+    let v: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
+    assert!(
+        v["testbed_passed"] == true && out.status.success(),
+        "lan-8-upgrade failed its testbed checks: {}",
+        v["testbed_checks"]
+    );
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    assert!(f("measured_hub_upgrade_bytes_vs_changed") <= 1.05, "{line}");
+}
+
 #[test]
 fn lan_8_meets_its_testbed_expectations() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -147,6 +203,7 @@ fn lan_8_meets_its_testbed_expectations() {
         workdirs(pid).is_empty(),
         "the testbed left its work directory"
     );
+    assert!(mounts(pid).is_empty(), "the testbed left its tmpfs mounted");
     let line = stdout
         .lines()
         .rev()
@@ -232,6 +289,7 @@ fn an_interrupted_run_removes_everything_it_made() {
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert!(namespaces(&prefix).is_empty(), "namespaces left behind");
     assert!(workdirs(pid).is_empty(), "work directory left behind");
+    assert!(mounts(pid).is_empty(), "tmpfs left mounted");
     assert!(
         namespaces(&stale).is_empty(),
         "the stale namespace {stale} was not removed"
