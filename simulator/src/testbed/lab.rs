@@ -170,12 +170,17 @@ fn ip(args: &[&str]) -> Result<(), Error> {
     run("ip", args)
 }
 
-fn run(tool: &str, args: &[&str]) -> Result<(), Error> {
+/// Runs `tool ARGS`; a failure is one sentence with the tool's own message.
+pub(super) fn run(tool: &str, args: &[&str]) -> Result<(), Error> {
+    let package = match tool {
+        "ip" | "tc" => "iproute2",
+        _ => "util-linux",
+    };
     let out = Command::new(tool)
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| Error::Failed(format!("cannot run {tool} ({e}); install iproute2")))?;
+        .map_err(|e| Error::Failed(format!("cannot run {tool} ({e}); install {package}")))?;
     if out.status.success() {
         return Ok(());
     }

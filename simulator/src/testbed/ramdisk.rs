@@ -6,10 +6,9 @@
 //! the swarm itself: lan-16 measured 31–34 s on disk and 27–28 s on tmpfs with the same
 //! binaries. `--on-disk` keeps the old behaviour.
 
-use super::Error;
+use super::{Error, lab};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// Share of the available memory the tmpfs may be asked to hold.
 const MAX_SHARE_OF_AVAILABLE: f64 = 0.8;
@@ -104,24 +103,14 @@ fn parse_mem_available(meminfo: &str) -> Option<u64> {
     kib.checked_mul(1024)
 }
 
+/// [`lab::run`], pointing at `--on-disk` when it fails.
 fn run(tool: &str, args: &[&str]) -> Result<(), Error> {
-    let out = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::Failed(format!("cannot run {tool} ({e}); install util-linux")))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(Error::Failed(format!(
-        "`{tool} {}` failed: {}; pass --on-disk to run the testbed on the disk",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-            .trim()
-            .lines()
-            .next()
-            .unwrap_or("no message")
-    )))
+    lab::run(tool, args).map_err(|e| match e {
+        Error::Failed(msg) => Error::Failed(format!(
+            "{msg}; pass --on-disk to run the testbed on the disk"
+        )),
+        other => other,
+    })
 }
 
 #[cfg(test)]
