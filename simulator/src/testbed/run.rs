@@ -1223,61 +1223,54 @@ fn checks(sc: &Scenario, o: &Outcome) -> Vec<Check> {
             },
         );
     }
-    if let Some(m) = x.upgrade_s_max {
-        let v = o.upgrade.as_ref().and_then(|u| u.all_upgraded_s);
-        push(
-            "upgrade_s",
-            v.is_some_and(|v| v <= m),
-            format!("{} <= {m}", fmt(v)),
-        );
-    }
-    if let Some(m) = x.hub_upgrade_bytes_vs_changed_max {
-        let v = o
-            .upgrade
+    // A measured value against its limit (`<=` a maximum, `>=` a minimum); a missing value fails.
+    let mut bound = |name: &str, limit: Option<f64>, v: Option<f64>, op: &str| {
+        if let Some(m) = limit {
+            let pass = v.is_some_and(|v| if op == ">=" { v >= m } else { v <= m });
+            push(name, pass, format!("{} {op} {m}", fmt(v)));
+        }
+    };
+    bound(
+        "upgrade_s",
+        x.upgrade_s_max,
+        o.upgrade.as_ref().and_then(|u| u.all_upgraded_s),
+        "<=",
+    );
+    bound(
+        "hub_upgrade_bytes_vs_changed",
+        x.hub_upgrade_bytes_vs_changed_max,
+        o.upgrade
             .as_ref()
-            .map(UpgradeMeasured::hub_bytes_vs_changed);
-        push(
-            "hub_upgrade_bytes_vs_changed",
-            v.is_some_and(|v| v <= m),
-            format!("{} <= {m}", fmt(v)),
-        );
-    }
-    if let Some(m) = x.time_vs_tmin_max {
-        let v = o.time_vs_tmin();
-        push(
-            "time_vs_tmin",
-            v.is_some_and(|v| v <= m),
-            format!("{} <= {m}", fmt(v)),
-        );
-    }
-    if let Some(m) = x.hub_egress_vs_f_max {
-        let v = o.hub_egress_vs_f();
-        push("hub_egress_vs_f", v <= m, format!("{v:.3} <= {m}"));
-    }
-    if let (Some(m), Some(_)) = (x.hub_only_speedup_min, &o.hub_only) {
-        let v = o.speedup();
-        push(
+            .map(UpgradeMeasured::hub_bytes_vs_changed),
+        "<=",
+    );
+    bound("time_vs_tmin", x.time_vs_tmin_max, o.time_vs_tmin(), "<=");
+    bound(
+        "hub_egress_vs_f",
+        x.hub_egress_vs_f_max,
+        Some(o.hub_egress_vs_f()),
+        "<=",
+    );
+    if o.hub_only.is_some() {
+        bound(
             "hub_only_speedup",
-            v.is_some_and(|v| v >= m),
-            format!("{} >= {m}", fmt(v)),
+            x.hub_only_speedup_min,
+            o.speedup(),
+            ">=",
         );
     }
-    if let Some(m) = x.sim_time_error_max {
-        let v = o.sim_time_error();
-        push(
-            "sim_time_error",
-            v.is_some_and(|v| v <= m),
-            format!("{} <= {m}", fmt(v)),
-        );
-    }
-    if let Some(m) = x.sim_hub_bytes_error_max {
-        let v = o.sim_hub_bytes_error();
-        push(
-            "sim_hub_bytes_error",
-            v.is_some_and(|v| v <= m),
-            format!("{} <= {m}", fmt(v)),
-        );
-    }
+    bound(
+        "sim_time_error",
+        x.sim_time_error_max,
+        o.sim_time_error(),
+        "<=",
+    );
+    bound(
+        "sim_hub_bytes_error",
+        x.sim_hub_bytes_error_max,
+        o.sim_hub_bytes_error(),
+        "<=",
+    );
     out
 }
 
