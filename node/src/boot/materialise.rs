@@ -433,18 +433,7 @@ impl Writer<'_> {
         entry: &Entry,
         on_bytes: &dyn Fn(u64),
     ) -> Result<()> {
-        refuse_dir_at(full)?;
-        let tmp = self.temp_for(full)?;
-        let result = write_file(store, rel, &tmp, entry, on_bytes).and_then(|()| {
-            refuse_dir_at(full)?;
-            fs::rename(&tmp, full).map_err(|e| io_error("rename into place", full, &e))
-        });
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        self.touched
-            .push(crate::fsutil::parent_dir(full).to_path_buf());
+        self.place(full, |tmp| write_file(store, rel, tmp, entry, on_bytes))?;
         self.stats.files += 1;
         self.stats.bytes += entry.size;
         Ok(())
@@ -457,21 +446,29 @@ impl Writer<'_> {
                 rel.escape_debug()
             )));
         };
+        self.place(full, |tmp| {
+            std::os::unix::fs::symlink(link, tmp)
+                .map_err(|e| io_error("create the symlink", full, &e))
+        })?;
+        self.stats.symlinks += 1;
+        Ok(())
+    }
+
+    /// Creates an entry with `create` under a temp name beside `full`, then renames it into
+    /// place (never over a directory); the temp name is removed on failure.
+    fn place(&mut self, full: &Path, create: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
         refuse_dir_at(full)?;
         let tmp = self.temp_for(full)?;
-        let result = std::os::unix::fs::symlink(link, &tmp)
-            .map_err(|e| io_error("create the symlink", full, &e))
-            .and_then(|()| {
-                refuse_dir_at(full)?;
-                fs::rename(&tmp, full).map_err(|e| io_error("rename into place", full, &e))
-            });
+        let result = create(&tmp).and_then(|()| {
+            refuse_dir_at(full)?;
+            fs::rename(&tmp, full).map_err(|e| io_error("rename into place", full, &e))
+        });
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
         self.touched
             .push(crate::fsutil::parent_dir(full).to_path_buf());
-        self.stats.symlinks += 1;
         Ok(())
     }
 }
