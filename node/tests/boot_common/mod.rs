@@ -1,5 +1,5 @@
 //! Helpers shared by the boot and demo process tests: packages, keys, a hub process, a
-//! tree walk and the hub's stats. Everything runs the real binary on 127.0.0.1.
+//! tree walk, the hub's stats and a child's stdout lines. Everything runs the real binary on 127.0.0.1.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -370,4 +370,18 @@ impl Fixture {
     pub fn block_path(&self, cid: &str) -> PathBuf {
         self.hub_dir.join("blocks").join(cid)
     }
+}
+
+/// The child's stdout as a channel of lines, read by a thread of its own.
+pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
