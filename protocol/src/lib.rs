@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod block;
 pub mod chunker;
+pub mod follower;
 pub mod manifest;
 pub mod release;
 pub mod store;

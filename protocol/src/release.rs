@@ -199,6 +199,84 @@ pub enum ReleaseError {
     BadTrustRoot(String),
 }
 
+/// The kind of a refused release: a short, stable label for `/status` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RefusalKind {
+    /// [`ReleaseError::TooLarge`].
+    TooLarge,
+    /// [`ReleaseError::Decode`].
+    Undecodable,
+    /// [`ReleaseError::BadChannelName`].
+    BadChannelName,
+    /// [`ReleaseError::NoTrustedSignature`].
+    UntrustedKey,
+    /// [`ReleaseError::BadSignature`].
+    BadSignature,
+    /// [`ReleaseError::ThresholdNotMet`].
+    ThresholdNotMet,
+    /// [`ReleaseError::WrongChannel`].
+    WrongChannel,
+    /// [`ReleaseError::Expired`].
+    Expired,
+    /// [`ReleaseError::NotYetValid`].
+    NotYetValid,
+    /// [`ReleaseError::Rollback`].
+    Rollback,
+    /// [`ReleaseError::Equivocation`].
+    Equivocation,
+    /// [`ReleaseError::BadTrustRoot`].
+    BadTrustRoot,
+    /// Gossip on a topic the node does not follow (no [`ReleaseError`]: the transport's).
+    WrongTopic,
+}
+
+impl RefusalKind {
+    /// The label, e.g. `bad_signature`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::TooLarge => "too_large",
+            RefusalKind::Undecodable => "undecodable",
+            RefusalKind::BadChannelName => "bad_channel_name",
+            RefusalKind::UntrustedKey => "untrusted_key",
+            RefusalKind::BadSignature => "bad_signature",
+            RefusalKind::ThresholdNotMet => "threshold_not_met",
+            RefusalKind::WrongChannel => "wrong_channel",
+            RefusalKind::Expired => "expired",
+            RefusalKind::NotYetValid => "not_yet_valid",
+            RefusalKind::Rollback => "rollback",
+            RefusalKind::Equivocation => "equivocation",
+            RefusalKind::BadTrustRoot => "bad_trust_root",
+            RefusalKind::WrongTopic => "wrong_topic",
+        }
+    }
+}
+
+impl std::fmt::Display for RefusalKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ReleaseError {
+    /// What kind of refusal this is.
+    pub fn kind(&self) -> RefusalKind {
+        match self {
+            ReleaseError::TooLarge { .. } => RefusalKind::TooLarge,
+            ReleaseError::Decode(_) => RefusalKind::Undecodable,
+            ReleaseError::BadChannelName { .. } => RefusalKind::BadChannelName,
+            ReleaseError::NoTrustedSignature => RefusalKind::UntrustedKey,
+            ReleaseError::BadSignature { .. } => RefusalKind::BadSignature,
+            ReleaseError::ThresholdNotMet { .. } => RefusalKind::ThresholdNotMet,
+            ReleaseError::WrongChannel { .. } => RefusalKind::WrongChannel,
+            ReleaseError::Expired { .. } => RefusalKind::Expired,
+            ReleaseError::NotYetValid { .. } => RefusalKind::NotYetValid,
+            ReleaseError::Rollback { .. } => RefusalKind::Rollback,
+            ReleaseError::Equivocation { .. } => RefusalKind::Equivocation,
+            ReleaseError::BadTrustRoot(_) => RefusalKind::BadTrustRoot,
+        }
+    }
+}
+
 /// Lowercase hex of `bytes`.
 pub fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

@@ -1,0 +1,765 @@
+//! The release follower: one sans-IO state machine per node that owns every decision about
+//! the releases of the channel the node follows.
+//!
+//! It judges each release it hears (from the hub, by gossip, from a peer, from an operator or
+//! from the disk) with the trust root and the durable high-water mark; asks the driver to save
+//! a new mark and waits for that before anything of the release is booted; schedules hub
+//! polls with jitter and puts them off when the farm already passed the release on; gates the
+//! boot on the expected peers; and sequences install → switch → hooks → health check →
+//! switch back. The driver (the node or the simulator) feeds [`Input`]s (facts) with the
+//! current [`Time`] and unix time, drains [`Follower::poll_output`] (actions), and arms a
+//! timer for [`Follower::poll_timeout`], exactly as for the [`Agent`](crate::agent::Agent).
+
+mod install;
+mod poll;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use crate::agent::Time;
+use crate::block::Cid;
+use crate::release::{
+    Freshness, GossipVerdict, HighWater, RefusalKind, SignedRelease, TrustRoot, check_release,
+    gossip_verdict,
+};
+use install::Installer;
+use poll::PollSchedule;
+
+/// Accepted releases whose seq is remembered by root (a booted root may no longer be the
+/// current release by the time it is installed).
+const ROOTS_REMEMBERED: usize = 64;
+
+/// Where a release came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The hub's answer to a poll.
+    Hub,
+    /// Release gossip.
+    Gossip,
+    /// A peer answering "what is your release" when a link opens.
+    Peer,
+    /// The copy an earlier run saved.
+    Disk,
+    /// Handed over by an operator (`bootswarm announce`).
+    Operator,
+}
+
+/// What happens to a release once its blocks are all held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallMode {
+    /// Nothing is installed: the node only caches and serves.
+    None,
+    /// Written straight into the target, once (`bootswarm boot`).
+    Direct,
+    /// Each version side by side, switched to atomically; on an upgrade the change hooks and
+    /// the health check run, and a failure switches back.
+    Versions {
+        /// Whether a change hook is configured.
+        hooks: bool,
+        /// Whether a health check is configured.
+        health_check: bool,
+    },
+}
+
+/// The follower's settings.
+#[derive(Debug, Clone)]
+pub struct FollowerConfig {
+    /// The channel followed.
+    pub channel: String,
+    /// Publisher keys and threshold.
+    pub trust: TrustRoot,
+    /// Seed of the poll jitter.
+    pub seed: u64,
+    /// Period of hub polls (±20 % jitter); `None`: the hub is never polled.
+    pub poll_interval: Option<Duration>,
+    /// First wait after a failed poll; it doubles up to `poll_backoff_max`.
+    pub poll_backoff: Duration,
+    /// Longest wait after failed polls.
+    pub poll_backoff_max: Duration,
+    /// Peers to wait for before a boot starts.
+    pub peers_needed: usize,
+    /// Longest wait for them, from the follower's start.
+    pub peer_wait: Duration,
+    /// What happens once a release is held.
+    pub install: InstallMode,
+}
+
+impl FollowerConfig {
+    /// Settings for `channel` under `trust`: hourly polls, no peer gate, nothing installed.
+    pub fn new(channel: impl Into<String>, trust: TrustRoot) -> Self {
+        FollowerConfig {
+            channel: channel.into(),
+            trust,
+            seed: 0,
+            poll_interval: Some(Duration::from_secs(3600)),
+            poll_backoff: Duration::from_secs(1),
+            poll_backoff_max: Duration::from_secs(30),
+            peers_needed: 0,
+            peer_wait: Duration::ZERO,
+            install: InstallMode::None,
+        }
+    }
+}
+
+/// A release version: its seq and root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    /// Sequence number.
+    pub seq: u64,
+    /// Root flist.
+    pub root: Cid,
+}
+
+/// An install or upgrade that did not complete, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The version that failed.
+    pub version: Version,
+    /// One sentence.
+    pub reason: String,
+    /// When, unix seconds.
+    pub at: u64,
+    /// Whether it was an upgrade rolled back (that release is not installed again), rather
+    /// than an error (retried when the release is booted again).
+    pub rolled_back: bool,
+}
+
+/// What an earlier run left on disk.
+#[derive(Debug, Clone, Default)]
+pub struct Restored {
+    /// The durable high-water mark.
+    pub high_water: Option<HighWater>,
+    /// The signed release saved beside it (judged as [`Via::Disk`] at start).
+    pub release: Option<Vec<u8>>,
+    /// The version in use in the target.
+    pub installed: Option<Version>,
+    /// Whether that version's tree is still on disk (an upgrade can switch back to it).
+    pub installed_on_disk: bool,
+    /// The last upgrade rolled back.
+    pub failed: Option<Failure>,
+}
+
+/// A fact the driver reports.
+#[derive(Debug)]
+pub enum Input {
+    /// A release heard from gossip, a peer, an operator or the disk (hub answers come as
+    /// [`Input::Polled`]); `ticket` comes back in the [`Output::Judged`] about it.
+    Release {
+        /// The signed release as received (at most `MAX_RELEASE_SIZE`).
+        bytes: Vec<u8>,
+        /// Where it came from.
+        via: Via,
+        /// The driver's handle for the verdict (gossip message, operator reply).
+        ticket: u64,
+    },
+    /// The hub's answer to [`Output::Poll`]: the channel's signed release, or why not.
+    Polled(Result<Vec<u8>, String>),
+    /// The save asked by [`Output::Save`] for `root` is durable.
+    Saved {
+        /// The root of the high-water mark saved.
+        root: Cid,
+    },
+    /// Peers connected now.
+    Peers(usize),
+    /// Every block of `root` is held and written to the store.
+    Booted {
+        /// The booted root.
+        root: Cid,
+    },
+    /// The answer to [`Output::Install`]: the packages that changed against the previous
+    /// version (empty without one), or why the tree could not be written.
+    Installed {
+        /// The version's seq.
+        seq: u64,
+        /// Changed package names, or one sentence.
+        result: Result<Vec<String>, String>,
+    },
+    /// The answer to [`Output::Switch`].
+    Switched {
+        /// The seq now in use.
+        seq: u64,
+        /// Done, or one sentence.
+        result: Result<(), String>,
+    },
+    /// The answer to [`Output::RunHooks`].
+    HooksRan {
+        /// The seq the hooks ran for.
+        seq: u64,
+        /// All passed, or the first failure in one sentence.
+        result: Result<(), String>,
+    },
+    /// The answer to [`Output::HealthCheck`].
+    HealthChecked {
+        /// The seq checked.
+        seq: u64,
+        /// Healthy, or one sentence.
+        result: Result<(), String>,
+    },
+    /// The answer to [`Output::Commit`] and [`Output::RecordFailure`].
+    Recorded {
+        /// The seq recorded.
+        seq: u64,
+        /// Durable, or one sentence.
+        result: Result<(), String>,
+    },
+    /// The time from [`Follower::poll_timeout`] has come.
+    Timeout,
+}
+
+/// The follower's verdict on a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid and newer than anything accepted: adopted.
+    New(u64),
+    /// The release this node already follows.
+    Current(u64),
+    /// Valid but not for now (the release just before ours, a clock ahead, a stale hub):
+    /// dropped without blame.
+    Ignored {
+        /// The refusal kind.
+        kind: RefusalKind,
+        /// One sentence.
+        reason: String,
+    },
+    /// Invalid or an attack: dropped, and the sender is to blame.
+    Rejected {
+        /// The refusal kind.
+        kind: RefusalKind,
+        /// One sentence.
+        reason: String,
+    },
+}
+
+impl Verdict {
+    /// The gossip acceptance that goes with the verdict.
+    pub fn gossip(&self) -> GossipVerdict {
+        match self {
+            Verdict::New(_) | Verdict::Current(_) => GossipVerdict::Accept,
+            Verdict::Ignored { .. } => GossipVerdict::Ignore,
+            Verdict::Rejected { .. } => GossipVerdict::Reject,
+        }
+    }
+}
+
+/// Why change hooks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookAction {
+    /// The packages changed in an upgrade.
+    Upgrade,
+    /// The same packages, after switching back to the previous version.
+    Rollback,
+}
+
+impl HookAction {
+    /// `upgrade` or `rollback`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookAction::Upgrade => "upgrade",
+            HookAction::Rollback => "rollback",
+        }
+    }
+}
+
+/// An action the driver carries out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// The verdict on a release (gossip acceptance, the operator's answer, a log line).
+    Judged {
+        /// The ticket of the [`Input::Release`] (0 for hub answers).
+        ticket: u64,
+        /// Where the release came from.
+        via: Via,
+        /// The verdict.
+        verdict: Verdict,
+    },
+    /// Gossip these release bytes to the farm.
+    Publish {
+        /// The signed release.
+        bytes: Vec<u8>,
+    },
+    /// Make the high-water mark and the release durable; answer with [`Input::Saved`].
+    Save {
+        /// The new mark.
+        high_water: HighWater,
+        /// The signed release, for a restart while the hub is down.
+        bytes: Vec<u8>,
+    },
+    /// Ask the hub for the channel's release; answer with [`Input::Polled`].
+    Poll,
+    /// Boot `root`: the agent fetches every block of it.
+    Boot {
+        /// The root flist.
+        root: Cid,
+    },
+    /// Write the version's tree (`previous`: the version in use, to diff packages against);
+    /// answer with [`Input::Installed`].
+    Install {
+        /// The version.
+        version: Version,
+        /// The version in use it upgrades, if any.
+        previous: Option<Version>,
+    },
+    /// Point the target at `seq`; answer with [`Input::Switched`].
+    Switch {
+        /// The version to use.
+        seq: u64,
+    },
+    /// Run the change hook once per package; answer with [`Input::HooksRan`].
+    RunHooks {
+        /// The version the hooks run for.
+        seq: u64,
+        /// Why.
+        action: HookAction,
+        /// The changed packages.
+        packages: Vec<String>,
+    },
+    /// Run the health check; answer with [`Input::HealthChecked`].
+    HealthCheck {
+        /// The version in use.
+        seq: u64,
+    },
+    /// Record `version` as installed, keep the newest versions and (when `collect_blocks`)
+    /// remove blocks no kept version references; answer with [`Input::Recorded`].
+    Commit {
+        /// The version now installed.
+        version: Version,
+        /// No newer release is on its way in, so unreferenced blocks may go.
+        collect_blocks: bool,
+    },
+    /// Record a rolled-back upgrade (not installed again), keep `restore` as installed and
+    /// remove the failed version's tree; answer with [`Input::Recorded`].
+    RecordFailure {
+        /// What failed and why.
+        failure: Failure,
+        /// The version in use again.
+        restore: Version,
+    },
+    /// The booted release is in use (installed and switched to, when installing).
+    InUse {
+        /// The version.
+        version: Version,
+    },
+    /// Installing a booted release failed.
+    InstallFailed {
+        /// What failed and why.
+        failure: Failure,
+    },
+}
+
+/// The release the node follows now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentRelease {
+    /// Its version.
+    pub version: Version,
+    /// Expiry, unix seconds.
+    pub expires_at: u64,
+    /// The signed bytes (what peers are told).
+    pub bytes: Vec<u8>,
+}
+
+/// What `/status` reports about releases.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FollowerStatus {
+    /// Whether the current release is in use.
+    pub booted: bool,
+    /// Since when.
+    pub booted_at: Option<Time>,
+    /// The root being booted.
+    pub booting: Option<Cid>,
+    /// The version in use in the target.
+    pub installed: Option<Version>,
+    /// The last failed install or rolled-back upgrade.
+    pub failure: Option<Failure>,
+    /// Releases accepted as new.
+    pub accepted: u64,
+    /// Releases refused, by kind.
+    pub refusals: BTreeMap<RefusalKind, u64>,
+    /// The last refusal, one sentence.
+    pub last_refusal: Option<String>,
+    /// Hub polls sent.
+    pub polls: u64,
+    /// Polls put off because the release came from the farm or an operator.
+    pub polls_deferred: u64,
+    /// Whether the last poll failed.
+    pub hub_failing: bool,
+}
+
+/// The release follower of one node. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Follower {
+    cfg: FollowerConfig,
+    now: Time,
+    unix: u64,
+    started: Time,
+    high_water: Option<HighWater>,
+    current: Option<CurrentRelease>,
+    /// A save is in flight.
+    saving: bool,
+    /// Durable and waiting for the peer gate.
+    pending_boot: Option<Cid>,
+    peers: usize,
+    poll: PollSchedule,
+    installer: Installer,
+    /// Seq of each root accepted by this run.
+    root_seqs: BTreeMap<Cid, u64>,
+    status: FollowerStatus,
+    out: VecDeque<Output>,
+}
+
+impl Follower {
+    /// A follower starting at `now` (unix time `unix`) from what an earlier run saved; the
+    /// saved release, if any, is judged at once.
+    pub fn new(cfg: FollowerConfig, restored: Restored, now: Time, unix: u64) -> Self {
+        let poll = PollSchedule::new(&cfg, now);
+        let status = FollowerStatus {
+            installed: restored.installed,
+            failure: restored.failed.clone(),
+            ..FollowerStatus::default()
+        };
+        let installer = Installer::new(cfg.install, &restored);
+        let mut follower = Follower {
+            cfg,
+            now,
+            unix,
+            started: now,
+            high_water: restored.high_water,
+            current: None,
+            saving: false,
+            pending_boot: None,
+            peers: 0,
+            poll,
+            installer,
+            root_seqs: BTreeMap::new(),
+            status,
+            out: VecDeque::new(),
+        };
+        if let Some(bytes) = restored.release {
+            follower.on_release(bytes, Via::Disk, 0);
+        }
+        follower.progress();
+        follower
+    }
+
+    /// Feeds one fact at `now` (unix time `unix`). Drain [`poll_output`](Self::poll_output)
+    /// afterwards.
+    pub fn handle(&mut self, now: Time, unix: u64, input: Input) {
+        self.now = self.now.max(now);
+        self.unix = unix;
+        match input {
+            Input::Release { bytes, via, ticket } => self.on_release(bytes, via, ticket),
+            Input::Polled(result) => self.on_polled(result),
+            Input::Saved { root } => self.on_saved(root),
+            Input::Peers(n) => self.peers = n,
+            Input::Booted { root } => self.installer.booted(root),
+            Input::Installed { seq, result } => self.installer.installed(seq, result, &self.ctx()),
+            Input::Switched { seq, result } => self.installer.switched(seq, result, &self.ctx()),
+            Input::HooksRan { seq, result } => self.installer.hooks_ran(seq, result, &self.ctx()),
+            Input::HealthChecked { seq, result } => {
+                self.installer.checked(seq, result, &self.ctx());
+            }
+            Input::Recorded { seq, result } => self.installer.recorded(seq, result, &self.ctx()),
+            Input::Timeout => {}
+        }
+        self.progress();
+    }
+
+    fn ctx(&self) -> install::Ctx {
+        install::Ctx {
+            unix: self.unix,
+            current: self.current.as_ref().map(|c| c.version.root),
+        }
+    }
+
+    /// The next action, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When the follower next needs [`Input::Timeout`].
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let gate = self
+            .pending_boot
+            .filter(|_| !self.peers_ready())
+            .map(|_| self.started + self.cfg.peer_wait);
+        match (self.poll.due(), gate) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The release followed now.
+    pub fn current(&self) -> Option<&CurrentRelease> {
+        self.current.as_ref()
+    }
+
+    /// What `/status` reports.
+    pub fn status(&self) -> &FollowerStatus {
+        &self.status
+    }
+
+    /// The config it runs with.
+    pub fn config(&self) -> &FollowerConfig {
+        &self.cfg
+    }
+
+    /// Everything that can move after an input: a due poll, the boot gate, the next install
+    /// step.
+    fn progress(&mut self) {
+        if self.poll.take_due(self.now) {
+            self.status.polls += 1;
+            self.out.push_back(Output::Poll);
+        }
+        self.maybe_boot();
+        for step in self.installer.drain(&self.root_seqs) {
+            self.on_install_step(step);
+        }
+    }
+
+    fn on_install_step(&mut self, step: install::Step) {
+        match step {
+            install::Step::Do(out) => self.out.push_back(out),
+            install::Step::Installed(version) => self.status.installed = Some(version),
+            install::Step::Failed(failure) => {
+                self.status.failure = Some(failure.clone());
+                if !failure.rolled_back {
+                    self.out.push_back(Output::InstallFailed { failure });
+                }
+            }
+            install::Step::InUse(version) => {
+                if self.status.booting != Some(version.root) {
+                    return;
+                }
+                self.status.booted = true;
+                self.status.booted_at = Some(self.now);
+                self.out.push_back(Output::InUse { version });
+            }
+        }
+    }
+
+    // ----- releases -----
+
+    fn on_release(&mut self, bytes: Vec<u8>, via: Via, ticket: u64) {
+        let (verdict, adopted) = self.judge(&bytes);
+        self.out.push_back(Output::Judged {
+            ticket,
+            via,
+            verdict: verdict.clone(),
+        });
+        match (verdict, adopted) {
+            (_, Some((signed, fresh))) => self.adopt(&signed, bytes, fresh, via),
+            (Verdict::Ignored { kind, reason } | Verdict::Rejected { kind, reason }, None) => {
+                self.count_refusal(kind, reason, via);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_polled(&mut self, result: Result<Vec<u8>, String>) {
+        let decoded = result.and_then(|bytes| {
+            SignedRelease::decode(&bytes)
+                .map(|s| (s, bytes))
+                .map_err(|e| e.to_string())
+        });
+        match decoded {
+            Ok((signed, bytes)) => {
+                self.poll.succeeded(self.now);
+                self.status.hub_failing = false;
+                let outcome = self.check(&signed);
+                let verdict = match &outcome {
+                    Ok(Freshness::New) => Verdict::New(signed.release.seq),
+                    Ok(Freshness::Current) => Verdict::Current(signed.release.seq),
+                    Err(e) => Verdict::Ignored {
+                        kind: e.kind(),
+                        reason: e.to_string(),
+                    },
+                };
+                self.out.push_back(Output::Judged {
+                    ticket: 0,
+                    via: Via::Hub,
+                    verdict: verdict.clone(),
+                });
+                match (outcome, verdict) {
+                    (Ok(fresh), _) => self.adopt(&signed, bytes, fresh, Via::Hub),
+                    (Err(_), Verdict::Ignored { kind, reason }) => {
+                        self.count_refusal(kind, reason, Via::Hub);
+                    }
+                    _ => {}
+                }
+            }
+            Err(_) => {
+                self.poll.failed(self.now);
+                self.status.hub_failing = true;
+            }
+        }
+    }
+
+    #[allow(
+        clippy::result_large_err,
+        reason = "ReleaseError::Equivocation names both roots; errors are cold"
+    )]
+    fn check(&self, signed: &SignedRelease) -> Result<Freshness, crate::release::ReleaseError> {
+        check_release(
+            &self.cfg.trust,
+            &self.cfg.channel,
+            self.unix,
+            self.high_water.as_ref(),
+            signed,
+        )
+    }
+
+    /// The verdict on release bytes from anywhere but the hub, and what to adopt.
+    fn judge(&self, bytes: &[u8]) -> (Verdict, Option<(SignedRelease, Freshness)>) {
+        let signed = match SignedRelease::decode(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                let verdict = Verdict::Rejected {
+                    kind: e.kind(),
+                    reason: e.to_string(),
+                };
+                return (verdict, None);
+            }
+        };
+        let outcome = self.check(&signed);
+        let seq = signed.release.seq;
+        match (gossip_verdict(&outcome, self.high_water.as_ref()), outcome) {
+            (_, Ok(fresh)) => {
+                let verdict = match fresh {
+                    Freshness::New => Verdict::New(seq),
+                    Freshness::Current => Verdict::Current(seq),
+                };
+                (verdict, Some((signed, fresh)))
+            }
+            // The release just before ours (an honest race with a poller) and a clock ahead
+            // of ours are ignored; forged, other-channel, expired (replayed), older and
+            // equivocating releases blame the sender.
+            (GossipVerdict::Ignore, Err(e)) => (
+                Verdict::Ignored {
+                    kind: e.kind(),
+                    reason: e.to_string(),
+                },
+                None,
+            ),
+            (_, Err(e)) => (
+                Verdict::Rejected {
+                    kind: e.kind(),
+                    reason: e.to_string(),
+                },
+                None,
+            ),
+        }
+    }
+
+    /// Counts a refusal for `/status` (a stale copy from the hub, a peer that has not
+    /// upgraded yet or the disk is no refusal worth reporting).
+    fn count_refusal(&mut self, kind: RefusalKind, reason: String, via: Via) {
+        if matches!(via, Via::Hub | Via::Peer | Via::Disk) && kind == RefusalKind::Rollback {
+            return;
+        }
+        *self.status.refusals.entry(kind).or_insert(0) += 1;
+        self.status.last_refusal = Some(reason);
+    }
+
+    fn adopt(&mut self, signed: &SignedRelease, bytes: Vec<u8>, fresh: Freshness, via: Via) {
+        let r = &signed.release;
+        let version = Version {
+            seq: r.seq,
+            root: r.root,
+        };
+        if self.current.as_ref().is_some_and(|c| c.version.seq > r.seq) {
+            return;
+        }
+        let same = self.current.as_ref().is_some_and(|c| c.version == version);
+        // Keep the farm's hub polls near one per period: a release heard from the farm (or an
+        // operator) counts as this period's poll, and a node that did poll passes the
+        // release on, so the others skip theirs.
+        if matches!(via, Via::Gossip | Via::Operator) && self.poll.defer(self.now) {
+            self.status.polls_deferred += 1;
+        }
+        let pass_on = matches!(via, Via::Hub | Via::Operator) || (!same && via != Via::Gossip);
+        if pass_on {
+            self.out.push_back(Output::Publish {
+                bytes: bytes.clone(),
+            });
+        }
+        if same {
+            return;
+        }
+        self.current = Some(CurrentRelease {
+            version,
+            expires_at: r.expires_at,
+            bytes,
+        });
+        // Not booted until this root is.
+        self.status.booted = false;
+        self.status.booted_at = None;
+        self.high_water = Some(HighWater {
+            seq: r.seq,
+            root: r.root,
+        });
+        self.status.accepted += 1;
+        if self.root_seqs.len() >= ROOTS_REMEMBERED {
+            self.root_seqs.clear();
+        }
+        self.root_seqs.insert(r.root, r.seq);
+        match fresh {
+            // Durable before anything is installed; the boot starts once it is saved.
+            Freshness::New => self.save(),
+            Freshness::Current => self.pending_boot = Some(r.root),
+        }
+    }
+
+    fn save(&mut self) {
+        let (Some(high_water), false) = (self.high_water.clone(), self.saving) else {
+            return;
+        };
+        let Some(bytes) = self.current.as_ref().map(|c| c.bytes.clone()) else {
+            return;
+        };
+        self.saving = true;
+        self.out.push_back(Output::Save { high_water, bytes });
+    }
+
+    fn on_saved(&mut self, root: Cid) {
+        self.saving = false;
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.version.root == root)
+        {
+            self.pending_boot = Some(root);
+        } else {
+            // A newer release arrived meanwhile: save that one too.
+            self.save();
+        }
+    }
+
+    // ----- the boot gate -----
+
+    fn peers_ready(&self) -> bool {
+        let needed = self.cfg.peers_needed;
+        needed == 0
+            || self.peers >= needed
+            || self.now.saturating_duration_since(self.started) >= self.cfg.peer_wait
+    }
+
+    /// Starts the boot once the release is durable and the expected peers are connected (or
+    /// waited for long enough).
+    fn maybe_boot(&mut self) {
+        let Some(root) = self.pending_boot else {
+            return;
+        };
+        if !self.peers_ready() {
+            return;
+        }
+        self.pending_boot = None;
+        if self.status.booting == Some(root) {
+            return;
+        }
+        self.status.booting = Some(root);
+        self.status.booted = false;
+        self.out.push_back(Output::Boot { root });
+    }
+}
+
+#[cfg(test)]
+mod tests;
