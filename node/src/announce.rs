@@ -73,10 +73,7 @@ pub async fn announce(node: &str, release: &std::path::Path) -> Result<Answer> {
 
 /// Runs `bootswarm announce`: prints the node's one-sentence answer; a refusal is an error.
 pub fn run(args: AnnounceArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::new(format!("cannot start the async runtime ({e})")))?;
+    let rt = crate::task::runtime(crate::task::Runtime::Client)?;
     let answer = rt.block_on(announce(&args.node, &args.release))?;
     match answer.result.as_str() {
         "accepted" | "current" => {

@@ -19,7 +19,7 @@ mod progress;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bootswarm_protocol::block::{Codec, cid_of};
 use bootswarm_protocol::release::{Freshness, HighWater, TrustRoot, check_release};
@@ -147,15 +147,11 @@ impl BootReport {
 pub async fn boot(opts: BootOptions) -> Result<BootReport> {
     check_paths(&opts)?;
     let dir = opts.store_dir.clone();
-    let store = tokio::task::spawn_blocking(move || SledStore::open(&dir))
-        .await
-        .map_err(|e| Error::new(format!("opening the store failed unexpectedly ({e})")))??;
+    let store = blocking(move || SledStore::open(&dir)).await?;
     let store = Arc::new(store);
     let report = boot_with_store(&opts, Arc::clone(&store)).await?;
     let flush = Arc::clone(&store);
-    tokio::task::spawn_blocking(move || flush.flush())
-        .await
-        .map_err(|e| Error::new(format!("flushing the store failed unexpectedly ({e})")))??;
+    blocking(move || flush.flush()).await?;
     Ok(report)
 }
 
@@ -179,9 +175,7 @@ where
     let release_cid = cid_of(Codec::DagCbor, &release_bytes);
     let state_dir = opts.store_dir.clone();
     let mut state = blocking(move || NodeState::load(&state_dir)).await?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::task::unix_now();
     let freshness = check_release(
         &opts.trust,
         &opts.channel,
@@ -277,11 +271,7 @@ pub fn run(args: BootArgs) -> Result<()> {
         concurrency: args.concurrency,
         progress: !args.no_progress,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::new(format!("cannot start the async runtime ({e})")))?;
+    let rt = crate::task::runtime(crate::task::Runtime::Server)?;
     let report = rt.block_on(boot(opts))?;
     if args.json {
         println!("{}", report.to_json());

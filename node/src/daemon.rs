@@ -14,10 +14,14 @@
 mod behaviour;
 mod codec;
 mod driver;
+mod hooks;
 mod http;
 mod install;
 mod payload;
-mod upgrade;
+mod peers;
+mod status;
+mod tasks;
+mod versions;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -154,7 +158,7 @@ pub struct DaemonOptions {
     /// Exit once the release is installed (`bootswarm boot`, direct layout).
     pub once: bool,
     /// Restart hooks and health check run on upgrades.
-    pub(crate) hooks: upgrade::Hooks,
+    pub(crate) hooks: hooks::Hooks,
     /// Versions kept on disk.
     pub keep: usize,
 }
@@ -283,7 +287,7 @@ impl DaemonOptions {
             poll_interval: parse_wait("--poll-interval", &args.poll_interval)?
                 .max(Duration::from_secs(1)),
             once: false,
-            hooks: upgrade::Hooks {
+            hooks: hooks::Hooks {
                 on_change: args.on_change.clone(),
                 health_check: args.health_check.clone(),
                 timeout: parse_wait("--hook-timeout", &args.hook_timeout)?
@@ -317,7 +321,7 @@ fn transport_cause(e: &dyn std::error::Error) -> String {
 /// Runs the daemon until SIGTERM / ctrl-c, or (with `opts.once`) until the release is
 /// installed.
 pub async fn run_daemon(opts: DaemonOptions) -> Result<DaemonReport> {
-    let shared: http::Shared = Arc::new(Mutex::new(http::Snapshot::default()));
+    let shared: status::Shared = Arc::new(Mutex::new(status::Snapshot::default()));
     let http_addr = opts.http;
     let driver = driver::Driver::start(opts, Arc::clone(&shared)).await?;
     let announcer = driver.announcer();
@@ -372,18 +376,12 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<DaemonReport> {
     report
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::new(format!("cannot start the async runtime ({e})")))
-}
-
 /// Runs `bootswarm run`.
 pub fn run(args: RunArgs) -> Result<()> {
     let opts = DaemonOptions::from_run_args(&args)?;
-    runtime()?.block_on(run_daemon(opts)).map(|_| ())
+    crate::task::runtime(crate::task::Runtime::Server)?
+        .block_on(run_daemon(opts))
+        .map(|_| ())
 }
 
 /// `bootswarm boot` through the swarm: the same driver, exiting once the release is
@@ -410,10 +408,10 @@ pub fn boot_once(args: &crate::boot::BootArgs) -> Result<DaemonReport> {
         peer_wait,
         poll_interval: Duration::from_secs(300),
         once: true,
-        hooks: upgrade::Hooks::default(),
+        hooks: hooks::Hooks::default(),
         keep: 1,
     };
-    runtime()?.block_on(run_daemon(opts))
+    crate::task::runtime(crate::task::Runtime::Server)?.block_on(run_daemon(opts))
 }
 
 #[cfg(test)]

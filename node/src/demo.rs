@@ -165,16 +165,12 @@ fn run_in(args: &DemoArgs, work: &Path, size: u64, rate: u64) -> Result<()> {
             keys: vec![signing],
             expires_in: 86_400,
             version: Some("demo".to_string()),
-            now: crate::publish::unix_now(),
+            now: crate::task::unix_now(),
         },
     )?;
     let f = published.total_bytes;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::new(format!("cannot start the async runtime ({e})")))?;
+    let rt = crate::task::runtime(crate::task::Runtime::Server)?;
     let farm = Farm {
         exe: &exe,
         trust: &trust,

@@ -115,11 +115,7 @@ pub fn run(args: HubArgs) -> Result<()> {
 fn run_serve(args: ServeArgs) -> Result<()> {
     check_hub_dir(&args.dir)?;
     let rate = args.rate.as_deref().map(parse_rate).transpose()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::new(format!("cannot start the async runtime ({e})")))?;
+    let runtime = crate::task::runtime(crate::task::Runtime::Server)?;
     runtime.block_on(async {
         let listener = server::bind(&args.listen).await?;
         let addr = listener

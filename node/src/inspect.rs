@@ -115,13 +115,6 @@ fn check_signatures(trust: &TrustRoot, signed: &SignedRelease) -> std::result::R
     trust.verify(signed).map_err(|e| e.to_string())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::new(format!("cannot start the async runtime ({e})")))
-}
-
 fn release_from(source: &Source, channel: &str) -> Result<Object> {
     let bytes = match source {
         Source::Dir(dir) => {
@@ -135,7 +128,9 @@ fn release_from(source: &Source, channel: &str) -> Result<Object> {
         }
         Source::Url(url) => {
             let client = HubClient::new(url)?;
-            runtime()?.block_on(client.release(channel))?.1
+            crate::task::runtime(crate::task::Runtime::Client)?
+                .block_on(client.release(channel))?
+                .1
         }
     };
     let signed = SignedRelease::decode(&bytes).map_err(|e| {
@@ -165,7 +160,8 @@ fn block_from(source: &Source, cid: &Cid) -> Result<Object> {
         }
         Source::Url(url) => {
             let client = HubClient::new(url)?;
-            runtime()?.block_on(client.block(cid, MAX_BLOCK_SIZE))?
+            crate::task::runtime(crate::task::Runtime::Client)?
+                .block_on(client.block(cid, MAX_BLOCK_SIZE))?
         }
     };
     block::verify(cid, &bytes)

@@ -6,7 +6,6 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bootswarm_protocol::block::{Cid, Codec, cid_of};
 use bootswarm_protocol::chunker::{Chunker, MAX_CHUNK};
@@ -91,7 +90,7 @@ pub fn run(args: PublishArgs) -> Result<()> {
         keys,
         expires_in: parse_duration(&args.expires_in)?,
         version: args.version,
-        now: unix_now(),
+        now: crate::task::unix_now(),
     };
     let p = publish(&args.hub_dir, &args.packages, &opts)?;
     println!("published channel '{}' seq {}", opts.channel, p.seq);
@@ -105,14 +104,6 @@ pub fn run(args: PublishArgs) -> Result<()> {
         format_size(p.new_bytes)
     );
     Ok(())
-}
-
-/// Current unix time in seconds.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// One filesystem object of a package, found by the walk.

@@ -78,9 +78,7 @@ where
 {
     let counters = Arc::new(Counters::default());
     let flists = fetch_flists(client, store, root, concurrency, &counters).await?;
-    let tree = tokio::task::spawn_blocking(move || plan(&flists))
-        .await
-        .map_err(|e| Error::new(format!("planning the tree failed unexpectedly ({e})")))??;
+    let tree = blocking(move || plan(&flists)).await?;
     fetch_chunks(client, store, &tree, concurrency, progress, &counters).await?;
     Ok((tree, counters.snapshot()))
 }

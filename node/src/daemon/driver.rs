@@ -1,144 +1,59 @@
-//! The event loop: moves bytes, timers and disk I/O for the agent, which makes every decision.
+//! The event loop: moves bytes, timers and disk I/O for the two sans-IO state machines, which
+//! make every decision: the [`Agent`] (blocks: what to fetch from whom, what to serve) and
+//! the [`Follower`] (releases: which to adopt, when to poll, boot, install, switch back).
 //!
 //! Peers become agent members while connected; control messages, block requests and releases
 //! travel over length-capped request-response protocols; releases are also gossiped, each one
-//! validated here before it is forwarded. Hashing, sled and the hub run in bounded tasks that
-//! report back over one bounded channel.
+//! judged by the follower before it is forwarded.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bootswarm_protocol::agent::{
     Agent, AgentConfig, Event, FetchError, HubMode, Input, Message, NodeId, Output, RequestId,
     ServeId, Source, Time,
 };
 use bootswarm_protocol::block::{Cid, check_cid};
-use bootswarm_protocol::release::{
-    Freshness, GossipVerdict, HighWater, ReleaseError, SignedRelease, check_release, gossip_verdict,
+use bootswarm_protocol::follower::{
+    self, Follower, FollowerConfig, InstallMode, Output as Action, Restored, Verdict, Via,
 };
-use bootswarm_protocol::store::{BlockStore, StoreError};
+use bootswarm_protocol::release::RefusalKind;
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
-use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
-use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, mdns};
-use sha2::{Digest, Sha256};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{PeerId, Swarm, mdns};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::codec::{STATUS_BUSY, STATUS_NOT_FOUND, STATUS_OK, STATUS_OTHER};
-use super::http::{MAX_PEER_LABELS, Shared, Snapshot};
+use super::hooks;
 use super::payload::Block;
-use super::upgrade::{self, Outcome};
-use super::{DaemonOptions, DaemonReport, install};
+use super::peers::{Peers, node_id};
+use super::status::{AnnounceReply, AnnounceRequest, Shared, Snapshot, bump};
+use super::tasks::{TASK_CHANNEL, TaskMsg, Tasks, release_path, version};
+use super::versions::{self, Layout, crash_point};
+use super::{DaemonOptions, DaemonReport};
 use crate::boot::materialise::MaterialiseStats;
 use crate::error::{Error, Result};
 use crate::hub::client::HubClient;
-use crate::state::{FailedUpgrade, Installed, NodeState};
+use crate::state::{FailedUpgrade, NodeState};
 use crate::store::SledStore;
-use crate::task::blocking;
+use crate::task::{blocking, unix_now};
 
-/// Store reads and writes running at once.
-const DISK_TASKS: usize = 8;
 /// Lookups running at once (the rest wait in a queue bounded by the release's block count).
 const LOOKUPS_IN_FLIGHT: usize = 8;
-/// Capacity of the channel tasks report on (tasks in flight are bounded well below it).
-const TASK_CHANNEL: usize = 1024;
-/// Control messages queued for one peer; more are dropped (the agent re-sends its state when
-/// it stalls).
-const CONTROL_QUEUE: usize = 1024;
 /// First and longest wait between failed release polls of the hub.
 const POLL_BACKOFF: Duration = Duration::from_secs(1);
 const POLL_BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// How often static peers that are not connected are dialled again.
-const REDIAL_EVERY: Duration = Duration::from_secs(5);
 /// Hub fetches per node at once. The hub link is shared by the whole farm, so a few per node
 /// fill it; more only make every block (and its HAVE) arrive later. Measured on 4 nodes × 64 MiB
 /// at 100 Mbit/s: all blocks held after 1.1 × T_min with 2, 1.8 × T_min with the default 8.
 const HUB_CONCURRENCY: usize = 2;
-/// Peers remembered (id map, ban list) beyond those connected.
-const MAX_KNOWN_PEERS: usize = 4096;
-/// Most mDNS-discovered peers remembered for redialling.
-const MAX_DISCOVERED: usize = 1024;
-/// Housekeeping tick: snapshot for HTTP, polls, redials, the boot gate.
+/// Housekeeping tick: snapshot for HTTP, redials.
 const TICK: Duration = Duration::from_millis(200);
-
-/// The agent's id for a libp2p peer: the first 8 bytes of sha2-256 of the peer id.
-pub(crate) fn node_id(peer: &PeerId) -> NodeId {
-    let digest = Sha256::digest(peer.to_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest.as_slice()[..8]);
-    NodeId(u64::from_be_bytes(first))
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// What a finished task reports to the loop.
-enum TaskMsg {
-    Fetched {
-        req: RequestId,
-        payload: Block,
-    },
-    FetchFailed {
-        req: RequestId,
-        error: FetchError,
-    },
-    Local {
-        cid: Cid,
-        block: Option<Block>,
-    },
-    Served {
-        id: ServeId,
-        bytes: Option<Vec<u8>>,
-    },
-    Stored {
-        cid: Cid,
-        result: std::result::Result<(), StoreError>,
-    },
-    HubRelease(Result<(SignedRelease, Vec<u8>)>),
-    Saved {
-        root: Cid,
-        result: Result<()>,
-    },
-    Installed {
-        root: Cid,
-        result: Result<InstallDone>,
-    },
-}
-
-/// What an install task did: the one-shot direct layout, or a daemon version switch.
-enum InstallDone {
-    Direct(MaterialiseStats),
-    Version(u64, Outcome),
-}
-
-/// A signed release handed to the node over HTTP (`POST /v1/announce`).
-pub(crate) struct AnnounceRequest {
-    /// The release bytes (already capped at `MAX_RELEASE_SIZE`).
-    pub(crate) bytes: Vec<u8>,
-    /// Where the verdict goes.
-    pub(crate) reply: oneshot::Sender<AnnounceReply>,
-}
-
-/// The node's answer to an announced release.
-#[derive(Debug, Clone)]
-pub(crate) enum AnnounceReply {
-    /// Newer than anything accepted: saved, gossiped, and being installed.
-    Accepted(u64),
-    /// The release this node already follows: gossiped again.
-    Current(u64),
-    /// Refused: the refusal kind and one sentence.
-    Refused(&'static str, String),
-}
-
 /// Capacity of the queue of announced releases.
 const ANNOUNCE_QUEUE: usize = 16;
 
@@ -148,90 +63,32 @@ enum FetchHandle {
     Hub(AbortHandle),
 }
 
-/// Where a release came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Via {
-    Hub,
-    Gossip,
-    Peer,
-    /// The copy saved in the store directory by an earlier run.
-    Disk,
-    /// Handed over by an operator (`bootswarm announce`).
-    Announce,
+/// Who waits for the follower's verdict on a release.
+enum Ticket {
+    Gossip {
+        id: gossipsub::MessageId,
+        from: PeerId,
+    },
+    Operator(oneshot::Sender<AnnounceReply>),
+    Peer(PeerId),
 }
 
-/// What to do with a release received from the network.
-enum Verdict {
-    Adopt(Box<SignedRelease>, Freshness),
-    /// Valid but not for now: the refusal kind and why.
-    Ignore(&'static str, String),
-    /// Invalid: the refusal kind and why.
-    Reject(&'static str, String),
-}
-
-/// A short label for each refusal, used in /status and /metrics.
-fn refusal_kind(e: &ReleaseError) -> &'static str {
-    match e {
-        ReleaseError::TooLarge { .. } => "too_large",
-        ReleaseError::Decode(_) => "undecodable",
-        ReleaseError::BadChannelName { .. } => "bad_channel_name",
-        ReleaseError::NoTrustedSignature => "untrusted_key",
-        ReleaseError::BadSignature { .. } => "bad_signature",
-        ReleaseError::ThresholdNotMet { .. } => "threshold_not_met",
-        ReleaseError::WrongChannel { .. } => "wrong_channel",
-        ReleaseError::Expired { .. } => "expired",
-        ReleaseError::NotYetValid { .. } => "not_yet_valid",
-        ReleaseError::Rollback { .. } => "rollback",
-        ReleaseError::Equivocation { .. } => "equivocation",
-        ReleaseError::BadTrustRoot(_) => "bad_trust_root",
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Current {
-    seq: u64,
-    root: Cid,
-    bytes: Vec<u8>,
-}
-
-#[derive(Debug, Default)]
-struct ControlQueue {
-    queue: VecDeque<Vec<u8>>,
-    in_flight: bool,
-}
-
-struct StaticPeer {
-    addr: Multiaddr,
-    peer: Option<PeerId>,
-}
-
-/// The daemon's state around the agent.
+/// The daemon's state around the agent and the follower.
 pub(crate) struct Driver {
     opts: DaemonOptions,
     swarm: Swarm<Behaviour>,
     agent: Agent<Block>,
-    store: Arc<SledStore>,
+    follower: Follower,
+    tasks: Tasks,
     hub: HubClient,
     topic: IdentTopic,
-    started: Instant,
     epoch: Instant,
-    tx: mpsc::Sender<TaskMsg>,
     rx: mpsc::Receiver<TaskMsg>,
-    disk: Arc<Semaphore>,
     inputs: VecDeque<Input<Block>>,
-    // Peers.
-    connected: HashMap<PeerId, NodeId>,
-    nodes: HashMap<NodeId, PeerId>,
-    banned: HashSet<PeerId>,
-    statics: Vec<StaticPeer>,
-    /// Peers mDNS announced, redialled like static peers until connected (mDNS reports a
-    /// peer once, and a first dial can fail while both ends start).
-    discovered: BTreeMap<PeerId, Multiaddr>,
-    last_redial: Instant,
-    control: HashMap<PeerId, ControlQueue>,
+    peers: Peers,
     // Fetches and serves.
     fetches: HashMap<RequestId, FetchHandle>,
-    block_out: HashMap<OutboundRequestId, (RequestId, Cid, PeerId)>,
+    block_out: HashMap<OutboundRequestId, (RequestId, Cid)>,
     serves: HashMap<ServeId, ResponseChannel<Vec<u8>>>,
     serve_in: HashMap<request_response::InboundRequestId, ServeId>,
     next_serve: u64,
@@ -240,25 +97,18 @@ pub(crate) struct Driver {
     /// Verified blocks being written to the store, served from memory meanwhile (a peer asks
     /// for a block the moment our HAVE reaches it).
     unstored: HashMap<Cid, Arc<Block>>,
-    // Releases.
+    /// A root the agent holds every block of, reported to the follower once they are stored.
+    held: Option<Cid>,
+    // Releases and installs.
     state: Arc<Mutex<NodeState>>,
-    high_water: Option<HighWater>,
-    current: Option<Current>,
-    saving: bool,
-    pending_boot: Option<Cid>,
-    booting: Option<Cid>,
-    poll_at: Instant,
-    poll_backoff: Duration,
-    polling: bool,
+    layout: Option<Layout>,
+    /// The version whose upgrade is being installed (for the crash points).
+    upgrading: Option<u64>,
+    tickets: HashMap<u64, Ticket>,
+    next_ticket: u64,
+    wrong_topic: u64,
+    wrote: Option<MaterialiseStats>,
     hub_down_logged: bool,
-    // Install.
-    installing: bool,
-    /// Booted release waiting to be installed (once its blocks are all written).
-    install_next: Option<Cid>,
-    installed: Option<(Cid, Option<MaterialiseStats>)>,
-    /// Seq of each release root accepted by this run (a booted root may no longer be current
-    /// when its install starts).
-    root_seqs: HashMap<Cid, u64>,
     /// Operator announcements (`POST /v1/announce`).
     announce_tx: mpsc::Sender<AnnounceRequest>,
     announce_rx: mpsc::Receiver<AnnounceRequest>,
@@ -277,7 +127,6 @@ impl Driver {
         let store = blocking(move || SledStore::open(&dir)).await?;
         let dir = opts.store_dir.clone();
         let state = blocking(move || NodeState::load(&dir)).await?;
-        let high_water = state.high_water.get(&opts.channel).cloned();
 
         let mut swarm = build_swarm(opts.identity.clone(), opts.mdns)?;
         for addr in &opts.listen {
@@ -294,25 +143,12 @@ impl Driver {
             .gossipsub
             .subscribe(&topic)
             .map_err(|e| Error::new(format!("cannot subscribe to release gossip ({e})")))?;
-        let statics = opts
-            .peers
-            .iter()
-            .map(|addr| StaticPeer {
-                addr: addr.clone(),
-                peer: addr.iter().find_map(|p| match p {
-                    Protocol::P2p(id) => Some(id),
-                    _ => None,
-                }),
-            })
-            .collect();
 
-        let me = node_id(swarm.local_peer_id());
-        let mut seed = [0u8; 8];
-        getrandom::fill(&mut seed)
-            .map_err(|e| Error::new(format!("cannot get randomness for the agent ({e})")))?;
+        let epoch = Instant::now();
+        let peers = Peers::new(&opts.peers, epoch);
         let agent = Agent::new(AgentConfig {
-            id: me,
-            seed: u64::from_le_bytes(seed),
+            id: node_id(swarm.local_peer_id()),
+            seed: random_seed()?,
             hub: if opts.hub_only {
                 HubMode::Only
             } else {
@@ -321,40 +157,45 @@ impl Driver {
             hub_concurrency: HUB_CONCURRENCY,
             ..AgentConfig::default()
         });
+        let layout = opts.target.clone().map(|target| Layout {
+            target,
+            store_dir: opts.store_dir.clone(),
+            channel: opts.channel.clone(),
+            keep: opts.keep,
+        });
+        let path = release_path(&opts.store_dir, &opts.channel);
+        let saved = blocking(move || {
+            Ok(
+                crate::fsutil::read_capped(&path, bootswarm_protocol::release::MAX_RELEASE_SIZE)
+                    .ok(),
+            )
+        })
+        .await?;
+        let follower = Follower::new(
+            follower_config(&opts, peers.statics())?,
+            restored(&state, &opts, saved),
+            Time::ZERO,
+            unix_now(),
+        );
         let (tx, rx) = mpsc::channel(TASK_CHANNEL);
         let (announce_tx, announce_rx) = mpsc::channel(ANNOUNCE_QUEUE);
-        let now = Instant::now();
         let snap = Snapshot {
             peer_id: swarm.local_peer_id().to_string(),
             channel: opts.channel.clone(),
             hub_only: opts.hub_only,
-            installed: state
-                .installed
-                .as_ref()
-                .filter(|i| i.channel == opts.channel)
-                .map(|i| (i.seq, i.root.clone())),
-            upgrade_failure: state.failed.clone(),
             ..Snapshot::default()
         };
         let mut driver = Driver {
             swarm,
             agent,
-            store: Arc::new(store),
+            follower,
+            tasks: Tasks::new(Arc::new(store), tx),
             hub,
             topic,
-            started: now,
-            epoch: now,
-            tx,
+            epoch,
             rx,
-            disk: Arc::new(Semaphore::new(DISK_TASKS)),
             inputs: VecDeque::new(),
-            connected: HashMap::new(),
-            nodes: HashMap::new(),
-            banned: HashSet::new(),
-            statics,
-            discovered: BTreeMap::new(),
-            last_redial: now,
-            control: HashMap::new(),
+            peers,
             fetches: HashMap::new(),
             block_out: HashMap::new(),
             serves: HashMap::new(),
@@ -363,20 +204,15 @@ impl Driver {
             lookups: VecDeque::new(),
             lookups_in_flight: 0,
             unstored: HashMap::new(),
+            held: None,
             state: Arc::new(Mutex::new(state)),
-            high_water,
-            current: None,
-            saving: false,
-            pending_boot: None,
-            booting: None,
-            poll_at: now,
-            poll_backoff: POLL_BACKOFF,
-            polling: false,
+            layout,
+            upgrading: None,
+            tickets: HashMap::new(),
+            next_ticket: 1,
+            wrong_topic: 0,
+            wrote: None,
             hub_down_logged: false,
-            installing: false,
-            install_next: None,
-            installed: None,
-            root_seqs: HashMap::new(),
             announce_tx,
             announce_rx,
             snap,
@@ -384,24 +220,9 @@ impl Driver {
             exit: None,
             opts,
         };
-        driver.dial_statics();
-        driver.load_saved_release().await;
+        driver.peers.redial(&mut driver.swarm, None);
+        driver.drain_follower();
         Ok(driver)
-    }
-
-    /// Adopts the release saved by an earlier run, if it is still acceptable.
-    async fn load_saved_release(&mut self) {
-        let path = release_path(&self.opts.store_dir, &self.opts.channel);
-        let read = tokio::task::spawn_blocking(move || {
-            crate::fsutil::read_capped(&path, bootswarm_protocol::release::MAX_RELEASE_SIZE)
-        })
-        .await;
-        let Ok(Ok(bytes)) = read else {
-            return;
-        };
-        let verdict = self.judge(&bytes);
-        let me = self.peer_id();
-        self.apply_verdict(verdict, bytes, Via::Disk, &me);
     }
 
     /// Where operators hand releases to this node.
@@ -423,9 +244,10 @@ impl Driver {
             if self.exit.is_some() {
                 break;
             }
-            let deadline = self
-                .agent
-                .poll_timeout()
+            let deadline = [self.agent.poll_timeout(), self.follower.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
                 .map(|t| self.epoch + Duration::from_nanos(t.as_nanos()));
             let sleep = async move {
                 match deadline {
@@ -437,7 +259,10 @@ impl Driver {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(msg) = self.rx.recv() => self.on_task(msg),
                 Some(req) = self.announce_rx.recv() => self.on_announce(req),
-                () = sleep => self.feed(Input::Timeout),
+                () = sleep => {
+                    self.feed(Input::Timeout);
+                    self.tell(follower::Input::Timeout);
+                }
                 _ = tick.tick() => {}
                 _ = &mut shutdown => {
                     tracing::info!("shutting down");
@@ -446,22 +271,19 @@ impl Driver {
             }
         }
         self.publish_snapshot();
-        let store = Arc::clone(&self.store);
+        let store = Arc::clone(&self.tasks.store);
         let flushed = blocking(move || store.flush()).await;
         let outcome = self.exit.take().unwrap_or(Ok(()));
         outcome?;
         flushed?;
-        let (seq, root) = self
-            .current
-            .as_ref()
-            .map_or((0, None), |c| (c.seq, Some(c.root)));
+        let current = self.follower.current().map(|c| c.version);
         Ok(DaemonReport {
-            seq,
-            root,
+            seq: current.map_or(0, |v| v.seq),
+            root: current.map(|v| v.root),
             booted_after: self.snap.booted_after.map(Duration::from_secs_f64),
             bytes_from_hub: self.snap.bytes_from_hub,
             bytes_from_peers: self.snap.bytes_from_peers,
-            tree: self.installed.and_then(|(_, s)| s),
+            tree: self.wrote,
         })
     }
 
@@ -469,7 +291,7 @@ impl Driver {
         Time::from_nanos(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
-    /// Feeds one input and carries out everything the agent asks for.
+    /// Feeds one input to the agent and carries out everything it asks for.
     fn feed(&mut self, input: Input<Block>) {
         self.inputs.push_back(input);
         while let Some(input) = self.inputs.pop_front() {
@@ -481,17 +303,22 @@ impl Driver {
         }
     }
 
+    /// Tells the follower a fact and carries out everything it asks for.
+    fn tell(&mut self, fact: follower::Input) {
+        let now = self.now();
+        self.follower.handle(now, unix_now(), fact);
+        self.drain_follower();
+    }
+
+    fn drain_follower(&mut self) {
+        while let Some(action) = self.follower.poll_output() {
+            self.on_action(action);
+        }
+    }
+
     fn housekeeping(&mut self) {
-        let now = Instant::now();
-        if !self.polling && now >= self.poll_at {
-            self.poll_hub();
-        }
-        if now.duration_since(self.last_redial) >= REDIAL_EVERY {
-            self.last_redial = now;
-            self.dial_statics();
-        }
-        self.maybe_boot();
-        self.maybe_install();
+        self.peers.redial(&mut self.swarm, Some(Instant::now()));
+        self.report_held();
         self.pump_lookups();
         self.publish_snapshot();
     }
@@ -508,14 +335,21 @@ impl Driver {
                 len,
             } => match from {
                 Source::Peer(node) => self.fetch_from_peer(req, node, cid),
-                Source::Hub => self.fetch_from_hub(req, cid, len),
+                Source::Hub => {
+                    tracing::debug!(%cid, len, "fetch from the hub");
+                    let handle = self.tasks.fetch_hub(&self.hub, req, cid, len);
+                    self.fetches.insert(req, FetchHandle::Hub(handle));
+                }
             },
             Output::Cancel { req } => {
                 if let Some(FetchHandle::Hub(h)) = self.fetches.remove(&req) {
                     h.abort();
                 }
             }
-            Output::Serve { id, cid } => self.serve(id, cid),
+            Output::Serve { id, cid } => match self.unstored.get(&cid) {
+                Some(block) => self.tasks.served(id, block.as_bytes().to_vec()),
+                None => self.tasks.serve(id, cid),
+            },
             Output::Refuse { id, error } => {
                 let code = match error {
                     FetchError::Busy => STATUS_BUSY,
@@ -535,18 +369,7 @@ impl Driver {
                 self.snap.blocks_verified += 1;
                 let block = Arc::new(payload);
                 self.unstored.insert(cid, Arc::clone(&block));
-                let (store, tx, disk) =
-                    (Arc::clone(&self.store), self.tx.clone(), self.disk.clone());
-                tokio::spawn(async move {
-                    let _permit = disk.acquire_owned().await;
-                    let result = tokio::task::spawn_blocking(move || match &*block {
-                        Block::Verified(v) if v.cid() == &cid => store.put_verified(v),
-                        other => store.put(&cid, other.as_bytes()),
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(StoreError::Backend(e.to_string())));
-                    let _ = tx.send(TaskMsg::Stored { cid, result }).await;
-                });
+                self.tasks.store(cid, block);
             }
             Output::Event(event) => self.on_agent_event(event),
         }
@@ -560,8 +383,8 @@ impl Driver {
                 bytes,
             } => {
                 tracing::info!(%root, blocks, bytes, "release booted");
-                self.snap.held_after = Some(self.started.elapsed().as_secs_f64());
-                self.on_booted(root);
+                self.snap.held_after = Some(self.epoch.elapsed().as_secs_f64());
+                self.held = Some(root);
             }
             Event::Rejected { from, cid } => {
                 let source = self.source_label(from);
@@ -569,21 +392,17 @@ impl Driver {
                 bump(&mut self.snap.failures, source);
             }
             Event::PeerPenalised { peer, faults } => {
-                let label = self.node_label(peer);
+                let label = self.peers.label(peer);
                 tracing::info!(peer = %label, faults, "peer penalised");
                 bump(&mut self.snap.penalties, label);
             }
             Event::PeerBanned { peer } => {
-                let label = self.node_label(peer);
+                let label = self.peers.label(peer);
                 tracing::warn!(peer = %label, "peer banned after repeated faults");
                 if !self.snap.banned.contains(&label) {
                     self.snap.banned.push(label);
                 }
-                if let Some(&pid) = self.nodes.get(&peer) {
-                    if self.banned.len() >= MAX_KNOWN_PEERS {
-                        self.banned.clear();
-                    }
-                    self.banned.insert(pid);
+                if let Some(pid) = self.peers.ban(peer) {
                     let _ = self.swarm.disconnect_peer_id(pid);
                 }
             }
@@ -600,33 +419,29 @@ impl Driver {
         }
     }
 
-    fn send_control(&mut self, to: NodeId, msg: &Message) {
-        let Some(&peer) = self.nodes.get(&to) else {
-            return;
-        };
-        if !self.connected.contains_key(&peer) {
+    /// Tells the follower about a booted root once every verified block has been written.
+    fn report_held(&mut self) {
+        if !self.unstored.is_empty() {
             return;
         }
-        let q = self.control.entry(peer).or_default();
-        if q.queue.len() >= CONTROL_QUEUE {
+        if let Some(root) = self.held.take() {
+            self.tell(follower::Input::Booted { root });
+        }
+    }
+
+    fn send_control(&mut self, to: NodeId, msg: &Message) {
+        let Some(peer) = self.peers.peer(to) else {
+            return;
+        };
+        if !self.peers.queue_control(peer, msg.encode()) {
             tracing::debug!(%peer, "control queue full; message dropped");
             return;
         }
-        q.queue.push_back(msg.encode());
         self.pump_control(peer);
     }
 
-    /// Sends the next queued control message to `peer` once the previous one is answered,
-    /// so that messages arrive in order.
     fn pump_control(&mut self, peer: PeerId) {
-        let Some(q) = self.control.get_mut(&peer) else {
-            return;
-        };
-        if q.in_flight {
-            return;
-        }
-        if let Some(bytes) = q.queue.pop_front() {
-            q.in_flight = true;
+        if let Some(bytes) = self.peers.next_control(&peer) {
             self.swarm
                 .behaviour_mut()
                 .control
@@ -636,12 +451,7 @@ impl Driver {
 
     fn fetch_from_peer(&mut self, req: RequestId, node: NodeId, cid: Cid) {
         tracing::debug!(%cid, %node, "fetch from a peer");
-        let peer = self
-            .nodes
-            .get(&node)
-            .copied()
-            .filter(|p| self.connected.contains_key(p));
-        let Some(peer) = peer else {
+        let Some(peer) = self.peers.peer(node) else {
             self.inputs.push_back(Input::FetchFailed {
                 req,
                 error: FetchError::Disconnected,
@@ -653,60 +463,8 @@ impl Driver {
             .behaviour_mut()
             .blocks
             .send_request(&peer, cid.to_bytes());
-        self.block_out.insert(out, (req, cid, peer));
+        self.block_out.insert(out, (req, cid));
         self.fetches.insert(req, FetchHandle::Peer);
-    }
-
-    fn fetch_from_hub(&mut self, req: RequestId, cid: Cid, len: u32) {
-        tracing::debug!(%cid, len, "fetch from the hub");
-        let (hub, tx) = (self.hub.clone(), self.tx.clone());
-        let task = tokio::spawn(async move {
-            let msg = match hub.block(&cid, len as usize).await {
-                Ok(bytes) => {
-                    match tokio::task::spawn_blocking(move || Block::verified(cid, bytes)).await {
-                        Ok(payload) => TaskMsg::Fetched { req, payload },
-                        Err(_) => TaskMsg::FetchFailed {
-                            req,
-                            error: FetchError::Other,
-                        },
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!("hub fetch failed: {e}");
-                    TaskMsg::FetchFailed {
-                        req,
-                        error: FetchError::HubUnavailable,
-                    }
-                }
-            };
-            let _ = tx.send(msg).await;
-        });
-        self.fetches
-            .insert(req, FetchHandle::Hub(task.abort_handle()));
-    }
-
-    fn serve(&mut self, id: ServeId, cid: Cid) {
-        let (store, tx, disk) = (Arc::clone(&self.store), self.tx.clone(), self.disk.clone());
-        if let Some(bytes) = self.unstored.get(&cid).map(|b| b.as_bytes().to_vec()) {
-            tokio::spawn(async move {
-                let _ = tx
-                    .send(TaskMsg::Served {
-                        id,
-                        bytes: Some(bytes),
-                    })
-                    .await;
-            });
-            return;
-        }
-        tokio::spawn(async move {
-            let _permit = disk.acquire_owned().await;
-            // The store re-verifies the block before it is served.
-            let bytes = tokio::task::spawn_blocking(move || store.get(&cid).ok().flatten())
-                .await
-                .ok()
-                .flatten();
-            let _ = tx.send(TaskMsg::Served { id, bytes }).await;
-        });
     }
 
     fn pump_lookups(&mut self) {
@@ -715,21 +473,7 @@ impl Driver {
                 return;
             };
             self.lookups_in_flight += 1;
-            let (store, tx, disk) = (Arc::clone(&self.store), self.tx.clone(), self.disk.clone());
-            tokio::spawn(async move {
-                let _permit = disk.acquire_owned().await;
-                let block = tokio::task::spawn_blocking(move || match store.get(&cid) {
-                    Ok(b) => b.map(|bytes| Block::from_store(cid, bytes)),
-                    Err(e) => {
-                        tracing::warn!("{e}");
-                        None
-                    }
-                })
-                .await
-                .ok()
-                .flatten();
-                let _ = tx.send(TaskMsg::Local { cid, block }).await;
-            });
+            self.tasks.lookup(cid);
         }
     }
 
@@ -740,7 +484,8 @@ impl Driver {
             TaskMsg::Fetched { req, payload } => {
                 if let Some(handle) = self.fetches.remove(&req) {
                     if matches!(handle, FetchHandle::Hub(_)) {
-                        self.snap.bytes_from_hub += payload.len_u64();
+                        self.snap.bytes_from_hub +=
+                            bootswarm_protocol::agent::Payload::len(&payload) as u64;
                     }
                     self.feed(Input::Block { req, payload });
                 }
@@ -760,24 +505,31 @@ impl Driver {
                 if let Err(e) = result {
                     tracing::warn!(%cid, "storing a verified block failed: {e}");
                 }
+                self.report_held();
             }
-            TaskMsg::HubRelease(result) => self.on_hub_release(result),
-            TaskMsg::Saved { root, result } => {
-                self.saving = false;
-                match result {
-                    Ok(()) => {
-                        if self.current.as_ref().is_some_and(|c| c.root == root) {
-                            self.pending_boot = Some(root);
-                            self.maybe_boot();
-                        } else {
-                            // A newer release arrived meanwhile: save that one too.
-                            self.save_high_water();
-                        }
-                    }
-                    Err(e) => self.exit = Some(Err(e)),
+            TaskMsg::Follower(fact, wrote) => {
+                if let Some(stats) = wrote {
+                    self.wrote = Some(stats);
                 }
+                if let follower::Input::Polled(result) = &fact {
+                    self.log_poll(result);
+                }
+                self.tell(fact);
             }
-            TaskMsg::Installed { root, result } => self.on_installed(root, result),
+            TaskMsg::SaveFailed(e) => self.exit = Some(Err(e)),
+        }
+    }
+
+    fn log_poll(&mut self, result: &std::result::Result<Vec<u8>, String>) {
+        match result {
+            Ok(_) => self.hub_down_logged = false,
+            Err(e) if self.hub_down_logged => tracing::debug!("release poll failed: {e}"),
+            Err(e) => {
+                tracing::warn!(
+                    "{e}; retrying with back-off and listening for the release on gossip"
+                );
+                self.hub_down_logged = true;
+            }
         }
     }
 
@@ -812,6 +564,218 @@ impl Driver {
         }
     }
 
+    // ----- the follower's actions -----
+
+    fn on_action(&mut self, action: Action) {
+        match action {
+            Action::Judged {
+                ticket,
+                via,
+                verdict,
+            } => self.on_judged(ticket, via, &verdict),
+            Action::Publish { bytes } => {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(self.topic.clone(), bytes)
+                {
+                    tracing::debug!("release not gossiped: {e}");
+                }
+            }
+            Action::Save { high_water, bytes } => {
+                tracing::info!(seq = high_water.seq, root = %high_water.root, "release accepted");
+                self.tasks.save(
+                    &self.state,
+                    &self.opts.store_dir,
+                    &self.opts.channel,
+                    (high_water, bytes),
+                    |st| {
+                        if st.installed.is_some() {
+                            crash_point("after-hwm");
+                        }
+                    },
+                );
+            }
+            Action::Poll => self.tasks.poll(&self.hub, &self.opts.channel),
+            Action::Boot { root } => {
+                tracing::info!(%root, peers = self.peers.count(), "boot started");
+                self.snap.held_after = None;
+                self.feed(Input::Boot { root });
+            }
+            Action::InUse { version } => {
+                let secs = self.epoch.elapsed().as_secs_f64();
+                tracing::info!(seq = version.seq, root = %version.root, "release in use");
+                println!("booted {secs:.3}");
+                if self.opts.once {
+                    self.exit = Some(Ok(()));
+                }
+            }
+            Action::InstallFailed { failure } => {
+                let v = failure.version;
+                tracing::error!("installing release {} failed: {}", v.root, failure.reason);
+                if self.opts.once {
+                    self.exit = Some(Err(Error::new(failure.reason)));
+                }
+            }
+            step => self.install_step(step),
+        }
+    }
+
+    fn on_judged(&mut self, ticket: u64, via: Via, verdict: &Verdict) {
+        match verdict {
+            Verdict::New(_) | Verdict::Current(_) => {}
+            Verdict::Ignored { reason, .. } => tracing::debug!(?via, "release ignored: {reason}"),
+            Verdict::Rejected { kind, reason } => {
+                if *kind == RefusalKind::Equivocation {
+                    tracing::warn!("a trusted publisher signed two roots for one seq: {reason}");
+                }
+                tracing::warn!(?via, "release refused: {reason}");
+            }
+        }
+        match self.tickets.remove(&ticket) {
+            Some(Ticket::Gossip { id, from }) => {
+                let acceptance = match verdict.gossip() {
+                    bootswarm_protocol::release::GossipVerdict::Accept => MessageAcceptance::Accept,
+                    bootswarm_protocol::release::GossipVerdict::Ignore => MessageAcceptance::Ignore,
+                    bootswarm_protocol::release::GossipVerdict::Reject => MessageAcceptance::Reject,
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &from, acceptance);
+            }
+            Some(Ticket::Operator(reply)) => {
+                let answer = match verdict {
+                    Verdict::New(seq) => AnnounceReply::Accepted(*seq),
+                    Verdict::Current(seq) => AnnounceReply::Current(*seq),
+                    Verdict::Ignored { kind, reason } | Verdict::Rejected { kind, reason } => {
+                        AnnounceReply::Refused(*kind, reason.clone())
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+            Some(Ticket::Peer(peer)) => tracing::debug!(%peer, "release from a peer judged"),
+            None => {}
+        }
+    }
+
+    /// Gives the follower a release, remembering who waits for the verdict.
+    fn judge(&mut self, bytes: Vec<u8>, via: Via, ticket: Ticket) {
+        let id = self.next_ticket;
+        self.next_ticket += 1;
+        self.tickets.insert(id, ticket);
+        self.tell(follower::Input::Release {
+            bytes,
+            via,
+            ticket: id,
+        });
+        // The verdict came in the same call; anything left over is stale.
+        self.tickets.remove(&id);
+    }
+
+    /// Carries out one install step in a task; its answer goes back to the follower.
+    fn install_step(&mut self, step: Action) {
+        let Some(layout) = self.layout.clone() else {
+            return;
+        };
+        let state = Arc::clone(&self.state);
+        let direct = self.opts.once;
+        match step {
+            Action::Install { version, previous } => {
+                self.upgrading = previous.map(|_| version.seq);
+                let seq = version.seq;
+                self.tasks.step(move |store| {
+                    let written = if direct {
+                        versions::install_direct(store, &version.root, &layout.target)
+                            .map(|stats| (Vec::new(), Some(stats)))
+                    } else {
+                        versions::write_version(store, &state, &layout, version, previous)
+                            .map(|w| (w.changed, w.stats))
+                    };
+                    match written {
+                        Ok((changed, stats)) => (
+                            follower::Input::Installed {
+                                seq,
+                                result: Ok(changed),
+                            },
+                            stats,
+                        ),
+                        Err(e) => (
+                            follower::Input::Installed {
+                                seq,
+                                result: Err(e.to_string()),
+                            },
+                            None,
+                        ),
+                    }
+                });
+            }
+            Action::Switch { seq } => {
+                let upgrade = self.upgrading == Some(seq);
+                self.tasks.step(move |_| {
+                    let result = versions::switch(&layout.target, seq).map_err(|e| e.to_string());
+                    if upgrade && result.is_ok() {
+                        crash_point("after-switch");
+                    }
+                    (follower::Input::Switched { seq, result }, None)
+                });
+            }
+            Action::RunHooks {
+                seq,
+                action,
+                packages,
+            } => {
+                let hooks = self.opts.hooks.clone();
+                self.tasks.step(move |_| {
+                    let result = hooks::run_hooks(&hooks, &layout.target, seq, action, &packages);
+                    if action == follower::HookAction::Upgrade && result.is_ok() {
+                        crash_point("after-hook");
+                    }
+                    (follower::Input::HooksRan { seq, result }, None)
+                });
+            }
+            Action::HealthCheck { seq } => {
+                let hooks = self.opts.hooks.clone();
+                self.tasks.step(move |_| {
+                    let result = hooks::health_check(&hooks, &layout.target, seq);
+                    (follower::Input::HealthChecked { seq, result }, None)
+                });
+            }
+            Action::Commit {
+                version,
+                collect_blocks,
+            } => {
+                self.tasks.step(move |store| {
+                    let result = if direct {
+                        versions::record_installed(&state, &layout, version)
+                    } else {
+                        versions::commit(store, &state, &layout, version, collect_blocks)
+                    };
+                    let result = result.map_err(|e| e.to_string());
+                    (
+                        follower::Input::Recorded {
+                            seq: version.seq,
+                            result,
+                        },
+                        None,
+                    )
+                });
+            }
+            Action::RecordFailure { failure, restore } => {
+                tracing::warn!("{}", failure.reason);
+                let seq = failure.version.seq;
+                self.tasks.step(move |_| {
+                    let result =
+                        versions::record_failure(&state, &layout, failed(&failure), restore)
+                            .map_err(|e| e.to_string());
+                    (follower::Input::Recorded { seq, result }, None)
+                });
+            }
+            _ => {}
+        }
+    }
+
     // ----- swarm events -----
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -825,12 +789,31 @@ impl Driver {
                 endpoint,
                 num_established,
                 ..
-            } => self.on_connected(peer_id, connection_id, &endpoint, num_established.get()),
+            } => {
+                if self.peers.is_banned(&peer_id) {
+                    self.swarm.close_connection(connection_id);
+                    return;
+                }
+                let dialed = match &endpoint {
+                    libp2p::core::ConnectedPoint::Dialer { address, .. } => Some(address),
+                    libp2p::core::ConnectedPoint::Listener { .. } => None,
+                };
+                let node = self.peers.connected(peer_id, dialed);
+                if let (Some(node), 1) = (node, num_established.get()) {
+                    self.on_connected(peer_id, node);
+                }
+            }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
                 ..
-            } => self.on_disconnected(peer_id),
+            } => {
+                if let Some(node) = self.peers.disconnected(&peer_id) {
+                    tracing::debug!(%peer_id, "peer disconnected");
+                    self.feed(Input::MemberDown(node));
+                    self.tell(follower::Input::Peers(self.peers.count()));
+                }
+            }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, "dial failed: {error}");
             }
@@ -842,36 +825,8 @@ impl Driver {
         }
     }
 
-    fn on_connected(
-        &mut self,
-        peer: PeerId,
-        connection: ConnectionId,
-        endpoint: &libp2p::core::ConnectedPoint,
-        established: u32,
-    ) {
-        if self.banned.contains(&peer) {
-            self.swarm.close_connection(connection);
-            return;
-        }
-        if let libp2p::core::ConnectedPoint::Dialer { address, .. } = endpoint {
-            for s in &mut self.statics {
-                if s.peer.is_none() && same_transport(&s.addr, address) {
-                    s.peer = Some(peer);
-                }
-            }
-        }
-        if established != 1 || self.connected.contains_key(&peer) {
-            return;
-        }
-        let node = node_id(&peer);
+    fn on_connected(&mut self, peer: PeerId, node: NodeId) {
         tracing::debug!(%peer, %node, "peer connected");
-        self.connected.insert(peer, node);
-        if self.nodes.len() >= MAX_KNOWN_PEERS {
-            // Forget peers that are gone; their late events are labelled by node id.
-            let connected = &self.connected;
-            self.nodes.retain(|_, p| connected.contains_key(p));
-        }
-        self.nodes.insert(node, peer);
         // Ask for its release: a node that starts while the hub is down learns it this way.
         let channel = self.opts.channel.as_bytes().to_vec();
         self.swarm
@@ -879,16 +834,8 @@ impl Driver {
             .release
             .send_request(&peer, channel);
         self.feed(Input::MemberUp(node));
-        // The nodes of a storm should start together: do not wait for the next tick.
-        self.maybe_boot();
-    }
-
-    fn on_disconnected(&mut self, peer: PeerId) {
-        self.control.remove(&peer);
-        if let Some(node) = self.connected.remove(&peer) {
-            tracing::debug!(%peer, "peer disconnected");
-            self.feed(Input::MemberDown(node));
-        }
+        // The nodes of a storm should start together: the gate is checked at once.
+        self.tell(follower::Input::Peers(self.peers.count()));
     }
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
@@ -901,43 +848,37 @@ impl Driver {
                 message_id,
                 message,
             }) => {
-                let verdict = if message.topic == self.topic.hash() {
-                    self.judge(&message.data)
-                } else {
-                    Verdict::Reject(
-                        "wrong_topic",
-                        "release gossip on a topic this node does not follow".into(),
-                    )
+                if message.topic != self.topic.hash() {
+                    self.wrong_topic += 1;
+                    tracing::warn!(from = %propagation_source, "release gossip on a topic this node does not follow");
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Reject,
+                        );
+                    return;
+                }
+                let ticket = Ticket::Gossip {
+                    id: message_id,
+                    from: propagation_source,
                 };
-                // New or current (a poller passing on this period's release): forward.
-                let acceptance = match &verdict {
-                    Verdict::Adopt(..) => MessageAcceptance::Accept,
-                    Verdict::Ignore(..) => MessageAcceptance::Ignore,
-                    Verdict::Reject(..) => MessageAcceptance::Reject,
-                };
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
-                self.apply_verdict(verdict, message.data, Via::Gossip, &propagation_source);
+                self.judge(message.data, Via::Gossip, ticket);
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
-                    if self.connected.contains_key(&peer) || self.banned.contains(&peer) {
-                        continue;
-                    }
-                    let addr = addr.with_p2p(peer).unwrap_or_else(|a| a);
-                    if self.discovered.len() < MAX_DISCOVERED {
-                        self.discovered.insert(peer, addr.clone());
-                    }
-                    if let Err(e) = self.swarm.dial(addr) {
+                    if let Some(addr) = self.peers.discovered(peer, addr)
+                        && let Err(e) = self.swarm.dial(addr)
+                    {
                         tracing::debug!(%peer, "cannot dial a discovered peer: {e}");
                     }
                 }
             }
             BehaviourEvent::Mdns(mdns::Event::Expired(gone)) => {
                 for (peer, _) in gone {
-                    self.discovered.remove(&peer);
+                    self.peers.expired(&peer);
                 }
             }
             _ => {}
@@ -956,35 +897,7 @@ impl Driver {
                         channel,
                     },
                 ..
-            } => {
-                let (Some(&node), Ok(cid)) =
-                    (self.connected.get(&peer), Cid::try_from(request.as_slice()))
-                else {
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .blocks
-                        .send_response(channel, vec![STATUS_OTHER]);
-                    return;
-                };
-                if check_cid(&cid).is_err() {
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .blocks
-                        .send_response(channel, vec![STATUS_NOT_FOUND]);
-                    return;
-                }
-                let id = ServeId(self.next_serve);
-                self.next_serve += 1;
-                self.serves.insert(id, channel);
-                self.serve_in.insert(request_id, id);
-                self.feed(Input::BlockRequest {
-                    from: node,
-                    id,
-                    cid,
-                });
-            }
+            } => self.on_block_request(peer, request_id, &request, channel),
             E::Message {
                 peer,
                 message:
@@ -993,50 +906,14 @@ impl Driver {
                         response,
                     },
                 ..
-            } => {
-                let Some((req, cid, _)) = self.block_out.remove(&request_id) else {
-                    return;
-                };
-                let error = match response.first() {
-                    Some(&STATUS_OK) => None,
-                    Some(&STATUS_BUSY) => Some(FetchError::Busy),
-                    Some(&STATUS_NOT_FOUND) => Some(FetchError::NotFound),
-                    _ => Some(FetchError::Other),
-                };
-                if !self.fetches.contains_key(&req) {
-                    return;
-                }
-                if let Some(error) = error {
-                    self.fetches.remove(&req);
-                    self.feed(Input::FetchFailed { req, error });
-                    return;
-                }
-                let n = response.len() as u64 - 1;
-                self.snap.bytes_from_peers += n;
-                let label = self.peer_label(&peer);
-                *self.snap.bytes_by_peer.entry(label).or_insert(0) += n;
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    let msg = match tokio::task::spawn_blocking(move || {
-                        let mut bytes = response;
-                        bytes.remove(0);
-                        Block::verified(cid, bytes)
-                    })
-                    .await
-                    {
-                        Ok(payload) => TaskMsg::Fetched { req, payload },
-                        Err(_) => TaskMsg::FetchFailed {
-                            req,
-                            error: FetchError::Other,
-                        },
-                    };
-                    let _ = tx.send(msg).await;
-                });
-            }
+            } => self.on_block_response(peer, request_id, response),
             E::OutboundFailure {
-                request_id, error, ..
+                peer,
+                request_id,
+                error,
+                ..
             } => {
-                if let Some((req, _, peer)) = self.block_out.remove(&request_id) {
+                if let Some((req, _)) = self.block_out.remove(&request_id) {
                     tracing::debug!(%peer, "block request failed: {error}");
                     if self.fetches.remove(&req).is_some() {
                         self.feed(Input::FetchFailed {
@@ -1055,6 +932,72 @@ impl Driver {
         }
     }
 
+    fn on_block_request(
+        &mut self,
+        peer: PeerId,
+        request_id: request_response::InboundRequestId,
+        request: &[u8],
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
+        let (Some(node), Ok(cid)) = (self.peers.node(&peer), Cid::try_from(request)) else {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .blocks
+                .send_response(channel, vec![STATUS_OTHER]);
+            return;
+        };
+        if check_cid(&cid).is_err() {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .blocks
+                .send_response(channel, vec![STATUS_NOT_FOUND]);
+            return;
+        }
+        let id = ServeId(self.next_serve);
+        self.next_serve += 1;
+        self.serves.insert(id, channel);
+        self.serve_in.insert(request_id, id);
+        self.feed(Input::BlockRequest {
+            from: node,
+            id,
+            cid,
+        });
+    }
+
+    fn on_block_response(
+        &mut self,
+        peer: PeerId,
+        request_id: OutboundRequestId,
+        response: Vec<u8>,
+    ) {
+        let Some((req, cid)) = self.block_out.remove(&request_id) else {
+            return;
+        };
+        let error = match response.first() {
+            Some(&STATUS_OK) => None,
+            Some(&STATUS_BUSY) => Some(FetchError::Busy),
+            Some(&STATUS_NOT_FOUND) => Some(FetchError::NotFound),
+            _ => Some(FetchError::Other),
+        };
+        if !self.fetches.contains_key(&req) {
+            return;
+        }
+        if let Some(error) = error {
+            self.fetches.remove(&req);
+            self.feed(Input::FetchFailed { req, error });
+            return;
+        }
+        let n = response.len() as u64 - 1;
+        self.snap.bytes_from_peers += n;
+        let label = self.peer_label(&peer);
+        *self.snap.bytes_by_peer.entry(label).or_insert(0) += n;
+        let mut bytes = response;
+        bytes.remove(0);
+        self.tasks.verify(req, cid, bytes);
+    }
+
     fn on_control_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
         use request_response::{Event as E, Message as M};
         match event {
@@ -1070,7 +1013,7 @@ impl Driver {
                     .behaviour_mut()
                     .control
                     .send_response(channel, Vec::new());
-                let Some(&from) = self.connected.get(&peer) else {
+                let Some(from) = self.peers.node(&peer) else {
                     return;
                 };
                 match Message::decode(&request) {
@@ -1084,9 +1027,7 @@ impl Driver {
                 ..
             }
             | E::OutboundFailure { peer, .. } => {
-                if let Some(q) = self.control.get_mut(&peer) {
-                    q.in_flight = false;
-                }
+                self.peers.control_answered(&peer);
                 self.pump_control(peer);
             }
             _ => {}
@@ -1102,7 +1043,7 @@ impl Driver {
                 },
                 ..
             } => {
-                let answer = match &self.current {
+                let answer = match self.follower.current() {
                     Some(c) if request == self.opts.channel.as_bytes() => c.bytes.clone(),
                     _ => Vec::new(),
                 };
@@ -1116,401 +1057,22 @@ impl Driver {
                 peer,
                 message: M::Response { response, .. },
                 ..
-            } => {
-                if response.is_empty() {
-                    return;
-                }
-                let verdict = self.judge(&response);
-                self.apply_verdict(verdict, response, Via::Peer, &peer);
-            }
+            } if !response.is_empty() => self.judge(response, Via::Peer, Ticket::Peer(peer)),
             _ => {}
         }
     }
 
-    // ----- releases -----
-
-    fn poll_hub(&mut self) {
-        self.polling = true;
-        self.snap.hub_polls += 1;
-        let (hub, tx, channel) = (self.hub.clone(), self.tx.clone(), self.opts.channel.clone());
-        tokio::spawn(async move {
-            let result = hub.release(&channel).await;
-            let _ = tx.send(TaskMsg::HubRelease(result)).await;
-        });
-    }
-
-    fn on_hub_release(&mut self, result: Result<(SignedRelease, Vec<u8>)>) {
-        self.polling = false;
-        match result {
-            Ok((signed, bytes)) => {
-                self.poll_backoff = POLL_BACKOFF;
-                self.hub_down_logged = false;
-                self.poll_at = self.next_poll();
-                let verdict = match self.check(&signed) {
-                    Ok(fresh) => Verdict::Adopt(Box::new(signed), fresh),
-                    Err(e) => Verdict::Ignore(refusal_kind(&e), e.to_string()),
-                };
-                let me = self.peer_id();
-                self.apply_verdict(verdict, bytes, Via::Hub, &me);
-            }
-            Err(e) => {
-                if self.hub_down_logged {
-                    tracing::debug!("release poll failed: {e}");
-                } else {
-                    tracing::warn!(
-                        "{e}; retrying with back-off and listening for the release on gossip"
-                    );
-                    self.hub_down_logged = true;
-                }
-                self.poll_at = Instant::now() + self.poll_backoff;
-                self.poll_backoff = (self.poll_backoff * 2).min(POLL_BACKOFF_MAX);
-            }
-        }
-    }
-
-    /// The next poll: one period from now, with ±20 % jitter so a farm's polls spread out.
-    fn next_poll(&self) -> Instant {
-        let jitter = 0.8 + 0.4 * (rand_u64() % 1000) as f64 / 1000.0;
-        Instant::now() + self.opts.poll_interval.mul_f64(jitter)
-    }
-
-    fn check(&self, signed: &SignedRelease) -> std::result::Result<Freshness, Box<ReleaseError>> {
-        check_release(
-            &self.opts.trust,
-            &self.opts.channel,
-            unix_now(),
-            self.high_water.as_ref(),
-            signed,
-        )
-        .map_err(Box::new)
-    }
-
-    /// Decides about release bytes from a peer or from gossip.
-    fn judge(&self, bytes: &[u8]) -> Verdict {
-        let signed = match SignedRelease::decode(bytes) {
-            Ok(s) => s,
-            Err(e) => return Verdict::Reject(refusal_kind(&e), e.to_string()),
-        };
-        let outcome = self.check(&signed).map_err(|e| *e);
-        match (gossip_verdict(&outcome, self.high_water.as_ref()), outcome) {
-            (_, Ok(fresh)) => Verdict::Adopt(Box::new(signed), fresh),
-            (verdict, Err(e)) => {
-                let kind = refusal_kind(&e);
-                if matches!(e, ReleaseError::Equivocation { .. }) {
-                    tracing::warn!("a trusted publisher signed two roots for one seq: {e}");
-                }
-                // The same rules as the simulator: the release just before ours (an honest
-                // race) and a clock ahead of ours are ignored; forged, other-channel, expired
-                // (replayed) and older releases penalise the sender.
-                match verdict {
-                    GossipVerdict::Ignore => Verdict::Ignore(kind, e.to_string()),
-                    _ => Verdict::Reject(kind, e.to_string()),
-                }
-            }
-        }
-    }
-
-    fn apply_verdict(&mut self, verdict: Verdict, bytes: Vec<u8>, via: Via, from: &PeerId) {
-        match verdict {
-            Verdict::Adopt(signed, fresh) => self.adopt(&signed, bytes, fresh, via),
-            Verdict::Ignore(kind, why) => {
-                tracing::debug!(?via, %from, "release ignored: {why}");
-                self.count_refusal(kind, why, via);
-            }
-            Verdict::Reject(kind, why) => {
-                tracing::warn!(?via, %from, "release refused: {why}");
-                self.count_refusal(kind, why, via);
-            }
-        }
-    }
-
-    /// Counts a refused release for /status and /metrics (a stale copy from the hub or from
-    /// a peer that has not upgraded yet is no refusal worth reporting).
-    fn count_refusal(&mut self, kind: &'static str, why: String, via: Via) {
-        if matches!(via, Via::Hub | Via::Peer | Via::Disk) && kind == "rollback" {
-            return;
-        }
-        *self.snap.refusals.entry(kind.to_string()).or_insert(0) += 1;
-        self.snap.last_refusal = Some(why);
-    }
-
-    /// An operator handed over a release: judge it, act on it, answer.
+    /// An operator handed over a release: the follower judges it and the verdict is the
+    /// answer.
     fn on_announce(&mut self, req: AnnounceRequest) {
-        let verdict = self.judge(&req.bytes);
-        let reply = match &verdict {
-            Verdict::Adopt(s, Freshness::New) => AnnounceReply::Accepted(s.release.seq),
-            Verdict::Adopt(s, Freshness::Current) => AnnounceReply::Current(s.release.seq),
-            Verdict::Ignore(kind, why) | Verdict::Reject(kind, why) => {
-                AnnounceReply::Refused(kind, why.clone())
-            }
-        };
-        let me = self.peer_id();
-        self.apply_verdict(verdict, req.bytes, Via::Announce, &me);
-        let _ = req.reply.send(reply);
+        self.judge(req.bytes, Via::Operator, Ticket::Operator(req.reply));
     }
 
-    fn adopt(&mut self, signed: &SignedRelease, bytes: Vec<u8>, fresh: Freshness, via: Via) {
-        let r = &signed.release;
-        if self.current.as_ref().is_some_and(|c| c.seq > r.seq) {
-            return;
-        }
-        let same = self
-            .current
-            .as_ref()
-            .is_some_and(|c| c.seq == r.seq && c.root == r.root);
-        // Keep the farm's hub polls near one per period: a release heard from the swarm (or
-        // an operator) counts as this period's poll, and a node that did poll passes the
-        // release on, so the others skip theirs.
-        if matches!(via, Via::Gossip | Via::Announce) && !self.polling {
-            self.snap.polls_deferred += 1;
-            self.poll_at = self.next_poll();
-        }
-        let pass_on = matches!(via, Via::Hub | Via::Announce) || (!same && via != Via::Gossip);
-        if pass_on
-            && let Err(e) = self
-                .swarm
-                .behaviour_mut()
-                .gossipsub
-                .publish(self.topic.clone(), bytes.clone())
-        {
-            tracing::debug!("release not gossiped: {e}");
-        }
-        if same {
-            return;
-        }
-        tracing::info!(seq = r.seq, root = %r.root, ?via, "release accepted");
-        self.current = Some(Current {
-            seq: r.seq,
-            root: r.root,
-            bytes: bytes.clone(),
-        });
-        self.snap.release = Some((r.seq, r.root.to_string()));
-        // /status reports the current release: not booted until this root is.
-        self.snap.booted = false;
-        self.snap.booted_after = None;
-        self.snap.held_after = None;
-        self.high_water = Some(HighWater {
-            seq: r.seq,
-            root: r.root,
-        });
-        self.snap.releases_accepted += 1;
-        if self.root_seqs.len() >= 64 {
-            self.root_seqs.clear();
-        }
-        self.root_seqs.insert(r.root, r.seq);
-        match fresh {
-            // Durable before anything is installed; the boot starts once it is saved.
-            Freshness::New => self.save_high_water(),
-            Freshness::Current => self.pending_boot = Some(r.root),
-        }
-    }
-
-    fn save_high_water(&mut self) {
-        let (Some(hw), false) = (self.high_water.clone(), self.saving) else {
-            return;
-        };
-        self.saving = true;
-        let root = hw.root;
-        let bytes = self.current.as_ref().map(|c| c.bytes.clone());
-        let (state, dir, channel, tx) = (
-            Arc::clone(&self.state),
-            self.opts.store_dir.clone(),
-            self.opts.channel.clone(),
-            self.tx.clone(),
-        );
-        tokio::spawn(async move {
-            let result = blocking(move || {
-                let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
-                st.high_water.insert(channel.clone(), hw);
-                st.save(&dir)?;
-                let upgrading = st.installed.is_some();
-                // The signed release too, so that a restart can boot while the hub is down.
-                if let Some(bytes) = bytes {
-                    let path = release_path(&dir, &channel);
-                    crate::fsutil::write_atomic(&path, &bytes, Some(0o644)).map_err(|e| {
-                        Error::new(format!(
-                            "cannot save the release to {} ({e}); check free space on the store's disk",
-                            path.display()
-                        ))
-                    })?;
-                }
-                if upgrading {
-                    upgrade::crash_point("after-hwm");
-                }
-                Ok(())
-            })
-            .await;
-            let _ = tx.send(TaskMsg::Saved { root, result }).await;
-        });
-    }
-
-    /// Starts the boot once the release is durable and the expected peers are connected (or
-    /// waited for long enough).
-    fn maybe_boot(&mut self) {
-        let Some(root) = self.pending_boot else {
-            return;
-        };
-        let needed = self.opts.min_peers.max(self.statics.len());
-        let ready = needed == 0
-            || self.connected.len() >= needed
-            || self.started.elapsed() >= self.opts.peer_wait;
-        if !ready {
-            return;
-        }
-        self.pending_boot = None;
-        if self.booting == Some(root) {
-            return;
-        }
-        tracing::info!(%root, peers = self.connected.len(), "boot started");
-        self.booting = Some(root);
-        self.snap.booted = false;
-        self.feed(Input::Boot { root });
-    }
-
-    // ----- install -----
-
-    fn on_booted(&mut self, root: Cid) {
-        self.install_next = Some(root);
-        self.maybe_install();
-    }
-
-    /// Installs the booted release once every verified block has been written to the store.
-    fn maybe_install(&mut self) {
-        if self.installing || !self.unstored.is_empty() {
-            return;
-        }
-        let Some(root) = self.install_next.take() else {
-            return;
-        };
-        match self.opts.target.clone() {
-            None => self.report_booted(root),
-            Some(target) => self.start_install(root, target),
-        }
-    }
-
-    fn start_install(&mut self, root: Cid, target: PathBuf) {
-        self.installing = true;
-        let (store, state, dir, tx) = (
-            Arc::clone(&self.store),
-            Arc::clone(&self.state),
-            self.opts.store_dir.clone(),
-            self.tx.clone(),
-        );
-        let channel = self.opts.channel.clone();
-        let Some(seq) = self.root_seqs.get(&root).copied() else {
-            tracing::warn!(%root, "a booted root has no known release; not installed");
-            self.installing = false;
-            return;
-        };
-        // Blocks may be collected only when no newer release is on its way in.
-        let gc_blocks = self.current.as_ref().is_some_and(|c| c.root == root);
-        let layout = upgrade::Layout {
-            target: target.clone(),
-            store_dir: dir.clone(),
-            channel: channel.clone(),
-            keep: self.opts.keep,
-            hooks: self.opts.hooks.clone(),
-        };
-        let once = self.opts.once;
-        tokio::spawn(async move {
-            let result = blocking(move || {
-                if !once {
-                    return upgrade::install_version(&store, &state, &layout, seq, root, gc_blocks)
-                        .map(|o| InstallDone::Version(seq, o));
-                }
-                // `bootswarm boot`: the direct layout, straight into the target.
-                let stats = install::install(&*store, &root, &target)?;
-                let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
-                st.installed = Some(Installed {
-                    channel,
-                    seq,
-                    root: root.to_string(),
-                    target,
-                });
-                st.save(&dir)?;
-                Ok(InstallDone::Direct(stats))
-            })
-            .await;
-            let _ = tx.send(TaskMsg::Installed { root, result }).await;
-        });
-    }
-
-    fn on_installed(&mut self, root: Cid, result: Result<InstallDone>) {
-        self.installing = false;
-        match result {
-            Ok(InstallDone::Direct(stats)) => {
-                self.installed = Some((root, Some(stats)));
-                self.report_booted(root);
-            }
-            Ok(InstallDone::Version(seq, Outcome::Installed { stats, changed })) => {
-                tracing::info!(seq, %root, ?changed, "release installed and switched to");
-                self.installed = Some((root, stats));
-                self.snap.installed = Some((seq, root.to_string()));
-                self.report_booted(root);
-            }
-            Ok(InstallDone::Version(_, Outcome::RolledBack(failed) | Outcome::Skipped(failed))) => {
-                tracing::warn!("{}", failed.reason);
-                self.snap.upgrade_failure = Some(failed);
-                self.report_booted(root);
-            }
-            Err(e) => {
-                tracing::error!("installing release {root} failed: {e}");
-                if let Some(&seq) = self.root_seqs.get(&root) {
-                    self.snap.upgrade_failure = Some(FailedUpgrade {
-                        seq,
-                        root: root.to_string(),
-                        reason: e.to_string(),
-                        at: unix_now(),
-                    });
-                }
-                if self.opts.once {
-                    self.exit = Some(Err(e));
-                }
-            }
-        }
-    }
-
-    fn report_booted(&mut self, root: Cid) {
-        if self.booting != Some(root) {
-            return;
-        }
-        let secs = self.started.elapsed().as_secs_f64();
-        self.snap.booted = true;
-        self.snap.booted_after = Some(secs);
-        println!("booted {secs:.3}");
-        if self.opts.once {
-            self.exit = Some(Ok(()));
-        }
-    }
-
-    // ----- peers and reporting -----
-
-    fn dial_statics(&mut self) {
-        for i in 0..self.statics.len() {
-            let (addr, peer) = (self.statics[i].addr.clone(), self.statics[i].peer);
-            if peer.is_some_and(|p| self.connected.contains_key(&p) || self.banned.contains(&p)) {
-                continue;
-            }
-            if let Err(e) = self.swarm.dial(addr.clone()) {
-                tracing::debug!(%addr, "cannot dial: {e}");
-            }
-        }
-        let pending: Vec<Multiaddr> = self
-            .discovered
-            .iter()
-            .filter(|(p, _)| !self.connected.contains_key(*p) && !self.banned.contains(*p))
-            .map(|(_, a)| a.clone())
-            .collect();
-        for addr in pending {
-            if let Err(e) = self.swarm.dial(addr.clone()) {
-                tracing::debug!(%addr, "cannot dial a discovered peer: {e}");
-            }
-        }
-    }
+    // ----- reporting -----
 
     fn peer_label(&self, peer: &PeerId) -> String {
         let label = peer.to_string();
-        if self.snap.bytes_by_peer.len() >= MAX_PEER_LABELS
+        if self.snap.bytes_by_peer.len() >= super::status::MAX_PEER_LABELS
             && !self.snap.bytes_by_peer.contains_key(&label)
         {
             "other".to_string()
@@ -1519,90 +1081,114 @@ impl Driver {
         }
     }
 
-    fn node_label(&self, node: NodeId) -> String {
-        self.nodes
-            .get(&node)
-            .map_or_else(|| node.to_string(), PeerId::to_string)
-    }
-
     fn source_label(&self, source: Source) -> String {
         match source {
             Source::Hub => "hub".to_string(),
-            Source::Peer(node) => self.node_label(node),
+            Source::Peer(node) => self.peers.label(node),
         }
     }
 
     fn publish_snapshot(&mut self) {
         let p = self.agent.progress();
-        self.snap.have_blocks = p.have_blocks as u64;
-        self.snap.total_blocks = p.total_blocks as u64;
-        self.snap.have_bytes = p.have_bytes;
-        self.snap.total_bytes = p.total_bytes;
-        self.snap.peers = self.connected.len();
-        *self.shared.lock().unwrap_or_else(PoisonError::into_inner) = self.snap.clone();
+        let s = &mut self.snap;
+        s.have_blocks = p.have_blocks as u64;
+        s.total_blocks = p.total_blocks as u64;
+        s.have_bytes = p.have_bytes;
+        s.total_bytes = p.total_bytes;
+        s.peers = self.peers.count();
+        let f = self.follower.status();
+        s.release = self
+            .follower
+            .current()
+            .map(|c| (c.version.seq, c.version.root.to_string()));
+        s.booted = f.booted;
+        s.booted_after = f.booted_at.map(Time::as_secs_f64);
+        s.installed = f.installed.map(|v| (v.seq, v.root.to_string()));
+        s.upgrade_failure = f.failure.as_ref().map(failed);
+        s.releases_accepted = f.accepted;
+        s.refusals = f
+            .refusals
+            .iter()
+            .map(|(k, n)| (k.as_str().to_string(), *n))
+            .collect();
+        if self.wrong_topic > 0 {
+            s.refusals.insert(
+                RefusalKind::WrongTopic.as_str().to_string(),
+                self.wrong_topic,
+            );
+        }
+        s.last_refusal.clone_from(&f.last_refusal);
+        s.hub_polls = f.polls;
+        s.polls_deferred = f.polls_deferred;
+        *self
+            .shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = s.clone();
     }
 }
 
-/// Where the accepted signed release of `channel` is kept.
-fn release_path(store_dir: &std::path::Path, channel: &str) -> PathBuf {
-    store_dir.join(format!("release-{channel}.cbor"))
-}
-
-/// Adds one to a labelled counter, folding labels past the cap into "other".
-fn bump(map: &mut std::collections::BTreeMap<String, u64>, label: String) {
-    let label = if map.len() >= MAX_PEER_LABELS && !map.contains_key(&label) {
-        "other".to_string()
-    } else {
-        label
+/// The follower's settings from the daemon's options.
+fn follower_config(opts: &DaemonOptions, statics: usize) -> Result<FollowerConfig> {
+    let install = match (&opts.target, opts.once) {
+        (None, _) => InstallMode::None,
+        (Some(_), true) => InstallMode::Direct,
+        (Some(_), false) => InstallMode::Versions {
+            hooks: opts.hooks.on_change.is_some(),
+            health_check: opts.hooks.health_check.is_some(),
+        },
     };
-    *map.entry(label).or_insert(0) += 1;
+    Ok(FollowerConfig {
+        seed: random_seed()?,
+        poll_interval: Some(opts.poll_interval),
+        poll_backoff: POLL_BACKOFF,
+        poll_backoff_max: POLL_BACKOFF_MAX,
+        peers_needed: opts.min_peers.max(statics),
+        peer_wait: opts.peer_wait,
+        install,
+        ..FollowerConfig::new(opts.channel.clone(), opts.trust.clone())
+    })
 }
 
-/// Whether two addresses name the same transport endpoint (ignoring a `/p2p/` suffix).
-fn same_transport(a: &Multiaddr, b: &Multiaddr) -> bool {
-    let strip = |m: &Multiaddr| -> Multiaddr {
-        m.iter()
-            .filter(|p| !matches!(p, Protocol::P2p(_)))
-            .collect()
+/// What the follower starts from: the durable state and the saved release.
+fn restored(state: &NodeState, opts: &DaemonOptions, saved: Option<Vec<u8>>) -> Restored {
+    let installed = state
+        .installed
+        .as_ref()
+        .filter(|i| i.channel == opts.channel && opts.target.as_ref() == Some(&i.target))
+        .and_then(|i| version(i.seq, &i.root));
+    let installed_on_disk = match (installed, &opts.target) {
+        (Some(v), Some(target)) => versions::on_disk(target, v.seq),
+        _ => false,
     };
-    strip(a) == strip(b)
-}
-
-fn rand_u64() -> u64 {
-    let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    u64::from_le_bytes(b)
-}
-
-trait LenU64 {
-    fn len_u64(&self) -> u64;
-}
-
-impl LenU64 for Block {
-    fn len_u64(&self) -> u64 {
-        bootswarm_protocol::agent::Payload::len(self) as u64
+    Restored {
+        high_water: state.high_water.get(&opts.channel).cloned(),
+        release: saved,
+        installed,
+        installed_on_disk,
+        failed: state.failed.as_ref().and_then(|f| {
+            Some(follower::Failure {
+                version: version(f.seq, &f.root)?,
+                reason: f.reason.clone(),
+                at: f.at,
+                rolled_back: true,
+            })
+        }),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn node_ids_are_stable_and_distinct() {
-        let a = PeerId::random();
-        let b = PeerId::random();
-        assert_eq!(node_id(&a), node_id(&a));
-        assert_ne!(node_id(&a), node_id(&b));
+/// The node's record of a failure.
+fn failed(f: &follower::Failure) -> FailedUpgrade {
+    FailedUpgrade {
+        seq: f.version.seq,
+        root: f.version.root.to_string(),
+        reason: f.reason.clone(),
+        at: f.at,
     }
+}
 
-    #[test]
-    fn same_transport_ignores_the_peer_id() {
-        let p = PeerId::random();
-        let a: Multiaddr = "/ip4/127.0.0.1/tcp/4101".parse().unwrap();
-        let b = a.clone().with_p2p(p).unwrap();
-        assert!(same_transport(&a, &b));
-        let c: Multiaddr = "/ip4/127.0.0.1/tcp/4102".parse().unwrap();
-        assert!(!same_transport(&a, &c));
-    }
+fn random_seed() -> Result<u64> {
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed)
+        .map_err(|e| Error::new(format!("cannot get randomness for a seed ({e})")))?;
+    Ok(u64::from_le_bytes(seed))
 }

@@ -1,9 +1,8 @@
 //! The local HTTP endpoint: `GET /status` (JSON), `GET /metrics` (Prometheus text) and
 //! `POST /v1/announce` (a signed release handed over by `bootswarm announce`).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::PoisonError;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -13,65 +12,7 @@ use axum::routing::{get, post};
 use bootswarm_protocol::release::MAX_RELEASE_SIZE;
 use tokio::sync::{mpsc, oneshot};
 
-use super::driver::{AnnounceReply, AnnounceRequest};
-use crate::state::FailedUpgrade;
-
-/// Most peers given their own label in /metrics; the rest are summed as "other".
-pub(crate) const MAX_PEER_LABELS: usize = 256;
-
-/// What the daemon reports, refreshed by the event loop.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Snapshot {
-    /// This node's libp2p peer id.
-    pub(crate) peer_id: String,
-    /// The channel followed.
-    pub(crate) channel: String,
-    /// Seq and root of the release being booted or booted.
-    pub(crate) release: Option<(u64, String)>,
-    /// Whether the release is booted (and installed, when there is a target).
-    pub(crate) booted: bool,
-    /// Seconds from start to booted (and installed, when there is a target).
-    pub(crate) booted_after: Option<f64>,
-    /// Seconds from start until every block was held and verified.
-    pub(crate) held_after: Option<f64>,
-    pub(crate) have_blocks: u64,
-    pub(crate) total_blocks: u64,
-    pub(crate) have_bytes: u64,
-    pub(crate) total_bytes: u64,
-    /// Connected peers.
-    pub(crate) peers: usize,
-    /// Bytes received from each peer (verified or not), by peer id.
-    pub(crate) bytes_by_peer: BTreeMap<String, u64>,
-    pub(crate) bytes_from_peers: u64,
-    pub(crate) bytes_from_hub: u64,
-    pub(crate) bytes_served: u64,
-    pub(crate) blocks_served: u64,
-    pub(crate) blocks_verified: u64,
-    /// Verification failures by source ("hub" or a peer id).
-    pub(crate) failures: BTreeMap<String, u64>,
-    /// Penalties given to each peer (corrupt data, timeouts).
-    pub(crate) penalties: BTreeMap<String, u64>,
-    /// Banned peers.
-    pub(crate) banned: Vec<String>,
-    pub(crate) hub_only: bool,
-    /// Seq and root `TARGET/current` points at (daemon layout).
-    pub(crate) installed: Option<(u64, String)>,
-    /// The last upgrade rolled back, and why.
-    pub(crate) upgrade_failure: Option<FailedUpgrade>,
-    /// Releases accepted as new.
-    pub(crate) releases_accepted: u64,
-    /// Releases refused, by kind (`bad_signature`, `rollback`, ...).
-    pub(crate) refusals: BTreeMap<String, u64>,
-    /// The last refusal, one sentence.
-    pub(crate) last_refusal: Option<String>,
-    /// Release polls sent to the hub.
-    pub(crate) hub_polls: u64,
-    /// Polls put off because the release arrived by gossip (or an announce).
-    pub(crate) polls_deferred: u64,
-}
-
-/// The snapshot shared between the event loop and the HTTP server.
-pub(crate) type Shared = Arc<Mutex<Snapshot>>;
+use super::status::{AnnounceReply, AnnounceRequest, Shared, Snapshot};
 
 fn read(shared: &Shared) -> Snapshot {
     shared
@@ -128,7 +69,7 @@ async fn announce_release(
         ),
         Some(AnnounceReply::Refused(kind, why)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            serde_json::json!({"result": "refused", "reason": kind, "message": why}),
+            serde_json::json!({"result": "refused", "reason": kind.as_str(), "message": why}),
         ),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,

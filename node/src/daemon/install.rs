@@ -1,15 +1,13 @@
-//! Installing a booted release: the flist tree is read back from the store (every block
-//! re-verified by it) and written into the target with the boot client's materialiser.
+//! The flist tree of a booted release, read back from the store (every block re-verified by
+//! it).
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use bootswarm_protocol::block::Cid;
 use bootswarm_protocol::manifest::Flist;
 use bootswarm_protocol::store::BlockStore;
 
 use crate::boot::fetch::{MAX_FLIST_DEPTH, MAX_FLISTS, PlacedFlist};
-use crate::boot::materialise::{MaterialiseStats, materialise, plan};
 use crate::error::{Error, Result};
 
 /// The flists under `root`, each placed under its prefix (children under their names), all
@@ -67,15 +65,4 @@ pub(crate) fn placed_flists<S: BlockStore + ?Sized>(
         level = next;
     }
     Ok(out)
-}
-
-/// Writes the release under `root` from `store` into `target`.
-pub(crate) fn install<S: BlockStore + ?Sized>(
-    store: &S,
-    root: &Cid,
-    target: &Path,
-) -> Result<MaterialiseStats> {
-    let flists = placed_flists(store, root)?;
-    let tree = plan(&flists)?;
-    materialise(store, &tree, target, &|_| {})
 }

@@ -1,23 +1,20 @@
-//! Side-by-side installs for the daemon.
+//! Side-by-side versions in the target.
 //!
 //! Each version is materialised into `TARGET/releases/<seq>/` (first under a `.partial-<seq>`
 //! name, renamed once complete, so a directory named by a seq is always a whole tree), then
 //! `TARGET/current` is switched to it atomically (a new symlink at a temporary name, rename,
-//! fsync of the directory). On an upgrade the `--on-change` hook runs once per changed package
-//! and then `--health-check`; if either fails, `current` goes back to the previous version, the
-//! hooks run again for it, and the reason is recorded in `state.json`. The last `--keep`
-//! versions stay on disk; older release directories and the blocks no kept version references
-//! are removed.
+//! fsync of the directory). The release follower decides when; these are the steps. The last
+//! `--keep` versions stay on disk; older release directories and the blocks no kept version
+//! references are removed.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use bootswarm_protocol::block::{Cid, parse_cid};
+use bootswarm_protocol::follower::Version as Release;
 use bootswarm_protocol::manifest::Flist;
 use bootswarm_protocol::store::BlockStore;
 
@@ -38,17 +35,6 @@ const PARTIAL_PREFIX: &str = ".partial-";
 const GC_PREFIX: &str = ".gc-";
 const LINK_TMP_PREFIX: &str = ".current.tmp-";
 
-/// Hooks run around a switch.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Hooks {
-    /// Command template run once per changed package; `{package}` is replaced by its name.
-    pub(crate) on_change: Option<String>,
-    /// Command run after the hooks; a non-zero exit means unhealthy.
-    pub(crate) health_check: Option<String>,
-    /// Longest time one hook or check may run.
-    pub(crate) timeout: Duration,
-}
-
 /// Where and how versions are installed.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
@@ -60,24 +46,6 @@ pub(crate) struct Layout {
     pub(crate) channel: String,
     /// Versions kept on disk (at least 1).
     pub(crate) keep: usize,
-    /// Restart hooks and health check.
-    pub(crate) hooks: Hooks,
-}
-
-/// What an install did.
-#[derive(Debug, Clone)]
-pub(crate) enum Outcome {
-    /// `current` now names this version.
-    Installed {
-        /// What was written (none when the version directory was already complete).
-        stats: Option<MaterialiseStats>,
-        /// Packages whose hook ran.
-        changed: Vec<String>,
-    },
-    /// A hook or the health check failed; `current` is back on the previous version.
-    RolledBack(FailedUpgrade),
-    /// This release failed before; it is not installed again.
-    Skipped(FailedUpgrade),
 }
 
 /// Aborts the process at `step` when the test-only [`CRASH_ENV`] names it.
@@ -105,7 +73,7 @@ fn current_seq(target: &Path) -> Option<u64> {
 }
 
 /// Points `TARGET/current` at `releases/<seq>` atomically and durably.
-fn switch(target: &Path, seq: u64) -> Result<()> {
+pub(crate) fn switch(target: &Path, seq: u64) -> Result<()> {
     let tmp = target.join(format!("{LINK_TMP_PREFIX}{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
     let dest = Path::new(RELEASES_DIR).join(seq.to_string());
@@ -171,11 +139,7 @@ fn packages<S: BlockStore + ?Sized>(store: &S, root: &Cid) -> Option<BTreeMap<St
 
 /// Packages added, removed or whose child flist changed between two roots, by name. When the
 /// old root cannot be read every package counts as changed.
-pub(crate) fn changed_packages<S: BlockStore + ?Sized>(
-    store: &S,
-    old: &Cid,
-    new: &Cid,
-) -> Vec<String> {
+fn changed_packages<S: BlockStore + ?Sized>(store: &S, old: &Cid, new: &Cid) -> Vec<String> {
     let new_pkgs = packages(store, new).unwrap_or_default();
     let Some(old_pkgs) = packages(store, old) else {
         return new_pkgs.into_keys().collect();
@@ -195,114 +159,28 @@ pub(crate) fn changed_packages<S: BlockStore + ?Sized>(
     names
 }
 
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// Runs `sh -c cmd` with `env`, stdout sent to stderr, killed after `timeout`. The error is
-/// a clause naming what failed.
-fn run_command(
-    cmd: &str,
-    env: &[(&str, String)],
-    timeout: Duration,
-) -> std::result::Result<(), String> {
-    let stdout = std::os::fd::AsFd::as_fd(&io::stderr())
-        .try_clone_to_owned()
-        .map_or_else(|_| Stdio::null(), Stdio::from);
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .spawn()
-        .map_err(|e| format!("'{cmd}' could not be started ({e})"))?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(format!("'{cmd}' failed ({status})")),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("'{cmd}' timed out after {} s", timeout.as_secs()));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("'{cmd}' could not be waited for ({e})")),
-        }
-    }
-}
-
-/// Runs the change hook for each package; stops at the first failure unless `all`.
-fn run_hooks(
-    layout: &Layout,
-    seq: u64,
-    action: &str,
-    changed: &[String],
-    all: bool,
-) -> std::result::Result<(), String> {
-    let Some(template) = &layout.hooks.on_change else {
-        return Ok(());
-    };
-    let mut first_error = None;
-    for package in changed {
-        let cmd = template.replace("{package}", &shell_quote(package));
-        let env = [
-            ("BOOTSWARM_PACKAGE", package.clone()),
-            ("BOOTSWARM_SEQ", seq.to_string()),
-            ("BOOTSWARM_ACTION", action.to_string()),
-            (
-                "BOOTSWARM_CURRENT",
-                layout.target.join(CURRENT_LINK).display().to_string(),
-            ),
-        ];
-        if let Err(e) = run_command(&cmd, &env, layout.hooks.timeout) {
-            let e = format!("the on-change hook for package '{package}': {e}");
-            tracing::warn!("{e}");
-            first_error.get_or_insert(e);
-            if !all {
-                break;
-            }
-        }
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
-fn health_check(layout: &Layout, seq: u64) -> std::result::Result<(), String> {
-    let Some(cmd) = &layout.hooks.health_check else {
-        return Ok(());
-    };
-    let env = [
-        ("BOOTSWARM_SEQ", seq.to_string()),
-        (
-            "BOOTSWARM_CURRENT",
-            layout.target.join(CURRENT_LINK).display().to_string(),
-        ),
-    ];
-    run_command(cmd, &env, layout.hooks.timeout).map_err(|e| format!("the health check {e}"))
-}
-
 fn lock(state: &Mutex<NodeState>) -> std::sync::MutexGuard<'_, NodeState> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// What writing a version did.
+#[derive(Debug)]
+pub(crate) struct Written {
+    /// Packages changed against the version it upgrades (empty without one).
+    pub(crate) changed: Vec<String>,
+    /// What was written (none when the version directory was already complete).
+    pub(crate) stats: Option<MaterialiseStats>,
 }
 
-/// Installs release `seq` (root `root`) side by side and switches to it; see the module
-/// documentation. `gc_blocks` allows removing blocks no kept version references (false while
-/// a newer release is being fetched).
-pub(crate) fn install_version(
+/// Writes `version` into `TARGET/releases/<seq>` unless it is already there, records it among
+/// the kept versions, and lists the packages changed against `previous`.
+pub(crate) fn write_version(
     store: &SledStore,
     state: &Mutex<NodeState>,
     layout: &Layout,
-    seq: u64,
-    root: Cid,
-    gc_blocks: bool,
-) -> Result<Outcome> {
+    version: Release,
+    previous: Option<Release>,
+) -> Result<Written> {
     // The store's index is flushed lazily; a crash could otherwise lose blocks this version
     // (and the next upgrade's hook diff) relies on.
     store.flush()?;
@@ -310,27 +188,11 @@ pub(crate) fn install_version(
     let rel = releases(target);
     fs::create_dir_all(&rel).map_err(|e| io_err("create", &rel, &e))?;
     clean_leftovers(target)?;
-    let root_text = root.to_string();
-    let (prev, failed) = {
-        let st = lock(state);
-        let prev = st
-            .installed
-            .as_ref()
-            .filter(|i| i.target == *target && i.channel == layout.channel)
-            .and_then(|i| Some((i.seq, parse_cid(&i.root).ok()?)));
-        (prev, st.failed.clone())
-    };
-    if let Some(f) = failed.filter(|f| f.seq == seq && f.root == root_text) {
-        return Ok(Outcome::Skipped(f));
-    }
-    // An upgrade needs the previous version on disk to roll back to (a target written by
-    // `bootswarm boot` has none: the first daemon install there is not an upgrade).
-    let upgrade =
-        prev.filter(|(s, r)| (*s != seq || *r != root) && rel.join(s.to_string()).is_dir());
-    if upgrade.is_some() {
+    if previous.is_some() {
         crash_point("after-fetch");
     }
-
+    let seq = version.seq;
+    let root_text = version.root.to_string();
     // The version directory: complete whenever it exists under its seq.
     let dir = rel.join(seq.to_string());
     let known_other_root = lock(state)
@@ -344,7 +206,7 @@ pub(crate) fn install_version(
         None
     } else {
         let partial = rel.join(format!("{PARTIAL_PREFIX}{seq}"));
-        let flists = placed_flists(store, &root)?;
+        let flists = placed_flists(store, &version.root)?;
         let tree = plan(&flists)?;
         let stats = materialise(store, &tree, &partial, &|_| {})?;
         fs::rename(&partial, &dir).map_err(|e| io_err("rename", &partial, &e))?;
@@ -356,90 +218,94 @@ pub(crate) fn install_version(
         st.versions.retain(|v| v.seq != seq);
         st.versions.push(Version {
             seq,
-            root: root_text.clone(),
+            root: root_text,
         });
         st.versions.sort_by_key(|v| v.seq);
         st.save(&layout.store_dir)?;
     }
-    if upgrade.is_some() {
-        crash_point("after-materialise");
-    }
-    switch(target, seq)?;
-    let mut changed = Vec::new();
-    if let Some((old_seq, old_root)) = upgrade {
-        crash_point("after-switch");
-        changed = changed_packages(store, &old_root, &root);
-        let verdict = run_hooks(layout, seq, "upgrade", &changed, false).and_then(|()| {
-            crash_point("after-hook");
-            health_check(layout, seq)
-        });
-        if let Err(reason) = verdict {
-            return roll_back(
-                state,
-                layout,
-                (seq, root),
-                (old_seq, old_root),
-                &changed,
-                reason,
-            );
+    let changed = match previous {
+        Some(prev) => {
+            crash_point("after-materialise");
+            changed_packages(store, &prev.root, &version.root)
         }
-    }
-    {
-        let mut st = lock(state);
-        st.installed = Some(Installed {
-            channel: layout.channel.clone(),
-            seq,
-            root: root_text,
-            target: target.clone(),
-        });
-        st.save(&layout.store_dir)?;
-    }
-    if let Err(e) = collect_garbage(store, state, layout, seq, gc_blocks) {
-        tracing::warn!("garbage collection failed: {e}");
-    }
-    Ok(Outcome::Installed { stats, changed })
+        None => Vec::new(),
+    };
+    Ok(Written { changed, stats })
 }
 
-/// Switches back to the previous version, re-runs its hooks and records why.
-fn roll_back(
+/// Records `version` as installed in the target, then keeps the newest `--keep` versions
+/// (and, when `collect_blocks`, only the blocks they reference).
+pub(crate) fn commit(
+    store: &SledStore,
     state: &Mutex<NodeState>,
     layout: &Layout,
-    (seq, root): (u64, Cid),
-    (old_seq, old_root): (u64, Cid),
-    changed: &[String],
-    reason: String,
-) -> Result<Outcome> {
-    tracing::warn!(
-        seq,
-        "upgrade failed ({reason}); rolling back to seq {old_seq}"
-    );
-    switch(&layout.target, old_seq)?;
-    if let Err(e) = run_hooks(layout, old_seq, "rollback", changed, true) {
-        tracing::warn!("after the rollback to seq {old_seq}, {e}");
+    version: Release,
+    collect_blocks: bool,
+) -> Result<()> {
+    record_installed(state, layout, version)?;
+    if let Err(e) = collect_garbage(store, state, layout, version.seq, collect_blocks) {
+        tracing::warn!("garbage collection failed: {e}");
     }
-    let failed = FailedUpgrade {
-        seq,
-        root: root.to_string(),
-        reason: format!("upgrade to seq {seq} was rolled back to seq {old_seq}: {reason}"),
-        at: unix_now(),
-    };
+    Ok(())
+}
+
+/// Records `version` as the one installed in the target.
+pub(crate) fn record_installed(
+    state: &Mutex<NodeState>,
+    layout: &Layout,
+    version: Release,
+) -> Result<()> {
+    let mut st = lock(state);
+    st.installed = Some(Installed {
+        channel: layout.channel.clone(),
+        seq: version.seq,
+        root: version.root.to_string(),
+        target: layout.target.clone(),
+    });
+    st.save(&layout.store_dir)
+}
+
+/// Records an upgrade that was switched back from (it is not installed again), keeps
+/// `restore` installed, and removes the failed version's tree.
+pub(crate) fn record_failure(
+    state: &Mutex<NodeState>,
+    layout: &Layout,
+    failed: FailedUpgrade,
+    restore: Release,
+) -> Result<()> {
+    let seq = failed.seq;
     {
         let mut st = lock(state);
-        st.failed = Some(failed.clone());
+        st.failed = Some(failed);
         st.versions.retain(|v| v.seq != seq);
         // The previous version stays installed.
-        if st.installed.as_ref().is_none_or(|i| i.seq != old_seq) {
+        if st.installed.as_ref().is_none_or(|i| i.seq != restore.seq) {
             st.installed = Some(Installed {
                 channel: layout.channel.clone(),
-                seq: old_seq,
-                root: old_root.to_string(),
+                seq: restore.seq,
+                root: restore.root.to_string(),
                 target: layout.target.clone(),
             });
         }
         st.save(&layout.store_dir)?;
     }
-    remove_version_dir(&releases(&layout.target), &seq.to_string())?;
-    Ok(Outcome::RolledBack(failed))
+    remove_version_dir(&releases(&layout.target), &seq.to_string())
+}
+
+/// `bootswarm boot`'s layout: `root` written straight into `target`.
+pub(crate) fn install_direct<S: BlockStore + ?Sized>(
+    store: &S,
+    root: &Cid,
+    target: &Path,
+) -> Result<MaterialiseStats> {
+    let flists = placed_flists(store, root)?;
+    let tree = plan(&flists)?;
+    materialise(store, &tree, target, &|_| {})
+}
+
+/// Whether `TARGET/releases/<seq>` holds a complete version.
+pub(crate) fn on_disk(target: &Path, seq: u64) -> bool {
+    releases(target).join(seq.to_string()).is_dir()
 }
 
 /// Keeps the newest `keep` versions (always `current`), removing older release directories
@@ -575,15 +441,5 @@ mod tests {
             changed_packages(&store, &cid("gone"), &new),
             ["a", "b", "d"]
         );
-    }
-
-    #[test]
-    fn commands_report_failure_and_timeout() {
-        assert!(run_command("true", &[], Duration::from_secs(5)).is_ok());
-        let e = run_command("exit 3", &[], Duration::from_secs(5)).unwrap_err();
-        assert!(e.contains("failed"), "{e}");
-        let e = run_command("sleep 5", &[], Duration::from_millis(100)).unwrap_err();
-        assert!(e.contains("timed out"), "{e}");
-        assert_eq!(shell_quote("a'b"), "'a'\\''b'");
     }
 }
