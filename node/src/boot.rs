@@ -295,7 +295,7 @@ pub fn run(args: BootArgs) -> Result<()> {
     Ok(())
 }
 
-/// `bootswarm boot` with swarm options (added by H4): the daemon's driver in one-shot mode.
+/// `bootswarm boot` with swarm options: the daemon's driver in one-shot mode.
 fn run_swarm(args: &BootArgs) -> Result<()> {
     let report = crate::daemon::boot_once(args)?;
     let tree = report.tree.unwrap_or_default();

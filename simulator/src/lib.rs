@@ -11,7 +11,6 @@ pub mod report;
 pub mod rng;
 pub mod run;
 pub mod scenario;
-pub mod testbed;
 pub mod time;
 pub mod topology;
 pub mod trace;

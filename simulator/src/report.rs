@@ -207,7 +207,19 @@ pub fn svg(r: &SeedResult) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{total_h}" font-family="sans-serif" font-size="11">"#
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    // Panel 1: CDF on a log10 time axis.
+    cdf_panel(&mut s, r);
+    hub_panel(&mut s, r);
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Vertical position of share `f` (0 at the bottom, 1 at the top) in the panel at `top`.
+fn y(f: f64, top: f64) -> f64 {
+    top + MT + (1.0 - f) * (H - MT - MB)
+}
+
+/// Panel 1: the boot-completion CDF on a log10 time axis.
+fn cdf_panel(s: &mut String, r: &SeedResult) {
     let n = r.nodes.max(1) as f64;
     let all: Vec<f64> = r
         .boot_times
@@ -230,14 +242,13 @@ pub fn svg(r: &SeedResult) -> String {
         .max(lo * 10.0);
     let (l0, l1) = (lo.log10().floor(), hi.log10().ceil());
     let x = |t: f64| ML + (t.max(10f64.powf(l0)).log10() - l0) / (l1 - l0) * (W - ML - MR);
-    let y = |f: f64, top: f64| top + MT + (1.0 - f) * (H - MT - MB);
     let _ = writeln!(
         s,
         r#"<text x="{ML}" y="18" font-size="13">{}: boot completion (seed {}), log time</text>"#,
         esc(&r.scenario),
         r.seed
     );
-    axes(&mut s, 0.0);
+    axes(s, 0.0);
     let mut d = l0;
     while d <= l1 {
         let px = x(10f64.powf(d));
@@ -294,8 +305,11 @@ pub fn svg(r: &SeedResult) -> String {
             MT + 10.0 + ly
         );
     }
-    // Panel 2: cumulative hub egress over the swarm run, against the release size F. (A rate
-    // binned by chunk completions spikes above the link's capacity and misleads.)
+}
+
+/// Panel 2: cumulative hub egress over the swarm run, against the release size F. (A rate
+/// binned by chunk completions spikes above the link's capacity and misleads.)
+fn hub_panel(s: &mut String, r: &SeedResult) {
     let top = H + 20.0;
     let end = r
         .hub_samples
@@ -312,7 +326,7 @@ pub fn svg(r: &SeedResult) -> String {
         top + 18.0,
         r.hub_egress_vs_f
     );
-    axes(&mut s, top);
+    axes(s, top);
     let xl = |t: f64| ML + t / end * (W - ML - MR);
     let mut pts = format!("{:.1},{:.1}", xl(0.0), y(0.0, top));
     let mut last = 0.0;
@@ -354,8 +368,6 @@ pub fn svg(r: &SeedResult) -> String {
             top + H - MB + 14.0
         );
     }
-    s.push_str("</svg>\n");
-    s
 }
 
 fn axes(s: &mut String, top: f64) {

@@ -9,6 +9,8 @@ use bootswarm_protocol::agent::HubMode;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+mod checks;
+
 /// One expectation and whether it held.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
@@ -261,27 +263,14 @@ fn summarise(
         .filter_map(|&n| Some(s.booted_at[n as usize]?.saturating_sub(*start.get(&n)?)))
         .collect();
     durations.sort_unstable();
-    let pct = |p: f64| -> Option<f64> {
-        if durations.is_empty() {
-            return None;
-        }
-        let i = ((p * durations.len() as f64).ceil() as usize).clamp(1, durations.len()) - 1;
-        Some(secs(durations[i]))
-    };
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let mut r = SeedResult {
         scenario: sc.name.clone(),
         seed,
         nodes: booting.len(),
-        booted: booting
-            .iter()
-            .filter(|&&n| s.booted_at[n as usize].is_some())
-            .count(),
+        booted: booted_count(&booting, s),
         honest: honest.len(),
-        honest_booted: honest
-            .iter()
-            .filter(|&&n| s.booted_at[n as usize].is_some())
-            .count(),
+        honest_booted: booted_count(&honest, s),
         all_booted_s,
         all_held_s: last_of(&s.held_at, s),
         host: sc.host,
@@ -303,8 +292,8 @@ fn summarise(
             .count(),
         stall_reasons: s.stall_reasons.clone(),
         failures: s.failures.clone(),
-        p50_s: pct(0.5),
-        p99_s: pct(0.99),
+        p50_s: percentile(&durations, 0.5),
+        p99_s: percentile(&durations, 0.99),
         boot_times: times(s),
         hub_only_boot_times: base.map(times).unwrap_or_default(),
         hub_only_all_booted_s: base.and_then(all_at),
@@ -325,22 +314,44 @@ fn summarise(
         checks: Vec::new(),
         topology_nodes: sc.nodes,
         upgrade: upgrade_result(sc, rel, s),
-        hub_polls_per_period: sc.poll_interval.map(|p| {
-            let periods = s.end as f64 / p as f64;
-            if periods > 0.0 {
-                s.hub_polls as f64 / periods
-            } else {
-                0.0
-            }
-        }),
+        hub_polls_per_period: polls_per_period(sc, s),
         bad_installs: s.bad_installs,
         injectors: injectors(sc, roles, s),
         honest_gossip_penalised: (0..sc.nodes as usize)
             .filter(|&n| s.gossip_penalised[n] && !is_injector(sc, roles, n as u32))
             .count(),
     };
-    r.checks = checks(sc, roles, &corrupt, &honest, s, &r);
+    r.checks = checks::checks(sc, roles, &corrupt, &honest, s, &r);
     r
+}
+
+/// Percentile `p` of sorted durations, in seconds.
+fn percentile(durations: &[u64], p: f64) -> Option<f64> {
+    if durations.is_empty() {
+        return None;
+    }
+    let i = ((p * durations.len() as f64).ceil() as usize).clamp(1, durations.len()) - 1;
+    Some(secs(durations[i]))
+}
+
+/// How many of `nodes` booted.
+fn booted_count(nodes: &[u32], s: &WorldStats) -> usize {
+    nodes
+        .iter()
+        .filter(|&&n| s.booted_at[n as usize].is_some())
+        .count()
+}
+
+/// Release polls of the hub per poll period for the whole farm, when nodes poll.
+fn polls_per_period(sc: &Scenario, s: &WorldStats) -> Option<f64> {
+    sc.poll_interval.map(|p| {
+        let periods = s.end as f64 / p as f64;
+        if periods > 0.0 {
+            s.hub_polls as f64 / periods
+        } else {
+            0.0
+        }
+    })
 }
 
 fn upgrade_result(sc: &Scenario, rel: &SimRelease, s: &WorldStats) -> Option<UpgradeResult> {
@@ -390,211 +401,6 @@ fn injectors(sc: &Scenario, roles: &Roles, s: &WorldStats) -> (usize, usize) {
     (all.len(), penalised)
 }
 
-fn checks(
-    sc: &Scenario,
-    roles: &Roles,
-    corrupt: &[bool],
-    honest: &[u32],
-    s: &WorldStats,
-    r: &SeedResult,
-) -> Vec<Check> {
-    let x = &sc.expect;
-    let mut out = Vec::new();
-    let mut push = |name: &str, pass: bool, detail: String| {
-        out.push(Check {
-            name: name.into(),
-            pass,
-            detail,
-        })
-    };
-    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
-    if let Some(want) = x.all_booted {
-        let got = r.honest_booted == r.honest && r.aborted.is_none();
-        push(
-            "all_booted",
-            got == want,
-            format!("{}/{} honest booted", r.honest_booted, r.honest),
-        );
-    }
-    if let Some(m) = x.time_vs_tmin_max {
-        push(
-            "time_vs_tmin",
-            r.time_vs_tmin.is_some_and(|v| v <= m),
-            format!("{} <= {m}", fmt(r.time_vs_tmin)),
-        );
-    }
-    if let Some(m) = x.hub_egress_vs_f_max {
-        push(
-            "hub_egress_vs_f",
-            r.hub_egress_vs_f <= m,
-            format!("{:.3} <= {m}", r.hub_egress_vs_f),
-        );
-    }
-    if let Some(m) = x.honest_hub_egress_vs_f_max {
-        push(
-            "honest_hub_egress_vs_f",
-            r.honest_hub_egress_vs_f <= m,
-            format!("{:.3} <= {m}", r.honest_hub_egress_vs_f),
-        );
-    }
-    if let Some(m) = x.hub_egress_bytes_max {
-        push(
-            "hub_egress_bytes",
-            r.hub_egress_bytes <= m,
-            format!("{} <= {m}", r.hub_egress_bytes),
-        );
-    }
-    if let Some(m) = x.control_vs_data_max {
-        push(
-            "control_vs_data",
-            r.control_vs_data <= m && r.data_bytes > 0,
-            format!("{:.4} <= {m}", r.control_vs_data),
-        );
-    }
-    if let Some(m) = x.corrupt_accepted {
-        push(
-            "corrupt_accepted",
-            r.corrupt_accepted <= m,
-            format!("{} <= {m}", r.corrupt_accepted),
-        );
-    }
-    if let Some(t) = x.booted_before {
-        let ok = r.aborted.is_none()
-            && honest
-                .iter()
-                .all(|&n| s.booted_at[n as usize].is_some_and(|b| b < t));
-        push("booted_before", ok, format!("all by {:.1}s", secs(t)));
-    }
-    if let Some(t) = x.none_booted_before {
-        let early = (0..sc.nodes)
-            .filter(|&n| {
-                roles.booting[n as usize] && s.booted_at[n as usize].is_some_and(|b| b < t)
-            })
-            .count();
-        push(
-            "none_booted_before",
-            early == 0,
-            format!("{early} booted before {:.1}s", secs(t)),
-        );
-    }
-    let bad: Vec<usize> = (0..corrupt.len()).filter(|&n| corrupt[n]).collect();
-    if x.each_corrupt_peer_penalised == Some(true) {
-        let k = bad
-            .iter()
-            .filter(|&&n| s.penalised[n] || s.banned[n])
-            .count();
-        push(
-            "each_corrupt_peer_penalised",
-            k == bad.len(),
-            format!("{k}/{} penalised", bad.len()),
-        );
-    }
-    if x.each_corrupt_peer_banned == Some(true) {
-        let k = bad.iter().filter(|&&n| s.banned[n]).count();
-        push(
-            "each_corrupt_peer_banned",
-            k == bad.len(),
-            format!("{k}/{} banned", bad.len()),
-        );
-    }
-    if x.stall_reported == Some(true) {
-        // Nodes still missing blocks when the first hub outage ended must have said why.
-        let end = sc
-            .faults
-            .iter()
-            .filter(|f| f.kind == FaultKind::HubOutage)
-            .map(|f| f.until.unwrap_or(u64::MAX))
-            .min()
-            .unwrap_or(u64::MAX);
-        let stuck: Vec<u32> = honest
-            .iter()
-            .copied()
-            .filter(|&n| s.booted_at[n as usize].is_none_or(|b| b >= end))
-            .collect();
-        let told = stuck
-            .iter()
-            .filter(|&&n| {
-                s.first_stall[n as usize]
-                    .is_some_and(|t| s.booted_at[n as usize].is_none_or(|b| t <= b))
-            })
-            .count();
-        push(
-            "stall_reported",
-            told == stuck.len(),
-            format!("{told}/{} stuck nodes said why", stuck.len()),
-        );
-    }
-    if let Some(m) = x.time_vs_hub_only_max {
-        let v = match (r.all_booted_s, r.hub_only_all_booted_s) {
-            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-            _ => None,
-        };
-        push(
-            "time_vs_hub_only",
-            v.is_some_and(|v| v <= m),
-            format!("{} <= {m}", fmt(v)),
-        );
-    }
-    let up = r.upgrade.as_ref();
-    if let Some(want) = x.all_upgraded {
-        let got = up.is_some_and(|u| u.upgraded == u.nodes);
-        push(
-            "all_upgraded",
-            got == want,
-            up.map_or("no release was published".into(), |u| {
-                format!("{}/{} upgraded", u.upgraded, u.nodes)
-            }),
-        );
-    }
-    if let Some(m) = x.announce_p99_s_max {
-        let v = up.and_then(|u| u.announce_p99_s);
-        push(
-            "announce_p99_s",
-            v.is_some_and(|v| v <= m),
-            format!("{} <= {m}", fmt(v)),
-        );
-    }
-    if let Some(m) = x.hub_upgrade_bytes_vs_changed_max {
-        let v = up.map(|u| u.hub_upgrade_bytes_vs_changed);
-        push(
-            "hub_upgrade_bytes_vs_changed",
-            v.is_some_and(|v| v <= m),
-            format!("{} <= {m}", fmt(v)),
-        );
-    }
-    if let Some(m) = x.hub_polls_per_period_max {
-        let v = r.hub_polls_per_period;
-        push(
-            "hub_polls_per_period",
-            v.is_some_and(|v| v <= m),
-            format!("{} <= {m}", fmt(v)),
-        );
-    }
-    if let Some(m) = x.bad_installs {
-        push(
-            "bad_installs",
-            r.bad_installs <= m,
-            format!("{} <= {m}", r.bad_installs),
-        );
-    }
-    if let Some(want) = x.each_injector_penalised {
-        let (all, penalised) = r.injectors;
-        let got = all > 0 && penalised == all && r.honest_gossip_penalised == 0;
-        push(
-            "each_injector_penalised",
-            got == want,
-            format!(
-                "{penalised}/{all} injectors penalised, {} honest nodes penalised",
-                r.honest_gossip_penalised
-            ),
-        );
-    }
-    if let Some(why) = &r.aborted {
-        push("no_abort", false, why.clone());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,63 +413,6 @@ mod tests {
         assert_eq!(t_min(1000, 100, 50, 1000, 1), 20.0);
         // Upload-bound: N·F/(B + N·u) = 10·1000/(100 + 10·10) = 50 s.
         assert_eq!(t_min(1000, 100, 1000, 10, 10), 50.0);
-    }
-}
-
-#[cfg(test)]
-mod expect_tests {
-    use super::*;
-
-    fn scenario(expect: &str) -> Scenario {
-        let text = format!(
-            r#"
-[meta]
-name = "tiny"
-seeds = [1]
-[topology]
-nodes = 4
-nic = "10Gbit"
-hub_link = "1Gbit"
-[release]
-packages = 2
-size = "8MiB"
-[[event]]
-at = "0s"
-kind = "boot"
-[expect]
-{expect}
-"#
-        );
-        Scenario::parse("tiny.toml", &text).unwrap()
-    }
-
-    #[test]
-    fn possible_expectations_pass() {
-        let r = run_seed(
-            &scenario("all_booted = true\ncorrupt_accepted = 0\ntime_vs_tmin_max = 3.0"),
-            1,
-            Options::default(),
-        )
-        .unwrap();
-        assert!(r.passed(), "{:?}", r.checks);
-        assert_eq!(r.booted, 4);
-        assert!(r.hub_only_all_booted_s.is_some());
-    }
-
-    #[test]
-    fn impossible_expectations_fail() {
-        for expect in [
-            "time_vs_tmin_max = 0.5",
-            "hub_egress_vs_f_max = 0.5",
-            "hub_egress_bytes_max = 0",
-            "control_vs_data_max = 0.0",
-            "none_booted_before = \"1h\"",
-            "booted_before = \"1ms\"",
-            "time_vs_hub_only_max = 0.01",
-        ] {
-            let r = run_seed(&scenario(expect), 1, Options::default()).unwrap();
-            assert!(!r.passed(), "{expect} passed: {:?}", r.checks);
-        }
     }
 }
 

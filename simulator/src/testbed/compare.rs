@@ -1,7 +1,7 @@
 //! Measured against simulated, side by side: the table and the JSON object.
 
-use super::run::{Outcome, PhaseResult};
-use crate::report;
+use super::outcome::{Outcome, PhaseResult};
+use bootswarm_sim::report;
 use std::fmt::Write;
 
 fn opt(v: Option<f64>, prec: usize) -> String {
@@ -35,7 +35,7 @@ fn mib(b: u64) -> f64 {
 }
 
 /// The human table.
-pub fn table(o: &Outcome) -> String {
+pub(crate) fn table(o: &Outcome) -> String {
     let s = &o.sim;
     let mut t = String::new();
     let _ = writeln!(
@@ -62,50 +62,83 @@ pub fn table(o: &Outcome) -> String {
         "{:<28} {:>14} {:>14} {:>10}",
         "", "measured", "simulated", "meas/sim"
     );
-    let mut row = |name: &str, m: Option<f64>, sv: Option<f64>, prec: usize| {
-        let _ = writeln!(
-            t,
-            "{name:<28} {:>14} {:>14} {:>10}",
-            opt(m, prec),
-            opt(sv, prec),
-            ratio(m, sv)
-        );
-    };
+    boot_rows(&mut t, o);
+    if o.upgrade.is_some() || s.upgrade.is_some() {
+        upgrade_rows(&mut t, o);
+    }
+    row(
+        &mut t,
+        "CPU busy % (swarm run)",
+        o.swarm.cpu_busy.map(|c| c * 100.0),
+        None,
+        0,
+    );
+    let _ = writeln!(t, "{}", host_fit(o));
+    verdicts(&mut t, o);
+    t
+}
+
+/// One row of the table: a measured and a simulated figure and their ratio.
+fn row(t: &mut String, name: &str, m: Option<f64>, sv: Option<f64>, prec: usize) {
+    let _ = writeln!(
+        t,
+        "{name:<28} {:>14} {:>14} {:>10}",
+        opt(m, prec),
+        opt(sv, prec),
+        ratio(m, sv)
+    );
+}
+
+/// The rows of the boot: times, hub egress, the hub-only run.
+fn boot_rows(t: &mut String, o: &Outcome) {
+    let s = &o.sim;
     let m_times = sorted(&o.swarm);
     row(
+        t,
         "booted",
         Some(m_times.len() as f64),
         Some(s.booted as f64),
         0,
     );
-    row("all booted (s)", o.swarm.all_booted_s, s.all_booted_s, 3);
-    row("all blocks held (s)", o.swarm.all_held_s, s.all_held_s, 3);
+    row(t, "all booted (s)", o.swarm.all_booted_s, s.all_booted_s, 3);
     row(
+        t,
+        "all blocks held (s)",
+        o.swarm.all_held_s,
+        s.all_held_s,
+        3,
+    );
+    row(
+        t,
         "boot p50 (s)",
         pct(&m_times, 0.5),
         pct(&s.boot_times, 0.5),
         3,
     );
     row(
+        t,
         "boot p90 (s)",
         pct(&m_times, 0.9),
         pct(&s.boot_times, 0.9),
         3,
     );
-    row("time vs T_min", o.time_vs_tmin(), s.time_vs_tmin, 3);
+    row(t, "time vs T_min", o.time_vs_tmin(), s.time_vs_tmin, 3);
     row(
+        t,
         "hub egress (MiB)",
         Some(mib(o.swarm.hub_egress_bytes)),
         Some(mib(s.hub_egress_bytes)),
         2,
     );
     row(
+        t,
         "hub egress vs F",
         Some(o.hub_egress_vs_f()),
         Some(s.hub_egress_vs_f),
         3,
     );
     row(
+        t,
         "bytes from peers (MiB)",
         Some(mib(o.swarm.bytes_from_peers)),
         None,
@@ -113,12 +146,14 @@ pub fn table(o: &Outcome) -> String {
     );
     let ho = o.hub_only.as_ref();
     row(
+        t,
         "hub-only all booted (s)",
         ho.and_then(|h| h.all_booted_s),
         s.hub_only_all_booted_s,
         3,
     );
     row(
+        t,
         "hub-only hub egress vs F",
         ho.map(|h| h.hub_egress_bytes as f64 / o.release_bytes.max(1) as f64),
         None,
@@ -128,49 +163,53 @@ pub fn table(o: &Outcome) -> String {
         (Some(h), Some(a)) if a > 0.0 => Some(h / a),
         _ => None,
     };
-    row("speed-up vs hub-only", o.speedup(), sim_speedup, 2);
-    if o.upgrade.is_some() || s.upgrade.is_some() {
-        let mu = o.upgrade.as_ref();
-        let su = s.upgrade.as_ref();
-        row(
-            "upgraded",
-            mu.map(|u| u.times.iter().flatten().count() as f64),
-            su.map(|u| u.upgraded as f64),
-            0,
-        );
-        row(
-            "upgrade: all switched (s)",
-            mu.and_then(|u| u.all_upgraded_s),
-            su.and_then(|u| u.all_upgraded_s),
-            3,
-        );
-        row(
-            "upgrade: new bytes (MiB)",
-            mu.map(|u| mib(u.changed_bytes)),
-            su.map(|u| mib(u.changed_bytes)),
-            2,
-        );
-        row(
-            "upgrade: hub egress (MiB)",
-            mu.map(|u| mib(u.hub_bytes)),
-            su.map(|u| mib(u.hub_bytes)),
-            2,
-        );
-        row(
-            "upgrade: hub vs new bytes",
-            mu.map(|u| u.hub_bytes_vs_changed()),
-            su.map(|u| u.hub_upgrade_bytes_vs_changed),
-            3,
-        );
-    }
+    row(t, "speed-up vs hub-only", o.speedup(), sim_speedup, 2);
+}
+
+/// The rows of the upgrade.
+fn upgrade_rows(t: &mut String, o: &Outcome) {
+    let mu = o.upgrade.as_ref();
+    let su = o.sim.upgrade.as_ref();
     row(
-        "CPU busy % (swarm run)",
-        o.swarm.cpu_busy.map(|c| c * 100.0),
-        None,
+        t,
+        "upgraded",
+        mu.map(|u| u.times.iter().flatten().count() as f64),
+        su.map(|u| u.upgraded as f64),
         0,
     );
-    let _ = writeln!(t, "{}", host_fit(o));
-    for (label, p) in [("swarm", Some(&o.swarm)), ("hub-only", ho)] {
+    row(
+        t,
+        "upgrade: all switched (s)",
+        mu.and_then(|u| u.all_upgraded_s),
+        su.and_then(|u| u.all_upgraded_s),
+        3,
+    );
+    row(
+        t,
+        "upgrade: new bytes (MiB)",
+        mu.map(|u| mib(u.changed_bytes)),
+        su.map(|u| mib(u.changed_bytes)),
+        2,
+    );
+    row(
+        t,
+        "upgrade: hub egress (MiB)",
+        mu.map(|u| mib(u.hub_bytes)),
+        su.map(|u| mib(u.hub_bytes)),
+        2,
+    );
+    row(
+        t,
+        "upgrade: hub vs new bytes",
+        mu.map(|u| u.hub_bytes_vs_changed()),
+        su.map(|u| u.hub_upgrade_bytes_vs_changed),
+        3,
+    );
+}
+
+/// What did not finish, the checks, the kept work directory, and PASS or FAIL.
+fn verdicts(t: &mut String, o: &Outcome) {
+    for (label, p) in [("swarm", Some(&o.swarm)), ("hub-only", o.hub_only.as_ref())] {
         if let Some(why) = p.and_then(|p| p.incomplete.as_ref()) {
             let _ = writeln!(t, "{label} run incomplete: {why}");
         }
@@ -197,7 +236,6 @@ pub fn table(o: &Outcome) -> String {
         let _ = writeln!(t, "work directory kept: {}", w.display());
     }
     let _ = writeln!(t, "{}", if o.passed() { "PASS" } else { "FAIL" });
-    t
 }
 
 /// The measured CPU cost of transfers and installs, beside the scenario's `[host]`: what an
@@ -223,7 +261,7 @@ fn host_fit(o: &Outcome) -> String {
 }
 
 /// The simulator's JSON object for the seed, plus the measured figures.
-pub fn json(o: &Outcome) -> serde_json::Value {
+pub(crate) fn json(o: &Outcome) -> serde_json::Value {
     let mut v = report::json_value(&o.sim);
     let extra = serde_json::json!({
         "measured_all_booted_s": o.swarm.all_booted_s,

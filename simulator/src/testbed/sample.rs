@@ -19,7 +19,7 @@ pub(crate) const SAMPLE_SEED: u64 = 0x6273_7777_6172_6d31;
 pub(crate) fn generate(dir: &Path, packages: u32, size: u64) -> io::Result<Vec<PathBuf>> {
     mkdir(dir, 0o755)?;
     let n = u64::from(packages.max(1));
-    let mut rng = crate::rng::stream(SAMPLE_SEED, 0, 0);
+    let mut rng = bootswarm_sim::rng::stream(SAMPLE_SEED, 0, 0);
     // Uneven shares (weights 1..=4) of what is left after one byte per package.
     let weights: Vec<u64> = (0..n).map(|_| 1 + rng.below(4)).collect();
     let sum: u64 = weights.iter().sum();
@@ -42,7 +42,7 @@ pub(crate) fn generate(dir: &Path, packages: u32, size: u64) -> io::Result<Vec<P
 
 /// One package with exactly `size` bytes of file content.
 fn package(pkg: &Path, index: u64, size: u64) -> io::Result<()> {
-    let mut rng = crate::rng::stream(SAMPLE_SEED, index + 1, 1);
+    let mut rng = bootswarm_sim::rng::stream(SAMPLE_SEED, index + 1, 1);
     mkdir(pkg, 0o755)?;
     mkdir(&pkg.join("bin"), 0o755)?;
     mkdir(&pkg.join("etc"), 0o750)?;
@@ -80,7 +80,7 @@ fn mkdir(path: &Path, mode: u32) -> io::Result<()> {
 
 /// A file of `len` pseudo-random bytes from the stream `(package, file)`.
 fn content(path: &Path, len: u64, mode: u32, package: u64, file: u64) -> io::Result<()> {
-    let mut rng = crate::rng::stream(SAMPLE_SEED, package + 1, 100 + file);
+    let mut rng = bootswarm_sim::rng::stream(SAMPLE_SEED, package + 1, 100 + file);
     let mut out = io::BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
     let mut buf = vec![0u8; 64 << 10];
     let mut left = len;
@@ -165,7 +165,7 @@ fn rewrite_largest(dir: &Path, len: u64, package: u64) -> io::Result<()> {
             dir.display()
         )));
     };
-    let mut rng = crate::rng::stream(SAMPLE_SEED, package + 1, 900);
+    let mut rng = bootswarm_sim::rng::stream(SAMPLE_SEED, package + 1, 900);
     let mut f = fs::OpenOptions::new().write(true).open(&path)?;
     let mut buf = vec![0u8; 64 << 10];
     let mut left = len.min(flen);

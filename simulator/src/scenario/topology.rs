@@ -1,0 +1,69 @@
+//! `[topology]`: nodes, their NICs, the hub link, latencies and racks.
+//!
+//! A new key is a field of [`RawTopology`], its reading in [`parse`] and the [`Scenario`]
+//! field it fills.
+
+use super::{Ctx, Scenario, ScenarioError};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTopology {
+    nodes: u32,
+    nic: Option<String>,
+    nic_up: Option<String>,
+    nic_down: Option<String>,
+    hub_link: String,
+    lan_latency: Option<String>,
+    hub_latency: Option<String>,
+    racks: Option<u32>,
+    rack_uplink: Option<String>,
+    rack_latency: Option<String>,
+}
+
+/// Fills `nodes`, `nic_up`, `nic_down`, `racks`, `rack_uplink`, `hub_link` and the latencies.
+pub(super) fn parse(cx: &Ctx<'_>, t: &RawTopology, sc: &mut Scenario) -> Result<(), ScenarioError> {
+    if t.nodes == 0 {
+        return Err(cx.err("[topology] nodes must be at least 1".into()));
+    }
+    let n = t.nodes;
+    let nic = t
+        .nic
+        .as_deref()
+        .map(|v| cx.rate("[topology] nic", v))
+        .transpose()?;
+    let nic_or = |key: &str, v: &Option<String>| match v {
+        Some(v) => cx.rate(key, v),
+        None => nic.ok_or_else(|| {
+            cx.err("[topology] nic is missing (write e.g. nic = \"10Gbit\")".into())
+        }),
+    };
+    sc.nodes = n;
+    sc.nic_up = nic_or("[topology] nic_up", &t.nic_up)?;
+    sc.nic_down = nic_or("[topology] nic_down", &t.nic_down)?;
+    let racks = t.racks.unwrap_or(0);
+    if racks > n {
+        return Err(cx.err(format!(
+            "[topology] racks = {racks} is more than the {n} nodes"
+        )));
+    }
+    sc.racks = racks;
+    sc.rack_uplink = match (&t.rack_uplink, racks) {
+        (Some(v), _) => cx.rate("[topology] rack_uplink", v)?,
+        (None, 0) => 0,
+        (None, _) => {
+            return Err(cx.err("[topology] rack_uplink is missing although racks is set".into()));
+        }
+    };
+    sc.hub_link = cx.rate("[topology] hub_link", &t.hub_link)?;
+    let dur_or = |key: &str, v: &Option<String>, default: u64| {
+        v.as_deref()
+            .map(|v| cx.dur(key, v))
+            .transpose()
+            .map(|d| d.unwrap_or(default))
+    };
+    sc.lan_latency = dur_or("[topology] lan_latency", &t.lan_latency, 200_000)?;
+    sc.hub_latency = dur_or("[topology] hub_latency", &t.hub_latency, 20_000_000)?;
+    sc.rack_latency = dur_or("[topology] rack_latency", &t.rack_latency, 0)?;
+    Ok(())
+}
