@@ -1,0 +1,109 @@
+//! The install steps the follower asks for, each carried out in a task that answers it.
+
+use super::*;
+
+impl Driver {
+    /// Carries out one install step in a task; its answer goes back to the follower.
+    pub(super) fn install_step(&mut self, step: Action) {
+        let Some(layout) = self.layout.clone() else {
+            return;
+        };
+        let state = Arc::clone(&self.state);
+        let direct = self.opts.once;
+        match step {
+            Action::Install { version, previous } => {
+                self.upgrading = previous.map(|_| version.seq);
+                let seq = version.seq;
+                self.tasks.step(move |store| {
+                    let written = if direct {
+                        versions::install_direct(store, &version.root, &layout.target)
+                            .map(|stats| (Vec::new(), Some(stats)))
+                    } else {
+                        versions::write_version(store, &state, &layout, version, previous)
+                            .map(|w| (w.changed, w.stats))
+                    };
+                    match written {
+                        Ok((changed, stats)) => (
+                            follower::Input::Installed {
+                                seq,
+                                result: Ok(changed),
+                            },
+                            stats,
+                        ),
+                        Err(e) => (
+                            follower::Input::Installed {
+                                seq,
+                                result: Err(e.to_string()),
+                            },
+                            None,
+                        ),
+                    }
+                });
+            }
+            Action::Switch { seq } => {
+                let upgrade = self.upgrading == Some(seq);
+                self.tasks.step(move |_| {
+                    let result = versions::switch(&layout.target, seq).map_err(|e| e.to_string());
+                    if upgrade && result.is_ok() {
+                        crash_point("after-switch");
+                    }
+                    (follower::Input::Switched { seq, result }, None)
+                });
+            }
+            Action::RunHooks {
+                seq,
+                action,
+                packages,
+            } => {
+                let hooks = self.opts.hooks.clone();
+                self.tasks.step(move |_| {
+                    let result = hooks::run_hooks(&hooks, &layout.target, seq, action, &packages);
+                    if action == follower::HookAction::Upgrade && result.is_ok() {
+                        crash_point("after-hook");
+                    }
+                    (follower::Input::HooksRan { seq, result }, None)
+                });
+            }
+            Action::HealthCheck { seq } => {
+                let hooks = self.opts.hooks.clone();
+                self.tasks.step(move |_| {
+                    let result = hooks::health_check(&hooks, &layout.target, seq);
+                    (follower::Input::HealthChecked { seq, result }, None)
+                });
+            }
+            Action::Commit {
+                version,
+                collect_blocks,
+            } => {
+                self.tasks.step(move |store| {
+                    let result = if direct {
+                        versions::record_installed(&state, &layout, version)
+                    } else {
+                        versions::commit(store, &state, &layout, version, collect_blocks)
+                    };
+                    let result = result.map_err(|e| e.to_string());
+                    (
+                        follower::Input::Recorded {
+                            seq: version.seq,
+                            result,
+                        },
+                        None,
+                    )
+                });
+            }
+            Action::RecordFailure { failure, restore } => {
+                tracing::warn!("{}", failure.reason);
+                let seq = failure.version.seq;
+                self.tasks.step(move |_| {
+                    let result =
+                        versions::record_failure(&state, &layout, failed(&failure), restore)
+                            .map_err(|e| e.to_string());
+                    (follower::Input::Recorded { seq, result }, None)
+                });
+            }
+            _ => {}
+        }
+    }
+
+    // ----- swarm events -----
+}
