@@ -546,7 +546,9 @@ impl Follower {
             verdict: verdict.clone(),
         });
         match (verdict, adopted) {
-            (_, Some((signed, fresh))) => self.adopt(&signed, bytes, fresh, via),
+            (_, Some((signed, fresh))) => {
+                self.adopt(&signed, bytes, fresh, via, via == Via::Operator);
+            }
             (Verdict::Ignored { kind, reason } | Verdict::Rejected { kind, reason }, None) => {
                 self.count_refusal(kind, reason, via);
             }
@@ -562,7 +564,7 @@ impl Follower {
         });
         match decoded {
             Ok((signed, bytes)) => {
-                self.poll.succeeded(self.now);
+                let start_up = self.poll.succeeded(self.now);
                 self.status.hub_failing = false;
                 let outcome = self.check(&signed);
                 let verdict = match &outcome {
@@ -579,7 +581,7 @@ impl Follower {
                     verdict: verdict.clone(),
                 });
                 match (outcome, verdict) {
-                    (Ok(fresh), _) => self.adopt(&signed, bytes, fresh, Via::Hub),
+                    (Ok(fresh), _) => self.adopt(&signed, bytes, fresh, Via::Hub, !start_up),
                     (Err(_), Verdict::Ignored { kind, reason }) => {
                         self.count_refusal(kind, reason, Via::Hub);
                     }
@@ -659,7 +661,17 @@ impl Follower {
         self.status.last_refusal = Some(reason);
     }
 
-    fn adopt(&mut self, signed: &SignedRelease, bytes: Vec<u8>, fresh: Freshness, via: Via) {
+    /// Adopts a valid release. A new one is passed on to gossip unless it came from there; the
+    /// current one only when `pass_on_current` (an operator's, or a periodic poll's answer:
+    /// the farm then skips its polls; a node's start-up poll stands for nobody else's).
+    fn adopt(
+        &mut self,
+        signed: &SignedRelease,
+        bytes: Vec<u8>,
+        fresh: Freshness,
+        via: Via,
+        pass_on_current: bool,
+    ) {
         let r = &signed.release;
         let version = Version {
             seq: r.seq,
@@ -675,7 +687,7 @@ impl Follower {
         if matches!(via, Via::Gossip | Via::Operator) && self.poll.defer(self.now) {
             self.status.polls_deferred += 1;
         }
-        let pass_on = matches!(via, Via::Hub | Via::Operator) || (!same && via != Via::Gossip);
+        let pass_on = pass_on_current || (!same && via != Via::Gossip);
         if pass_on {
             self.out.push_back(Output::Publish {
                 bytes: bytes.clone(),

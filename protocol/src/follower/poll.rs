@@ -16,6 +16,8 @@ pub(super) struct PollSchedule {
     backoff: Duration,
     at: Time,
     polling: bool,
+    /// No poll has been answered yet.
+    first: bool,
     rng: Rng,
 }
 
@@ -29,6 +31,7 @@ impl PollSchedule {
             backoff: cfg.poll_backoff,
             at: now,
             polling: false,
+            first: true,
             rng: Rng::new(mix64(cfg.seed ^ 0x706f_6c6c)),
         }
     }
@@ -47,11 +50,13 @@ impl PollSchedule {
         false
     }
 
-    /// The hub answered: the next poll is a period away.
-    pub(super) fn succeeded(&mut self, now: Time) {
+    /// The hub answered: the next poll is a period away. True for the first answer since
+    /// the start.
+    pub(super) fn succeeded(&mut self, now: Time) -> bool {
         self.polling = false;
         self.backoff = self.first_backoff;
         self.at = self.next(now);
+        std::mem::replace(&mut self.first, false)
     }
 
     /// The hub did not answer: try again after the back-off, which doubles.

@@ -315,6 +315,30 @@ fn a_poller_passes_on_the_current_release_so_the_others_skip_their_poll() {
 }
 
 #[test]
+fn the_start_up_poll_passes_on_only_a_release_new_to_the_node() {
+    let restored = Restored {
+        high_water: Some(HighWater {
+            seq: 1,
+            root: root(1),
+        }),
+        release: Some(rel(1)),
+        ..Restored::default()
+    };
+    let mut h = Harness::new(cfg(), restored.clone());
+    h.take();
+    h.feed(Input::Polled(Ok(rel(1))));
+    assert_eq!(
+        kinds(&h.take()),
+        ["judged"],
+        "every node of a farm powering up polls once; passing it on would flood the farm"
+    );
+    let mut h = Harness::new(cfg(), restored);
+    h.take();
+    h.feed(Input::Polled(Ok(rel(2))));
+    assert_eq!(kinds(&h.take()), ["judged", "publish", "save"]);
+}
+
+#[test]
 fn a_failed_poll_backs_off_exponentially_up_to_the_cap() {
     let mut h = Harness::new(cfg(), Restored::default());
     h.take();
