@@ -1,15 +1,12 @@
-//! Releases on gossip: real signed releases, a gossipsub-like mesh, the acceptance rules a
-//! node applies to what it hears (`check_release` + `gossip_verdict`, the same code the node
-//! runs), and the farm's hub polls.
+//! Releases on gossip: real signed releases under a real trust root, and a gossipsub-like
+//! mesh with a duplicate cache. What a node does with a release it hears is the release
+//! follower's decision, the same code the node runs.
 
 use crate::release::SimRelease;
 use crate::rng::{Rng, mix, splitmix64};
 use crate::scenario::Injection;
 use bootswarm_protocol::block::{Cid, Codec, cid_of};
-use bootswarm_protocol::release::{
-    Freshness, GossipVerdict, HighWater, Release, SignedRelease, TrustRoot, check_release,
-    gossip_verdict,
-};
+use bootswarm_protocol::release::{Release, SignedRelease, TrustRoot};
 use ed25519_dalek::SigningKey;
 use std::collections::BTreeSet;
 
@@ -43,16 +40,8 @@ pub struct Announcement {
     pub kind: Kind,
     /// The signed release.
     pub signed: SignedRelease,
-    /// Its encoded size.
-    pub bytes: u64,
-}
-
-/// One node's view.
-#[derive(Debug, Clone, Default)]
-struct NodeView {
-    high_water: Option<HighWater>,
-    seen: BTreeSet<u32>,
-    last_heard: Option<u64>,
+    /// Its encoding, as it travels.
+    pub bytes: Vec<u8>,
 }
 
 /// The gossip layer of a run.
@@ -63,7 +52,8 @@ pub struct Gossip {
     pub announcements: Vec<Announcement>,
     /// Each node's mesh peers.
     pub mesh: Vec<Vec<u32>>,
-    views: Vec<NodeView>,
+    /// The floods each node has seen (gossipsub's duplicate cache).
+    seen: Vec<BTreeSet<u32>>,
     next_flood: u32,
 }
 
@@ -78,7 +68,7 @@ fn key(seed: u64, which: u64) -> SigningKey {
 
 fn announcement(kind: Kind, release: Release, key: &SigningKey) -> Announcement {
     let signed = SignedRelease::sign(release, std::slice::from_ref(key));
-    let bytes = signed.encode().len() as u64;
+    let bytes = signed.encode();
     Announcement {
         kind,
         signed,
@@ -151,19 +141,11 @@ impl Gossip {
             m.sort_unstable();
             m.dedup();
         }
-        let mut views = vec![NodeView::default(); nodes as usize];
-        let first = &announcements[0].signed.release;
-        for v in &mut views {
-            v.high_water = Some(HighWater {
-                seq: first.seq,
-                root: first.root,
-            });
-        }
         Gossip {
             trust,
             announcements,
             mesh,
-            views,
+            seen: vec![BTreeSet::new(); nodes as usize],
             next_flood: 0,
         }
     }
@@ -176,56 +158,41 @@ impl Gossip {
 
     /// Records that `node` saw `flood`; false if it had already (gossipsub's duplicate cache).
     pub fn first_sight(&mut self, node: u32, flood: u32) -> bool {
-        self.views[node as usize].seen.insert(flood)
+        self.seen[node as usize].insert(flood)
     }
 
-    /// A restarted node forgets what it saw but keeps its durable high-water mark.
+    /// A restarted node forgets what it saw.
     pub fn restart(&mut self, node: u32) {
-        let v = &mut self.views[node as usize];
-        v.seen.clear();
-        v.last_heard = None;
+        self.seen[node as usize].clear();
     }
 
-    /// When `node` last accepted a release by gossip (or polled one).
-    pub fn last_heard(&self, node: u32) -> Option<u64> {
-        self.views[node as usize].last_heard
+    /// The publishers' keys every node trusts.
+    pub fn trust(&self) -> &TrustRoot {
+        &self.trust
     }
 
-    /// Applies the node's acceptance rules to announcement `idx` at simulated time `now` (ns).
-    /// On acceptance the node's high-water mark moves; the result tells whether the release
-    /// is new to it.
-    pub fn judge(&mut self, node: u32, idx: usize, now: u64) -> (GossipVerdict, bool) {
-        let a = &self.announcements[idx];
-        let v = &mut self.views[node as usize];
-        let now_unix = EPOCH_UNIX + now / 1_000_000_000;
-        let outcome = check_release(
-            &self.trust,
-            CHANNEL,
-            now_unix,
-            v.high_water.as_ref(),
-            &a.signed,
-        );
-        let verdict = gossip_verdict(&outcome, v.high_water.as_ref());
-        let new = outcome == Ok(Freshness::New);
-        if verdict == GossipVerdict::Accept {
-            v.last_heard = Some(now);
-            if new {
-                v.high_water = Some(HighWater {
-                    seq: a.signed.release.seq,
-                    root: a.signed.release.root,
-                });
-            }
-        }
-        (verdict, new)
+    /// The announcement these bytes encode, if any.
+    pub fn index_of(&self, bytes: &[u8]) -> Option<usize> {
+        self.announcements.iter().position(|a| a.bytes == bytes)
+    }
+
+    /// The announcement of a kind.
+    pub fn find(&self, kind: Kind) -> Option<usize> {
+        self.announcements.iter().position(|a| a.kind == kind)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bootswarm_protocol::agent::Time;
+    use bootswarm_protocol::follower::{
+        Follower, FollowerConfig, Input, Output, Restored, Verdict, Via,
+    };
+    use bootswarm_protocol::release::HighWater;
 
     #[test]
-    fn honest_releases_pass_and_every_injection_is_rejected() {
+    fn honest_releases_pass_and_every_injection_is_rejected_by_the_follower() {
         let rel = SimRelease::build_with_upgrade(3, 4, 8 << 20, Some((1, 0.1))).unwrap();
         let inj = [
             Injection::Forged,
@@ -234,20 +201,51 @@ mod tests {
             Injection::OtherChannel,
         ];
         let mut g = Gossip::new(3, 10, &rel, &inj);
-        assert_eq!(g.judge(0, 0, 0), (GossipVerdict::Accept, false), "current");
+        let first = &g.announcements[0];
+        let restored = Restored {
+            high_water: Some(HighWater {
+                seq: first.signed.release.seq,
+                root: first.signed.release.root,
+            }),
+            release: Some(first.bytes.clone()),
+            ..Restored::default()
+        };
+        let cfg = FollowerConfig {
+            poll_interval: None,
+            ..FollowerConfig::new(CHANNEL, g.trust().clone())
+        };
+        let mut f = Follower::new(cfg, restored, Time::ZERO, EPOCH_UNIX);
+        while f.poll_output().is_some() {}
+        let judge = |f: &mut Follower, idx: usize| {
+            f.handle(
+                Time::ZERO,
+                EPOCH_UNIX,
+                Input::Release {
+                    bytes: g.announcements[idx].bytes.clone(),
+                    via: Via::Gossip,
+                    ticket: 0,
+                },
+            );
+            std::iter::from_fn(|| f.poll_output())
+                .find_map(|o| match o {
+                    Output::Judged { verdict, .. } => Some(verdict),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert_eq!(judge(&mut f, 0), Verdict::Current(FIRST_SEQ));
         for i in 2..6 {
-            assert_eq!(
-                g.judge(0, i, 0).0,
-                GossipVerdict::Reject,
+            assert!(
+                matches!(judge(&mut f, i), Verdict::Rejected { .. }),
                 "{:?}",
                 g.announcements[i].kind
             );
         }
-        assert_eq!(g.judge(0, 1, 0), (GossipVerdict::Accept, true), "published");
-        assert_eq!(g.judge(0, 1, 0), (GossipVerdict::Accept, false));
-        // The release just before ours is a race, not an attack.
-        assert_eq!(g.judge(0, 0, 0).0, GossipVerdict::Ignore);
+        assert_eq!(judge(&mut f, 1), Verdict::New(FIRST_SEQ + 1), "published");
+        assert_eq!(g.index_of(&g.announcements[1].bytes.clone()), Some(1));
         assert!(g.mesh.iter().all(|m| !m.is_empty()));
         assert!(g.first_sight(1, 7) && !g.first_sight(1, 7));
+        g.restart(1);
+        assert!(g.first_sight(1, 7));
     }
 }

@@ -23,7 +23,7 @@ use bootswarm_protocol::agent::{
     ServeId, Source, Time,
 };
 use bootswarm_protocol::block::Cid;
-use bootswarm_protocol::release::GossipVerdict;
+use bootswarm_protocol::follower::{self, Follower, Restored, Verdict};
 use std::collections::BTreeMap;
 
 mod lifecycle;
@@ -90,9 +90,16 @@ enum Ev {
     },
     /// The scenario's new release appears on the hub and is announced to some nodes.
     Publish,
-    /// A node's periodic release poll of the hub.
-    Poll {
+    /// A node's release follower asked to be woken.
+    FollowerWake {
         node: u32,
+        generation: u32,
+    },
+    /// The hub's answer to a node's release poll reaches it.
+    PollAnswer {
+        node: u32,
+        epoch: u32,
+        ok: bool,
     },
     /// A gossiped release reaches a node.
     Gossip {
@@ -144,6 +151,18 @@ struct Host {
     corrupt: bool,
     loss: f64,
     installing: bool,
+    /// The node's release follower (while it runs).
+    follower: Option<Follower>,
+    ftimer: Option<u64>,
+    ftimer_gen: u32,
+    /// What survives a crash: the high-water mark, the saved release, the installed version.
+    durable: Restored,
+    /// The version whose tree the install job is writing.
+    install_seq: Option<u64>,
+    /// This incarnation has polled the hub (its first poll is the start-up poll).
+    polled: bool,
+    /// The follower is being started: it has no gossip links yet.
+    starting: bool,
 }
 
 /// Per-run results of the world.
@@ -194,10 +213,10 @@ pub struct WorldStats {
     pub upgraded_at: Vec<Option<u64>>,
     /// Hub bytes sent before the release was published.
     pub hub_egress_at_publish: u64,
-    /// Release polls the hub answered (or failed) for the whole farm.
+    /// Periodic release polls of the hub by the whole farm (answered or failed).
     pub hub_polls: u64,
-    /// Polls skipped because gossip had brought a release within the period.
-    pub polls_skipped: u64,
+    /// Start-up polls: each node's first, when it starts.
+    pub hub_startup_polls: u64,
     /// Releases accepted and installed that were neither the first nor the published one.
     pub bad_installs: u64,
     /// Nodes whose gossip some node rejected (penalised).
@@ -228,12 +247,13 @@ pub struct World<'a> {
     stats: WorldStats,
     pending_boots: usize,
     pending_starts: usize,
-    gossip: Option<Gossip>,
+    gossip: Gossip,
     /// Announcement the hub serves for the channel (0: the first release; 1: the published).
     hub_latest: usize,
     /// The published release has not been installed everywhere yet.
     pending_upgrades: Option<usize>,
-    poll_rng: Rng,
+    /// The verdict of the follower that judged a release last.
+    verdict: Option<Verdict>,
 }
 
 fn sid(h: u32, g: u32) -> ServeId {
@@ -279,6 +299,13 @@ impl<'a> World<'a> {
                 corrupt: false,
                 loss: 0.0,
                 installing: false,
+                follower: None,
+                ftimer: None,
+                ftimer_gen: 0,
+                durable: Restored::default(),
+                install_seq: None,
+                polled: false,
+                starting: false,
             })
             .collect();
         let mut q = EventQueue::new();
@@ -313,17 +340,9 @@ impl<'a> World<'a> {
                 _ => None,
             })
             .collect();
-        let gossip = (sc.publish.is_some() || sc.poll_interval.is_some() || !injections.is_empty())
-            .then(|| Gossip::new(seed, sc.nodes, rel, &injections));
+        let gossip = Gossip::new(seed, sc.nodes, rel, &injections);
         if let Some(p) = &sc.publish {
             q.push(SimTime(p.at), Ev::Publish);
-        }
-        let mut poll_rng =
-            crate::rng::stream(seed, u64::from(sc.nodes), purpose::LOSS ^ 0x706f_6c6c);
-        if let Some(period) = sc.poll_interval {
-            for node in 0..sc.nodes {
-                q.push(SimTime(poll_rng.below(period)), Ev::Poll { node });
-            }
         }
         let stats = WorldStats {
             heard_at: vec![None; n],
@@ -359,7 +378,7 @@ impl<'a> World<'a> {
             gossip,
             hub_latest: 0,
             pending_upgrades: sc.publish.as_ref().map(|_| usize::MAX),
-            poll_rng,
+            verdict: None,
         }
     }
 
@@ -578,8 +597,7 @@ impl<'a> World<'a> {
                     );
                 }
                 if done.src == INSTALL {
-                    self.hosts[done.dst as usize].installing = false;
-                    self.booted(done.dst as usize);
+                    self.installed(done.dst);
                     return;
                 }
                 let (h, g) = (done.chunk.tag as u32, (done.chunk.tag >> 32) as u32);
@@ -602,7 +620,14 @@ impl<'a> World<'a> {
             Ev::FaultStart { idx } => self.fault(idx, true),
             Ev::FaultEnd { idx } => self.fault(idx, false),
             Ev::Publish => self.publish(),
-            Ev::Poll { node } => self.poll(node),
+            Ev::FollowerWake { node, generation } => {
+                let host = &self.hosts[node as usize];
+                if host.alive && host.ftimer_gen == generation {
+                    self.hosts[node as usize].ftimer = None;
+                    self.tell(node, follower::Input::Timeout);
+                }
+            }
+            Ev::PollAnswer { node, epoch, ok } => self.poll_answer(node, epoch, ok),
             Ev::Gossip {
                 from,
                 to,
@@ -676,30 +701,11 @@ impl<'a> World<'a> {
         let i = n as usize;
         match e {
             Event::Booted { root, .. } => {
-                if self.rel.v2.as_ref().is_some_and(|v2| v2.root == root)
-                    && self.stats.upgraded_at[i].is_none()
-                {
-                    self.stats.upgraded_at[i] = Some(self.now);
-                    if let Some(p) = self.pending_upgrades.as_mut() {
-                        *p = p.saturating_sub(1);
-                    }
-                }
                 if self.stats.booted_at[i].is_none() {
                     self.stats.held_at[i].get_or_insert(self.now);
-                    match self.sc.host {
-                        Some(h) if self.roles.booting[i] => {
-                            if !self.hosts[i].installing {
-                                self.hosts[i].installing = true;
-                                let chunk = Chunk {
-                                    len: h.install_work(self.sc.size),
-                                    tag: INSTALL_TAG,
-                                };
-                                self.net.enqueue(SimTime(self.now), INSTALL, n, chunk);
-                            }
-                        }
-                        _ => self.booted(i),
-                    }
                 }
+                // The simulated store writes at once: the follower hears of it now.
+                self.tell(n, follower::Input::Booted { root });
             }
             Event::Rejected { .. } => self.stats.corrupt_rejected += 1,
             Event::PeerPenalised { peer, .. } => {

@@ -35,6 +35,8 @@ pub mod purpose {
     pub const PICK: u64 = 4;
     /// The synthetic release.
     pub const RELEASE: u64 = 5;
+    /// The release follower's seed (its poll jitter).
+    pub const FOLLOWER: u64 = 6;
 }
 
 /// The agent's generator (xoshiro256**): one implementation for the agent and the world.

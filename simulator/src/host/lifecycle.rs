@@ -10,6 +10,9 @@ impl World<'_> {
         self.pending_starts = self.pending_starts.saturating_sub(nodes.len());
         let mut fresh = Vec::new();
         for &(n, kind) in &nodes {
+            if self.hosts[n as usize].started.is_none() {
+                self.hosts[n as usize].durable = self.durable_at_start(kind == EventKind::Seed);
+            }
             let host = &mut self.hosts[n as usize];
             host.started = Some(kind);
             if kind == EventKind::Seed {
@@ -38,7 +41,6 @@ impl World<'_> {
             host.timer_gen = host.timer_gen.wrapping_add(1);
         }
         for &n in nodes {
-            let root = self.current_root(n);
             if self.peers_mode() {
                 let g = self.hosts[n as usize].group;
                 let members: Vec<NodeId> = (0..self.sc.nodes)
@@ -47,7 +49,8 @@ impl World<'_> {
                     .collect();
                 self.input(n, Input::Members(members));
             }
-            self.input(n, Input::Boot { root });
+            // The follower boots the release it saved (or the first one).
+            self.start_follower(n);
         }
         if self.peers_mode() {
             for &o in &old {
@@ -64,12 +67,14 @@ impl World<'_> {
         if !self.hosts[c as usize].alive {
             return;
         }
-        if let Some(g) = self.gossip.as_mut() {
-            g.restart(c);
-        }
+        self.gossip.restart(c);
         let host = &mut self.hosts[c as usize];
         host.alive = false;
         host.agent = None;
+        host.follower = None;
+        host.ftimer = None;
+        host.ftimer_gen = host.ftimer_gen.wrapping_add(1);
+        host.install_seq = None;
         host.epoch = host.epoch.wrapping_add(1);
         host.incarnation += 1;
         host.timer = None;
@@ -137,15 +142,10 @@ impl World<'_> {
         let nodes = self.roles.fault_nodes[idx].clone();
         match (&f.kind, begin) {
             (FaultKind::Inject(inj), true) => {
-                let idx = self.gossip.as_ref().and_then(|g| {
-                    g.announcements
-                        .iter()
-                        .position(|a| a.kind == GossipKind::Attack(*inj))
-                });
-                if let Some(idx) = idx {
+                if let Some(idx) = self.gossip.find(GossipKind::Attack(*inj)) {
                     for &n in &nodes {
                         if self.hosts[n as usize].alive {
-                            self.originate(n, idx);
+                            self.attack(n, idx);
                         }
                     }
                 }
