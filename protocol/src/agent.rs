@@ -22,6 +22,7 @@ mod message;
 mod plan;
 mod rng;
 mod time;
+mod timers;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -35,6 +36,7 @@ pub use time::Time;
 
 use crate::block::{BlockError, Cid};
 use plan::{Plan, State};
+use timers::{TimerKind, Timers};
 
 /// A node of the swarm, as the agent knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -473,9 +475,6 @@ pub struct Agent<P> {
     /// started, less the ones that left or were banned since. Later arrivals are not counted,
     /// so ownership never moves away from a node that may already be fetching.
     owners: Vec<NodeId>,
-    /// Until when this node, having joined a swarm under way (see `decide_joiner`), leaves
-    /// the chunks it ranks first to the nodes already there, which may be fetching them.
-    joiner_until: Option<Time>,
     joiner_decided: bool,
     /// When this node first had cohort members.
     member_since: Option<Time>,
@@ -502,25 +501,19 @@ pub struct Agent<P> {
     peer_downloads: usize,
     hub_downloads: usize,
     serving: BTreeSet<ServeId>,
-    hub_retry_at: Option<Time>,
     hub_backoff: Duration,
     hub_failing: bool,
     hub_dirty: bool,
     /// Something changed that may let a peer request start.
     peers_dirty: bool,
-    /// Until when owned blocks wait for the neighbours' holdings before going to the hub.
-    grace_until: Option<Time>,
     last_progress: Time,
     stall_level: u32,
-    stall_tick: Option<Time>,
     /// The longest hub fetch of this boot, which stretches `escalate_after`.
     /// The slowest recent hub fetch: when it finished and how long it took.
     slow_hub_fetch: Option<(Time, Duration)>,
-    busy_wake: Option<Time>,
     pending_have: Vec<u32>,
     pending_fetching: Vec<u32>,
-    /// When the hub fallback widens to the next level if nothing progresses before.
-    escalate_at: Option<Time>,
+    timers: Timers,
     booted: bool,
     stats: AgentStats,
     out: VecDeque<Output<P>>,
@@ -538,7 +531,6 @@ impl<P: Payload> Agent<P> {
             plan: None,
             members: Vec::new(),
             owners: Vec::new(),
-            joiner_until: None,
             joiner_decided: false,
             member_since: None,
             boot_started: Time::ZERO,
@@ -558,19 +550,15 @@ impl<P: Payload> Agent<P> {
             peer_downloads: 0,
             hub_downloads: 0,
             serving: BTreeSet::new(),
-            hub_retry_at: None,
             hub_failing: false,
             hub_dirty: false,
             peers_dirty: false,
-            grace_until: None,
             last_progress: Time::ZERO,
             stall_level: 1,
-            stall_tick: None,
             slow_hub_fetch: None,
-            busy_wake: None,
             pending_have: Vec::new(),
             pending_fetching: Vec::new(),
-            escalate_at: None,
+            timers: Timers::default(),
             booted: false,
             stats: AgentStats::default(),
             out: VecDeque::new(),
@@ -608,20 +596,7 @@ impl<P: Payload> Agent<P> {
 
     /// When the agent next needs [`Input::Timeout`].
     pub fn poll_timeout(&self) -> Option<Time> {
-        let mut t: Option<Time> = None;
-        let mut consider = |x: Option<Time>| {
-            if let Some(x) = x {
-                t = Some(t.map_or(x, |t| t.min(x)));
-            }
-        };
-        consider(self.deadlines.first().map(|(t, _)| *t));
-        consider(self.hub_retry_at);
-        consider(self.stall_tick);
-        consider(self.escalate_at);
-        consider(self.joiner_until);
-        consider(self.busy_wake);
-        consider(self.grace_until);
-        t
+        self.timers.next()
     }
 
     /// Whether every block of the current release is held.
@@ -680,16 +655,18 @@ impl<P: Payload> Agent<P> {
         let plan = Plan::new(root);
         self.plan = Some(plan);
         self.owners = self.members.clone();
-        self.joiner_until = None;
+        self.timers.clear(TimerKind::JoinerGrace);
         self.joiner_decided = false;
         self.boot_started = self.now;
         self.booted = false;
         self.slow_hub_fetch = None;
         self.pending_have.clear();
         self.pending_fetching.clear();
-        self.grace_until = (!self.members.is_empty()).then(|| self.now + self.cfg.hello_grace);
+        let grace = (!self.members.is_empty()).then(|| self.now + self.cfg.hello_grace);
+        self.timers.set(TimerKind::HelloGrace, grace);
         self.touch_progress();
-        self.stall_tick = Some(self.now + self.cfg.stall_timeout);
+        self.timers
+            .arm(TimerKind::StallTick, self.now + self.cfg.stall_timeout);
         self.rank_new_blocks(0..1);
         self.out.push_back(Output::Lookup { cid: root });
         let hello = self.hello(true);
@@ -789,7 +766,7 @@ impl<P: Payload> Agent<P> {
                     .values()
                     .filter(|p| p.outbound)
                     .all(|p| p.greeted);
-                if all_greeted && self.grace_until.is_some() {
+                if all_greeted && self.timers.is_armed(TimerKind::HelloGrace) {
                     self.end_grace();
                 }
             }
@@ -921,6 +898,7 @@ impl<P: Payload> Agent<P> {
         if r.source == Source::Hub {
             self.last_progress = now;
         }
+        self.sync_deadline();
     }
 
     fn on_fetch_failed(&mut self, req: RequestId, error: FetchError) {
@@ -935,7 +913,7 @@ impl<P: Payload> Agent<P> {
                     if let Some(peer) = self.neighbours.get_mut(&p) {
                         peer.busy_until = until;
                     }
-                    self.busy_wake = Some(self.busy_wake.map_or(until, |w| w.min(until)));
+                    self.timers.arm_earliest(TimerKind::BusyWake, until);
                 }
                 FetchError::NotFound => {
                     let cleared = self
@@ -985,6 +963,28 @@ impl<P: Payload> Agent<P> {
     // ----- timers -----
 
     fn on_timers(&mut self) {
+        let mut last = None;
+        while let Some(kind) = self.timers.take_due(last, self.now) {
+            last = Some(kind);
+            self.fire(kind);
+        }
+        let now = self.now;
+        self.said_bye.retain(|_, t| *t > now);
+    }
+
+    fn fire(&mut self, kind: TimerKind) {
+        match kind {
+            TimerKind::Deadline => self.on_deadlines(),
+            TimerKind::HubRetry | TimerKind::JoinerGrace => self.hub_dirty = true,
+            TimerKind::BusyWake => self.peers_dirty = true,
+            TimerKind::HelloGrace => self.end_grace(),
+            TimerKind::StallTick => self.on_stall_tick(),
+            TimerKind::Escalate => self.on_escalate(),
+        }
+    }
+
+    /// Times out the requests whose deadline has passed.
+    fn on_deadlines(&mut self) {
         let now = self.now;
         while let Some(&(t, req)) = self.deadlines.first() {
             if t > now {
@@ -1006,42 +1006,25 @@ impl<P: Payload> Agent<P> {
                 }
             }
         }
-        if self.hub_retry_at.is_some_and(|t| t <= now) {
-            self.hub_retry_at = None;
-            self.hub_dirty = true;
-        }
-        if self.busy_wake.is_some_and(|t| t <= now) {
-            self.busy_wake = None;
-            self.peers_dirty = true;
-        }
-        if self.grace_until.is_some_and(|t| t <= now) {
-            self.end_grace();
-        }
-        if self.stall_tick.is_some_and(|t| t <= now) {
-            self.on_stall_tick();
-        }
-        if self.escalate_at.is_some_and(|t| t <= now) {
-            self.on_escalate();
-        }
-        if self.joiner_until.is_some_and(|t| t <= now) {
-            self.joiner_until = None;
-            self.hub_dirty = true;
-        }
-        self.said_bye.retain(|_, t| *t > now);
+        self.sync_deadline();
     }
 
     fn on_stall_tick(&mut self) {
         let now = self.now;
         if self.booted || self.plan.is_none() {
-            self.stall_tick = None;
+            self.timers.clear(TimerKind::StallTick);
             return;
         }
         let since = now.saturating_duration_since(self.last_progress);
         if since < self.cfg.stall_timeout {
-            self.stall_tick = Some(self.last_progress + self.cfg.stall_timeout);
+            self.timers.arm(
+                TimerKind::StallTick,
+                self.last_progress + self.cfg.stall_timeout,
+            );
             return;
         }
-        self.stall_tick = Some(now + self.cfg.stall_timeout);
+        self.timers
+            .arm(TimerKind::StallTick, now + self.cfg.stall_timeout);
         let hello = self.hello(true);
         for &id in self.neighbours.keys() {
             self.out.push_back(Output::Send {
@@ -1096,10 +1079,13 @@ impl<P: Payload> Agent<P> {
     }
 
     fn schedule_hub(&mut self) {
-        if !self.hub_dirty || self.cfg.hub == HubMode::Off || self.hub_retry_at.is_some() {
+        if !self.hub_dirty
+            || self.cfg.hub == HubMode::Off
+            || self.timers.is_armed(TimerKind::HubRetry)
+        {
             return;
         }
-        if self.cfg.hub == HubMode::Fallback && self.grace_until.is_some() {
+        if self.cfg.hub == HubMode::Fallback && self.timers.is_armed(TimerKind::HelloGrace) {
             return;
         }
         self.hub_dirty = false;
@@ -1111,6 +1097,7 @@ impl<P: Payload> Agent<P> {
             return;
         }
         let level = self.stall_level;
+        let joiner_waits = self.timers.is_armed(TimerKind::JoinerGrace);
         let mut picks = Vec::new();
         if self.cfg.hub == HubMode::Only || level >= ANYONE_LEVEL {
             while plan
@@ -1140,7 +1127,7 @@ impl<P: Payload> Agent<P> {
                 let nobody_fetching = self.pending.get(i).copied().unwrap_or(0) == 0;
                 // Chunks wait until this node knows whether it joined a swarm under way.
                 if no_holder
-                    && (b.manifest || (self.joiner_decided && self.joiner_until.is_none()))
+                    && (b.manifest || (self.joiner_decided && !joiner_waits))
                     && b.rank <= level
                     && (level > 1 || nobody_fetching)
                     && b.state == State::Missing
@@ -1270,6 +1257,7 @@ impl<P: Payload> Agent<P> {
             },
         );
         self.deadlines.insert((deadline, req));
+        self.sync_deadline();
         self.out.push_back(Output::Fetch {
             req,
             from: source,
@@ -1282,6 +1270,7 @@ impl<P: Payload> Agent<P> {
     fn finish_request(&mut self, req: RequestId) -> Option<Request> {
         let r = self.requests.remove(&req)?;
         self.deadlines.remove(&(r.effective, req));
+        self.sync_deadline();
         match r.source {
             Source::Hub => {
                 self.hub_downloads -= 1;
@@ -1304,6 +1293,12 @@ impl<P: Payload> Agent<P> {
             }
         }
         Some(r)
+    }
+
+    /// Keeps the deadline timer on the earliest request deadline.
+    fn sync_deadline(&mut self) {
+        let first = self.deadlines.first().map(|(t, _)| *t);
+        self.timers.set(TimerKind::Deadline, first);
     }
 
     fn cancel(&mut self, req: RequestId) {
@@ -1384,13 +1379,13 @@ impl<P: Payload> Agent<P> {
             }
             Some(Err(error)) => {
                 self.out.push_back(Output::Event(Event::Failed { error }));
-                self.stall_tick = None;
+                self.timers.clear(TimerKind::StallTick);
             }
             None => {}
         }
         if !self.booted && self.plan.as_ref().is_some_and(Plan::is_booted) {
             self.booted = true;
-            self.stall_tick = None;
+            self.timers.clear(TimerKind::StallTick);
             if let Some(p) = self.plan.as_ref() {
                 self.out.push_back(Output::Event(Event::Booted {
                     root: p.root,
@@ -1451,14 +1446,14 @@ impl<P: Payload> Agent<P> {
         self.hub_failing = true;
         let jitter = 0.75 + self.rng.below(500) as f64 / 1000.0;
         let wait = self.hub_backoff.mul_f64(jitter);
-        self.hub_retry_at = Some(self.now + wait);
+        self.timers.arm(TimerKind::HubRetry, self.now + wait);
         self.hub_backoff = (self.hub_backoff * 2).min(self.cfg.hub_backoff_max);
     }
 
     /// The neighbours have answered (or had their time): if they already hold blocks of the
     /// release, this node joined a swarm under way and leaves hub fetching to the owners.
     fn end_grace(&mut self) {
-        self.grace_until = None;
+        self.timers.clear(TimerKind::HelloGrace);
         self.hub_dirty = true;
     }
 
@@ -1495,14 +1490,16 @@ impl<P: Payload> Agent<P> {
         }
         let chunks = plan.blocks.iter().filter(|b| !b.manifest).count() as u32;
         if lacking.count() >= (chunks / 20).max(2) {
-            self.joiner_until = Some(self.now + self.cfg.join_grace);
+            self.timers
+                .arm(TimerKind::JoinerGrace, self.now + self.cfg.join_grace);
         }
     }
 
     fn touch_progress(&mut self) {
         self.last_progress = self.now;
         self.stall_level = 1;
-        self.escalate_at = Some(self.now + self.escalate_after());
+        self.timers
+            .arm(TimerKind::Escalate, self.now + self.escalate_after());
     }
 
     /// How long without progress before the next-ranked owners step in: the configured time,
@@ -1526,25 +1523,26 @@ impl<P: Payload> Agent<P> {
     fn on_escalate(&mut self) {
         let e = self.escalate_after();
         if self.booted || self.plan.is_none() || self.cfg.hub != HubMode::Fallback {
-            self.escalate_at = None;
+            self.timers.clear(TimerKind::Escalate);
             return;
         }
         if self.hub_failing {
-            self.escalate_at = Some(self.now + e);
+            self.timers.arm(TimerKind::Escalate, self.now + e);
             return;
         }
         let due = self.last_progress + if self.stall_level == 1 { e } else { e * 2 };
         if self.now < due {
-            self.escalate_at = Some(due);
+            self.timers.arm(TimerKind::Escalate, due);
             return;
         }
         self.stall_level = (self.stall_level + 1).min(ANYONE_LEVEL);
         self.hub_dirty = true;
-        self.escalate_at = (self.stall_level < ANYONE_LEVEL).then(|| {
+        let next = (self.stall_level < ANYONE_LEVEL).then(|| {
             let nanos = u64::try_from(e.as_nanos()).unwrap_or(u64::MAX).max(1);
             let offset = Duration::from_nanos(mix64(self.cfg.seed ^ self.me_score_seed) % nanos);
             self.last_progress + e * 2 + offset
         });
+        self.timers.set(TimerKind::Escalate, next);
     }
 
     fn hello(&self, reply: bool) -> Message {
