@@ -18,6 +18,7 @@
 //! - a block that fails verification blames the peer that sent it; repeated faults ban it.
 
 mod bitfield;
+mod hub;
 mod message;
 mod plan;
 mod rng;
@@ -35,6 +36,7 @@ pub use rng::{Rng, mix64};
 pub use time::Time;
 
 use crate::block::{BlockError, Cid};
+use hub::{ANYONE_LEVEL, Hub};
 use plan::{Plan, State};
 use timers::{TimerKind, Timers};
 
@@ -453,9 +455,6 @@ struct Request {
     effective: Time,
 }
 
-/// Fallback levels: at level `n` blocks ranked `<= n` may come from the hub; at the last
-/// level any block may.
-const ANYONE_LEVEL: u32 = 3;
 /// Ranks are counted up to here: beyond the last level they all mean "not yet".
 const RANK_CAP: u32 = ANYONE_LEVEL + 1;
 /// Candidates examined per scheduling pass.
@@ -490,8 +489,6 @@ pub struct Agent<P> {
     /// Blocks with rank ≤ 2, in boot-priority order: the only hub candidates before the
     /// fallback reaches anyone.
     near_owned: Vec<u32>,
-    /// Leading blocks of the plan order that are held (skipped by full hub scans).
-    hub_cursor: usize,
     /// Missing blocks with no request in flight and a holder: (tier, holders, tie-break, index).
     ready: BTreeSet<(u32, u32, u64, u32)>,
     excluded: BTreeMap<u32, Vec<NodeId>>,
@@ -501,18 +498,11 @@ pub struct Agent<P> {
     peer_downloads: usize,
     hub_downloads: usize,
     serving: BTreeSet<ServeId>,
-    hub_backoff: Duration,
-    hub_failing: bool,
-    hub_dirty: bool,
     /// Something changed that may let a peer request start.
     peers_dirty: bool,
-    last_progress: Time,
-    stall_level: u32,
-    /// The longest hub fetch of this boot, which stretches `escalate_after`.
-    /// The slowest recent hub fetch: when it finished and how long it took.
-    slow_hub_fetch: Option<(Time, Duration)>,
     pending_have: Vec<u32>,
     pending_fetching: Vec<u32>,
+    hub: Hub,
     timers: Timers,
     booted: bool,
     stats: AgentStats,
@@ -525,7 +515,7 @@ impl<P: Payload> Agent<P> {
         Agent {
             me_score_seed: mix64(cfg.id.0),
             rng: Rng::new(mix64(cfg.seed ^ mix64(cfg.id.0))),
-            hub_backoff: cfg.hub_backoff,
+            hub: Hub::new(&cfg),
             cfg,
             now: Time::ZERO,
             plan: None,
@@ -541,7 +531,6 @@ impl<P: Payload> Agent<P> {
             avail: Vec::new(),
             pending: Vec::new(),
             near_owned: Vec::new(),
-            hub_cursor: 0,
             ready: BTreeSet::new(),
             excluded: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -550,12 +539,7 @@ impl<P: Payload> Agent<P> {
             peer_downloads: 0,
             hub_downloads: 0,
             serving: BTreeSet::new(),
-            hub_failing: false,
-            hub_dirty: false,
             peers_dirty: false,
-            last_progress: Time::ZERO,
-            stall_level: 1,
-            slow_hub_fetch: None,
             pending_have: Vec::new(),
             pending_fetching: Vec::new(),
             timers: Timers::default(),
@@ -646,7 +630,6 @@ impl<P: Payload> Agent<P> {
         self.avail.clear();
         self.pending.clear();
         self.near_owned.clear();
-        self.hub_cursor = 0;
         self.excluded.clear();
         for peer in self.neighbours.values_mut() {
             peer.bits = Bitfield::new();
@@ -659,7 +642,7 @@ impl<P: Payload> Agent<P> {
         self.joiner_decided = false;
         self.boot_started = self.now;
         self.booted = false;
-        self.slow_hub_fetch = None;
+        self.hub.restart();
         self.pending_have.clear();
         self.pending_fetching.clear();
         let grace = (!self.members.is_empty()).then(|| self.now + self.cfg.hello_grace);
@@ -856,13 +839,7 @@ impl<P: Payload> Agent<P> {
             Source::Hub => {
                 self.stats.bytes_from_hub += len;
                 let took = self.now.saturating_duration_since(r.started);
-                let stale = self
-                    .slow_hub_fetch
-                    .is_none_or(|(done, slowest)| took >= slowest || !self.is_recent(done));
-                if stale {
-                    self.slow_hub_fetch = Some((self.now, took));
-                }
-                self.hub_ok();
+                self.hub.delivered(self.now, took);
             }
             Source::Peer(_) => self.stats.bytes_from_peers += len,
         }
@@ -896,7 +873,7 @@ impl<P: Payload> Agent<P> {
         r.effective = effective;
         self.deadlines.insert((effective, req));
         if r.source == Source::Hub {
-            self.last_progress = now;
+            self.hub.bytes_arrived(now);
         }
         self.sync_deadline();
     }
@@ -955,7 +932,7 @@ impl<P: Payload> Agent<P> {
             _ => {
                 plan.to_fetch += 1;
                 self.ready_insert(idx);
-                self.hub_dirty = true;
+                self.hub.wake();
             }
         }
     }
@@ -975,7 +952,7 @@ impl<P: Payload> Agent<P> {
     fn fire(&mut self, kind: TimerKind) {
         match kind {
             TimerKind::Deadline => self.on_deadlines(),
-            TimerKind::HubRetry | TimerKind::JoinerGrace => self.hub_dirty = true,
+            TimerKind::HubRetry | TimerKind::JoinerGrace => self.hub.wake(),
             TimerKind::BusyWake => self.peers_dirty = true,
             TimerKind::HelloGrace => self.end_grace(),
             TimerKind::StallTick => self.on_stall_tick(),
@@ -1010,21 +987,10 @@ impl<P: Payload> Agent<P> {
     }
 
     fn on_stall_tick(&mut self) {
-        let now = self.now;
-        if self.booted || self.plan.is_none() {
-            self.timers.clear(TimerKind::StallTick);
+        let active = !self.booted && self.plan.is_some();
+        let Some(reason) = self.hub.stall_tick(self.now, active, &mut self.timers) else {
             return;
-        }
-        let since = now.saturating_duration_since(self.last_progress);
-        if since < self.cfg.stall_timeout {
-            self.timers.arm(
-                TimerKind::StallTick,
-                self.last_progress + self.cfg.stall_timeout,
-            );
-            return;
-        }
-        self.timers
-            .arm(TimerKind::StallTick, now + self.cfg.stall_timeout);
+        };
         let hello = self.hello(true);
         for &id in self.neighbours.keys() {
             self.out.push_back(Output::Send {
@@ -1032,11 +998,6 @@ impl<P: Payload> Agent<P> {
                 msg: hello.clone(),
             });
         }
-        let reason = match self.cfg.hub {
-            HubMode::Off => StallReason::NoHolder,
-            _ if self.hub_failing => StallReason::HubUnavailable,
-            _ => StallReason::WaitingForOwners,
-        };
         let missing = self
             .plan
             .as_ref()
@@ -1079,16 +1040,9 @@ impl<P: Payload> Agent<P> {
     }
 
     fn schedule_hub(&mut self) {
-        if !self.hub_dirty
-            || self.cfg.hub == HubMode::Off
-            || self.timers.is_armed(TimerKind::HubRetry)
-        {
+        if !self.hub.take_wake(&self.timers) {
             return;
         }
-        if self.cfg.hub == HubMode::Fallback && self.timers.is_armed(TimerKind::HelloGrace) {
-            return;
-        }
-        self.hub_dirty = false;
         let room = self.cfg.hub_concurrency.saturating_sub(self.hub_downloads);
         let Some(plan) = self.plan.as_ref() else {
             return;
@@ -1096,26 +1050,11 @@ impl<P: Payload> Agent<P> {
         if room == 0 {
             return;
         }
-        let level = self.stall_level;
+        let level = self.hub.level();
         let joiner_waits = self.timers.is_armed(TimerKind::JoinerGrace);
         let mut picks = Vec::new();
-        if self.cfg.hub == HubMode::Only || level >= ANYONE_LEVEL {
-            while plan
-                .order
-                .get(self.hub_cursor)
-                .is_some_and(|&i| plan.blocks[i as usize].state == State::Held)
-            {
-                self.hub_cursor += 1;
-            }
-            for &idx in &plan.order[self.hub_cursor.min(plan.order.len())..] {
-                if picks.len() >= room {
-                    break;
-                }
-                let b = &plan.blocks[idx as usize];
-                if b.state == State::Missing && b.inflight == 0 {
-                    picks.push(idx);
-                }
-            }
+        if self.hub.takes_anything() {
+            picks = self.hub.scan_any(plan, room);
         } else {
             for &idx in &self.near_owned {
                 if picks.len() >= room {
@@ -1154,7 +1093,7 @@ impl<P: Payload> Agent<P> {
             .copied()
             .filter(|&i| plan.blocks[i as usize].rank < ANYONE_LEVEL)
             .collect();
-        self.hub_dirty = true;
+        self.hub.wake();
     }
 
     /// Duplicates requests for the last blocks (and for manifests, which block everything
@@ -1274,7 +1213,7 @@ impl<P: Payload> Agent<P> {
         match r.source {
             Source::Hub => {
                 self.hub_downloads -= 1;
-                self.hub_dirty = true;
+                self.hub.wake();
             }
             Source::Peer(p) => {
                 self.peer_downloads -= 1;
@@ -1289,7 +1228,7 @@ impl<P: Payload> Agent<P> {
             b.inflight = b.inflight.saturating_sub(1);
             if b.state == State::Missing && b.inflight == 0 {
                 self.ready_insert(r.idx);
-                self.hub_dirty = true;
+                self.hub.wake();
             }
         }
         Some(r)
@@ -1437,24 +1376,15 @@ impl<P: Payload> Agent<P> {
         }
     }
 
-    fn hub_ok(&mut self) {
-        self.hub_failing = false;
-        self.hub_backoff = self.cfg.hub_backoff;
-    }
-
     fn hub_failed(&mut self) {
-        self.hub_failing = true;
-        let jitter = 0.75 + self.rng.below(500) as f64 / 1000.0;
-        let wait = self.hub_backoff.mul_f64(jitter);
-        self.timers.arm(TimerKind::HubRetry, self.now + wait);
-        self.hub_backoff = (self.hub_backoff * 2).min(self.cfg.hub_backoff_max);
+        self.hub.failed(self.now, &mut self.rng, &mut self.timers);
     }
 
     /// The neighbours have answered (or had their time): if they already hold blocks of the
     /// release, this node joined a swarm under way and leaves hub fetching to the owners.
     fn end_grace(&mut self) {
         self.timers.clear(TimerKind::HelloGrace);
-        self.hub_dirty = true;
+        self.hub.wake();
     }
 
     /// Once every block of the plan is known and looked up: a node that became a member just
@@ -1469,7 +1399,7 @@ impl<P: Payload> Agent<P> {
             return;
         }
         self.joiner_decided = true;
-        self.hub_dirty = true;
+        self.hub.wake();
         let recent = self
             .member_since
             .is_some_and(|t| self.boot_started.saturating_duration_since(t) < self.cfg.join_window);
@@ -1496,53 +1426,12 @@ impl<P: Payload> Agent<P> {
     }
 
     fn touch_progress(&mut self) {
-        self.last_progress = self.now;
-        self.stall_level = 1;
-        self.timers
-            .arm(TimerKind::Escalate, self.now + self.escalate_after());
+        self.hub.progressed(self.now, &mut self.timers);
     }
 
-    /// How long without progress before the next-ranked owners step in: the configured time,
-    /// stretched to 4 × the slowest hub fetch of the last `escalate_after` (a congested hub).
-    fn escalate_after(&self) -> Duration {
-        match self.slow_hub_fetch {
-            Some((done, took)) if self.is_recent(done) => self.cfg.escalate_after.max(took * 4),
-            _ => self.cfg.escalate_after,
-        }
-    }
-
-    /// Whether `t` lies within the last `escalate_after`: a slow hub fetch that recent means
-    /// the hub link is still congested.
-    fn is_recent(&self, t: Time) -> bool {
-        self.now.saturating_duration_since(t) < self.cfg.escalate_after
-    }
-
-    /// Widens the hub fallback one level: rank 2 after `escalate_after` without progress,
-    /// anyone after twice that plus a per-node random offset (so a stalled farm does not
-    /// rush the hub at one instant). Never while the hub is failing.
     fn on_escalate(&mut self) {
-        let e = self.escalate_after();
-        if self.booted || self.plan.is_none() || self.cfg.hub != HubMode::Fallback {
-            self.timers.clear(TimerKind::Escalate);
-            return;
-        }
-        if self.hub_failing {
-            self.timers.arm(TimerKind::Escalate, self.now + e);
-            return;
-        }
-        let due = self.last_progress + if self.stall_level == 1 { e } else { e * 2 };
-        if self.now < due {
-            self.timers.arm(TimerKind::Escalate, due);
-            return;
-        }
-        self.stall_level = (self.stall_level + 1).min(ANYONE_LEVEL);
-        self.hub_dirty = true;
-        let next = (self.stall_level < ANYONE_LEVEL).then(|| {
-            let nanos = u64::try_from(e.as_nanos()).unwrap_or(u64::MAX).max(1);
-            let offset = Duration::from_nanos(mix64(self.cfg.seed ^ self.me_score_seed) % nanos);
-            self.last_progress + e * 2 + offset
-        });
-        self.timers.set(TimerKind::Escalate, next);
+        let active = !self.booted && self.plan.is_some();
+        self.hub.escalate(self.now, active, &mut self.timers);
     }
 
     fn hello(&self, reply: bool) -> Message {
@@ -1652,7 +1541,7 @@ impl<P: Payload> Agent<P> {
         }
         self.pending[i] = self.pending[i].saturating_add_signed(delta);
         if self.pending[i] == 0 {
-            self.hub_dirty = true;
+            self.hub.wake();
         }
     }
 
@@ -1677,7 +1566,7 @@ impl<P: Payload> Agent<P> {
                 self.touch_progress();
             }
             if self.avail[i] == 0 {
-                self.hub_dirty = true;
+                self.hub.wake();
             }
         }
         self.ready_insert(idx);
