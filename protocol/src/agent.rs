@@ -20,6 +20,7 @@
 mod bitfield;
 mod hub;
 mod message;
+mod owners;
 mod plan;
 mod rng;
 mod time;
@@ -36,7 +37,8 @@ pub use rng::{Rng, mix64};
 pub use time::Time;
 
 use crate::block::{BlockError, Cid};
-use hub::{ANYONE_LEVEL, Hub};
+use hub::Hub;
+use owners::{Owners, Supply};
 use plan::{Plan, State};
 use timers::{TimerKind, Timers};
 
@@ -455,8 +457,6 @@ struct Request {
     effective: Time,
 }
 
-/// Ranks are counted up to here: beyond the last level they all mean "not yet".
-const RANK_CAP: u32 = ANYONE_LEVEL + 1;
 /// Candidates examined per scheduling pass.
 const SCAN_LIMIT: usize = 64;
 
@@ -470,14 +470,7 @@ pub struct Agent<P> {
     plan: Option<Plan>,
     /// Live, unbanned cohort members other than this node, sorted.
     members: Vec<NodeId>,
-    /// The members that share hub ownership with this node: those present when its boot
-    /// started, less the ones that left or were banned since. Later arrivals are not counted,
-    /// so ownership never moves away from a node that may already be fetching.
-    owners: Vec<NodeId>,
-    joiner_decided: bool,
-    /// When this node first had cohort members.
-    member_since: Option<Time>,
-    boot_started: Time,
+    owners: Owners,
     neighbours: BTreeMap<NodeId, Peer>,
     said_bye: BTreeMap<NodeId, Time>,
     faults: BTreeMap<NodeId, u32>,
@@ -486,9 +479,6 @@ pub struct Agent<P> {
     avail: Vec<u32>,
     /// Neighbours fetching each block index from the hub.
     pending: Vec<u32>,
-    /// Blocks with rank ≤ 2, in boot-priority order: the only hub candidates before the
-    /// fallback reaches anyone.
-    near_owned: Vec<u32>,
     /// Missing blocks with no request in flight and a holder: (tier, holders, tie-break, index).
     ready: BTreeSet<(u32, u32, u64, u32)>,
     excluded: BTreeMap<u32, Vec<NodeId>>,
@@ -516,21 +506,17 @@ impl<P: Payload> Agent<P> {
             me_score_seed: mix64(cfg.id.0),
             rng: Rng::new(mix64(cfg.seed ^ mix64(cfg.id.0))),
             hub: Hub::new(&cfg),
+            owners: Owners::new(&cfg),
             cfg,
             now: Time::ZERO,
             plan: None,
             members: Vec::new(),
-            owners: Vec::new(),
-            joiner_decided: false,
-            member_since: None,
-            boot_started: Time::ZERO,
             neighbours: BTreeMap::new(),
             said_bye: BTreeMap::new(),
             faults: BTreeMap::new(),
             banned: BTreeSet::new(),
             avail: Vec::new(),
             pending: Vec::new(),
-            near_owned: Vec::new(),
             ready: BTreeSet::new(),
             excluded: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -629,7 +615,6 @@ impl<P: Payload> Agent<P> {
         self.ready.clear();
         self.avail.clear();
         self.pending.clear();
-        self.near_owned.clear();
         self.excluded.clear();
         for peer in self.neighbours.values_mut() {
             peer.bits = Bitfield::new();
@@ -637,10 +622,8 @@ impl<P: Payload> Agent<P> {
         }
         let plan = Plan::new(root);
         self.plan = Some(plan);
-        self.owners = self.members.clone();
-        self.timers.clear(TimerKind::JoinerGrace);
-        self.joiner_decided = false;
-        self.boot_started = self.now;
+        self.owners
+            .start_boot(&self.members, self.now, &mut self.timers);
         self.booted = false;
         self.hub.restart();
         self.pending_have.clear();
@@ -650,7 +633,7 @@ impl<P: Payload> Agent<P> {
         self.touch_progress();
         self.timers
             .arm(TimerKind::StallTick, self.now + self.cfg.stall_timeout);
-        self.rank_new_blocks(0..1);
+        self.rank_blocks(0..1);
         self.out.push_back(Output::Lookup { cid: root });
         let hello = self.hello(true);
         for &id in self.neighbours.keys() {
@@ -671,11 +654,10 @@ impl<P: Payload> Agent<P> {
         members.sort_unstable();
         members.dedup();
         self.members = members;
-        if !self.members.is_empty() && self.member_since.is_none() {
-            self.member_since = Some(self.now);
+        if !self.members.is_empty() {
+            self.owners.saw_member(self.now);
         }
-        let members = &self.members;
-        self.owners.retain(|o| members.binary_search(o).is_ok());
+        self.owners.keep_members(&self.members);
         for gone in self
             .neighbours
             .keys()
@@ -696,7 +678,7 @@ impl<P: Payload> Agent<P> {
         if let Err(pos) = self.members.binary_search(&id) {
             self.members.insert(pos, id);
         }
-        self.member_since.get_or_insert(self.now);
+        self.owners.saw_member(self.now);
         self.ensure_neighbours();
     }
 
@@ -1050,50 +1032,24 @@ impl<P: Payload> Agent<P> {
         if room == 0 {
             return;
         }
-        let level = self.hub.level();
-        let joiner_waits = self.timers.is_armed(TimerKind::JoinerGrace);
-        let mut picks = Vec::new();
-        if self.hub.takes_anything() {
-            picks = self.hub.scan_any(plan, room);
+        let picks = if self.hub.takes_anything() {
+            self.hub.scan_any(plan, room)
         } else {
-            for &idx in &self.near_owned {
-                if picks.len() >= room {
-                    break;
-                }
-                let b = &plan.blocks[idx as usize];
+            let supply = |idx: u32| {
                 let i = idx as usize;
-                let no_holder = self.avail.get(i).copied().unwrap_or(0) == 0;
-                let nobody_fetching = self.pending.get(i).copied().unwrap_or(0) == 0;
-                // Chunks wait until this node knows whether it joined a swarm under way.
-                if no_holder
-                    && (b.manifest || (self.joiner_decided && !joiner_waits))
-                    && b.rank <= level
-                    && (level > 1 || nobody_fetching)
-                    && b.state == State::Missing
-                    && b.inflight == 0
-                {
-                    picks.push(idx);
+                let b = &plan.blocks[i];
+                Supply {
+                    holders: self.avail.get(i).copied().unwrap_or(0),
+                    fetchers: self.pending.get(i).copied().unwrap_or(0),
+                    idle: b.state == State::Missing && b.inflight == 0,
                 }
-            }
-        }
+            };
+            self.owners
+                .hub_picks(plan, self.hub.level(), room, &self.timers, supply)
+        };
         for idx in picks {
             self.start_fetch(idx, Source::Hub);
         }
-    }
-
-    /// Recomputes which blocks this node may fetch from the hub before the last fallback
-    /// level, after ranks changed.
-    fn rebuild_near_owned(&mut self) {
-        let Some(plan) = self.plan.as_ref() else {
-            return;
-        };
-        self.near_owned = plan
-            .order
-            .iter()
-            .copied()
-            .filter(|&i| plan.blocks[i as usize].rank < ANYONE_LEVEL)
-            .collect();
-        self.hub.wake();
     }
 
     /// Duplicates requests for the last blocks (and for manifests, which block everything
@@ -1306,7 +1262,7 @@ impl<P: Payload> Agent<P> {
         match added {
             Some(Ok(new)) => {
                 if let (Some(&first), Some(&last)) = (new.first(), new.last()) {
-                    self.rank_new_blocks(first..last + 1);
+                    self.rank_blocks(first..last + 1);
                     if let Some(plan) = self.plan.as_ref() {
                         for i in first..=last {
                             self.out.push_back(Output::Lookup {
@@ -1387,41 +1343,17 @@ impl<P: Payload> Agent<P> {
         self.hub.wake();
     }
 
-    /// Once every block of the plan is known and looked up: a node that became a member just
-    /// before this boot, and whose neighbours already hold a good share of chunks it lacks, has
-    /// joined a swarm under way (the others may have started without counting it), so it
-    /// leaves the chunks it ranks first to them for `join_grace` before fetching any.
+    /// Whether this node joined a swarm under way (see [`Owners::decide_joiner`]).
     fn decide_joiner(&mut self) {
         let Some(plan) = self.plan.as_ref() else {
             return;
         };
-        if self.joiner_decided || !plan.complete || plan.lookups > 0 {
-            return;
-        }
-        self.joiner_decided = true;
-        self.hub.wake();
-        let recent = self
-            .member_since
-            .is_some_and(|t| self.boot_started.saturating_duration_since(t) < self.cfg.join_window);
-        if !recent {
-            return;
-        }
-        let mut lacking = Bitfield::new();
-        for peer in self.neighbours.values() {
-            for b in peer.bits.iter() {
-                let chunk_missing = plan
-                    .blocks
-                    .get(b as usize)
-                    .is_some_and(|blk| !blk.manifest && blk.state != State::Held);
-                if chunk_missing {
-                    lacking.set(b);
-                }
-            }
-        }
-        let chunks = plan.blocks.iter().filter(|b| !b.manifest).count() as u32;
-        if lacking.count() >= (chunks / 20).max(2) {
-            self.timers
-                .arm(TimerKind::JoinerGrace, self.now + self.cfg.join_grace);
+        let holdings = self.neighbours.values().map(|p| &p.bits);
+        if self
+            .owners
+            .decide_joiner(plan, self.now, holdings, &mut self.timers)
+        {
+            self.hub.wake();
         }
     }
 
@@ -1598,70 +1530,23 @@ impl<P: Payload> Agent<P> {
         }
     }
 
-    fn score(member: NodeId, key: u64) -> u64 {
-        mix64(mix64(member.0) ^ key)
-    }
-
-    /// 1 + the members that outrank this node for `key`, counted up to [`RANK_CAP`] (ranks
-    /// beyond the last fallback level are all alike, and the early stop keeps this cheap).
-    fn rank_of(members: &[NodeId], me: NodeId, key: u64) -> u32 {
-        let mine = Self::score(me, key);
-        let mut rank = 1;
-        for m in members {
-            if Self::score(*m, key) > mine {
-                rank += 1;
-                if rank == RANK_CAP {
-                    break;
-                }
-            }
+    /// Ranks the blocks in `range` of the plan.
+    fn rank_blocks(&mut self, range: std::ops::Range<u32>) {
+        if let Some(plan) = self.plan.as_ref() {
+            self.owners.rank(plan, range);
+            self.hub.wake();
         }
-        rank
-    }
-
-    fn rank_new_blocks(&mut self, range: std::ops::Range<u32>) {
-        let me = self.cfg.id;
-        let Some(plan) = self.plan.as_mut() else {
-            return;
-        };
-        for idx in range {
-            let b = &mut plan.blocks[idx as usize];
-            b.rank = Self::rank_of(&self.owners, me, b.key);
-        }
-        self.rebuild_near_owned();
     }
 
     fn rerank_all(&mut self) {
         let n = self.plan.as_ref().map_or(0, |p| p.blocks.len() as u32);
-        self.rank_new_blocks(0..n);
+        self.rank_blocks(0..n);
     }
 
-    /// Removes a departed or banned node from the owners and moves its blocks to the next
-    /// ranked.
     fn forget_owner(&mut self, id: NodeId) {
-        if let Ok(pos) = self.owners.binary_search(&id) {
-            self.owners.remove(pos);
-            self.rerank_one(id);
+        if self.owners.forget(id, self.plan.as_ref()) {
+            self.hub.wake();
         }
-    }
-
-    /// Updates ranks after `member` left the owners: blocks it outranked this node on move
-    /// one rank up.
-    fn rerank_one(&mut self, member: NodeId) {
-        let me = self.cfg.id;
-        let Some(plan) = self.plan.as_mut() else {
-            return;
-        };
-        for b in &mut plan.blocks {
-            if Self::score(member, b.key) <= Self::score(me, b.key) {
-                continue;
-            }
-            b.rank = if b.rank == RANK_CAP {
-                Self::rank_of(&self.owners, me, b.key)
-            } else {
-                b.rank.saturating_sub(1).max(1)
-            };
-        }
-        self.rebuild_near_owned();
     }
 }
 

@@ -33,8 +33,6 @@ pub(crate) struct Block {
     pub(crate) tier: u32,
     /// Rendezvous key from the CID's digest.
     pub(crate) key: u64,
-    /// 1 + how many cohort members outrank this node for the block.
-    pub(crate) rank: u32,
     pub(crate) state: State,
     pub(crate) inflight: u8,
 }
@@ -138,7 +136,6 @@ impl Plan {
             manifest,
             tier,
             key: block_key(&cid),
-            rank: 1,
             state: State::Lookup,
             inflight: 0,
         });
