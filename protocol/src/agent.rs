@@ -20,6 +20,7 @@
 mod bitfield;
 mod hub;
 mod message;
+mod neighbours;
 mod owners;
 mod plan;
 mod rng;
@@ -38,6 +39,7 @@ pub use time::Time;
 
 use crate::block::{BlockError, Cid};
 use hub::Hub;
+use neighbours::{Change, Neighbours};
 use owners::{Owners, Supply};
 use plan::{Plan, State};
 use timers::{TimerKind, Timers};
@@ -437,15 +439,11 @@ pub struct AgentStats {
     pub serves: u64,
 }
 
-#[derive(Debug)]
-struct Peer {
-    outbound: bool,
-    bits: Bitfield,
-    /// Blocks the peer announced it is fetching from the hub.
-    fetching: Bitfield,
+/// How busy this node keeps a neighbour with its requests.
+#[derive(Debug, Default)]
+struct PeerLoad {
     inflight: u32,
     busy_until: Time,
-    greeted: bool,
 }
 
 #[derive(Debug)]
@@ -468,20 +466,12 @@ pub struct Agent<P> {
     rng: Rng,
     now: Time,
     plan: Option<Plan>,
-    /// Live, unbanned cohort members other than this node, sorted.
-    members: Vec<NodeId>,
     owners: Owners,
-    neighbours: BTreeMap<NodeId, Peer>,
-    said_bye: BTreeMap<NodeId, Time>,
-    faults: BTreeMap<NodeId, u32>,
-    banned: BTreeSet<NodeId>,
-    /// Unbanned neighbours holding each block index.
-    avail: Vec<u32>,
-    /// Neighbours fetching each block index from the hub.
-    pending: Vec<u32>,
+    neighbours: Neighbours,
+    /// Per neighbour with requests in flight or a busy answer.
+    peer_loads: BTreeMap<NodeId, PeerLoad>,
     /// Missing blocks with no request in flight and a holder: (tier, holders, tie-break, index).
     ready: BTreeSet<(u32, u32, u64, u32)>,
-    excluded: BTreeMap<u32, Vec<NodeId>>,
     requests: BTreeMap<RequestId, Request>,
     deadlines: BTreeSet<(Time, RequestId)>,
     next_req: u64,
@@ -490,8 +480,6 @@ pub struct Agent<P> {
     serving: BTreeSet<ServeId>,
     /// Something changed that may let a peer request start.
     peers_dirty: bool,
-    pending_have: Vec<u32>,
-    pending_fetching: Vec<u32>,
     hub: Hub,
     timers: Timers,
     booted: bool,
@@ -507,18 +495,12 @@ impl<P: Payload> Agent<P> {
             rng: Rng::new(mix64(cfg.seed ^ mix64(cfg.id.0))),
             hub: Hub::new(&cfg),
             owners: Owners::new(&cfg),
+            neighbours: Neighbours::new(&cfg),
+            peer_loads: BTreeMap::new(),
             cfg,
             now: Time::ZERO,
             plan: None,
-            members: Vec::new(),
-            neighbours: BTreeMap::new(),
-            said_bye: BTreeMap::new(),
-            faults: BTreeMap::new(),
-            banned: BTreeSet::new(),
-            avail: Vec::new(),
-            pending: Vec::new(),
             ready: BTreeSet::new(),
-            excluded: BTreeMap::new(),
             requests: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             next_req: 0,
@@ -526,8 +508,6 @@ impl<P: Payload> Agent<P> {
             hub_downloads: 0,
             serving: BTreeSet::new(),
             peers_dirty: false,
-            pending_have: Vec::new(),
-            pending_fetching: Vec::new(),
             timers: Timers::default(),
             booted: false,
             stats: AgentStats::default(),
@@ -595,12 +575,12 @@ impl<P: Payload> Agent<P> {
 
     /// The current neighbours.
     pub fn neighbours(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.neighbours.keys().copied()
+        self.neighbours.ids()
     }
 
     /// Whether `peer` is banned.
     pub fn is_banned(&self, peer: NodeId) -> bool {
-        self.banned.contains(&peer)
+        self.neighbours.is_banned(peer)
     }
 
     // ----- inputs -----
@@ -613,86 +593,55 @@ impl<P: Payload> Agent<P> {
             self.cancel(req);
         }
         self.ready.clear();
-        self.avail.clear();
-        self.pending.clear();
-        self.excluded.clear();
-        for peer in self.neighbours.values_mut() {
-            peer.bits = Bitfield::new();
-            peer.fetching = Bitfield::new();
-        }
+        self.neighbours.restart();
         let plan = Plan::new(root);
         self.plan = Some(plan);
         self.owners
-            .start_boot(&self.members, self.now, &mut self.timers);
+            .start_boot(self.neighbours.members(), self.now, &mut self.timers);
         self.booted = false;
         self.hub.restart();
-        self.pending_have.clear();
-        self.pending_fetching.clear();
-        let grace = (!self.members.is_empty()).then(|| self.now + self.cfg.hello_grace);
+        let grace =
+            (!self.neighbours.members().is_empty()).then(|| self.now + self.cfg.hello_grace);
         self.timers.set(TimerKind::HelloGrace, grace);
         self.touch_progress();
         self.timers
             .arm(TimerKind::StallTick, self.now + self.cfg.stall_timeout);
         self.rank_blocks(0..1);
         self.out.push_back(Output::Lookup { cid: root });
-        let hello = self.hello(true);
-        for &id in self.neighbours.keys() {
-            self.out.push_back(Output::Send {
-                to: id,
-                msg: hello.clone(),
-            });
-        }
+        self.hello_all();
         self.ensure_neighbours();
     }
 
     fn on_members(&mut self, list: Vec<NodeId>) {
-        let me = self.cfg.id;
-        let mut members: Vec<NodeId> = list
-            .into_iter()
-            .filter(|m| *m != me && !self.banned.contains(m))
-            .collect();
-        members.sort_unstable();
-        members.dedup();
-        self.members = members;
-        if !self.members.is_empty() {
+        let gone = self.neighbours.set_members(list);
+        if !self.neighbours.members().is_empty() {
             self.owners.saw_member(self.now);
         }
-        self.owners.keep_members(&self.members);
-        for gone in self
-            .neighbours
-            .keys()
-            .copied()
-            .filter(|n| self.members.binary_search(n).is_err())
-            .collect::<Vec<_>>()
-        {
-            self.drop_neighbour(gone, false);
+        self.owners.keep_members(self.neighbours.members());
+        for id in gone {
+            self.drop_neighbour(id, false);
         }
         self.rerank_all();
         self.ensure_neighbours();
     }
 
     fn on_member_up(&mut self, id: NodeId) {
-        if id == self.cfg.id || self.banned.contains(&id) {
+        if !self.neighbours.add_member(id) {
             return;
-        }
-        if let Err(pos) = self.members.binary_search(&id) {
-            self.members.insert(pos, id);
         }
         self.owners.saw_member(self.now);
         self.ensure_neighbours();
     }
 
     fn on_member_down(&mut self, id: NodeId) {
-        if let Ok(pos) = self.members.binary_search(&id) {
-            self.members.remove(pos);
-        }
+        self.neighbours.remove_member(id);
         self.forget_owner(id);
         self.drop_neighbour(id, false);
         self.ensure_neighbours();
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message) {
-        if self.banned.contains(&from) || from == self.cfg.id || self.cfg.hub == HubMode::Only {
+        if self.neighbours.is_banned(from) || from == self.cfg.id || self.cfg.hub == HubMode::Only {
             return;
         }
         match msg {
@@ -702,23 +651,20 @@ impl<P: Payload> Agent<P> {
                 fetching,
                 reply,
             } => {
-                if !self.neighbours.contains_key(&from) {
-                    if self.neighbours.len() >= self.cfg.max_neighbours {
-                        self.out.push_back(Output::Send {
-                            to: from,
-                            msg: Message::Bye,
-                        });
-                        return;
-                    }
-                    self.neighbours.insert(from, Peer::new(false));
+                if !self.neighbours.accept(from) {
+                    self.out.push_back(Output::Send {
+                        to: from,
+                        msg: Message::Bye,
+                    });
+                    return;
                 }
                 if self.plan.as_ref().map(|p| p.tag) == Some(release) {
-                    self.add_bits(from, &bits);
-                    self.add_fetching(from, fetching.iter());
+                    let changes = self.neighbours.add_bits(from, &bits);
+                    self.apply(changes);
+                    let changes = self.neighbours.add_fetching(from, fetching.iter());
+                    self.apply(changes);
                 }
-                if let Some(peer) = self.neighbours.get_mut(&from) {
-                    peer.greeted = true;
-                }
+                self.neighbours.mark_greeted(from);
                 if reply {
                     let hello = self.hello(false);
                     self.out.push_back(Output::Send {
@@ -726,12 +672,9 @@ impl<P: Payload> Agent<P> {
                         msg: hello,
                     });
                 }
-                let all_greeted = self
-                    .neighbours
-                    .values()
-                    .filter(|p| p.outbound)
-                    .all(|p| p.greeted);
-                if all_greeted && self.timers.is_armed(TimerKind::HelloGrace) {
+                if self.neighbours.all_outbound_greeted()
+                    && self.timers.is_armed(TimerKind::HelloGrace)
+                {
                     self.end_grace();
                 }
             }
@@ -739,34 +682,17 @@ impl<P: Payload> Agent<P> {
                 if self.plan.as_ref().map(|p| p.tag) != Some(release) {
                     return;
                 }
-                let Some(peer) = self.neighbours.get_mut(&from) else {
-                    return;
-                };
-                let mut new = Vec::new();
-                let mut done = Vec::new();
-                for b in blocks {
-                    if peer.bits.set(b) {
-                        new.push(b);
-                    }
-                    if peer.fetching.clear(b) {
-                        done.push(b);
-                    }
-                }
-                for b in done {
-                    self.pending_add(b, -1);
-                }
-                for b in new {
-                    self.avail_add(b, 1);
-                }
+                let changes = self.neighbours.have(from, blocks);
+                self.apply(changes);
             }
             Message::Fetching { release, blocks } => {
                 if self.plan.as_ref().map(|p| p.tag) == Some(release) {
-                    self.add_fetching(from, blocks.into_iter());
+                    let changes = self.neighbours.add_fetching(from, blocks.into_iter());
+                    self.apply(changes);
                 }
             }
             Message::Bye => {
-                self.said_bye
-                    .insert(from, self.now + Duration::from_secs(10));
+                self.neighbours.said_bye(from, self.now);
                 self.drop_neighbour(from, false);
                 self.ensure_neighbours();
             }
@@ -783,7 +709,7 @@ impl<P: Payload> Agent<P> {
             })
             .unwrap_or(false);
         let refuse = |error| Output::Refuse { id, error };
-        if !held || self.banned.contains(&from) {
+        if !held || self.neighbours.is_banned(from) {
             self.out.push_back(refuse(FetchError::NotFound));
         } else if self.serving.len() >= self.cfg.max_serves {
             self.out.push_back(refuse(FetchError::Busy));
@@ -869,21 +795,16 @@ impl<P: Payload> Agent<P> {
             Source::Peer(p) => match error {
                 FetchError::Busy => {
                     let until = self.now + self.cfg.busy_backoff;
-                    if let Some(peer) = self.neighbours.get_mut(&p) {
-                        peer.busy_until = until;
+                    if self.neighbours.contains(p) {
+                        self.peer_loads.entry(p).or_default().busy_until = until;
                     }
                     self.timers.arm_earliest(TimerKind::BusyWake, until);
                 }
                 FetchError::NotFound => {
-                    let cleared = self
-                        .neighbours
-                        .get_mut(&p)
-                        .is_some_and(|peer| peer.bits.clear(r.idx));
-                    if cleared {
-                        self.avail_add(r.idx, -1);
-                    }
+                    let change = self.neighbours.not_found(p, r.idx);
+                    self.apply(change);
                 }
-                _ => self.exclude(r.idx, p),
+                _ => self.neighbours.exclude(r.idx, p),
             },
         }
     }
@@ -928,7 +849,7 @@ impl<P: Payload> Agent<P> {
             self.fire(kind);
         }
         let now = self.now;
-        self.said_bye.retain(|_, t| *t > now);
+        self.neighbours.expire_byes(now);
     }
 
     fn fire(&mut self, kind: TimerKind) {
@@ -958,8 +879,8 @@ impl<P: Payload> Agent<P> {
             match r.source {
                 Source::Hub => self.hub_failed(),
                 Source::Peer(p) => {
-                    self.exclude(r.idx, p);
-                    let faults = self.faults.get(&p).copied().unwrap_or(0);
+                    self.neighbours.exclude(r.idx, p);
+                    let faults = self.neighbours.faults(p);
                     self.out
                         .push_back(Output::Event(Event::PeerPenalised { peer: p, faults }));
                 }
@@ -973,13 +894,7 @@ impl<P: Payload> Agent<P> {
         let Some(reason) = self.hub.stall_tick(self.now, active, &mut self.timers) else {
             return;
         };
-        let hello = self.hello(true);
-        for &id in self.neighbours.keys() {
-            self.out.push_back(Output::Send {
-                to: id,
-                msg: hello.clone(),
-            });
-        }
+        self.hello_all();
         let missing = self
             .plan
             .as_ref()
@@ -1039,8 +954,8 @@ impl<P: Payload> Agent<P> {
                 let i = idx as usize;
                 let b = &plan.blocks[i];
                 Supply {
-                    holders: self.avail.get(i).copied().unwrap_or(0),
-                    fetchers: self.pending.get(i).copied().unwrap_or(0),
+                    holders: self.neighbours.holders_of(idx),
+                    fetchers: self.neighbours.fetchers_of(idx),
                     idle: b.state == State::Missing && b.inflight == 0,
                 }
             };
@@ -1094,19 +1009,21 @@ impl<P: Payload> Agent<P> {
     }
 
     fn pick_holder(&self, idx: u32, not: Option<NodeId>) -> Option<NodeId> {
-        let excluded = self.excluded.get(&idx);
         let salt = mix64(self.cfg.seed ^ u64::from(idx));
+        let load = |id: &NodeId| {
+            self.peer_loads
+                .get(id)
+                .map_or((0, Time::ZERO), |l| (l.inflight, l.busy_until))
+        };
         self.neighbours
-            .iter()
-            .filter(|(id, p)| {
-                p.bits.get(idx)
-                    && p.inflight < self.cfg.peer_pipeline as u32
-                    && p.busy_until <= self.now
-                    && Some(**id) != not
-                    && !excluded.is_some_and(|e| e.contains(id))
+            .holders(idx)
+            .filter(|id| {
+                let (inflight, busy_until) = load(id);
+                inflight < self.cfg.peer_pipeline as u32
+                    && busy_until <= self.now
+                    && Some(*id) != not
             })
-            .min_by_key(|(id, p)| (p.inflight, mix64(id.0 ^ salt)))
-            .map(|(id, _)| *id)
+            .min_by_key(|id| (load(id).0, mix64(id.0 ^ salt)))
     }
 
     fn start_fetch(&mut self, idx: u32, source: Source) {
@@ -1131,14 +1048,12 @@ impl<P: Payload> Agent<P> {
             Source::Hub => {
                 self.hub_downloads += 1;
                 if self.cfg.hub == HubMode::Fallback {
-                    self.pending_fetching.push(idx);
+                    self.neighbours.queue_fetching(idx);
                 }
             }
             Source::Peer(p) => {
                 self.peer_downloads += 1;
-                if let Some(peer) = self.neighbours.get_mut(&p) {
-                    peer.inflight += 1;
-                }
+                self.peer_loads.entry(p).or_default().inflight += 1;
             }
         }
         self.requests.insert(
@@ -1174,8 +1089,8 @@ impl<P: Payload> Agent<P> {
             Source::Peer(p) => {
                 self.peer_downloads -= 1;
                 self.peers_dirty = true;
-                if let Some(peer) = self.neighbours.get_mut(&p) {
-                    peer.inflight = peer.inflight.saturating_sub(1);
+                if let Some(load) = self.peer_loads.get_mut(&p) {
+                    load.inflight = load.inflight.saturating_sub(1);
                 }
             }
         }
@@ -1203,47 +1118,12 @@ impl<P: Payload> Agent<P> {
     }
 
     /// Sends the blocks verified (`Have`) and the hub fetches started (`Fetching`) during
-    /// this `handle` call, one message of each kind per neighbour that lacks them.
+    /// this `handle` call.
     fn flush_announcements(&mut self) {
-        if self.pending_have.is_empty() && self.pending_fetching.is_empty() {
-            return;
-        }
-        // Blocks found in the store come in one by one: announce them together once the
-        // store has answered for every known block.
-        if self.plan.as_ref().is_some_and(|p| p.lookups > 0) && self.pending_fetching.is_empty() {
-            return;
-        }
-        let Some(tag) = self.plan.as_ref().map(|p| p.tag) else {
-            self.pending_have.clear();
-            self.pending_fetching.clear();
-            return;
-        };
-        let have = std::mem::take(&mut self.pending_have);
-        let fetching = std::mem::take(&mut self.pending_fetching);
-        for (&id, peer) in &self.neighbours {
-            for (blocks, is_have) in [(&have, true), (&fetching, false)] {
-                let news: Vec<u32> = blocks
-                    .iter()
-                    .copied()
-                    .filter(|b| !peer.bits.get(*b))
-                    .collect();
-                for part in news.chunks(MAX_HAVE_BLOCKS) {
-                    let blocks = part.to_vec();
-                    let msg = if is_have {
-                        Message::Have {
-                            release: tag,
-                            blocks,
-                        }
-                    } else {
-                        Message::Fetching {
-                            release: tag,
-                            blocks,
-                        }
-                    };
-                    self.out.push_back(Output::Send { to: id, msg });
-                }
-            }
-        }
+        let tag = self.plan.as_ref().map(|p| p.tag);
+        let lookups_pending = self.plan.as_ref().is_some_and(|p| p.lookups > 0);
+        self.neighbours
+            .announce(tag, lookups_pending, &mut self.out);
     }
 
     // ----- state helpers -----
@@ -1257,8 +1137,8 @@ impl<P: Payload> Agent<P> {
             return;
         }
         let added = manifest.map(|bytes| plan.add_manifest(idx, bytes));
-        self.excluded.remove(&idx);
-        self.pending_have.push(idx);
+        self.neighbours.clear_exclusions(idx);
+        self.neighbours.queue_have(idx);
         match added {
             Some(Ok(new)) => {
                 if let (Some(&first), Some(&last)) = (new.first(), new.last()) {
@@ -1298,10 +1178,8 @@ impl<P: Payload> Agent<P> {
         match source {
             Source::Hub => self.hub_failed(),
             Source::Peer(p) => {
-                self.exclude(idx, p);
-                let faults = self.faults.entry(p).or_insert(0);
-                *faults += 1;
-                let faults = *faults;
+                self.neighbours.exclude(idx, p);
+                let faults = self.neighbours.add_fault(p);
                 self.out
                     .push_back(Output::Event(Event::PeerPenalised { peer: p, faults }));
                 if faults >= self.cfg.ban_after {
@@ -1312,24 +1190,14 @@ impl<P: Payload> Agent<P> {
     }
 
     fn ban(&mut self, peer: NodeId) {
-        if !self.banned.insert(peer) {
+        if !self.neighbours.ban(peer) {
             return;
-        }
-        if let Ok(pos) = self.members.binary_search(&peer) {
-            self.members.remove(pos);
         }
         self.forget_owner(peer);
         self.drop_neighbour(peer, true);
         self.out
             .push_back(Output::Event(Event::PeerBanned { peer }));
         self.ensure_neighbours();
-    }
-
-    fn exclude(&mut self, idx: u32, peer: NodeId) {
-        let list = self.excluded.entry(idx).or_default();
-        if !list.contains(&peer) && list.len() < self.cfg.max_neighbours {
-            list.push(peer);
-        }
     }
 
     fn hub_failed(&mut self) {
@@ -1348,7 +1216,7 @@ impl<P: Payload> Agent<P> {
         let Some(plan) = self.plan.as_ref() else {
             return;
         };
-        let holdings = self.neighbours.values().map(|p| &p.bits);
+        let holdings = self.neighbours.holdings();
         if self
             .owners
             .decide_joiner(plan, self.now, holdings, &mut self.timers)
@@ -1389,31 +1257,36 @@ impl<P: Payload> Agent<P> {
         }
     }
 
+    /// Sends a `Hello` asking for their holdings to every neighbour.
+    fn hello_all(&mut self) {
+        let hello = self.hello(true);
+        for id in self.neighbours.ids() {
+            self.out.push_back(Output::Send {
+                to: id,
+                msg: hello.clone(),
+            });
+        }
+    }
+
     fn ensure_neighbours(&mut self) {
-        if self.cfg.hub == HubMode::Only || self.members.is_empty() {
+        if self.cfg.hub == HubMode::Only {
             return;
         }
-        let outbound = self.neighbours.values().filter(|p| p.outbound).count();
-        let mut need = self.cfg.neighbours.saturating_sub(outbound);
-        let mut tries = 4 * need + 8;
-        while need > 0 && tries > 0 && self.neighbours.len() < self.cfg.max_neighbours {
-            tries -= 1;
-            let pick = self.members[self.rng.below(self.members.len() as u64) as usize];
-            if self.neighbours.contains_key(&pick) || self.said_bye.contains_key(&pick) {
-                continue;
-            }
-            self.neighbours.insert(pick, Peer::new(true));
-            let hello = self.hello(true);
+        let picked = self.neighbours.pick_more(&mut self.rng);
+        if picked.is_empty() {
+            return;
+        }
+        let hello = self.hello(true);
+        for to in picked {
             self.out.push_back(Output::Send {
-                to: pick,
-                msg: hello,
+                to,
+                msg: hello.clone(),
             });
-            need -= 1;
         }
     }
 
     fn drop_neighbour(&mut self, id: NodeId, bye: bool) {
-        let Some(peer) = self.neighbours.remove(&id) else {
+        let Some(changes) = self.neighbours.remove(id) else {
             return;
         };
         if bye {
@@ -1422,12 +1295,7 @@ impl<P: Payload> Agent<P> {
                 msg: Message::Bye,
             });
         }
-        for b in peer.bits.iter() {
-            self.avail_add(b, -1);
-        }
-        for b in peer.fetching.iter() {
-            self.pending_add(b, -1);
-        }
+        self.apply(changes);
         let stuck: Vec<RequestId> = self
             .requests
             .iter()
@@ -1437,67 +1305,39 @@ impl<P: Payload> Agent<P> {
         for req in stuck {
             self.cancel(req);
         }
+        self.peer_loads.remove(&id);
     }
 
-    /// Adds holdings from a `Hello`. Holdings only grow during a release (a `NotFound` answer
-    /// clears one bit), so a union is right even when a `Hello` overtakes a `Have`.
-    fn add_bits(&mut self, id: NodeId, bits: &Bitfield) {
-        let Some(peer) = self.neighbours.get_mut(&id) else {
-            return;
-        };
-        let added: Vec<u32> = bits.iter().filter(|b| peer.bits.set(*b)).collect();
-        for b in added {
-            self.avail_add(b, 1);
-        }
-    }
-
-    fn add_fetching(&mut self, id: NodeId, blocks: impl Iterator<Item = u32>) {
-        let Some(peer) = self.neighbours.get_mut(&id) else {
-            return;
-        };
-        let added: Vec<u32> = blocks
-            .filter(|b| !peer.bits.get(*b) && peer.fetching.set(*b))
-            .collect();
-        for b in added {
-            self.pending_add(b, 1);
+    /// Updates what depends on how many neighbours hold or fetch a block.
+    fn apply(&mut self, changes: impl IntoIterator<Item = Change>) {
+        for change in changes {
+            match change {
+                Change::Holders { idx, before, after } => self.holders_changed(idx, before, after),
+                Change::Fetchers { after, .. } => {
+                    if after == 0 {
+                        self.hub.wake();
+                    }
+                }
+            }
         }
     }
 
-    fn pending_add(&mut self, idx: u32, delta: i32) {
-        if idx >= MAX_BLOCKS {
-            return;
+    /// A missing block that gains its first holder is progress; one that loses its last may
+    /// have to come from the hub; either way its place in the ready set moves.
+    fn holders_changed(&mut self, idx: u32, before: u32, after: u32) {
+        if let Some(k) = self.ready_key_with(idx, before) {
+            self.ready.remove(&k);
         }
-        let i = idx as usize;
-        if self.pending.len() <= i {
-            self.pending.resize(i + 1, 0);
-        }
-        self.pending[i] = self.pending[i].saturating_add_signed(delta);
-        if self.pending[i] == 0 {
-            self.hub.wake();
-        }
-    }
-
-    fn avail_add(&mut self, idx: u32, delta: i32) {
-        if idx >= MAX_BLOCKS {
-            return;
-        }
-        self.ready_remove(idx);
-        let i = idx as usize;
-        if self.avail.len() <= i {
-            self.avail.resize(i + 1, 0);
-        }
-        let before = self.avail[i];
-        self.avail[i] = before.saturating_add_signed(delta);
         let missing = self
             .plan
             .as_ref()
-            .and_then(|p| p.blocks.get(i))
+            .and_then(|p| p.blocks.get(idx as usize))
             .is_some_and(|b| b.state == State::Missing);
         if missing {
-            if before == 0 && self.avail[i] > 0 {
+            if before == 0 && after > 0 {
                 self.touch_progress();
             }
-            if self.avail[i] == 0 {
+            if after == 0 {
                 self.hub.wake();
             }
         }
@@ -1505,8 +1345,11 @@ impl<P: Payload> Agent<P> {
     }
 
     fn ready_key(&self, idx: u32) -> Option<(u32, u32, u64, u32)> {
+        self.ready_key_with(idx, self.neighbours.holders_of(idx))
+    }
+
+    fn ready_key_with(&self, idx: u32, avail: u32) -> Option<(u32, u32, u64, u32)> {
         let b = self.plan.as_ref()?.blocks.get(idx as usize)?;
-        let avail = self.avail.get(idx as usize).copied().unwrap_or(0);
         (b.state == State::Missing && b.inflight == 0 && avail > 0).then(|| {
             (
                 b.tier,
@@ -1546,19 +1389,6 @@ impl<P: Payload> Agent<P> {
     fn forget_owner(&mut self, id: NodeId) {
         if self.owners.forget(id, self.plan.as_ref()) {
             self.hub.wake();
-        }
-    }
-}
-
-impl Peer {
-    fn new(outbound: bool) -> Self {
-        Peer {
-            outbound,
-            bits: Bitfield::new(),
-            fetching: Bitfield::new(),
-            inflight: 0,
-            busy_until: Time::ZERO,
-            greeted: false,
         }
     }
 }
