@@ -23,11 +23,12 @@ mod message;
 mod neighbours;
 mod owners;
 mod plan;
+mod requests;
 mod rng;
 mod time;
 mod timers;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
@@ -42,6 +43,7 @@ use hub::Hub;
 use neighbours::{Change, Neighbours};
 use owners::{Owners, Supply};
 use plan::{Plan, State};
+use requests::{Request, Requests};
 use timers::{TimerKind, Timers};
 
 /// A node of the swarm, as the agent knows it.
@@ -439,47 +441,17 @@ pub struct AgentStats {
     pub serves: u64,
 }
 
-/// How busy this node keeps a neighbour with its requests.
-#[derive(Debug, Default)]
-struct PeerLoad {
-    inflight: u32,
-    busy_until: Time,
-}
-
-#[derive(Debug)]
-struct Request {
-    idx: u32,
-    source: Source,
-    started: Time,
-    deadline: Time,
-    effective: Time,
-}
-
-/// Candidates examined per scheduling pass.
-const SCAN_LIMIT: usize = 64;
-
 /// The swarm agent of one node. See the [module documentation](self).
 #[derive(Debug)]
 pub struct Agent<P> {
     cfg: AgentConfig,
-    me_score_seed: u64,
     rng: Rng,
     now: Time,
     plan: Option<Plan>,
     owners: Owners,
     neighbours: Neighbours,
-    /// Per neighbour with requests in flight or a busy answer.
-    peer_loads: BTreeMap<NodeId, PeerLoad>,
-    /// Missing blocks with no request in flight and a holder: (tier, holders, tie-break, index).
-    ready: BTreeSet<(u32, u32, u64, u32)>,
-    requests: BTreeMap<RequestId, Request>,
-    deadlines: BTreeSet<(Time, RequestId)>,
-    next_req: u64,
-    peer_downloads: usize,
-    hub_downloads: usize,
+    requests: Requests,
     serving: BTreeSet<ServeId>,
-    /// Something changed that may let a peer request start.
-    peers_dirty: bool,
     hub: Hub,
     timers: Timers,
     booted: bool,
@@ -491,23 +463,15 @@ impl<P: Payload> Agent<P> {
     /// A new agent with no release and no peers.
     pub fn new(cfg: AgentConfig) -> Self {
         Agent {
-            me_score_seed: mix64(cfg.id.0),
             rng: Rng::new(mix64(cfg.seed ^ mix64(cfg.id.0))),
             hub: Hub::new(&cfg),
             owners: Owners::new(&cfg),
             neighbours: Neighbours::new(&cfg),
-            peer_loads: BTreeMap::new(),
+            requests: Requests::new(&cfg),
             cfg,
             now: Time::ZERO,
             plan: None,
-            ready: BTreeSet::new(),
-            requests: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
-            next_req: 0,
-            peer_downloads: 0,
-            hub_downloads: 0,
             serving: BTreeSet::new(),
-            peers_dirty: false,
             timers: Timers::default(),
             booted: false,
             stats: AgentStats::default(),
@@ -589,10 +553,10 @@ impl<P: Payload> Agent<P> {
         if self.plan.as_ref().is_some_and(|p| p.root == root) {
             return;
         }
-        for req in self.requests.keys().copied().collect::<Vec<_>>() {
+        for req in self.requests.ids() {
             self.cancel(req);
         }
-        self.ready.clear();
+        self.requests.restart();
         self.neighbours.restart();
         let plan = Plan::new(root);
         self.plan = Some(plan);
@@ -751,13 +715,7 @@ impl<P: Payload> Agent<P> {
             }
             Source::Peer(_) => self.stats.bytes_from_peers += len,
         }
-        let twins: Vec<RequestId> = self
-            .requests
-            .iter()
-            .filter(|(_, o)| o.idx == r.idx)
-            .map(|(id, _)| *id)
-            .collect();
-        for other in twins {
+        for other in self.requests.for_block(r.idx) {
             self.cancel(other);
         }
         let manifest_bytes = if manifest {
@@ -771,19 +729,9 @@ impl<P: Payload> Agent<P> {
     }
 
     fn on_progress(&mut self, req: RequestId) {
-        let now = self.now;
-        let idle = self.cfg.idle_timeout;
-        let Some(r) = self.requests.get_mut(&req) else {
-            return;
-        };
-        let effective = r.deadline.min(now + idle);
-        self.deadlines.remove(&(r.effective, req));
-        r.effective = effective;
-        self.deadlines.insert((effective, req));
-        if r.source == Source::Hub {
-            self.hub.bytes_arrived(now);
+        if self.requests.progress(req, self.now, &mut self.timers) == Some(Source::Hub) {
+            self.hub.bytes_arrived(self.now);
         }
-        self.sync_deadline();
     }
 
     fn on_fetch_failed(&mut self, req: RequestId, error: FetchError) {
@@ -794,11 +742,9 @@ impl<P: Payload> Agent<P> {
             Source::Hub => self.hub_failed(),
             Source::Peer(p) => match error {
                 FetchError::Busy => {
+                    debug_assert!(self.neighbours.contains(p), "requests go to neighbours");
                     let until = self.now + self.cfg.busy_backoff;
-                    if self.neighbours.contains(p) {
-                        self.peer_loads.entry(p).or_default().busy_until = until;
-                    }
-                    self.timers.arm_earliest(TimerKind::BusyWake, until);
+                    self.requests.busy(p, until, &mut self.timers);
                 }
                 FetchError::NotFound => {
                     let change = self.neighbours.not_found(p, r.idx);
@@ -856,7 +802,7 @@ impl<P: Payload> Agent<P> {
         match kind {
             TimerKind::Deadline => self.on_deadlines(),
             TimerKind::HubRetry | TimerKind::JoinerGrace => self.hub.wake(),
-            TimerKind::BusyWake => self.peers_dirty = true,
+            TimerKind::BusyWake => self.requests.wake_peers(),
             TimerKind::HelloGrace => self.end_grace(),
             TimerKind::StallTick => self.on_stall_tick(),
             TimerKind::Escalate => self.on_escalate(),
@@ -865,15 +811,8 @@ impl<P: Payload> Agent<P> {
 
     /// Times out the requests whose deadline has passed.
     fn on_deadlines(&mut self) {
-        let now = self.now;
-        while let Some(&(t, req)) = self.deadlines.first() {
-            if t > now {
-                break;
-            }
-            self.deadlines.pop_first();
-            let Some(r) = self.finish_request(req) else {
-                continue;
-            };
+        while let Some((req, r)) = self.requests.pop_expired(self.now, &mut self.timers) {
+            self.released(&r);
             self.stats.timeouts += 1;
             self.out.push_back(Output::Cancel { req });
             match r.source {
@@ -886,7 +825,6 @@ impl<P: Payload> Agent<P> {
                 }
             }
         }
-        self.sync_deadline();
     }
 
     fn on_stall_tick(&mut self) {
@@ -918,16 +856,11 @@ impl<P: Payload> Agent<P> {
     }
 
     fn schedule_peers(&mut self) {
-        if !self.peers_dirty
-            || self.peer_downloads >= self.cfg.max_peer_downloads
-            || self.ready.is_empty()
-        {
+        let Some(candidates) = self.requests.peer_candidates() else {
             return;
-        }
-        self.peers_dirty = false;
-        let candidates: Vec<u32> = self.ready.iter().take(SCAN_LIMIT).map(|k| k.3).collect();
+        };
         for idx in candidates {
-            if self.peer_downloads >= self.cfg.max_peer_downloads {
+            if !self.requests.peer_room() {
                 break;
             }
             if let Some(peer) = self.pick_holder(idx, None) {
@@ -940,24 +873,23 @@ impl<P: Payload> Agent<P> {
         if !self.hub.take_wake(&self.timers) {
             return;
         }
-        let room = self.cfg.hub_concurrency.saturating_sub(self.hub_downloads);
+        let room = self.requests.hub_room();
         let Some(plan) = self.plan.as_ref() else {
             return;
         };
         if room == 0 {
             return;
         }
+        let idle = |idx: u32| {
+            plan.blocks[idx as usize].state == State::Missing && self.requests.inflight(idx) == 0
+        };
         let picks = if self.hub.takes_anything() {
-            self.hub.scan_any(plan, room)
+            self.hub.scan_any(plan, room, idle)
         } else {
-            let supply = |idx: u32| {
-                let i = idx as usize;
-                let b = &plan.blocks[i];
-                Supply {
-                    holders: self.neighbours.holders_of(idx),
-                    fetchers: self.neighbours.fetchers_of(idx),
-                    idle: b.state == State::Missing && b.inflight == 0,
-                }
+            let supply = |idx: u32| Supply {
+                holders: self.neighbours.holders_of(idx),
+                fetchers: self.neighbours.fetchers_of(idx),
+                idle: idle(idx),
             };
             self.owners
                 .hub_picks(plan, self.hub.level(), room, &self.timers, supply)
@@ -985,21 +917,13 @@ impl<P: Payload> Agent<P> {
             || self.cfg.endgame_blocks == 0
             || remaining == 0
             || !in_endgame
-            || !self.ready.is_empty()
-            || self.peer_downloads >= self.cfg.max_peer_downloads
+            || !self.requests.ready_is_empty()
+            || !self.requests.peer_room()
         {
             return;
         }
-        let single: Vec<(u32, NodeId)> = self
-            .requests
-            .values()
-            .filter_map(|r| match r.source {
-                Source::Peer(p) if plan.blocks[r.idx as usize].inflight == 1 => Some((r.idx, p)),
-                _ => None,
-            })
-            .collect();
-        for (idx, busy_with) in single {
-            if self.peer_downloads >= self.cfg.max_peer_downloads {
+        for (idx, busy_with) in self.requests.single_sourced() {
+            if !self.requests.peer_room() {
                 break;
             }
             if let Some(peer) = self.pick_holder(idx, Some(busy_with)) {
@@ -1009,65 +933,23 @@ impl<P: Payload> Agent<P> {
     }
 
     fn pick_holder(&self, idx: u32, not: Option<NodeId>) -> Option<NodeId> {
-        let salt = mix64(self.cfg.seed ^ u64::from(idx));
-        let load = |id: &NodeId| {
-            self.peer_loads
-                .get(id)
-                .map_or((0, Time::ZERO), |l| (l.inflight, l.busy_until))
-        };
-        self.neighbours
-            .holders(idx)
-            .filter(|id| {
-                let (inflight, busy_until) = load(id);
-                inflight < self.cfg.peer_pipeline as u32
-                    && busy_until <= self.now
-                    && Some(*id) != not
-            })
-            .min_by_key(|id| (load(id).0, mix64(id.0 ^ salt)))
+        self.requests
+            .pick_holder(idx, self.neighbours.holders(idx), not, self.now)
     }
 
     fn start_fetch(&mut self, idx: u32, source: Source) {
-        let Some(plan) = self.plan.as_mut() else {
+        let Some(plan) = self.plan.as_ref() else {
             return;
         };
-        let req = RequestId(self.next_req);
-        self.next_req += 1;
         let b = &plan.blocks[idx as usize];
         let (cid, len) = (b.cid, b.len);
-        let (base, rate) = match source {
-            Source::Hub => (self.cfg.hub_timeout, self.cfg.hub_min_rate),
-            Source::Peer(_) => (self.cfg.peer_timeout, self.cfg.peer_min_rate),
-        };
-        let budget = base + Duration::from_secs_f64(f64::from(len) / rate.max(1) as f64);
-        let deadline = self.now + budget;
-        self.ready_remove(idx);
-        if let Some(plan) = self.plan.as_mut() {
-            plan.blocks[idx as usize].inflight += 1;
+        let holders = self.neighbours.holders_of(idx);
+        let req = self
+            .requests
+            .start(plan, holders, idx, source, self.now, &mut self.timers);
+        if source == Source::Hub && self.cfg.hub == HubMode::Fallback {
+            self.neighbours.queue_fetching(idx);
         }
-        match source {
-            Source::Hub => {
-                self.hub_downloads += 1;
-                if self.cfg.hub == HubMode::Fallback {
-                    self.neighbours.queue_fetching(idx);
-                }
-            }
-            Source::Peer(p) => {
-                self.peer_downloads += 1;
-                self.peer_loads.entry(p).or_default().inflight += 1;
-            }
-        }
-        self.requests.insert(
-            req,
-            Request {
-                idx,
-                source,
-                started: self.now,
-                deadline,
-                effective: deadline,
-            },
-        );
-        self.deadlines.insert((deadline, req));
-        self.sync_deadline();
         self.out.push_back(Output::Fetch {
             req,
             from: source,
@@ -1078,37 +960,24 @@ impl<P: Payload> Agent<P> {
 
     /// Removes a request and releases what it held; the block becomes schedulable again.
     fn finish_request(&mut self, req: RequestId) -> Option<Request> {
-        let r = self.requests.remove(&req)?;
-        self.deadlines.remove(&(r.effective, req));
-        self.sync_deadline();
-        match r.source {
-            Source::Hub => {
-                self.hub_downloads -= 1;
-                self.hub.wake();
-            }
-            Source::Peer(p) => {
-                self.peer_downloads -= 1;
-                self.peers_dirty = true;
-                if let Some(load) = self.peer_loads.get_mut(&p) {
-                    load.inflight = load.inflight.saturating_sub(1);
-                }
-            }
-        }
-        if let Some(plan) = self.plan.as_mut() {
-            let b = &mut plan.blocks[r.idx as usize];
-            b.inflight = b.inflight.saturating_sub(1);
-            if b.state == State::Missing && b.inflight == 0 {
-                self.ready_insert(r.idx);
-                self.hub.wake();
-            }
-        }
+        let r = self.requests.finish(req, &mut self.timers)?;
+        self.released(&r);
         Some(r)
     }
 
-    /// Keeps the deadline timer on the earliest request deadline.
-    fn sync_deadline(&mut self) {
-        let first = self.deadlines.first().map(|(t, _)| *t);
-        self.timers.set(TimerKind::Deadline, first);
+    /// A finished request's block may go back to the ready set and to the hub.
+    fn released(&mut self, r: &Request) {
+        if r.source == Source::Hub {
+            self.hub.wake();
+        }
+        let missing = self
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.blocks[r.idx as usize].state == State::Missing);
+        if missing && self.requests.inflight(r.idx) == 0 {
+            self.ready_insert(r.idx);
+            self.hub.wake();
+        }
     }
 
     fn cancel(&mut self, req: RequestId) {
@@ -1235,17 +1104,11 @@ impl<P: Payload> Agent<P> {
     }
 
     fn hello(&self, reply: bool) -> Message {
-        let mut fetching = Bitfield::new();
-        for r in self.requests.values() {
-            if r.source == Source::Hub {
-                fetching.set(r.idx);
-            }
-        }
         match &self.plan {
             Some(p) => Message::Hello {
                 release: p.tag,
                 bits: p.held.clone(),
-                fetching,
+                fetching: self.requests.hub_fetching(),
                 reply,
             },
             None => Message::Hello {
@@ -1296,16 +1159,10 @@ impl<P: Payload> Agent<P> {
             });
         }
         self.apply(changes);
-        let stuck: Vec<RequestId> = self
-            .requests
-            .iter()
-            .filter(|(_, r)| r.source == Source::Peer(id))
-            .map(|(req, _)| *req)
-            .collect();
-        for req in stuck {
+        for req in self.requests.to_peer(id) {
             self.cancel(req);
         }
-        self.peer_loads.remove(&id);
+        self.requests.forget_peer(id);
     }
 
     /// Updates what depends on how many neighbours hold or fetch a block.
@@ -1325,8 +1182,8 @@ impl<P: Payload> Agent<P> {
     /// A missing block that gains its first holder is progress; one that loses its last may
     /// have to come from the hub; either way its place in the ready set moves.
     fn holders_changed(&mut self, idx: u32, before: u32, after: u32) {
-        if let Some(k) = self.ready_key_with(idx, before) {
-            self.ready.remove(&k);
+        if let Some(plan) = self.plan.as_ref() {
+            self.requests.ready_remove(plan, before, idx);
         }
         let missing = self
             .plan
@@ -1344,32 +1201,17 @@ impl<P: Payload> Agent<P> {
         self.ready_insert(idx);
     }
 
-    fn ready_key(&self, idx: u32) -> Option<(u32, u32, u64, u32)> {
-        self.ready_key_with(idx, self.neighbours.holders_of(idx))
-    }
-
-    fn ready_key_with(&self, idx: u32, avail: u32) -> Option<(u32, u32, u64, u32)> {
-        let b = self.plan.as_ref()?.blocks.get(idx as usize)?;
-        (b.state == State::Missing && b.inflight == 0 && avail > 0).then(|| {
-            (
-                b.tier,
-                avail,
-                mix64(self.cfg.seed ^ self.me_score_seed ^ u64::from(idx)),
-                idx,
-            )
-        })
-    }
-
     fn ready_remove(&mut self, idx: u32) {
-        if let Some(k) = self.ready_key(idx) {
-            self.ready.remove(&k);
+        if let Some(plan) = self.plan.as_ref() {
+            self.requests
+                .ready_remove(plan, self.neighbours.holders_of(idx), idx);
         }
     }
 
     fn ready_insert(&mut self, idx: u32) {
-        if let Some(k) = self.ready_key(idx) {
-            self.ready.insert(k);
-            self.peers_dirty = true;
+        if let Some(plan) = self.plan.as_ref() {
+            self.requests
+                .ready_insert(plan, self.neighbours.holders_of(idx), idx);
         }
     }
 

@@ -86,8 +86,14 @@ impl Hub {
         self.mode == HubMode::Only || self.level >= ANYONE_LEVEL
     }
 
-    /// Up to `room` missing blocks with nothing in flight, in boot-priority order.
-    pub(super) fn scan_any(&mut self, plan: &Plan, room: usize) -> Vec<u32> {
+    /// Up to `room` blocks that are `idle` (missing, nothing in flight), in boot-priority
+    /// order.
+    pub(super) fn scan_any(
+        &mut self,
+        plan: &Plan,
+        room: usize,
+        idle: impl Fn(u32) -> bool,
+    ) -> Vec<u32> {
         while plan
             .order
             .get(self.cursor)
@@ -100,8 +106,7 @@ impl Hub {
             if picks.len() >= room {
                 break;
             }
-            let b = &plan.blocks[idx as usize];
-            if b.state == State::Missing && b.inflight == 0 {
+            if idle(idx) {
                 picks.push(idx);
             }
         }

@@ -34,7 +34,6 @@ pub(crate) struct Block {
     /// Rendezvous key from the CID's digest.
     pub(crate) key: u64,
     pub(crate) state: State,
-    pub(crate) inflight: u8,
 }
 
 /// Why a plan cannot be built from the manifests.
@@ -137,7 +136,6 @@ impl Plan {
             tier,
             key: block_key(&cid),
             state: State::Lookup,
-            inflight: 0,
         });
         self.lookups += 1;
         self.by_cid.insert(cid, idx);
