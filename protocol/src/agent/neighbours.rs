@@ -446,3 +446,122 @@ fn counter(counts: &mut Vec<u32>, idx: u32) -> Option<&mut u32> {
     }
     Some(&mut counts[i])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: NodeId = NodeId(1);
+    const B: NodeId = NodeId(2);
+    const C: NodeId = NodeId(3);
+
+    fn bits(blocks: &[u32]) -> Bitfield {
+        let mut b = Bitfield::new();
+        for &i in blocks {
+            b.set(i);
+        }
+        b
+    }
+
+    fn holders(n: &Neighbours, blocks: &[u32]) -> Vec<u32> {
+        blocks.iter().map(|&b| n.holders_of(b)).collect()
+    }
+
+    #[test]
+    fn holder_and_fetcher_counts_follow_hellos_haves_and_departures() {
+        let mut n = Neighbours::new(&AgentConfig::default());
+        assert!(n.accept(A) && n.accept(B));
+        let changes = n.add_bits(A, &bits(&[1, 2]));
+        assert_eq!(
+            changes,
+            [
+                Change::Holders {
+                    idx: 1,
+                    before: 0,
+                    after: 1
+                },
+                Change::Holders {
+                    idx: 2,
+                    before: 0,
+                    after: 1
+                }
+            ]
+        );
+        // Block 1 is held by A already: not counted as fetched by A.
+        n.add_fetching(A, [1, 3].into_iter());
+        n.add_fetching(B, [3].into_iter());
+        assert_eq!(n.fetchers_of(3), 2);
+        assert_eq!(n.fetchers_of(1), 0);
+        let changes = n.have(B, vec![2, 3, 3]);
+        assert_eq!(changes[0], Change::Fetchers { idx: 3, after: 1 });
+        assert_eq!(changes.len(), 3);
+        assert_eq!(holders(&n, &[1, 2, 3]), [1, 2, 1]);
+        assert_eq!(n.holders(2).collect::<Vec<_>>(), [A, B]);
+        n.exclude(2, A);
+        assert_eq!(n.holders(2).collect::<Vec<_>>(), [B]);
+        assert_eq!(
+            n.not_found(B, 3),
+            Some(Change::Holders {
+                idx: 3,
+                before: 1,
+                after: 0
+            })
+        );
+        assert_eq!(n.not_found(B, 3), None);
+        n.remove(A).unwrap();
+        assert_eq!(holders(&n, &[1, 2, 3]), [0, 1, 0]);
+        assert_eq!(n.fetchers_of(3), 0);
+        assert!(n.remove(A).is_none());
+        n.restart();
+        assert_eq!(holders(&n, &[2]), [0]);
+        assert_eq!(n.holdings().map(Bitfield::count).sum::<u32>(), 0);
+    }
+
+    #[test]
+    fn bans_and_a_full_set_keep_peers_out() {
+        let cfg = AgentConfig {
+            id: NodeId(9),
+            max_neighbours: 2,
+            ..AgentConfig::default()
+        };
+        let mut n = Neighbours::new(&cfg);
+        let gone = n.set_members(vec![C, A, NodeId(9), B, A]);
+        assert!(gone.is_empty());
+        assert_eq!(n.members(), [A, B, C]);
+        assert!(n.accept(A) && n.accept(B) && !n.accept(C));
+        assert!(n.ban(B) && !n.ban(B));
+        assert!(n.is_banned(B) && !n.add_member(B) && !n.add_member(NodeId(9)));
+        assert_eq!(n.members(), [A, C]);
+        // The agent drops a banned peer as a neighbour; a new member list does too.
+        assert_eq!(n.set_members(vec![A, B, C]), [B]);
+        assert_eq!(n.members(), [A, C]);
+        assert_eq!((n.add_fault(A), n.add_fault(A), n.faults(C)), (1, 2, 0));
+    }
+
+    #[test]
+    fn announcements_go_once_to_neighbours_that_lack_the_blocks() {
+        let mut n = Neighbours::new(&AgentConfig::default());
+        n.accept(A);
+        n.accept(B);
+        n.add_bits(A, &bits(&[5]));
+        n.queue_have(5);
+        n.queue_have(6);
+        let mut out: VecDeque<Output<Vec<u8>>> = VecDeque::new();
+        n.announce(Some(7), true, &mut out);
+        assert!(out.is_empty(), "Haves wait for the store's answers");
+        n.announce(Some(7), false, &mut out);
+        let sent: Vec<(NodeId, Vec<u32>)> = out
+            .drain(..)
+            .map(|o| match o {
+                Output::Send {
+                    to,
+                    msg: Message::Have { release: 7, blocks },
+                } => (to, blocks),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(sent, [(A, vec![6]), (B, vec![5, 6])]);
+        n.announce(Some(7), false, &mut out);
+        assert!(out.is_empty());
+    }
+}

@@ -229,3 +229,81 @@ fn rank_of(members: &[NodeId], me: NodeId, key: u64) -> u32 {
     }
     rank
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::plan::test_plan;
+
+    fn owners_of(members: &[NodeId], plan: &Plan) -> Owners {
+        let mut owners = Owners::new(&AgentConfig::default());
+        owners.start_boot(members, Time::ZERO, &mut Timers::default());
+        owners.rank(plan, 0..plan.blocks.len() as u32);
+        owners
+    }
+
+    #[test]
+    fn a_departed_owner_moves_its_blocks_to_the_next_ranked() {
+        let plan = test_plan(200);
+        let members: Vec<NodeId> = (1..8).map(NodeId).collect();
+        let mut owners = owners_of(&members, &plan);
+        assert!(owners.ranks.contains(&RANK_CAP));
+        assert!(owners.ranks.contains(&1));
+        for gone in [NodeId(3), NodeId(6), NodeId(1)] {
+            assert!(owners.forget(gone, Some(&plan)));
+            assert!(!owners.forget(gone, Some(&plan)), "already gone");
+            let left: Vec<NodeId> = owners.owners.clone();
+            let fresh = owners_of(&left, &plan);
+            assert_eq!(owners.ranks, fresh.ranks, "after {gone}");
+            assert_eq!(owners.near_owned, fresh.near_owned);
+        }
+    }
+
+    #[test]
+    fn hub_picks_follow_level_supply_and_the_joiner_decision() {
+        let plan = test_plan(60);
+        let members: Vec<NodeId> = (1..4).map(NodeId).collect();
+        let mut owners = owners_of(&members, &plan);
+        let mut timers = Timers::default();
+        // The root flist (block 0) is held.
+        let free = |i: u32| Supply {
+            holders: 0,
+            fetchers: 0,
+            idle: i != 0,
+        };
+        let rank = |owners: &Owners, i: u32| owners.rank_of_block(i);
+        // Chunks wait for the joiner decision.
+        assert!(owners.hub_picks(&plan, 1, 100, &timers, free).is_empty());
+        // Not recent members: decided at once, without a grace.
+        assert!(owners.decide_joiner(&plan, Time::ZERO, std::iter::empty(), &mut timers));
+        let level1 = owners.hub_picks(&plan, 1, 100, &timers, free);
+        assert!(!level1.is_empty() && level1.iter().all(|&i| rank(&owners, i) == 1));
+        let level2 = owners.hub_picks(&plan, 2, 100, &timers, free);
+        assert!(level2.len() > level1.len() && level2.iter().all(|&i| rank(&owners, i) <= 2));
+        assert_eq!(owners.hub_picks(&plan, 2, 3, &timers, free).len(), 3);
+        let held_elsewhere = |i| Supply {
+            holders: 1,
+            ..free(i)
+        };
+        assert!(
+            owners
+                .hub_picks(&plan, 2, 100, &timers, held_elsewhere)
+                .is_empty()
+        );
+        let fetched_elsewhere = |i| Supply {
+            fetchers: 1,
+            ..free(i)
+        };
+        assert!(
+            owners
+                .hub_picks(&plan, 1, 100, &timers, fetched_elsewhere)
+                .is_empty()
+        );
+        assert_eq!(
+            owners.hub_picks(&plan, 2, 100, &timers, fetched_elsewhere),
+            level2
+        );
+        timers.arm(TimerKind::JoinerGrace, Time::MAX);
+        assert!(owners.hub_picks(&plan, 2, 100, &timers, free).is_empty());
+    }
+}

@@ -214,3 +214,41 @@ impl Plan {
         Ok((first_new..self.blocks.len() as u32).collect())
     }
 }
+
+/// A complete plan for tests: the root flist (index 0, held) and `chunks` missing chunks of
+/// 4 bytes (indices 1..), all of tier 1.
+#[cfg(test)]
+pub(crate) fn test_plan(chunks: u32) -> Plan {
+    use crate::block::{Codec, cid_of};
+    use crate::manifest::{ChunkRef, Entry, EntryKind};
+    let refs: Vec<ChunkRef> = (0..chunks)
+        .map(|c| ChunkRef {
+            cid: cid_of(Codec::Raw, &c.to_le_bytes()),
+            len: 4,
+        })
+        .collect();
+    let flist = Flist {
+        name: "test".into(),
+        version: "1".into(),
+        entries: vec![Entry {
+            path: "f".into(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            size: 4 * u64::from(chunks),
+            chunks: refs,
+            target: None,
+        }],
+        children: vec![],
+    };
+    let (root, bytes) = flist.to_block().expect("a small flist encodes");
+    let mut plan = Plan::new(root);
+    plan.mark_held(0, bytes.len() as u64);
+    plan.add_manifest(0, &bytes).expect("the flist is valid");
+    for b in &mut plan.blocks {
+        if b.state == State::Lookup {
+            b.state = State::Missing;
+        }
+    }
+    plan.lookups = 0;
+    plan
+}

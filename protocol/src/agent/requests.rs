@@ -347,3 +347,94 @@ impl Requests {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::plan::test_plan;
+
+    const A: NodeId = NodeId(1);
+    const B: NodeId = NodeId(2);
+
+    fn secs(s: u64) -> Time {
+        Time::from_nanos(s * 1_000_000_000)
+    }
+
+    #[test]
+    fn counters_and_the_deadline_timer_follow_the_requests() {
+        let cfg = AgentConfig::default();
+        let plan = test_plan(3);
+        let mut reqs = Requests::new(&cfg);
+        let mut timers = Timers::default();
+        let hub = reqs.start(&plan, 0, 1, Source::Hub, Time::ZERO, &mut timers);
+        let p1 = reqs.start(&plan, 1, 2, Source::Peer(A), Time::ZERO, &mut timers);
+        let p2 = reqs.start(&plan, 1, 3, Source::Peer(A), Time::ZERO, &mut timers);
+        assert_eq!(reqs.hub_room(), cfg.hub_concurrency - 1);
+        assert_eq!((reqs.peer_downloads, reqs.hub_downloads), (2, 1));
+        assert_eq!(reqs.loads[&A].inflight, 2);
+        assert_eq!(
+            (reqs.inflight(1), reqs.inflight(2), reqs.inflight(4)),
+            (1, 1, 0)
+        );
+        assert_eq!(reqs.to_peer(A), vec![p1, p2]);
+        assert!(reqs.hub_fetching().get(1) && !reqs.hub_fetching().get(2));
+        // The peer deadlines (about 3 s) come before the hub's (about 30 s).
+        let first = timers.next().unwrap();
+        assert!(first > secs(3) && first < secs(4), "{first}");
+        // Bytes on the hub fetch at 1 s: idle after 6 s.
+        assert_eq!(reqs.progress(hub, secs(1), &mut timers), Some(Source::Hub));
+        assert!(reqs.finish(p1, &mut timers).is_some());
+        assert!(reqs.finish(p1, &mut timers).is_none());
+        assert!(reqs.finish(p2, &mut timers).is_some());
+        assert_eq!(reqs.loads[&A].inflight, 0);
+        assert_eq!(timers.next(), Some(secs(6)));
+        assert!(reqs.pop_expired(secs(5), &mut timers).is_none());
+        let (id, r) = reqs.pop_expired(secs(6), &mut timers).unwrap();
+        assert_eq!((id, r.idx, r.source), (hub, 1, Source::Hub));
+        assert_eq!((reqs.peer_downloads, reqs.hub_downloads), (0, 0));
+        assert_eq!(reqs.deadlines.len(), 0);
+        assert_eq!(timers.next(), None);
+    }
+
+    #[test]
+    fn the_ready_set_puts_rarer_blocks_first_and_holds_only_idle_ones() {
+        let cfg = AgentConfig::default();
+        let plan = test_plan(3);
+        let mut reqs = Requests::new(&cfg);
+        let mut timers = Timers::default();
+        reqs.ready_insert(&plan, 3, 1);
+        reqs.ready_insert(&plan, 1, 2);
+        reqs.ready_insert(&plan, 0, 3);
+        reqs.ready_insert(&plan, 2, 0);
+        assert_eq!(reqs.peer_candidates(), Some(vec![2, 1]));
+        assert_eq!(reqs.peer_candidates(), None, "the wake-up is consumed");
+        reqs.start(&plan, 1, 2, Source::Peer(A), Time::ZERO, &mut timers);
+        reqs.wake_peers();
+        assert_eq!(reqs.peer_candidates(), Some(vec![1]));
+        // Filed under 3 holders: removing it under another count would miss it.
+        reqs.ready_remove(&plan, 3, 1);
+        assert!(reqs.ready_is_empty());
+    }
+
+    #[test]
+    fn holders_are_picked_by_load_under_the_pipeline_cap() {
+        let cfg = AgentConfig {
+            peer_pipeline: 1,
+            ..AgentConfig::default()
+        };
+        let plan = test_plan(4);
+        let mut reqs = Requests::new(&cfg);
+        let mut timers = Timers::default();
+        let both = || [A, B].into_iter();
+        reqs.start(&plan, 2, 1, Source::Peer(A), Time::ZERO, &mut timers);
+        assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), Some(B));
+        assert_eq!(reqs.single_sourced(), vec![(1, A)]);
+        reqs.busy(B, secs(1), &mut timers);
+        assert_eq!(timers.next(), Some(secs(1)));
+        assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), None);
+        assert_eq!(reqs.pick_holder(2, both(), None, secs(1)), Some(B));
+        assert_eq!(reqs.pick_holder(2, both(), Some(B), secs(1)), None);
+        reqs.forget_peer(B);
+        assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), Some(B));
+    }
+}
