@@ -16,25 +16,48 @@
 //! - when nothing progresses for a stall period, the next-ranked owners and then anyone fetch
 //!   what has no holder from the hub; hub errors back off with jitter;
 //! - a block that fails verification blames the peer that sent it; repeated faults ban it.
+//!
+//! The [`Agent`] coordinates parts that each keep their own state and invariants: `owners`
+//! (owner set, ranks, joiner grace), `neighbours` (members, links, holdings, faults, bans),
+//! `requests` (fetches, deadlines, loads, the ready set), `hub` (back-off, stall levels),
+//! `serve` (upload slots) and one `timers` table. `inputs` routes each [`Input`] to them and
+//! `schedule` starts fetches.
 
 mod bitfield;
+mod config;
+mod hub;
+mod inputs;
+mod io;
 mod message;
+mod neighbours;
+mod owners;
 mod plan;
+mod requests;
 mod rng;
+mod schedule;
+mod serve;
 mod time;
+mod timers;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
-use std::time::Duration;
 
 pub use bitfield::{Bitfield, MAX_BLOCKS};
+pub use config::{AgentConfig, HubMode};
+pub use io::{AgentStats, Event, FetchError, Input, Output, Progress, StallReason};
 pub use message::{MAX_HAVE_BLOCKS, MAX_MESSAGE_SIZE, Message, MessageError};
 pub use plan::{PlanError, release_tag};
 pub use rng::{Rng, mix64};
 pub use time::Time;
 
 use crate::block::{BlockError, Cid};
+use hub::Hub;
+use neighbours::{Change, Neighbours};
+use owners::Owners;
 use plan::{Plan, State};
+use requests::{Request, Requests};
+use serve::Serves;
+use timers::{TimerKind, Timers};
 
 /// A node of the swarm, as the agent knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,435 +115,19 @@ impl Payload for Vec<u8> {
     }
 }
 
-/// How the agent uses the hub.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HubMode {
-    /// Peers first; the hub for blocks this node owns and as the fallback.
-    Fallback,
-    /// Every block from the hub, no peers: the baseline bootswarm is measured against.
-    Only,
-    /// Never the hub: peers alone.
-    Off,
-}
-
-/// The agent's settings. `Default` gives values tuned for a LAN farm.
-#[derive(Debug, Clone)]
-pub struct AgentConfig {
-    /// This node.
-    pub id: NodeId,
-    /// Seed of every random choice the agent makes.
-    pub seed: u64,
-    /// How the hub is used.
-    pub hub: HubMode,
-    /// Fetches from the hub in flight at once.
-    pub hub_concurrency: usize,
-    /// Requests in flight to one peer.
-    pub peer_pipeline: usize,
-    /// Requests in flight to peers in total.
-    pub max_peer_downloads: usize,
-    /// Uploads at once; more requests are refused as busy.
-    pub max_serves: usize,
-    /// Neighbours this node picks.
-    pub neighbours: usize,
-    /// Neighbours in total, including those that picked this node.
-    pub max_neighbours: usize,
-    /// Time without progress after which neighbours are asked again for their holdings and
-    /// a stall is reported.
-    pub stall_timeout: Duration,
-    /// A node whose first cohort member arrived less than this before its boot, and whose
-    /// neighbours already hold chunks it lacks, has joined a swarm under way.
-    pub join_window: Duration,
-    /// How long a node that joined a swarm under way leaves the chunks it ranks first to the
-    /// nodes already there (which counted owners without it and may be fetching them).
-    pub join_grace: Duration,
-    /// Time without progress after which the hub fallback widens to the next-ranked owners.
-    /// The agent stretches it to 4 × its slowest hub fetch of the last `escalate_after`, so
-    /// a WAN-bound hub (where one block may take seconds) does not look like a dead owner.
-    pub escalate_after: Duration,
-    /// How long a node waits for its neighbours' holdings before fetching owned blocks.
-    pub hello_grace: Duration,
-    /// Fixed part of a peer request's deadline.
-    pub peer_timeout: Duration,
-    /// Throughput below which a peer request times out (bytes per second).
-    pub peer_min_rate: u64,
-    /// Fixed part of a hub request's deadline.
-    pub hub_timeout: Duration,
-    /// Throughput below which a hub request times out (bytes per second).
-    pub hub_min_rate: u64,
-    /// Time without any data on a request after which it is dropped (needs progress reports).
-    pub idle_timeout: Duration,
-    /// First hub back-off after an error.
-    pub hub_backoff: Duration,
-    /// Longest hub back-off.
-    pub hub_backoff_max: Duration,
-    /// How long a busy peer is left alone.
-    pub busy_backoff: Duration,
-    /// Remaining blocks at or below which requests are duplicated (endgame).
-    pub endgame_blocks: usize,
-    /// Verification failures after which a peer is banned.
-    pub ban_after: u32,
-}
-
-impl Default for AgentConfig {
-    fn default() -> Self {
-        AgentConfig {
-            id: NodeId(0),
-            seed: 0,
-            hub: HubMode::Fallback,
-            hub_concurrency: 8,
-            peer_pipeline: 4,
-            max_peer_downloads: 32,
-            max_serves: 32,
-            neighbours: 8,
-            max_neighbours: 32,
-            stall_timeout: Duration::from_secs(2),
-            escalate_after: Duration::from_secs(10),
-            join_window: Duration::from_secs(5),
-            join_grace: Duration::from_secs(4),
-            hello_grace: Duration::from_millis(50),
-            peer_timeout: Duration::from_secs(3),
-            peer_min_rate: 1 << 20,
-            hub_timeout: Duration::from_secs(30),
-            hub_min_rate: 4 << 10,
-            idle_timeout: Duration::from_secs(5),
-            hub_backoff: Duration::from_secs(1),
-            hub_backoff_max: Duration::from_secs(8),
-            busy_backoff: Duration::from_millis(20),
-            endgame_blocks: 8,
-            ban_after: 3,
-        }
-    }
-}
-
-/// Something that happened to the agent.
-#[derive(Debug)]
-pub enum Input<P> {
-    /// Boot (or switch to) the release whose root flist is `root`; the caller has already
-    /// accepted the signed release.
-    Boot {
-        /// The release's root flist.
-        root: Cid,
-    },
-    /// The whole cohort as the driver knows it (replaces the previous view).
-    Members(Vec<NodeId>),
-    /// A node joined the cohort.
-    MemberUp(NodeId),
-    /// A node left the cohort (crashed, disconnected, partitioned away).
-    MemberDown(NodeId),
-    /// A control message from a peer.
-    Message {
-        /// The sender.
-        from: NodeId,
-        /// The message.
-        msg: Message,
-    },
-    /// A peer asks for a block.
-    BlockRequest {
-        /// The asking peer.
-        from: NodeId,
-        /// The driver's id for the request.
-        id: ServeId,
-        /// The block.
-        cid: Cid,
-    },
-    /// An upload started by [`Output::Serve`] has finished or was aborted.
-    ServeDone {
-        /// The request it answered.
-        id: ServeId,
-    },
-    /// The data of a fetch arrived.
-    Block {
-        /// The fetch.
-        req: RequestId,
-        /// The data.
-        payload: P,
-    },
-    /// Some bytes of a fetch arrived (optional; feeds the idle timeout).
-    FetchProgress {
-        /// The fetch.
-        req: RequestId,
-    },
-    /// A fetch failed.
-    FetchFailed {
-        /// The fetch.
-        req: RequestId,
-        /// Why.
-        error: FetchError,
-    },
-    /// The store's answer to [`Output::Lookup`].
-    Local {
-        /// The block looked up.
-        cid: Cid,
-        /// The stored copy, if any (the store verified it when it was put).
-        block: Option<P>,
-    },
-    /// The time from [`Agent::poll_timeout`] has come.
-    Timeout,
-}
-
-/// Why a fetch failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FetchError {
-    /// The server is at its upload limit.
-    Busy,
-    /// The server does not have the block.
-    NotFound,
-    /// The hub could not be reached or answered with an error.
-    HubUnavailable,
-    /// The connection to the peer was lost.
-    Disconnected,
-    /// Any other failure.
-    Other,
-}
-
-/// Something the driver must do.
-#[derive(Debug)]
-pub enum Output<P> {
-    /// Send a control message.
-    Send {
-        /// The peer.
-        to: NodeId,
-        /// The message.
-        msg: Message,
-    },
-    /// Fetch a block; answer with [`Input::Block`] or [`Input::FetchFailed`].
-    Fetch {
-        /// The agent's id for this fetch.
-        req: RequestId,
-        /// From whom.
-        from: Source,
-        /// The block.
-        cid: Cid,
-        /// Its length (exact for chunks, a cap for manifests).
-        len: u32,
-    },
-    /// Abandon a fetch; any later answer to it is ignored.
-    Cancel {
-        /// The fetch.
-        req: RequestId,
-    },
-    /// Answer a peer's request with the stored copy of `cid`, then report [`Input::ServeDone`].
-    Serve {
-        /// The request.
-        id: ServeId,
-        /// The block.
-        cid: Cid,
-    },
-    /// Answer a peer's request with an error.
-    Refuse {
-        /// The request.
-        id: ServeId,
-        /// Why.
-        error: FetchError,
-    },
-    /// Ask the store for a block; answer with [`Input::Local`].
-    Lookup {
-        /// The block.
-        cid: Cid,
-    },
-    /// Persist a verified block.
-    Store {
-        /// The block.
-        cid: Cid,
-        /// Its verified data.
-        payload: P,
-    },
-    /// Tell the operator or the harness.
-    Event(Event),
-}
-
-/// Something worth reporting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// Every block of the release is held and verified.
-    Booted {
-        /// The release's root.
-        root: Cid,
-        /// Blocks in the release.
-        blocks: usize,
-        /// Bytes in the release.
-        bytes: u64,
-    },
-    /// A block failed verification and was thrown away.
-    Rejected {
-        /// Who sent it.
-        from: Source,
-        /// The block.
-        cid: Cid,
-    },
-    /// A peer misbehaved (corrupt data or a request that ran out of time).
-    PeerPenalised {
-        /// The peer.
-        peer: NodeId,
-        /// Its verification failures so far.
-        faults: u32,
-    },
-    /// A peer is banned: no more requests to it or from it.
-    PeerBanned {
-        /// The peer.
-        peer: NodeId,
-    },
-    /// Nothing progressed for a stall period.
-    Stalled {
-        /// Why.
-        reason: StallReason,
-        /// Blocks still missing.
-        missing: usize,
-    },
-    /// The release cannot be booted.
-    Failed {
-        /// Why.
-        error: PlanError,
-    },
-}
-
-/// Why a boot is not progressing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StallReason {
-    /// The hub fails and no peer holds the missing blocks.
-    HubUnavailable,
-    /// The hub is not used and no peer holds the missing blocks.
-    NoHolder,
-    /// Waiting for the owners of the missing blocks to fetch them.
-    WaitingForOwners,
-}
-
-impl fmt::Display for StallReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            StallReason::HubUnavailable => {
-                "the hub is unreachable and no peer holds the missing blocks; retrying with back-off"
-            }
-            StallReason::NoHolder => "no peer holds the missing blocks and the hub is not used",
-            StallReason::WaitingForOwners => {
-                "waiting for the owners of the missing blocks to fetch them from the hub"
-            }
-        })
-    }
-}
-
-/// How far the boot is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Progress {
-    /// Blocks held.
-    pub have_blocks: usize,
-    /// Blocks known so far (all of them once every manifest is held).
-    pub total_blocks: usize,
-    /// Bytes held.
-    pub have_bytes: u64,
-    /// Bytes known so far.
-    pub total_bytes: u64,
-    /// Whether every manifest is known (so the totals are final).
-    pub complete: bool,
-}
-
-/// Counters of what the agent did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AgentStats {
-    /// Verified bytes received from peers.
-    pub bytes_from_peers: u64,
-    /// Verified bytes received from the hub.
-    pub bytes_from_hub: u64,
-    /// Blocks that failed verification.
-    pub blocks_rejected: u64,
-    /// Verified blocks that arrived after another copy (endgame duplicates).
-    pub duplicate_blocks: u64,
-    /// Fetches that ran out of time.
-    pub timeouts: u64,
-    /// Uploads started.
-    pub serves: u64,
-}
-
-#[derive(Debug)]
-struct Peer {
-    outbound: bool,
-    bits: Bitfield,
-    /// Blocks the peer announced it is fetching from the hub.
-    fetching: Bitfield,
-    inflight: u32,
-    busy_until: Time,
-    greeted: bool,
-}
-
-#[derive(Debug)]
-struct Request {
-    idx: u32,
-    source: Source,
-    started: Time,
-    deadline: Time,
-    effective: Time,
-}
-
-/// Fallback levels: at level `n` blocks ranked `<= n` may come from the hub; at the last
-/// level any block may.
-const ANYONE_LEVEL: u32 = 3;
-/// Ranks are counted up to here: beyond the last level they all mean "not yet".
-const RANK_CAP: u32 = ANYONE_LEVEL + 1;
-/// Candidates examined per scheduling pass.
-const SCAN_LIMIT: usize = 64;
-
 /// The swarm agent of one node. See the [module documentation](self).
 #[derive(Debug)]
 pub struct Agent<P> {
     cfg: AgentConfig,
-    me_score_seed: u64,
     rng: Rng,
     now: Time,
     plan: Option<Plan>,
-    /// Live, unbanned cohort members other than this node, sorted.
-    members: Vec<NodeId>,
-    /// The members that share hub ownership with this node: those present when its boot
-    /// started, less the ones that left or were banned since. Later arrivals are not counted,
-    /// so ownership never moves away from a node that may already be fetching.
-    owners: Vec<NodeId>,
-    /// Until when this node, having joined a swarm under way (see `decide_joiner`), leaves
-    /// the chunks it ranks first to the nodes already there, which may be fetching them.
-    joiner_until: Option<Time>,
-    joiner_decided: bool,
-    /// When this node first had cohort members.
-    member_since: Option<Time>,
-    boot_started: Time,
-    neighbours: BTreeMap<NodeId, Peer>,
-    said_bye: BTreeMap<NodeId, Time>,
-    faults: BTreeMap<NodeId, u32>,
-    banned: BTreeSet<NodeId>,
-    /// Unbanned neighbours holding each block index.
-    avail: Vec<u32>,
-    /// Neighbours fetching each block index from the hub.
-    pending: Vec<u32>,
-    /// Blocks with rank ≤ 2, in boot-priority order: the only hub candidates before the
-    /// fallback reaches anyone.
-    near_owned: Vec<u32>,
-    /// Leading blocks of the plan order that are held (skipped by full hub scans).
-    hub_cursor: usize,
-    /// Missing blocks with no request in flight and a holder: (tier, holders, tie-break, index).
-    ready: BTreeSet<(u32, u32, u64, u32)>,
-    excluded: BTreeMap<u32, Vec<NodeId>>,
-    requests: BTreeMap<RequestId, Request>,
-    deadlines: BTreeSet<(Time, RequestId)>,
-    next_req: u64,
-    peer_downloads: usize,
-    hub_downloads: usize,
-    serving: BTreeSet<ServeId>,
-    hub_retry_at: Option<Time>,
-    hub_backoff: Duration,
-    hub_failing: bool,
-    hub_dirty: bool,
-    /// Something changed that may let a peer request start.
-    peers_dirty: bool,
-    /// Until when owned blocks wait for the neighbours' holdings before going to the hub.
-    grace_until: Option<Time>,
-    last_progress: Time,
-    stall_level: u32,
-    stall_tick: Option<Time>,
-    /// The longest hub fetch of this boot, which stretches `escalate_after`.
-    /// The slowest recent hub fetch: when it finished and how long it took.
-    slow_hub_fetch: Option<(Time, Duration)>,
-    busy_wake: Option<Time>,
-    pending_have: Vec<u32>,
-    pending_fetching: Vec<u32>,
-    /// When the hub fallback widens to the next level if nothing progresses before.
-    escalate_at: Option<Time>,
+    owners: Owners,
+    neighbours: Neighbours,
+    requests: Requests,
+    serves: Serves,
+    hub: Hub,
+    timers: Timers,
     booted: bool,
     stats: AgentStats,
     out: VecDeque<Output<P>>,
@@ -530,47 +137,16 @@ impl<P: Payload> Agent<P> {
     /// A new agent with no release and no peers.
     pub fn new(cfg: AgentConfig) -> Self {
         Agent {
-            me_score_seed: mix64(cfg.id.0),
             rng: Rng::new(mix64(cfg.seed ^ mix64(cfg.id.0))),
-            hub_backoff: cfg.hub_backoff,
+            hub: Hub::new(&cfg),
+            owners: Owners::new(&cfg),
+            neighbours: Neighbours::new(&cfg),
+            requests: Requests::new(&cfg),
+            serves: Serves::new(cfg.max_serves),
             cfg,
             now: Time::ZERO,
             plan: None,
-            members: Vec::new(),
-            owners: Vec::new(),
-            joiner_until: None,
-            joiner_decided: false,
-            member_since: None,
-            boot_started: Time::ZERO,
-            neighbours: BTreeMap::new(),
-            said_bye: BTreeMap::new(),
-            faults: BTreeMap::new(),
-            banned: BTreeSet::new(),
-            avail: Vec::new(),
-            pending: Vec::new(),
-            near_owned: Vec::new(),
-            hub_cursor: 0,
-            ready: BTreeSet::new(),
-            excluded: BTreeMap::new(),
-            requests: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
-            next_req: 0,
-            peer_downloads: 0,
-            hub_downloads: 0,
-            serving: BTreeSet::new(),
-            hub_retry_at: None,
-            hub_failing: false,
-            hub_dirty: false,
-            peers_dirty: false,
-            grace_until: None,
-            last_progress: Time::ZERO,
-            stall_level: 1,
-            stall_tick: None,
-            slow_hub_fetch: None,
-            busy_wake: None,
-            pending_have: Vec::new(),
-            pending_fetching: Vec::new(),
-            escalate_at: None,
+            timers: Timers::default(),
             booted: false,
             stats: AgentStats::default(),
             out: VecDeque::new(),
@@ -587,9 +163,7 @@ impl<P: Payload> Agent<P> {
             Input::MemberDown(id) => self.on_member_down(id),
             Input::Message { from, msg } => self.on_message(from, msg),
             Input::BlockRequest { from, id, cid } => self.on_block_request(from, id, cid),
-            Input::ServeDone { id } => {
-                self.serving.remove(&id);
-            }
+            Input::ServeDone { id } => self.serves.done(id),
             Input::Block { req, payload } => self.on_block(req, payload),
             Input::FetchProgress { req } => self.on_progress(req),
             Input::FetchFailed { req, error } => self.on_fetch_failed(req, error),
@@ -608,20 +182,7 @@ impl<P: Payload> Agent<P> {
 
     /// When the agent next needs [`Input::Timeout`].
     pub fn poll_timeout(&self) -> Option<Time> {
-        let mut t: Option<Time> = None;
-        let mut consider = |x: Option<Time>| {
-            if let Some(x) = x {
-                t = Some(t.map_or(x, |t| t.min(x)));
-            }
-        };
-        consider(self.deadlines.first().map(|(t, _)| *t));
-        consider(self.hub_retry_at);
-        consider(self.stall_tick);
-        consider(self.escalate_at);
-        consider(self.joiner_until);
-        consider(self.busy_wake);
-        consider(self.grace_until);
-        t
+        self.timers.next()
     }
 
     /// Whether every block of the current release is held.
@@ -650,410 +211,63 @@ impl<P: Payload> Agent<P> {
 
     /// The current neighbours.
     pub fn neighbours(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.neighbours.keys().copied()
+        self.neighbours.ids()
     }
 
     /// Whether `peer` is banned.
     pub fn is_banned(&self, peer: NodeId) -> bool {
-        self.banned.contains(&peer)
-    }
-
-    // ----- inputs -----
-
-    fn on_boot(&mut self, root: Cid) {
-        if self.plan.as_ref().is_some_and(|p| p.root == root) {
-            return;
-        }
-        for req in self.requests.keys().copied().collect::<Vec<_>>() {
-            self.cancel(req);
-        }
-        self.ready.clear();
-        self.avail.clear();
-        self.pending.clear();
-        self.near_owned.clear();
-        self.hub_cursor = 0;
-        self.excluded.clear();
-        for peer in self.neighbours.values_mut() {
-            peer.bits = Bitfield::new();
-            peer.fetching = Bitfield::new();
-        }
-        let plan = Plan::new(root);
-        self.plan = Some(plan);
-        self.owners = self.members.clone();
-        self.joiner_until = None;
-        self.joiner_decided = false;
-        self.boot_started = self.now;
-        self.booted = false;
-        self.slow_hub_fetch = None;
-        self.pending_have.clear();
-        self.pending_fetching.clear();
-        self.grace_until = (!self.members.is_empty()).then(|| self.now + self.cfg.hello_grace);
-        self.touch_progress();
-        self.stall_tick = Some(self.now + self.cfg.stall_timeout);
-        self.rank_new_blocks(0..1);
-        self.out.push_back(Output::Lookup { cid: root });
-        let hello = self.hello(true);
-        for &id in self.neighbours.keys() {
-            self.out.push_back(Output::Send {
-                to: id,
-                msg: hello.clone(),
-            });
-        }
-        self.ensure_neighbours();
-    }
-
-    fn on_members(&mut self, list: Vec<NodeId>) {
-        let me = self.cfg.id;
-        let mut members: Vec<NodeId> = list
-            .into_iter()
-            .filter(|m| *m != me && !self.banned.contains(m))
-            .collect();
-        members.sort_unstable();
-        members.dedup();
-        self.members = members;
-        if !self.members.is_empty() && self.member_since.is_none() {
-            self.member_since = Some(self.now);
-        }
-        let members = &self.members;
-        self.owners.retain(|o| members.binary_search(o).is_ok());
-        for gone in self
-            .neighbours
-            .keys()
-            .copied()
-            .filter(|n| self.members.binary_search(n).is_err())
-            .collect::<Vec<_>>()
-        {
-            self.drop_neighbour(gone, false);
-        }
-        self.rerank_all();
-        self.ensure_neighbours();
-    }
-
-    fn on_member_up(&mut self, id: NodeId) {
-        if id == self.cfg.id || self.banned.contains(&id) {
-            return;
-        }
-        if let Err(pos) = self.members.binary_search(&id) {
-            self.members.insert(pos, id);
-        }
-        self.member_since.get_or_insert(self.now);
-        self.ensure_neighbours();
-    }
-
-    fn on_member_down(&mut self, id: NodeId) {
-        if let Ok(pos) = self.members.binary_search(&id) {
-            self.members.remove(pos);
-        }
-        self.forget_owner(id);
-        self.drop_neighbour(id, false);
-        self.ensure_neighbours();
-    }
-
-    fn on_message(&mut self, from: NodeId, msg: Message) {
-        if self.banned.contains(&from) || from == self.cfg.id || self.cfg.hub == HubMode::Only {
-            return;
-        }
-        match msg {
-            Message::Hello {
-                release,
-                bits,
-                fetching,
-                reply,
-            } => {
-                if !self.neighbours.contains_key(&from) {
-                    if self.neighbours.len() >= self.cfg.max_neighbours {
-                        self.out.push_back(Output::Send {
-                            to: from,
-                            msg: Message::Bye,
-                        });
-                        return;
-                    }
-                    self.neighbours.insert(from, Peer::new(false));
-                }
-                if self.plan.as_ref().map(|p| p.tag) == Some(release) {
-                    self.add_bits(from, &bits);
-                    self.add_fetching(from, fetching.iter());
-                }
-                if let Some(peer) = self.neighbours.get_mut(&from) {
-                    peer.greeted = true;
-                }
-                if reply {
-                    let hello = self.hello(false);
-                    self.out.push_back(Output::Send {
-                        to: from,
-                        msg: hello,
-                    });
-                }
-                let all_greeted = self
-                    .neighbours
-                    .values()
-                    .filter(|p| p.outbound)
-                    .all(|p| p.greeted);
-                if all_greeted && self.grace_until.is_some() {
-                    self.end_grace();
-                }
-            }
-            Message::Have { release, blocks } => {
-                if self.plan.as_ref().map(|p| p.tag) != Some(release) {
-                    return;
-                }
-                let Some(peer) = self.neighbours.get_mut(&from) else {
-                    return;
-                };
-                let mut new = Vec::new();
-                let mut done = Vec::new();
-                for b in blocks {
-                    if peer.bits.set(b) {
-                        new.push(b);
-                    }
-                    if peer.fetching.clear(b) {
-                        done.push(b);
-                    }
-                }
-                for b in done {
-                    self.pending_add(b, -1);
-                }
-                for b in new {
-                    self.avail_add(b, 1);
-                }
-            }
-            Message::Fetching { release, blocks } => {
-                if self.plan.as_ref().map(|p| p.tag) == Some(release) {
-                    self.add_fetching(from, blocks.into_iter());
-                }
-            }
-            Message::Bye => {
-                self.said_bye
-                    .insert(from, self.now + Duration::from_secs(10));
-                self.drop_neighbour(from, false);
-                self.ensure_neighbours();
-            }
-        }
-    }
-
-    fn on_block_request(&mut self, from: NodeId, id: ServeId, cid: Cid) {
-        let held = self
-            .plan
-            .as_ref()
-            .and_then(|p| {
-                p.index(&cid)
-                    .map(|i| p.blocks[i as usize].state == State::Held)
-            })
-            .unwrap_or(false);
-        let refuse = |error| Output::Refuse { id, error };
-        if !held || self.banned.contains(&from) {
-            self.out.push_back(refuse(FetchError::NotFound));
-        } else if self.serving.len() >= self.cfg.max_serves {
-            self.out.push_back(refuse(FetchError::Busy));
-        } else {
-            self.serving.insert(id);
-            self.stats.serves += 1;
-            self.out.push_back(Output::Serve { id, cid });
-        }
-    }
-
-    fn on_block(&mut self, req: RequestId, payload: P) {
-        let Some(r) = self.finish_request(req) else {
-            return;
-        };
-        let Some(b) = self.plan.as_ref().map(|p| &p.blocks[r.idx as usize]) else {
-            return;
-        };
-        let (cid, state, manifest, expected) = (b.cid, b.state, b.manifest, b.len as usize);
-        if state == State::Held {
-            self.stats.duplicate_blocks += 1;
-            return;
-        }
-        let len_ok = if manifest {
-            payload.len() <= expected
-        } else {
-            payload.len() == expected
-        };
-        let bytes_ok = !manifest || payload.bytes().is_some();
-        if !len_ok || !bytes_ok || payload.verify(&cid).is_err() {
-            self.reject(r.idx, r.source, cid);
-            return;
-        }
-        let len = payload.len() as u64;
-        match r.source {
-            Source::Hub => {
-                self.stats.bytes_from_hub += len;
-                let took = self.now.saturating_duration_since(r.started);
-                let stale = self
-                    .slow_hub_fetch
-                    .is_none_or(|(done, slowest)| took >= slowest || !self.is_recent(done));
-                if stale {
-                    self.slow_hub_fetch = Some((self.now, took));
-                }
-                self.hub_ok();
-            }
-            Source::Peer(_) => self.stats.bytes_from_peers += len,
-        }
-        let twins: Vec<RequestId> = self
-            .requests
-            .iter()
-            .filter(|(_, o)| o.idx == r.idx)
-            .map(|(id, _)| *id)
-            .collect();
-        for other in twins {
-            self.cancel(other);
-        }
-        let manifest_bytes = if manifest {
-            payload.bytes().map(<[u8]>::to_vec)
-        } else {
-            None
-        };
-        self.out.push_back(Output::Store { cid, payload });
-        self.touch_progress();
-        self.held(r.idx, len, manifest_bytes.as_deref());
-    }
-
-    fn on_progress(&mut self, req: RequestId) {
-        let now = self.now;
-        let idle = self.cfg.idle_timeout;
-        let Some(r) = self.requests.get_mut(&req) else {
-            return;
-        };
-        let effective = r.deadline.min(now + idle);
-        self.deadlines.remove(&(r.effective, req));
-        r.effective = effective;
-        self.deadlines.insert((effective, req));
-        if r.source == Source::Hub {
-            self.last_progress = now;
-        }
-    }
-
-    fn on_fetch_failed(&mut self, req: RequestId, error: FetchError) {
-        let Some(r) = self.finish_request(req) else {
-            return;
-        };
-        match r.source {
-            Source::Hub => self.hub_failed(),
-            Source::Peer(p) => match error {
-                FetchError::Busy => {
-                    let until = self.now + self.cfg.busy_backoff;
-                    if let Some(peer) = self.neighbours.get_mut(&p) {
-                        peer.busy_until = until;
-                    }
-                    self.busy_wake = Some(self.busy_wake.map_or(until, |w| w.min(until)));
-                }
-                FetchError::NotFound => {
-                    let cleared = self
-                        .neighbours
-                        .get_mut(&p)
-                        .is_some_and(|peer| peer.bits.clear(r.idx));
-                    if cleared {
-                        self.avail_add(r.idx, -1);
-                    }
-                }
-                _ => self.exclude(r.idx, p),
-            },
-        }
-    }
-
-    fn on_local(&mut self, cid: Cid, block: Option<P>) {
-        let Some(plan) = self.plan.as_mut() else {
-            return;
-        };
-        let Some(idx) = plan.index(&cid) else {
-            return;
-        };
-        let b = &mut plan.blocks[idx as usize];
-        if b.state != State::Lookup {
-            return;
-        }
-        b.state = State::Missing;
-        let manifest = b.manifest;
-        plan.lookups -= 1;
-        match block {
-            Some(p) if !manifest || p.bytes().is_some() => {
-                let bytes = if manifest {
-                    p.bytes().map(<[u8]>::to_vec)
-                } else {
-                    None
-                };
-                self.held(idx, p.len() as u64, bytes.as_deref());
-            }
-            _ => {
-                plan.to_fetch += 1;
-                self.ready_insert(idx);
-                self.hub_dirty = true;
-            }
-        }
+        self.neighbours.is_banned(peer)
     }
 
     // ----- timers -----
 
+    /// Fires the due timers, each kind once, in [`TimerKind`] order.
     fn on_timers(&mut self) {
+        let mut last = None;
+        while let Some(kind) = self.timers.take_due(last, self.now) {
+            last = Some(kind);
+            self.fire(kind);
+        }
         let now = self.now;
-        while let Some(&(t, req)) = self.deadlines.first() {
-            if t > now {
-                break;
-            }
-            self.deadlines.pop_first();
-            let Some(r) = self.finish_request(req) else {
-                continue;
-            };
+        self.neighbours.expire_byes(now);
+    }
+
+    /// What each timer does; a new [`TimerKind`] gets its arm here.
+    fn fire(&mut self, kind: TimerKind) {
+        match kind {
+            TimerKind::Deadline => self.on_deadlines(),
+            TimerKind::HubRetry | TimerKind::JoinerGrace => self.hub.wake(),
+            TimerKind::BusyWake => self.requests.wake_peers(),
+            TimerKind::HelloGrace => self.end_grace(),
+            TimerKind::StallTick => self.on_stall_tick(),
+            TimerKind::Escalate => self.on_escalate(),
+        }
+    }
+
+    /// Times out the requests whose deadline has passed.
+    fn on_deadlines(&mut self) {
+        while let Some((req, r)) = self.requests.pop_expired(self.now, &mut self.timers) {
+            self.released(&r);
             self.stats.timeouts += 1;
             self.out.push_back(Output::Cancel { req });
             match r.source {
                 Source::Hub => self.hub_failed(),
                 Source::Peer(p) => {
-                    self.exclude(r.idx, p);
-                    let faults = self.faults.get(&p).copied().unwrap_or(0);
+                    self.neighbours.exclude(r.idx, p);
+                    let faults = self.neighbours.faults(p);
                     self.out
                         .push_back(Output::Event(Event::PeerPenalised { peer: p, faults }));
                 }
             }
         }
-        if self.hub_retry_at.is_some_and(|t| t <= now) {
-            self.hub_retry_at = None;
-            self.hub_dirty = true;
-        }
-        if self.busy_wake.is_some_and(|t| t <= now) {
-            self.busy_wake = None;
-            self.peers_dirty = true;
-        }
-        if self.grace_until.is_some_and(|t| t <= now) {
-            self.end_grace();
-        }
-        if self.stall_tick.is_some_and(|t| t <= now) {
-            self.on_stall_tick();
-        }
-        if self.escalate_at.is_some_and(|t| t <= now) {
-            self.on_escalate();
-        }
-        if self.joiner_until.is_some_and(|t| t <= now) {
-            self.joiner_until = None;
-            self.hub_dirty = true;
-        }
-        self.said_bye.retain(|_, t| *t > now);
     }
 
     fn on_stall_tick(&mut self) {
-        let now = self.now;
-        if self.booted || self.plan.is_none() {
-            self.stall_tick = None;
+        let active = !self.booted && self.plan.is_some();
+        let Some(reason) = self.hub.stall_tick(self.now, active, &mut self.timers) else {
             return;
-        }
-        let since = now.saturating_duration_since(self.last_progress);
-        if since < self.cfg.stall_timeout {
-            self.stall_tick = Some(self.last_progress + self.cfg.stall_timeout);
-            return;
-        }
-        self.stall_tick = Some(now + self.cfg.stall_timeout);
-        let hello = self.hello(true);
-        for &id in self.neighbours.keys() {
-            self.out.push_back(Output::Send {
-                to: id,
-                msg: hello.clone(),
-            });
-        }
-        let reason = match self.cfg.hub {
-            HubMode::Off => StallReason::NoHolder,
-            _ if self.hub_failing => StallReason::HubUnavailable,
-            _ => StallReason::WaitingForOwners,
         };
+        self.hello_all();
         let missing = self
             .plan
             .as_ref()
@@ -1062,732 +276,109 @@ impl<P: Payload> Agent<P> {
             .push_back(Output::Event(Event::Stalled { reason, missing }));
     }
 
-    // ----- scheduling -----
-
-    fn schedule(&mut self) {
-        self.flush_announcements();
-        if self.booted || self.plan.is_none() {
-            return;
-        }
-        if self.cfg.hub != HubMode::Only {
-            self.schedule_peers();
-        }
-        self.schedule_hub();
-        self.endgame();
+    fn on_escalate(&mut self) {
+        let active = !self.booted && self.plan.is_some();
+        self.hub.escalate(self.now, active, &mut self.timers);
     }
 
-    fn schedule_peers(&mut self) {
-        if !self.peers_dirty
-            || self.peer_downloads >= self.cfg.max_peer_downloads
-            || self.ready.is_empty()
-        {
-            return;
-        }
-        self.peers_dirty = false;
-        let candidates: Vec<u32> = self.ready.iter().take(SCAN_LIMIT).map(|k| k.3).collect();
-        for idx in candidates {
-            if self.peer_downloads >= self.cfg.max_peer_downloads {
-                break;
-            }
-            if let Some(peer) = self.pick_holder(idx, None) {
-                self.start_fetch(idx, Source::Peer(peer));
-            }
-        }
-    }
+    // ----- between the parts -----
 
-    fn schedule_hub(&mut self) {
-        if !self.hub_dirty || self.cfg.hub == HubMode::Off || self.hub_retry_at.is_some() {
-            return;
-        }
-        if self.cfg.hub == HubMode::Fallback && self.grace_until.is_some() {
-            return;
-        }
-        self.hub_dirty = false;
-        let room = self.cfg.hub_concurrency.saturating_sub(self.hub_downloads);
-        let Some(plan) = self.plan.as_ref() else {
-            return;
-        };
-        if room == 0 {
-            return;
-        }
-        let level = self.stall_level;
-        let mut picks = Vec::new();
-        if self.cfg.hub == HubMode::Only || level >= ANYONE_LEVEL {
-            while plan
-                .order
-                .get(self.hub_cursor)
-                .is_some_and(|&i| plan.blocks[i as usize].state == State::Held)
-            {
-                self.hub_cursor += 1;
-            }
-            for &idx in &plan.order[self.hub_cursor.min(plan.order.len())..] {
-                if picks.len() >= room {
-                    break;
-                }
-                let b = &plan.blocks[idx as usize];
-                if b.state == State::Missing && b.inflight == 0 {
-                    picks.push(idx);
-                }
-            }
-        } else {
-            for &idx in &self.near_owned {
-                if picks.len() >= room {
-                    break;
-                }
-                let b = &plan.blocks[idx as usize];
-                let i = idx as usize;
-                let no_holder = self.avail.get(i).copied().unwrap_or(0) == 0;
-                let nobody_fetching = self.pending.get(i).copied().unwrap_or(0) == 0;
-                // Chunks wait until this node knows whether it joined a swarm under way.
-                if no_holder
-                    && (b.manifest || (self.joiner_decided && self.joiner_until.is_none()))
-                    && b.rank <= level
-                    && (level > 1 || nobody_fetching)
-                    && b.state == State::Missing
-                    && b.inflight == 0
-                {
-                    picks.push(idx);
-                }
-            }
-        }
-        for idx in picks {
-            self.start_fetch(idx, Source::Hub);
-        }
-    }
-
-    /// Recomputes which blocks this node may fetch from the hub before the last fallback
-    /// level, after ranks changed.
-    fn rebuild_near_owned(&mut self) {
-        let Some(plan) = self.plan.as_ref() else {
-            return;
-        };
-        self.near_owned = plan
-            .order
-            .iter()
-            .copied()
-            .filter(|&i| plan.blocks[i as usize].rank < ANYONE_LEVEL)
-            .collect();
-        self.hub_dirty = true;
-    }
-
-    /// Duplicates requests for the last blocks (and for manifests, which block everything
-    /// after them) to a second holder when nothing else can be scheduled.
-    fn endgame(&mut self) {
-        let Some(plan) = self.plan.as_ref() else {
-            return;
-        };
-        let remaining = plan.blocks.len() - plan.held_count as usize;
-        // The last few blocks of what this boot fetches, not of the release: an upgrade that
-        // fetches 30 blocks duplicates 2 of them, not 8.
-        let last_few = self
-            .cfg
-            .endgame_blocks
-            .min((plan.to_fetch as usize / 16).max(2));
-        let in_endgame = !plan.complete || remaining <= last_few;
-        if self.cfg.hub == HubMode::Only
-            || self.cfg.endgame_blocks == 0
-            || remaining == 0
-            || !in_endgame
-            || !self.ready.is_empty()
-            || self.peer_downloads >= self.cfg.max_peer_downloads
-        {
-            return;
-        }
-        let single: Vec<(u32, NodeId)> = self
-            .requests
-            .values()
-            .filter_map(|r| match r.source {
-                Source::Peer(p) if plan.blocks[r.idx as usize].inflight == 1 => Some((r.idx, p)),
-                _ => None,
-            })
-            .collect();
-        for (idx, busy_with) in single {
-            if self.peer_downloads >= self.cfg.max_peer_downloads {
-                break;
-            }
-            if let Some(peer) = self.pick_holder(idx, Some(busy_with)) {
-                self.start_fetch(idx, Source::Peer(peer));
-            }
-        }
-    }
-
-    fn pick_holder(&self, idx: u32, not: Option<NodeId>) -> Option<NodeId> {
-        let excluded = self.excluded.get(&idx);
-        let salt = mix64(self.cfg.seed ^ u64::from(idx));
-        self.neighbours
-            .iter()
-            .filter(|(id, p)| {
-                p.bits.get(idx)
-                    && p.inflight < self.cfg.peer_pipeline as u32
-                    && p.busy_until <= self.now
-                    && Some(**id) != not
-                    && !excluded.is_some_and(|e| e.contains(id))
-            })
-            .min_by_key(|(id, p)| (p.inflight, mix64(id.0 ^ salt)))
-            .map(|(id, _)| *id)
-    }
-
-    fn start_fetch(&mut self, idx: u32, source: Source) {
-        let Some(plan) = self.plan.as_mut() else {
-            return;
-        };
-        let req = RequestId(self.next_req);
-        self.next_req += 1;
-        let b = &plan.blocks[idx as usize];
-        let (cid, len) = (b.cid, b.len);
-        let (base, rate) = match source {
-            Source::Hub => (self.cfg.hub_timeout, self.cfg.hub_min_rate),
-            Source::Peer(_) => (self.cfg.peer_timeout, self.cfg.peer_min_rate),
-        };
-        let budget = base + Duration::from_secs_f64(f64::from(len) / rate.max(1) as f64);
-        let deadline = self.now + budget;
-        self.ready_remove(idx);
-        if let Some(plan) = self.plan.as_mut() {
-            plan.blocks[idx as usize].inflight += 1;
-        }
-        match source {
-            Source::Hub => {
-                self.hub_downloads += 1;
-                if self.cfg.hub == HubMode::Fallback {
-                    self.pending_fetching.push(idx);
-                }
-            }
-            Source::Peer(p) => {
-                self.peer_downloads += 1;
-                if let Some(peer) = self.neighbours.get_mut(&p) {
-                    peer.inflight += 1;
-                }
-            }
-        }
-        self.requests.insert(
-            req,
-            Request {
-                idx,
-                source,
-                started: self.now,
-                deadline,
-                effective: deadline,
-            },
-        );
-        self.deadlines.insert((deadline, req));
-        self.out.push_back(Output::Fetch {
-            req,
-            from: source,
-            cid,
-            len,
-        });
-    }
-
-    /// Removes a request and releases what it held; the block becomes schedulable again.
-    fn finish_request(&mut self, req: RequestId) -> Option<Request> {
-        let r = self.requests.remove(&req)?;
-        self.deadlines.remove(&(r.effective, req));
-        match r.source {
-            Source::Hub => {
-                self.hub_downloads -= 1;
-                self.hub_dirty = true;
-            }
-            Source::Peer(p) => {
-                self.peer_downloads -= 1;
-                self.peers_dirty = true;
-                if let Some(peer) = self.neighbours.get_mut(&p) {
-                    peer.inflight = peer.inflight.saturating_sub(1);
-                }
-            }
-        }
-        if let Some(plan) = self.plan.as_mut() {
-            let b = &mut plan.blocks[r.idx as usize];
-            b.inflight = b.inflight.saturating_sub(1);
-            if b.state == State::Missing && b.inflight == 0 {
-                self.ready_insert(r.idx);
-                self.hub_dirty = true;
-            }
-        }
-        Some(r)
-    }
-
-    fn cancel(&mut self, req: RequestId) {
-        if self.finish_request(req).is_some() {
-            self.out.push_back(Output::Cancel { req });
-        }
-    }
-
-    /// Sends the blocks verified (`Have`) and the hub fetches started (`Fetching`) during
-    /// this `handle` call, one message of each kind per neighbour that lacks them.
-    fn flush_announcements(&mut self) {
-        if self.pending_have.is_empty() && self.pending_fetching.is_empty() {
-            return;
-        }
-        // Blocks found in the store come in one by one: announce them together once the
-        // store has answered for every known block.
-        if self.plan.as_ref().is_some_and(|p| p.lookups > 0) && self.pending_fetching.is_empty() {
-            return;
-        }
-        let Some(tag) = self.plan.as_ref().map(|p| p.tag) else {
-            self.pending_have.clear();
-            self.pending_fetching.clear();
-            return;
-        };
-        let have = std::mem::take(&mut self.pending_have);
-        let fetching = std::mem::take(&mut self.pending_fetching);
-        for (&id, peer) in &self.neighbours {
-            for (blocks, is_have) in [(&have, true), (&fetching, false)] {
-                let news: Vec<u32> = blocks
-                    .iter()
-                    .copied()
-                    .filter(|b| !peer.bits.get(*b))
-                    .collect();
-                for part in news.chunks(MAX_HAVE_BLOCKS) {
-                    let blocks = part.to_vec();
-                    let msg = if is_have {
-                        Message::Have {
-                            release: tag,
-                            blocks,
-                        }
-                    } else {
-                        Message::Fetching {
-                            release: tag,
-                            blocks,
-                        }
-                    };
-                    self.out.push_back(Output::Send { to: id, msg });
-                }
-            }
-        }
-    }
-
-    // ----- state helpers -----
-
-    fn held(&mut self, idx: u32, len: u64, manifest: Option<&[u8]>) {
-        self.ready_remove(idx);
-        let Some(plan) = self.plan.as_mut() else {
-            return;
-        };
-        if !plan.mark_held(idx, len) {
-            return;
-        }
-        let added = manifest.map(|bytes| plan.add_manifest(idx, bytes));
-        self.excluded.remove(&idx);
-        self.pending_have.push(idx);
-        match added {
-            Some(Ok(new)) => {
-                if let (Some(&first), Some(&last)) = (new.first(), new.last()) {
-                    self.rank_new_blocks(first..last + 1);
-                    if let Some(plan) = self.plan.as_ref() {
-                        for i in first..=last {
-                            self.out.push_back(Output::Lookup {
-                                cid: plan.blocks[i as usize].cid,
-                            });
-                        }
+    /// Updates what depends on how many neighbours hold or fetch a block.
+    fn apply(&mut self, changes: impl IntoIterator<Item = Change>) {
+        for change in changes {
+            match change {
+                Change::Holders { idx, before, after } => self.holders_changed(idx, before, after),
+                Change::Fetchers { after, .. } => {
+                    if after == 0 {
+                        self.hub.wake();
                     }
                 }
             }
-            Some(Err(error)) => {
-                self.out.push_back(Output::Event(Event::Failed { error }));
-                self.stall_tick = None;
-            }
-            None => {}
-        }
-        if !self.booted && self.plan.as_ref().is_some_and(Plan::is_booted) {
-            self.booted = true;
-            self.stall_tick = None;
-            if let Some(p) = self.plan.as_ref() {
-                self.out.push_back(Output::Event(Event::Booted {
-                    root: p.root,
-                    blocks: p.blocks.len(),
-                    bytes: p.held_bytes,
-                }));
-            }
         }
     }
 
-    fn reject(&mut self, idx: u32, source: Source, cid: Cid) {
-        self.stats.blocks_rejected += 1;
-        self.out
-            .push_back(Output::Event(Event::Rejected { from: source, cid }));
-        match source {
-            Source::Hub => self.hub_failed(),
-            Source::Peer(p) => {
-                self.exclude(idx, p);
-                let faults = self.faults.entry(p).or_insert(0);
-                *faults += 1;
-                let faults = *faults;
-                self.out
-                    .push_back(Output::Event(Event::PeerPenalised { peer: p, faults }));
-                if faults >= self.cfg.ban_after {
-                    self.ban(p);
-                }
-            }
+    /// A missing block that gains its first holder is progress; one that loses its last may
+    /// have to come from the hub; either way its place in the ready set moves.
+    fn holders_changed(&mut self, idx: u32, before: u32, after: u32) {
+        if let Some(plan) = self.plan.as_ref() {
+            self.requests.ready_remove(plan, before, idx);
         }
-    }
-
-    fn ban(&mut self, peer: NodeId) {
-        if !self.banned.insert(peer) {
-            return;
-        }
-        if let Ok(pos) = self.members.binary_search(&peer) {
-            self.members.remove(pos);
-        }
-        self.forget_owner(peer);
-        self.drop_neighbour(peer, true);
-        self.out
-            .push_back(Output::Event(Event::PeerBanned { peer }));
-        self.ensure_neighbours();
-    }
-
-    fn exclude(&mut self, idx: u32, peer: NodeId) {
-        let list = self.excluded.entry(idx).or_default();
-        if !list.contains(&peer) && list.len() < self.cfg.max_neighbours {
-            list.push(peer);
-        }
-    }
-
-    fn hub_ok(&mut self) {
-        self.hub_failing = false;
-        self.hub_backoff = self.cfg.hub_backoff;
-    }
-
-    fn hub_failed(&mut self) {
-        self.hub_failing = true;
-        let jitter = 0.75 + self.rng.below(500) as f64 / 1000.0;
-        let wait = self.hub_backoff.mul_f64(jitter);
-        self.hub_retry_at = Some(self.now + wait);
-        self.hub_backoff = (self.hub_backoff * 2).min(self.cfg.hub_backoff_max);
-    }
-
-    /// The neighbours have answered (or had their time): if they already hold blocks of the
-    /// release, this node joined a swarm under way and leaves hub fetching to the owners.
-    fn end_grace(&mut self) {
-        self.grace_until = None;
-        self.hub_dirty = true;
-    }
-
-    /// Once every block of the plan is known and looked up: a node that became a member just
-    /// before this boot, and whose neighbours already hold a good share of chunks it lacks, has
-    /// joined a swarm under way (the others may have started without counting it), so it
-    /// leaves the chunks it ranks first to them for `join_grace` before fetching any.
-    fn decide_joiner(&mut self) {
-        let Some(plan) = self.plan.as_ref() else {
-            return;
-        };
-        if self.joiner_decided || !plan.complete || plan.lookups > 0 {
-            return;
-        }
-        self.joiner_decided = true;
-        self.hub_dirty = true;
-        let recent = self
-            .member_since
-            .is_some_and(|t| self.boot_started.saturating_duration_since(t) < self.cfg.join_window);
-        if !recent {
-            return;
-        }
-        let mut lacking = Bitfield::new();
-        for peer in self.neighbours.values() {
-            for b in peer.bits.iter() {
-                let chunk_missing = plan
-                    .blocks
-                    .get(b as usize)
-                    .is_some_and(|blk| !blk.manifest && blk.state != State::Held);
-                if chunk_missing {
-                    lacking.set(b);
-                }
-            }
-        }
-        let chunks = plan.blocks.iter().filter(|b| !b.manifest).count() as u32;
-        if lacking.count() >= (chunks / 20).max(2) {
-            self.joiner_until = Some(self.now + self.cfg.join_grace);
-        }
-    }
-
-    fn touch_progress(&mut self) {
-        self.last_progress = self.now;
-        self.stall_level = 1;
-        self.escalate_at = Some(self.now + self.escalate_after());
-    }
-
-    /// How long without progress before the next-ranked owners step in: the configured time,
-    /// stretched to 4 × the slowest hub fetch of the last `escalate_after` (a congested hub).
-    fn escalate_after(&self) -> Duration {
-        match self.slow_hub_fetch {
-            Some((done, took)) if self.is_recent(done) => self.cfg.escalate_after.max(took * 4),
-            _ => self.cfg.escalate_after,
-        }
-    }
-
-    /// Whether `t` lies within the last `escalate_after`: a slow hub fetch that recent means
-    /// the hub link is still congested.
-    fn is_recent(&self, t: Time) -> bool {
-        self.now.saturating_duration_since(t) < self.cfg.escalate_after
-    }
-
-    /// Widens the hub fallback one level: rank 2 after `escalate_after` without progress,
-    /// anyone after twice that plus a per-node random offset (so a stalled farm does not
-    /// rush the hub at one instant). Never while the hub is failing.
-    fn on_escalate(&mut self) {
-        let e = self.escalate_after();
-        if self.booted || self.plan.is_none() || self.cfg.hub != HubMode::Fallback {
-            self.escalate_at = None;
-            return;
-        }
-        if self.hub_failing {
-            self.escalate_at = Some(self.now + e);
-            return;
-        }
-        let due = self.last_progress + if self.stall_level == 1 { e } else { e * 2 };
-        if self.now < due {
-            self.escalate_at = Some(due);
-            return;
-        }
-        self.stall_level = (self.stall_level + 1).min(ANYONE_LEVEL);
-        self.hub_dirty = true;
-        self.escalate_at = (self.stall_level < ANYONE_LEVEL).then(|| {
-            let nanos = u64::try_from(e.as_nanos()).unwrap_or(u64::MAX).max(1);
-            let offset = Duration::from_nanos(mix64(self.cfg.seed ^ self.me_score_seed) % nanos);
-            self.last_progress + e * 2 + offset
-        });
-    }
-
-    fn hello(&self, reply: bool) -> Message {
-        let mut fetching = Bitfield::new();
-        for r in self.requests.values() {
-            if r.source == Source::Hub {
-                fetching.set(r.idx);
-            }
-        }
-        match &self.plan {
-            Some(p) => Message::Hello {
-                release: p.tag,
-                bits: p.held.clone(),
-                fetching,
-                reply,
-            },
-            None => Message::Hello {
-                release: 0,
-                bits: Bitfield::new(),
-                fetching: Bitfield::new(),
-                reply,
-            },
-        }
-    }
-
-    fn ensure_neighbours(&mut self) {
-        if self.cfg.hub == HubMode::Only || self.members.is_empty() {
-            return;
-        }
-        let outbound = self.neighbours.values().filter(|p| p.outbound).count();
-        let mut need = self.cfg.neighbours.saturating_sub(outbound);
-        let mut tries = 4 * need + 8;
-        while need > 0 && tries > 0 && self.neighbours.len() < self.cfg.max_neighbours {
-            tries -= 1;
-            let pick = self.members[self.rng.below(self.members.len() as u64) as usize];
-            if self.neighbours.contains_key(&pick) || self.said_bye.contains_key(&pick) {
-                continue;
-            }
-            self.neighbours.insert(pick, Peer::new(true));
-            let hello = self.hello(true);
-            self.out.push_back(Output::Send {
-                to: pick,
-                msg: hello,
-            });
-            need -= 1;
-        }
-    }
-
-    fn drop_neighbour(&mut self, id: NodeId, bye: bool) {
-        let Some(peer) = self.neighbours.remove(&id) else {
-            return;
-        };
-        if bye {
-            self.out.push_back(Output::Send {
-                to: id,
-                msg: Message::Bye,
-            });
-        }
-        for b in peer.bits.iter() {
-            self.avail_add(b, -1);
-        }
-        for b in peer.fetching.iter() {
-            self.pending_add(b, -1);
-        }
-        let stuck: Vec<RequestId> = self
-            .requests
-            .iter()
-            .filter(|(_, r)| r.source == Source::Peer(id))
-            .map(|(req, _)| *req)
-            .collect();
-        for req in stuck {
-            self.cancel(req);
-        }
-    }
-
-    /// Adds holdings from a `Hello`. Holdings only grow during a release (a `NotFound` answer
-    /// clears one bit), so a union is right even when a `Hello` overtakes a `Have`.
-    fn add_bits(&mut self, id: NodeId, bits: &Bitfield) {
-        let Some(peer) = self.neighbours.get_mut(&id) else {
-            return;
-        };
-        let added: Vec<u32> = bits.iter().filter(|b| peer.bits.set(*b)).collect();
-        for b in added {
-            self.avail_add(b, 1);
-        }
-    }
-
-    fn add_fetching(&mut self, id: NodeId, blocks: impl Iterator<Item = u32>) {
-        let Some(peer) = self.neighbours.get_mut(&id) else {
-            return;
-        };
-        let added: Vec<u32> = blocks
-            .filter(|b| !peer.bits.get(*b) && peer.fetching.set(*b))
-            .collect();
-        for b in added {
-            self.pending_add(b, 1);
-        }
-    }
-
-    fn pending_add(&mut self, idx: u32, delta: i32) {
-        if idx >= MAX_BLOCKS {
-            return;
-        }
-        let i = idx as usize;
-        if self.pending.len() <= i {
-            self.pending.resize(i + 1, 0);
-        }
-        self.pending[i] = self.pending[i].saturating_add_signed(delta);
-        if self.pending[i] == 0 {
-            self.hub_dirty = true;
-        }
-    }
-
-    fn avail_add(&mut self, idx: u32, delta: i32) {
-        if idx >= MAX_BLOCKS {
-            return;
-        }
-        self.ready_remove(idx);
-        let i = idx as usize;
-        if self.avail.len() <= i {
-            self.avail.resize(i + 1, 0);
-        }
-        let before = self.avail[i];
-        self.avail[i] = before.saturating_add_signed(delta);
         let missing = self
             .plan
             .as_ref()
-            .and_then(|p| p.blocks.get(i))
+            .and_then(|p| p.blocks.get(idx as usize))
             .is_some_and(|b| b.state == State::Missing);
         if missing {
-            if before == 0 && self.avail[i] > 0 {
+            if before == 0 && after > 0 {
                 self.touch_progress();
             }
-            if self.avail[i] == 0 {
-                self.hub_dirty = true;
+            if after == 0 {
+                self.hub.wake();
             }
         }
         self.ready_insert(idx);
     }
 
-    fn ready_key(&self, idx: u32) -> Option<(u32, u32, u64, u32)> {
-        let b = self.plan.as_ref()?.blocks.get(idx as usize)?;
-        let avail = self.avail.get(idx as usize).copied().unwrap_or(0);
-        (b.state == State::Missing && b.inflight == 0 && avail > 0).then(|| {
-            (
-                b.tier,
-                avail,
-                mix64(self.cfg.seed ^ self.me_score_seed ^ u64::from(idx)),
-                idx,
-            )
-        })
-    }
-
     fn ready_remove(&mut self, idx: u32) {
-        if let Some(k) = self.ready_key(idx) {
-            self.ready.remove(&k);
+        if let Some(plan) = self.plan.as_ref() {
+            self.requests
+                .ready_remove(plan, self.neighbours.holders_of(idx), idx);
         }
     }
 
     fn ready_insert(&mut self, idx: u32) {
-        if let Some(k) = self.ready_key(idx) {
-            self.ready.insert(k);
-            self.peers_dirty = true;
+        if let Some(plan) = self.plan.as_ref() {
+            self.requests
+                .ready_insert(plan, self.neighbours.holders_of(idx), idx);
         }
     }
 
-    fn score(member: NodeId, key: u64) -> u64 {
-        mix64(mix64(member.0) ^ key)
-    }
-
-    /// 1 + the members that outrank this node for `key`, counted up to [`RANK_CAP`] (ranks
-    /// beyond the last fallback level are all alike, and the early stop keeps this cheap).
-    fn rank_of(members: &[NodeId], me: NodeId, key: u64) -> u32 {
-        let mine = Self::score(me, key);
-        let mut rank = 1;
-        for m in members {
-            if Self::score(*m, key) > mine {
-                rank += 1;
-                if rank == RANK_CAP {
-                    break;
-                }
-            }
+    /// Ranks the blocks in `range` of the plan.
+    fn rank_blocks(&mut self, range: std::ops::Range<u32>) {
+        if let Some(plan) = self.plan.as_ref() {
+            self.owners.rank(plan, range);
+            self.hub.wake();
         }
-        rank
-    }
-
-    fn rank_new_blocks(&mut self, range: std::ops::Range<u32>) {
-        let me = self.cfg.id;
-        let Some(plan) = self.plan.as_mut() else {
-            return;
-        };
-        for idx in range {
-            let b = &mut plan.blocks[idx as usize];
-            b.rank = Self::rank_of(&self.owners, me, b.key);
-        }
-        self.rebuild_near_owned();
     }
 
     fn rerank_all(&mut self) {
         let n = self.plan.as_ref().map_or(0, |p| p.blocks.len() as u32);
-        self.rank_new_blocks(0..n);
+        self.rank_blocks(0..n);
     }
 
-    /// Removes a departed or banned node from the owners and moves its blocks to the next
-    /// ranked.
     fn forget_owner(&mut self, id: NodeId) {
-        if let Ok(pos) = self.owners.binary_search(&id) {
-            self.owners.remove(pos);
-            self.rerank_one(id);
+        if self.owners.forget(id, self.plan.as_ref()) {
+            self.hub.wake();
         }
     }
 
-    /// Updates ranks after `member` left the owners: blocks it outranked this node on move
-    /// one rank up.
-    fn rerank_one(&mut self, member: NodeId) {
-        let me = self.cfg.id;
-        let Some(plan) = self.plan.as_mut() else {
+    /// Whether this node joined a swarm under way (see [`Owners::decide_joiner`]).
+    fn decide_joiner(&mut self) {
+        let Some(plan) = self.plan.as_ref() else {
             return;
         };
-        for b in &mut plan.blocks {
-            if Self::score(member, b.key) <= Self::score(me, b.key) {
-                continue;
-            }
-            b.rank = if b.rank == RANK_CAP {
-                Self::rank_of(&self.owners, me, b.key)
-            } else {
-                b.rank.saturating_sub(1).max(1)
-            };
+        let holdings = self.neighbours.holdings();
+        if self
+            .owners
+            .decide_joiner(plan, self.now, holdings, &mut self.timers)
+        {
+            self.hub.wake();
         }
-        self.rebuild_near_owned();
     }
-}
 
-impl Peer {
-    fn new(outbound: bool) -> Self {
-        Peer {
-            outbound,
-            bits: Bitfield::new(),
-            fetching: Bitfield::new(),
-            inflight: 0,
-            busy_until: Time::ZERO,
-            greeted: false,
-        }
+    fn touch_progress(&mut self) {
+        self.hub.progressed(self.now, &mut self.timers);
+    }
+
+    fn hub_failed(&mut self) {
+        self.hub.failed(self.now, &mut self.rng, &mut self.timers);
+    }
+
+    /// The neighbours have answered (or had their time): if they already hold blocks of the
+    /// release, this node joined a swarm under way and leaves hub fetching to the owners.
+    fn end_grace(&mut self) {
+        self.timers.clear(TimerKind::HelloGrace);
+        self.hub.wake();
     }
 }
 

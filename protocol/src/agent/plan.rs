@@ -33,10 +33,7 @@ pub(crate) struct Block {
     pub(crate) tier: u32,
     /// Rendezvous key from the CID's digest.
     pub(crate) key: u64,
-    /// 1 + how many cohort members outrank this node for the block.
-    pub(crate) rank: u32,
     pub(crate) state: State,
-    pub(crate) inflight: u8,
 }
 
 /// Why a plan cannot be built from the manifests.
@@ -138,9 +135,7 @@ impl Plan {
             manifest,
             tier,
             key: block_key(&cid),
-            rank: 1,
             state: State::Lookup,
-            inflight: 0,
         });
         self.lookups += 1;
         self.by_cid.insert(cid, idx);
@@ -218,4 +213,42 @@ impl Plan {
         self.order.sort_by_key(|&i| (blocks[i as usize].tier, i));
         Ok((first_new..self.blocks.len() as u32).collect())
     }
+}
+
+/// A complete plan for tests: the root flist (index 0, held) and `chunks` missing chunks of
+/// 4 bytes (indices 1..), all of tier 1.
+#[cfg(test)]
+pub(crate) fn test_plan(chunks: u32) -> Plan {
+    use crate::block::{Codec, cid_of};
+    use crate::manifest::{ChunkRef, Entry, EntryKind};
+    let refs: Vec<ChunkRef> = (0..chunks)
+        .map(|c| ChunkRef {
+            cid: cid_of(Codec::Raw, &c.to_le_bytes()),
+            len: 4,
+        })
+        .collect();
+    let flist = Flist {
+        name: "test".into(),
+        version: "1".into(),
+        entries: vec![Entry {
+            path: "f".into(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            size: 4 * u64::from(chunks),
+            chunks: refs,
+            target: None,
+        }],
+        children: vec![],
+    };
+    let (root, bytes) = flist.to_block().expect("a small flist encodes");
+    let mut plan = Plan::new(root);
+    plan.mark_held(0, bytes.len() as u64);
+    plan.add_manifest(0, &bytes).expect("the flist is valid");
+    for b in &mut plan.blocks {
+        if b.state == State::Lookup {
+            b.state = State::Missing;
+        }
+    }
+    plan.lookups = 0;
+    plan
 }

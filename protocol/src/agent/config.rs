@@ -1,0 +1,105 @@
+//! The agent's settings.
+
+use std::time::Duration;
+
+use super::NodeId;
+
+/// How the agent uses the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubMode {
+    /// Peers first; the hub for blocks this node owns and as the fallback.
+    Fallback,
+    /// Every block from the hub, no peers: the baseline bootswarm is measured against.
+    Only,
+    /// Never the hub: peers alone.
+    Off,
+}
+
+/// The agent's settings. `Default` gives values tuned for a LAN farm.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This node.
+    pub id: NodeId,
+    /// Seed of every random choice the agent makes.
+    pub seed: u64,
+    /// How the hub is used.
+    pub hub: HubMode,
+    /// Fetches from the hub in flight at once.
+    pub hub_concurrency: usize,
+    /// Requests in flight to one peer.
+    pub peer_pipeline: usize,
+    /// Requests in flight to peers in total.
+    pub max_peer_downloads: usize,
+    /// Uploads at once; more requests are refused as busy.
+    pub max_serves: usize,
+    /// Neighbours this node picks.
+    pub neighbours: usize,
+    /// Neighbours in total, including those that picked this node.
+    pub max_neighbours: usize,
+    /// Time without progress after which neighbours are asked again for their holdings and
+    /// a stall is reported.
+    pub stall_timeout: Duration,
+    /// A node whose first cohort member arrived less than this before its boot, and whose
+    /// neighbours already hold chunks it lacks, has joined a swarm under way.
+    pub join_window: Duration,
+    /// How long a node that joined a swarm under way leaves the chunks it ranks first to the
+    /// nodes already there (which counted owners without it and may be fetching them).
+    pub join_grace: Duration,
+    /// Time without progress after which the hub fallback widens to the next-ranked owners.
+    /// The agent stretches it to 4 × its slowest hub fetch of the last `escalate_after`, so
+    /// a WAN-bound hub (where one block may take seconds) does not look like a dead owner.
+    pub escalate_after: Duration,
+    /// How long a node waits for its neighbours' holdings before fetching owned blocks.
+    pub hello_grace: Duration,
+    /// Fixed part of a peer request's deadline.
+    pub peer_timeout: Duration,
+    /// Throughput below which a peer request times out (bytes per second).
+    pub peer_min_rate: u64,
+    /// Fixed part of a hub request's deadline.
+    pub hub_timeout: Duration,
+    /// Throughput below which a hub request times out (bytes per second).
+    pub hub_min_rate: u64,
+    /// Time without any data on a request after which it is dropped (needs progress reports).
+    pub idle_timeout: Duration,
+    /// First hub back-off after an error.
+    pub hub_backoff: Duration,
+    /// Longest hub back-off.
+    pub hub_backoff_max: Duration,
+    /// How long a busy peer is left alone.
+    pub busy_backoff: Duration,
+    /// Remaining blocks at or below which requests are duplicated (endgame).
+    pub endgame_blocks: usize,
+    /// Verification failures after which a peer is banned.
+    pub ban_after: u32,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            id: NodeId(0),
+            seed: 0,
+            hub: HubMode::Fallback,
+            hub_concurrency: 8,
+            peer_pipeline: 4,
+            max_peer_downloads: 32,
+            max_serves: 32,
+            neighbours: 8,
+            max_neighbours: 32,
+            stall_timeout: Duration::from_secs(2),
+            escalate_after: Duration::from_secs(10),
+            join_window: Duration::from_secs(5),
+            join_grace: Duration::from_secs(4),
+            hello_grace: Duration::from_millis(50),
+            peer_timeout: Duration::from_secs(3),
+            peer_min_rate: 1 << 20,
+            hub_timeout: Duration::from_secs(30),
+            hub_min_rate: 4 << 10,
+            idle_timeout: Duration::from_secs(5),
+            hub_backoff: Duration::from_secs(1),
+            hub_backoff_max: Duration::from_secs(8),
+            busy_backoff: Duration::from_millis(20),
+            endgame_blocks: 8,
+            ban_after: 3,
+        }
+    }
+}

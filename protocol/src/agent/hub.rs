@@ -1,0 +1,219 @@
+//! The hub part: when this node may fetch from the hub. Hub errors back off exponentially with
+//! jitter; while nothing progresses, the fallback widens by stall levels (rank 1, then rank 2,
+//! then anyone), stretched when the hub itself is slow and never while it fails.
+
+use std::time::Duration;
+
+use super::plan::{Plan, State};
+use super::timers::{TimerKind, Timers};
+use super::{AgentConfig, HubMode, Rng, StallReason, Time, mix64};
+
+/// Fallback levels: at level `n` blocks ranked `<= n` may come from the hub; at the last
+/// level any block may.
+pub(super) const ANYONE_LEVEL: u32 = 3;
+
+#[derive(Debug)]
+pub(super) struct Hub {
+    mode: HubMode,
+    backoff_first: Duration,
+    backoff_max: Duration,
+    stall_timeout: Duration,
+    escalate_after: Duration,
+    /// Seeds this node's offset before the last level, so a stalled farm does not rush the
+    /// hub at one instant.
+    offset_seed: u64,
+    backoff: Duration,
+    failing: bool,
+    /// Something changed that may let a hub fetch start.
+    dirty: bool,
+    /// Leading blocks of the plan order that are held (skipped by full scans).
+    cursor: usize,
+    last_progress: Time,
+    level: u32,
+    /// The slowest recent hub fetch: when it finished and how long it took.
+    slow_fetch: Option<(Time, Duration)>,
+}
+
+impl Hub {
+    pub(super) fn new(cfg: &AgentConfig) -> Self {
+        Hub {
+            mode: cfg.hub,
+            backoff_first: cfg.hub_backoff,
+            backoff_max: cfg.hub_backoff_max,
+            stall_timeout: cfg.stall_timeout,
+            escalate_after: cfg.escalate_after,
+            offset_seed: cfg.seed ^ mix64(cfg.id.0),
+            backoff: cfg.hub_backoff,
+            failing: false,
+            dirty: false,
+            cursor: 0,
+            last_progress: Time::ZERO,
+            level: 1,
+            slow_fetch: None,
+        }
+    }
+
+    /// Forgets the previous release's hub history. Call before [`Self::progressed`].
+    pub(super) fn restart(&mut self) {
+        self.cursor = 0;
+        self.slow_fetch = None;
+    }
+
+    /// Asks for a hub scheduling pass.
+    pub(super) fn wake(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Whether a scheduling pass may start hub fetches now; consumes the wake-up.
+    pub(super) fn take_wake(&mut self, timers: &Timers) -> bool {
+        if !self.dirty || self.mode == HubMode::Off || timers.is_armed(TimerKind::HubRetry) {
+            return false;
+        }
+        if self.mode == HubMode::Fallback && timers.is_armed(TimerKind::HelloGrace) {
+            return false;
+        }
+        self.dirty = false;
+        true
+    }
+
+    /// The fallback level: blocks ranked up to it may come from the hub.
+    pub(super) fn level(&self) -> u32 {
+        self.level
+    }
+
+    /// Whether any missing block may come from the hub, whoever owns it.
+    pub(super) fn takes_anything(&self) -> bool {
+        self.mode == HubMode::Only || self.level >= ANYONE_LEVEL
+    }
+
+    /// Up to `room` blocks that are `idle` (missing, nothing in flight), in boot-priority
+    /// order.
+    pub(super) fn scan_any(
+        &mut self,
+        plan: &Plan,
+        room: usize,
+        idle: impl Fn(u32) -> bool,
+    ) -> Vec<u32> {
+        while plan
+            .order
+            .get(self.cursor)
+            .is_some_and(|&i| plan.blocks[i as usize].state == State::Held)
+        {
+            self.cursor += 1;
+        }
+        let mut picks = Vec::new();
+        for &idx in &plan.order[self.cursor.min(plan.order.len())..] {
+            if picks.len() >= room {
+                break;
+            }
+            if idle(idx) {
+                picks.push(idx);
+            }
+        }
+        picks
+    }
+
+    /// A hub block verified after `took`.
+    pub(super) fn delivered(&mut self, now: Time, took: Duration) {
+        let stale = self
+            .slow_fetch
+            .is_none_or(|(done, slowest)| took >= slowest || !self.is_recent(now, done));
+        if stale {
+            self.slow_fetch = Some((now, took));
+        }
+        self.failing = false;
+        self.backoff = self.backoff_first;
+    }
+
+    /// A hub fetch failed: back off with ±25 % jitter, doubling up to the maximum.
+    pub(super) fn failed(&mut self, now: Time, rng: &mut Rng, timers: &mut Timers) {
+        self.failing = true;
+        let jitter = 0.75 + rng.below(500) as f64 / 1000.0;
+        let wait = self.backoff.mul_f64(jitter);
+        timers.arm(TimerKind::HubRetry, now + wait);
+        self.backoff = (self.backoff * 2).min(self.backoff_max);
+    }
+
+    /// Bytes arrived on one of this node's hub fetches: not a stall, but no new level either.
+    pub(super) fn bytes_arrived(&mut self, now: Time) {
+        self.last_progress = now;
+    }
+
+    /// The boot progressed: back to level 1.
+    pub(super) fn progressed(&mut self, now: Time, timers: &mut Timers) {
+        self.last_progress = now;
+        self.level = 1;
+        timers.arm(TimerKind::Escalate, now + self.escalate_after(now));
+    }
+
+    /// The stall check (`active`: a boot is under way). Returns why the boot is stalled when
+    /// nothing progressed for a stall period.
+    pub(super) fn stall_tick(
+        &mut self,
+        now: Time,
+        active: bool,
+        timers: &mut Timers,
+    ) -> Option<StallReason> {
+        if !active {
+            timers.clear(TimerKind::StallTick);
+            return None;
+        }
+        let since = now.saturating_duration_since(self.last_progress);
+        if since < self.stall_timeout {
+            timers.arm(
+                TimerKind::StallTick,
+                self.last_progress + self.stall_timeout,
+            );
+            return None;
+        }
+        timers.arm(TimerKind::StallTick, now + self.stall_timeout);
+        Some(match self.mode {
+            HubMode::Off => StallReason::NoHolder,
+            _ if self.failing => StallReason::HubUnavailable,
+            _ => StallReason::WaitingForOwners,
+        })
+    }
+
+    /// Widens the fallback one level: rank 2 after `escalate_after` without progress, anyone
+    /// after twice that plus a per-node random offset (so a stalled farm does not rush the
+    /// hub at one instant). Never while the hub is failing.
+    pub(super) fn escalate(&mut self, now: Time, active: bool, timers: &mut Timers) {
+        let e = self.escalate_after(now);
+        if !active || self.mode != HubMode::Fallback {
+            timers.clear(TimerKind::Escalate);
+            return;
+        }
+        if self.failing {
+            timers.arm(TimerKind::Escalate, now + e);
+            return;
+        }
+        let due = self.last_progress + if self.level == 1 { e } else { e * 2 };
+        if now < due {
+            timers.arm(TimerKind::Escalate, due);
+            return;
+        }
+        self.level = (self.level + 1).min(ANYONE_LEVEL);
+        self.dirty = true;
+        let next = (self.level < ANYONE_LEVEL).then(|| {
+            let nanos = u64::try_from(e.as_nanos()).unwrap_or(u64::MAX).max(1);
+            let offset = Duration::from_nanos(mix64(self.offset_seed) % nanos);
+            self.last_progress + e * 2 + offset
+        });
+        timers.set(TimerKind::Escalate, next);
+    }
+
+    /// How long without progress before the next-ranked owners step in: the configured time,
+    /// stretched to 4 × the slowest hub fetch of the last `escalate_after` (a congested hub).
+    fn escalate_after(&self, now: Time) -> Duration {
+        match self.slow_fetch {
+            Some((done, took)) if self.is_recent(now, done) => self.escalate_after.max(took * 4),
+            _ => self.escalate_after,
+        }
+    }
+
+    /// Whether `t` lies within the last `escalate_after`: a slow hub fetch that recent means
+    /// the hub link is still congested.
+    fn is_recent(&self, now: Time, t: Time) -> bool {
+        now.saturating_duration_since(t) < self.escalate_after
+    }
+}

@@ -1,0 +1,379 @@
+//! What the agent does with each input: the handlers route it to the parts, in an order that
+//! every node follows (outputs and random draws depend on it).
+
+use super::{
+    Agent, Bitfield, Cid, Event, FetchError, HubMode, Message, NodeId, Output, Payload, Plan,
+    RequestId, ServeId, Source, State, TimerKind,
+};
+
+impl<P: Payload> Agent<P> {
+    pub(super) fn on_boot(&mut self, root: Cid) {
+        if self.plan.as_ref().is_some_and(|p| p.root == root) {
+            return;
+        }
+        for req in self.requests.ids() {
+            self.cancel(req);
+        }
+        self.requests.restart();
+        self.neighbours.restart();
+        let plan = Plan::new(root);
+        self.plan = Some(plan);
+        self.owners
+            .start_boot(self.neighbours.members(), self.now, &mut self.timers);
+        self.booted = false;
+        self.hub.restart();
+        let grace =
+            (!self.neighbours.members().is_empty()).then(|| self.now + self.cfg.hello_grace);
+        self.timers.set(TimerKind::HelloGrace, grace);
+        self.touch_progress();
+        self.timers
+            .arm(TimerKind::StallTick, self.now + self.cfg.stall_timeout);
+        self.rank_blocks(0..1);
+        self.out.push_back(Output::Lookup { cid: root });
+        self.hello_all();
+        self.ensure_neighbours();
+    }
+
+    pub(super) fn on_members(&mut self, list: Vec<NodeId>) {
+        let gone = self.neighbours.set_members(list);
+        if !self.neighbours.members().is_empty() {
+            self.owners.saw_member(self.now);
+        }
+        self.owners.keep_members(self.neighbours.members());
+        for id in gone {
+            self.drop_neighbour(id, false);
+        }
+        self.rerank_all();
+        self.ensure_neighbours();
+    }
+
+    pub(super) fn on_member_up(&mut self, id: NodeId) {
+        if !self.neighbours.add_member(id) {
+            return;
+        }
+        self.owners.saw_member(self.now);
+        self.ensure_neighbours();
+    }
+
+    pub(super) fn on_member_down(&mut self, id: NodeId) {
+        self.neighbours.remove_member(id);
+        self.forget_owner(id);
+        self.drop_neighbour(id, false);
+        self.ensure_neighbours();
+    }
+
+    pub(super) fn on_message(&mut self, from: NodeId, msg: Message) {
+        if self.neighbours.is_banned(from) || from == self.cfg.id || self.cfg.hub == HubMode::Only {
+            return;
+        }
+        match msg {
+            Message::Hello {
+                release,
+                bits,
+                fetching,
+                reply,
+            } => {
+                if !self.neighbours.accept(from) {
+                    self.out.push_back(Output::Send {
+                        to: from,
+                        msg: Message::Bye,
+                    });
+                    return;
+                }
+                if self.plan.as_ref().map(|p| p.tag) == Some(release) {
+                    let changes = self.neighbours.add_bits(from, &bits);
+                    self.apply(changes);
+                    let changes = self.neighbours.add_fetching(from, fetching.iter());
+                    self.apply(changes);
+                }
+                self.neighbours.mark_greeted(from);
+                if reply {
+                    let hello = self.hello(false);
+                    self.out.push_back(Output::Send {
+                        to: from,
+                        msg: hello,
+                    });
+                }
+                if self.neighbours.all_outbound_greeted()
+                    && self.timers.is_armed(TimerKind::HelloGrace)
+                {
+                    self.end_grace();
+                }
+            }
+            Message::Have { release, blocks } => {
+                if self.plan.as_ref().map(|p| p.tag) != Some(release) {
+                    return;
+                }
+                let changes = self.neighbours.have(from, blocks);
+                self.apply(changes);
+            }
+            Message::Fetching { release, blocks } => {
+                if self.plan.as_ref().map(|p| p.tag) == Some(release) {
+                    let changes = self.neighbours.add_fetching(from, blocks.into_iter());
+                    self.apply(changes);
+                }
+            }
+            Message::Bye => {
+                self.neighbours.said_bye(from, self.now);
+                self.drop_neighbour(from, false);
+                self.ensure_neighbours();
+            }
+        }
+    }
+
+    pub(super) fn on_block_request(&mut self, from: NodeId, id: ServeId, cid: Cid) {
+        let held = self
+            .plan
+            .as_ref()
+            .and_then(|p| {
+                p.index(&cid)
+                    .map(|i| p.blocks[i as usize].state == State::Held)
+            })
+            .unwrap_or(false);
+        let refuse = |error| Output::Refuse { id, error };
+        if !held || self.neighbours.is_banned(from) {
+            self.out.push_back(refuse(FetchError::NotFound));
+        } else if !self.serves.start(id) {
+            self.out.push_back(refuse(FetchError::Busy));
+        } else {
+            self.stats.serves += 1;
+            self.out.push_back(Output::Serve { id, cid });
+        }
+    }
+
+    pub(super) fn on_block(&mut self, req: RequestId, payload: P) {
+        let Some(r) = self.finish_request(req) else {
+            return;
+        };
+        let Some(b) = self.plan.as_ref().map(|p| &p.blocks[r.idx as usize]) else {
+            return;
+        };
+        let (cid, state, manifest, expected) = (b.cid, b.state, b.manifest, b.len as usize);
+        if state == State::Held {
+            self.stats.duplicate_blocks += 1;
+            return;
+        }
+        let len_ok = if manifest {
+            payload.len() <= expected
+        } else {
+            payload.len() == expected
+        };
+        let bytes_ok = !manifest || payload.bytes().is_some();
+        if !len_ok || !bytes_ok || payload.verify(&cid).is_err() {
+            self.reject(r.idx, r.source, cid);
+            return;
+        }
+        let len = payload.len() as u64;
+        match r.source {
+            Source::Hub => {
+                self.stats.bytes_from_hub += len;
+                let took = self.now.saturating_duration_since(r.started);
+                self.hub.delivered(self.now, took);
+            }
+            Source::Peer(_) => self.stats.bytes_from_peers += len,
+        }
+        for other in self.requests.for_block(r.idx) {
+            self.cancel(other);
+        }
+        let manifest_bytes = if manifest {
+            payload.bytes().map(<[u8]>::to_vec)
+        } else {
+            None
+        };
+        self.out.push_back(Output::Store { cid, payload });
+        self.touch_progress();
+        self.held(r.idx, len, manifest_bytes.as_deref());
+    }
+
+    pub(super) fn on_progress(&mut self, req: RequestId) {
+        if self.requests.progress(req, self.now, &mut self.timers) == Some(Source::Hub) {
+            self.hub.bytes_arrived(self.now);
+        }
+    }
+
+    pub(super) fn on_fetch_failed(&mut self, req: RequestId, error: FetchError) {
+        let Some(r) = self.finish_request(req) else {
+            return;
+        };
+        match r.source {
+            Source::Hub => self.hub_failed(),
+            Source::Peer(p) => match error {
+                FetchError::Busy => {
+                    debug_assert!(self.neighbours.contains(p), "requests go to neighbours");
+                    let until = self.now + self.cfg.busy_backoff;
+                    self.requests.busy(p, until, &mut self.timers);
+                }
+                FetchError::NotFound => {
+                    let change = self.neighbours.not_found(p, r.idx);
+                    self.apply(change);
+                }
+                _ => self.neighbours.exclude(r.idx, p),
+            },
+        }
+    }
+
+    pub(super) fn on_local(&mut self, cid: Cid, block: Option<P>) {
+        let Some(plan) = self.plan.as_mut() else {
+            return;
+        };
+        let Some(idx) = plan.index(&cid) else {
+            return;
+        };
+        let b = &mut plan.blocks[idx as usize];
+        if b.state != State::Lookup {
+            return;
+        }
+        b.state = State::Missing;
+        let manifest = b.manifest;
+        plan.lookups -= 1;
+        match block {
+            Some(p) if !manifest || p.bytes().is_some() => {
+                let bytes = if manifest {
+                    p.bytes().map(<[u8]>::to_vec)
+                } else {
+                    None
+                };
+                self.held(idx, p.len() as u64, bytes.as_deref());
+            }
+            _ => {
+                plan.to_fetch += 1;
+                self.ready_insert(idx);
+                self.hub.wake();
+            }
+        }
+    }
+
+    fn held(&mut self, idx: u32, len: u64, manifest: Option<&[u8]>) {
+        self.ready_remove(idx);
+        let Some(plan) = self.plan.as_mut() else {
+            return;
+        };
+        if !plan.mark_held(idx, len) {
+            return;
+        }
+        let added = manifest.map(|bytes| plan.add_manifest(idx, bytes));
+        self.neighbours.clear_exclusions(idx);
+        self.neighbours.queue_have(idx);
+        match added {
+            Some(Ok(new)) => {
+                if let (Some(&first), Some(&last)) = (new.first(), new.last()) {
+                    self.rank_blocks(first..last + 1);
+                    if let Some(plan) = self.plan.as_ref() {
+                        for i in first..=last {
+                            self.out.push_back(Output::Lookup {
+                                cid: plan.blocks[i as usize].cid,
+                            });
+                        }
+                    }
+                }
+            }
+            Some(Err(error)) => {
+                self.out.push_back(Output::Event(Event::Failed { error }));
+                self.timers.clear(TimerKind::StallTick);
+            }
+            None => {}
+        }
+        if !self.booted && self.plan.as_ref().is_some_and(Plan::is_booted) {
+            self.booted = true;
+            self.timers.clear(TimerKind::StallTick);
+            if let Some(p) = self.plan.as_ref() {
+                self.out.push_back(Output::Event(Event::Booted {
+                    root: p.root,
+                    blocks: p.blocks.len(),
+                    bytes: p.held_bytes,
+                }));
+            }
+        }
+    }
+
+    fn reject(&mut self, idx: u32, source: Source, cid: Cid) {
+        self.stats.blocks_rejected += 1;
+        self.out
+            .push_back(Output::Event(Event::Rejected { from: source, cid }));
+        match source {
+            Source::Hub => self.hub_failed(),
+            Source::Peer(p) => {
+                self.neighbours.exclude(idx, p);
+                let faults = self.neighbours.add_fault(p);
+                self.out
+                    .push_back(Output::Event(Event::PeerPenalised { peer: p, faults }));
+                if faults >= self.cfg.ban_after {
+                    self.ban(p);
+                }
+            }
+        }
+    }
+
+    fn ban(&mut self, peer: NodeId) {
+        if !self.neighbours.ban(peer) {
+            return;
+        }
+        self.forget_owner(peer);
+        self.drop_neighbour(peer, true);
+        self.out
+            .push_back(Output::Event(Event::PeerBanned { peer }));
+        self.ensure_neighbours();
+    }
+
+    fn hello(&self, reply: bool) -> Message {
+        match &self.plan {
+            Some(p) => Message::Hello {
+                release: p.tag,
+                bits: p.held.clone(),
+                fetching: self.requests.hub_fetching(),
+                reply,
+            },
+            None => Message::Hello {
+                release: 0,
+                bits: Bitfield::new(),
+                fetching: Bitfield::new(),
+                reply,
+            },
+        }
+    }
+
+    /// Sends a `Hello` asking for their holdings to every neighbour.
+    pub(super) fn hello_all(&mut self) {
+        let hello = self.hello(true);
+        for id in self.neighbours.ids() {
+            self.out.push_back(Output::Send {
+                to: id,
+                msg: hello.clone(),
+            });
+        }
+    }
+
+    fn ensure_neighbours(&mut self) {
+        if self.cfg.hub == HubMode::Only {
+            return;
+        }
+        let picked = self.neighbours.pick_more(&mut self.rng);
+        if picked.is_empty() {
+            return;
+        }
+        let hello = self.hello(true);
+        for to in picked {
+            self.out.push_back(Output::Send {
+                to,
+                msg: hello.clone(),
+            });
+        }
+    }
+
+    fn drop_neighbour(&mut self, id: NodeId, bye: bool) {
+        let Some(changes) = self.neighbours.remove(id) else {
+            return;
+        };
+        if bye {
+            self.out.push_back(Output::Send {
+                to: id,
+                msg: Message::Bye,
+            });
+        }
+        self.apply(changes);
+        for req in self.requests.to_peer(id) {
+            self.cancel(req);
+        }
+        self.requests.forget_peer(id);
+    }
+}

@@ -1,0 +1,440 @@
+//! The requests part: every fetch in flight with its deadline, how many go to the hub, to peers
+//! and to each peer, and the ready set from which peer requests are picked.
+//!
+//! Invariants: every request has exactly one entry in the deadline set and the `Deadline`
+//! timer is that set's first; `peer_downloads`/`hub_downloads` count the requests by source,
+//! `inflight[b]` the requests for block `b` and a peer's load its requests. The ready set
+//! holds the missing blocks with a holder and nothing in flight, keyed
+//! `(tier, holders, per-node tie-break, index)`; the agent calls [`Requests::ready_remove`] /
+//! [`Requests::ready_insert`] around every change of a block's state or holder count.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::plan::{Plan, State};
+use super::timers::{TimerKind, Timers};
+use super::{AgentConfig, Bitfield, NodeId, RequestId, Source, Time, mix64};
+
+/// Candidates examined per scheduling pass.
+const SCAN_LIMIT: usize = 64;
+
+type ReadyKey = (u32, u32, u64, u32);
+
+/// One fetch in flight.
+#[derive(Debug)]
+pub(super) struct Request {
+    pub(super) idx: u32,
+    pub(super) source: Source,
+    pub(super) started: Time,
+    /// The throughput floor: `started + base + len / min_rate`.
+    deadline: Time,
+    /// The deadline, or earlier once the idle timeout applies; its entry in the deadline set.
+    effective: Time,
+}
+
+/// How busy this node keeps a neighbour.
+#[derive(Debug, Default)]
+struct PeerLoad {
+    inflight: u32,
+    /// A `Busy` answer: not asked again before.
+    busy_until: Time,
+}
+
+#[derive(Debug)]
+pub(super) struct Requests {
+    seed: u64,
+    /// Seeds the ready set's tie-break, different on every node.
+    tie_seed: u64,
+    pipeline: u32,
+    max_peer_downloads: usize,
+    hub_concurrency: usize,
+    peer_timeout: Duration,
+    peer_min_rate: u64,
+    hub_timeout: Duration,
+    hub_min_rate: u64,
+    idle_timeout: Duration,
+    requests: BTreeMap<RequestId, Request>,
+    deadlines: BTreeSet<(Time, RequestId)>,
+    next_req: u64,
+    peer_downloads: usize,
+    hub_downloads: usize,
+    inflight: Vec<u8>,
+    /// The neighbours asked so far (dropped with the neighbour).
+    loads: BTreeMap<NodeId, PeerLoad>,
+    ready: BTreeSet<ReadyKey>,
+    /// Something changed that may let a peer request start.
+    dirty: bool,
+}
+
+impl Requests {
+    pub(super) fn new(cfg: &AgentConfig) -> Self {
+        Requests {
+            seed: cfg.seed,
+            tie_seed: cfg.seed ^ mix64(cfg.id.0),
+            pipeline: cfg.peer_pipeline as u32,
+            max_peer_downloads: cfg.max_peer_downloads,
+            hub_concurrency: cfg.hub_concurrency,
+            peer_timeout: cfg.peer_timeout,
+            peer_min_rate: cfg.peer_min_rate,
+            hub_timeout: cfg.hub_timeout,
+            hub_min_rate: cfg.hub_min_rate,
+            idle_timeout: cfg.idle_timeout,
+            requests: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            next_req: 0,
+            peer_downloads: 0,
+            hub_downloads: 0,
+            inflight: Vec::new(),
+            loads: BTreeMap::new(),
+            ready: BTreeSet::new(),
+            dirty: false,
+        }
+    }
+
+    /// A new release: call once every request is finished.
+    pub(super) fn restart(&mut self) {
+        self.ready.clear();
+        self.inflight.clear();
+    }
+
+    pub(super) fn ids(&self) -> Vec<RequestId> {
+        self.requests.keys().copied().collect()
+    }
+
+    /// The requests to `peer`.
+    pub(super) fn to_peer(&self, peer: NodeId) -> Vec<RequestId> {
+        self.select(|r| r.source == Source::Peer(peer))
+    }
+
+    /// The requests for block `idx`.
+    pub(super) fn for_block(&self, idx: u32) -> Vec<RequestId> {
+        self.select(|r| r.idx == idx)
+    }
+
+    fn select(&self, f: impl Fn(&Request) -> bool) -> Vec<RequestId> {
+        self.requests
+            .iter()
+            .filter(|(_, r)| f(r))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Requests in flight for block `idx`.
+    pub(super) fn inflight(&self, idx: u32) -> u8 {
+        self.inflight.get(idx as usize).copied().unwrap_or(0)
+    }
+
+    /// The blocks being fetched from the hub.
+    pub(super) fn hub_fetching(&self) -> Bitfield {
+        let mut fetching = Bitfield::new();
+        for r in self.requests.values() {
+            if r.source == Source::Hub {
+                fetching.set(r.idx);
+            }
+        }
+        fetching
+    }
+
+    /// Hub fetches that may start now.
+    pub(super) fn hub_room(&self) -> usize {
+        self.hub_concurrency.saturating_sub(self.hub_downloads)
+    }
+
+    /// Whether another peer request may start.
+    pub(super) fn peer_room(&self) -> bool {
+        self.peer_downloads < self.max_peer_downloads
+    }
+
+    /// Starts a fetch of block `idx` (`holders`: neighbours holding it) with a deadline of
+    /// `base + len / min_rate` for its source.
+    pub(super) fn start(
+        &mut self,
+        plan: &Plan,
+        holders: u32,
+        idx: u32,
+        source: Source,
+        now: Time,
+        timers: &mut Timers,
+    ) -> RequestId {
+        let req = RequestId(self.next_req);
+        self.next_req += 1;
+        let len = plan.blocks[idx as usize].len;
+        let (base, rate) = match source {
+            Source::Hub => (self.hub_timeout, self.hub_min_rate),
+            Source::Peer(_) => (self.peer_timeout, self.peer_min_rate),
+        };
+        let budget = base + Duration::from_secs_f64(f64::from(len) / rate.max(1) as f64);
+        let deadline = now + budget;
+        self.ready_remove(plan, holders, idx);
+        let i = idx as usize;
+        if self.inflight.len() <= i {
+            self.inflight.resize(i + 1, 0);
+        }
+        self.inflight[i] += 1;
+        match source {
+            Source::Hub => self.hub_downloads += 1,
+            Source::Peer(p) => {
+                self.peer_downloads += 1;
+                self.loads.entry(p).or_default().inflight += 1;
+            }
+        }
+        self.requests.insert(
+            req,
+            Request {
+                idx,
+                source,
+                started: now,
+                deadline,
+                effective: deadline,
+            },
+        );
+        self.deadlines.insert((deadline, req));
+        self.sync(timers);
+        req
+    }
+
+    /// Removes a request and releases what it held. The agent then puts its block back in
+    /// the ready set if nothing else is in flight for it.
+    pub(super) fn finish(&mut self, req: RequestId, timers: &mut Timers) -> Option<Request> {
+        let r = self.requests.remove(&req)?;
+        self.deadlines.remove(&(r.effective, req));
+        self.sync(timers);
+        match r.source {
+            Source::Hub => self.hub_downloads -= 1,
+            Source::Peer(p) => {
+                self.peer_downloads -= 1;
+                self.dirty = true;
+                if let Some(load) = self.loads.get_mut(&p) {
+                    load.inflight = load.inflight.saturating_sub(1);
+                }
+            }
+        }
+        if let Some(n) = self.inflight.get_mut(r.idx as usize) {
+            *n = n.saturating_sub(1);
+        }
+        Some(r)
+    }
+
+    /// The first request whose deadline has passed, finished.
+    pub(super) fn pop_expired(
+        &mut self,
+        now: Time,
+        timers: &mut Timers,
+    ) -> Option<(RequestId, Request)> {
+        while let Some(&(t, req)) = self.deadlines.first() {
+            if t > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(r) = self.finish(req, timers) {
+                return Some((req, r));
+            }
+        }
+        self.sync(timers);
+        None
+    }
+
+    /// Some bytes of `req` arrived: it may now sit idle for `idle_timeout` at most. Returns
+    /// its source.
+    pub(super) fn progress(
+        &mut self,
+        req: RequestId,
+        now: Time,
+        timers: &mut Timers,
+    ) -> Option<Source> {
+        let r = self.requests.get_mut(&req)?;
+        let effective = r.deadline.min(now + self.idle_timeout);
+        self.deadlines.remove(&(r.effective, req));
+        r.effective = effective;
+        self.deadlines.insert((effective, req));
+        let source = r.source;
+        self.sync(timers);
+        Some(source)
+    }
+
+    /// Keeps the `Deadline` timer on the earliest deadline.
+    fn sync(&self, timers: &mut Timers) {
+        timers.set(TimerKind::Deadline, self.deadlines.first().map(|(t, _)| *t));
+    }
+
+    // ----- peers -----
+
+    /// `peer` answered busy: leave it alone until `until`.
+    pub(super) fn busy(&mut self, peer: NodeId, until: Time, timers: &mut Timers) {
+        self.loads.entry(peer).or_default().busy_until = until;
+        timers.arm_earliest(TimerKind::BusyWake, until);
+    }
+
+    /// `peer` is no longer a neighbour (its requests are finished).
+    pub(super) fn forget_peer(&mut self, peer: NodeId) {
+        self.loads.remove(&peer);
+    }
+
+    /// Asks for a peer scheduling pass.
+    pub(super) fn wake_peers(&mut self) {
+        self.dirty = true;
+    }
+
+    /// The ready blocks to try, best first, if a peer scheduling pass is due; consumes the
+    /// wake-up.
+    pub(super) fn peer_candidates(&mut self) -> Option<Vec<u32>> {
+        if !self.dirty || !self.peer_room() || self.ready.is_empty() {
+            return None;
+        }
+        self.dirty = false;
+        Some(self.ready.iter().take(SCAN_LIMIT).map(|k| k.3).collect())
+    }
+
+    /// The least-loaded of `holders` (in id order) under the pipeline cap and not busy, other
+    /// than `not`; ties broken by a hash of the block.
+    pub(super) fn pick_holder(
+        &self,
+        idx: u32,
+        holders: impl Iterator<Item = NodeId>,
+        not: Option<NodeId>,
+        now: Time,
+    ) -> Option<NodeId> {
+        let salt = mix64(self.seed ^ u64::from(idx));
+        let load = |id: &NodeId| {
+            self.loads
+                .get(id)
+                .map_or((0, Time::ZERO), |l| (l.inflight, l.busy_until))
+        };
+        holders
+            .filter(|id| {
+                let (inflight, busy_until) = load(id);
+                inflight < self.pipeline && busy_until <= now && Some(*id) != not
+            })
+            .min_by_key(|id| (load(id).0, mix64(id.0 ^ salt)))
+    }
+
+    /// Whether every missing block with a holder is in flight.
+    pub(super) fn ready_is_empty(&self) -> bool {
+        self.ready.is_empty()
+    }
+
+    /// The peer requests that are their block's only request, with their peer.
+    pub(super) fn single_sourced(&self) -> Vec<(u32, NodeId)> {
+        self.requests
+            .values()
+            .filter_map(|r| match r.source {
+                Source::Peer(p) if self.inflight(r.idx) == 1 => Some((r.idx, p)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    // ----- the ready set -----
+
+    fn ready_key(&self, plan: &Plan, holders: u32, idx: u32) -> Option<ReadyKey> {
+        let b = plan.blocks.get(idx as usize)?;
+        (b.state == State::Missing && self.inflight(idx) == 0 && holders > 0)
+            .then(|| (b.tier, holders, mix64(self.tie_seed ^ u64::from(idx)), idx))
+    }
+
+    /// Takes `idx` out of the ready set, given the holder count it was filed under.
+    pub(super) fn ready_remove(&mut self, plan: &Plan, holders: u32, idx: u32) {
+        if let Some(k) = self.ready_key(plan, holders, idx) {
+            self.ready.remove(&k);
+        }
+    }
+
+    /// Files `idx` in the ready set if it is missing, idle and held by a neighbour.
+    pub(super) fn ready_insert(&mut self, plan: &Plan, holders: u32, idx: u32) {
+        if let Some(k) = self.ready_key(plan, holders, idx) {
+            self.ready.insert(k);
+            self.dirty = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::plan::test_plan;
+
+    const A: NodeId = NodeId(1);
+    const B: NodeId = NodeId(2);
+
+    fn secs(s: u64) -> Time {
+        Time::from_nanos(s * 1_000_000_000)
+    }
+
+    #[test]
+    fn counters_and_the_deadline_timer_follow_the_requests() {
+        let cfg = AgentConfig::default();
+        let plan = test_plan(3);
+        let mut reqs = Requests::new(&cfg);
+        let mut timers = Timers::default();
+        let hub = reqs.start(&plan, 0, 1, Source::Hub, Time::ZERO, &mut timers);
+        let p1 = reqs.start(&plan, 1, 2, Source::Peer(A), Time::ZERO, &mut timers);
+        let p2 = reqs.start(&plan, 1, 3, Source::Peer(A), Time::ZERO, &mut timers);
+        assert_eq!(reqs.hub_room(), cfg.hub_concurrency - 1);
+        assert_eq!((reqs.peer_downloads, reqs.hub_downloads), (2, 1));
+        assert_eq!(reqs.loads[&A].inflight, 2);
+        assert_eq!(
+            (reqs.inflight(1), reqs.inflight(2), reqs.inflight(4)),
+            (1, 1, 0)
+        );
+        assert_eq!(reqs.to_peer(A), vec![p1, p2]);
+        assert!(reqs.hub_fetching().get(1) && !reqs.hub_fetching().get(2));
+        // The peer deadlines (about 3 s) come before the hub's (about 30 s).
+        let first = timers.next().unwrap();
+        assert!(first > secs(3) && first < secs(4), "{first}");
+        // Bytes on the hub fetch at 1 s: idle after 6 s.
+        assert_eq!(reqs.progress(hub, secs(1), &mut timers), Some(Source::Hub));
+        assert!(reqs.finish(p1, &mut timers).is_some());
+        assert!(reqs.finish(p1, &mut timers).is_none());
+        assert!(reqs.finish(p2, &mut timers).is_some());
+        assert_eq!(reqs.loads[&A].inflight, 0);
+        assert_eq!(timers.next(), Some(secs(6)));
+        assert!(reqs.pop_expired(secs(5), &mut timers).is_none());
+        let (id, r) = reqs.pop_expired(secs(6), &mut timers).unwrap();
+        assert_eq!((id, r.idx, r.source), (hub, 1, Source::Hub));
+        assert_eq!((reqs.peer_downloads, reqs.hub_downloads), (0, 0));
+        assert_eq!(reqs.deadlines.len(), 0);
+        assert_eq!(timers.next(), None);
+    }
+
+    #[test]
+    fn the_ready_set_puts_rarer_blocks_first_and_holds_only_idle_ones() {
+        let cfg = AgentConfig::default();
+        let plan = test_plan(3);
+        let mut reqs = Requests::new(&cfg);
+        let mut timers = Timers::default();
+        reqs.ready_insert(&plan, 3, 1);
+        reqs.ready_insert(&plan, 1, 2);
+        reqs.ready_insert(&plan, 0, 3);
+        reqs.ready_insert(&plan, 2, 0);
+        assert_eq!(reqs.peer_candidates(), Some(vec![2, 1]));
+        assert_eq!(reqs.peer_candidates(), None, "the wake-up is consumed");
+        reqs.start(&plan, 1, 2, Source::Peer(A), Time::ZERO, &mut timers);
+        reqs.wake_peers();
+        assert_eq!(reqs.peer_candidates(), Some(vec![1]));
+        // Filed under 3 holders: removing it under another count would miss it.
+        reqs.ready_remove(&plan, 3, 1);
+        assert!(reqs.ready_is_empty());
+    }
+
+    #[test]
+    fn holders_are_picked_by_load_under_the_pipeline_cap() {
+        let cfg = AgentConfig {
+            peer_pipeline: 1,
+            ..AgentConfig::default()
+        };
+        let plan = test_plan(4);
+        let mut reqs = Requests::new(&cfg);
+        let mut timers = Timers::default();
+        let both = || [A, B].into_iter();
+        reqs.start(&plan, 2, 1, Source::Peer(A), Time::ZERO, &mut timers);
+        assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), Some(B));
+        assert_eq!(reqs.single_sourced(), vec![(1, A)]);
+        reqs.busy(B, secs(1), &mut timers);
+        assert_eq!(timers.next(), Some(secs(1)));
+        assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), None);
+        assert_eq!(reqs.pick_holder(2, both(), None, secs(1)), Some(B));
+        assert_eq!(reqs.pick_holder(2, both(), Some(B), secs(1)), None);
+        reqs.forget_peer(B);
+        assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), Some(B));
+    }
+}

@@ -1,0 +1,159 @@
+//! Scheduling after each input: peer requests from the ready set, hub fetches by ownership
+//! and fallback level, endgame duplicates, and the announcements of the call.
+
+use super::owners::Supply;
+use super::{Agent, HubMode, NodeId, Output, Payload, Request, RequestId, Source, State};
+
+impl<P: Payload> Agent<P> {
+    pub(super) fn schedule(&mut self) {
+        self.flush_announcements();
+        if self.booted || self.plan.is_none() {
+            return;
+        }
+        if self.cfg.hub != HubMode::Only {
+            self.schedule_peers();
+        }
+        self.schedule_hub();
+        self.endgame();
+    }
+
+    fn schedule_peers(&mut self) {
+        let Some(candidates) = self.requests.peer_candidates() else {
+            return;
+        };
+        for idx in candidates {
+            if !self.requests.peer_room() {
+                break;
+            }
+            if let Some(peer) = self.pick_holder(idx, None) {
+                self.start_fetch(idx, Source::Peer(peer));
+            }
+        }
+    }
+
+    fn schedule_hub(&mut self) {
+        if !self.hub.take_wake(&self.timers) {
+            return;
+        }
+        let room = self.requests.hub_room();
+        let Some(plan) = self.plan.as_ref() else {
+            return;
+        };
+        if room == 0 {
+            return;
+        }
+        let idle = |idx: u32| {
+            plan.blocks[idx as usize].state == State::Missing && self.requests.inflight(idx) == 0
+        };
+        let picks = if self.hub.takes_anything() {
+            self.hub.scan_any(plan, room, idle)
+        } else {
+            let supply = |idx: u32| Supply {
+                holders: self.neighbours.holders_of(idx),
+                fetchers: self.neighbours.fetchers_of(idx),
+                idle: idle(idx),
+            };
+            self.owners
+                .hub_picks(plan, self.hub.level(), room, &self.timers, supply)
+        };
+        for idx in picks {
+            self.start_fetch(idx, Source::Hub);
+        }
+    }
+
+    /// Duplicates requests for the last blocks (and for manifests, which block everything
+    /// after them) to a second holder when nothing else can be scheduled.
+    fn endgame(&mut self) {
+        let Some(plan) = self.plan.as_ref() else {
+            return;
+        };
+        let remaining = plan.blocks.len() - plan.held_count as usize;
+        // The last few blocks of what this boot fetches, not of the release: an upgrade that
+        // fetches 30 blocks duplicates 2 of them, not 8.
+        let last_few = self
+            .cfg
+            .endgame_blocks
+            .min((plan.to_fetch as usize / 16).max(2));
+        let in_endgame = !plan.complete || remaining <= last_few;
+        if self.cfg.hub == HubMode::Only
+            || self.cfg.endgame_blocks == 0
+            || remaining == 0
+            || !in_endgame
+            || !self.requests.ready_is_empty()
+            || !self.requests.peer_room()
+        {
+            return;
+        }
+        for (idx, busy_with) in self.requests.single_sourced() {
+            if !self.requests.peer_room() {
+                break;
+            }
+            if let Some(peer) = self.pick_holder(idx, Some(busy_with)) {
+                self.start_fetch(idx, Source::Peer(peer));
+            }
+        }
+    }
+
+    fn pick_holder(&self, idx: u32, not: Option<NodeId>) -> Option<NodeId> {
+        self.requests
+            .pick_holder(idx, self.neighbours.holders(idx), not, self.now)
+    }
+
+    fn start_fetch(&mut self, idx: u32, source: Source) {
+        let Some(plan) = self.plan.as_ref() else {
+            return;
+        };
+        let b = &plan.blocks[idx as usize];
+        let (cid, len) = (b.cid, b.len);
+        let holders = self.neighbours.holders_of(idx);
+        let req = self
+            .requests
+            .start(plan, holders, idx, source, self.now, &mut self.timers);
+        if source == Source::Hub && self.cfg.hub == HubMode::Fallback {
+            self.neighbours.queue_fetching(idx);
+        }
+        self.out.push_back(Output::Fetch {
+            req,
+            from: source,
+            cid,
+            len,
+        });
+    }
+
+    /// Removes a request and releases what it held; the block becomes schedulable again.
+    pub(super) fn finish_request(&mut self, req: RequestId) -> Option<Request> {
+        let r = self.requests.finish(req, &mut self.timers)?;
+        self.released(&r);
+        Some(r)
+    }
+
+    /// A finished request's block may go back to the ready set and to the hub.
+    pub(super) fn released(&mut self, r: &Request) {
+        if r.source == Source::Hub {
+            self.hub.wake();
+        }
+        let missing = self
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.blocks[r.idx as usize].state == State::Missing);
+        if missing && self.requests.inflight(r.idx) == 0 {
+            self.ready_insert(r.idx);
+            self.hub.wake();
+        }
+    }
+
+    pub(super) fn cancel(&mut self, req: RequestId) {
+        if self.finish_request(req).is_some() {
+            self.out.push_back(Output::Cancel { req });
+        }
+    }
+
+    /// Sends the blocks verified (`Have`) and the hub fetches started (`Fetching`) during
+    /// this `handle` call.
+    fn flush_announcements(&mut self) {
+        let tag = self.plan.as_ref().map(|p| p.tag);
+        let lookups_pending = self.plan.as_ref().is_some_and(|p| p.lookups > 0);
+        self.neighbours
+            .announce(tag, lookups_pending, &mut self.out);
+    }
+}

@@ -1,0 +1,143 @@
+//! The agent's timers in one table. Each kind is armed at most once; `Agent::poll_timeout` is
+//! the earliest of them and `Agent::on_timers` fires the due ones in kind order. A new timer
+//! is a new [`TimerKind`] (and its arm in the agent's exhaustive `fire`).
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::Time;
+
+/// What a timer is for. Timers due at one instant fire in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum TimerKind {
+    /// The earliest request deadline (the requests keep it equal to their deadline set).
+    Deadline,
+    /// The hub back-off ends.
+    HubRetry,
+    /// A peer that answered busy may be asked again.
+    BusyWake,
+    /// Owned blocks stop waiting for the neighbours' holdings.
+    HelloGrace,
+    /// The next check for a stall.
+    StallTick,
+    /// The hub fallback widens unless something progressed.
+    Escalate,
+    /// A node that joined a swarm under way may fetch the chunks it ranks first.
+    JoinerGrace,
+}
+
+/// When each armed timer is due.
+#[derive(Debug, Default)]
+pub(super) struct Timers {
+    at: BTreeMap<TimerKind, Time>,
+}
+
+impl Timers {
+    pub(super) fn is_armed(&self, kind: TimerKind) -> bool {
+        self.at.contains_key(&kind)
+    }
+
+    /// Arms `kind` for `at`, or disarms it for `None`.
+    pub(super) fn set(&mut self, kind: TimerKind, at: Option<Time>) {
+        match at {
+            Some(t) => {
+                self.at.insert(kind, t);
+            }
+            None => {
+                self.at.remove(&kind);
+            }
+        }
+    }
+
+    pub(super) fn arm(&mut self, kind: TimerKind, at: Time) {
+        self.at.insert(kind, at);
+    }
+
+    /// Arms `kind` for `at` unless it is already due earlier.
+    pub(super) fn arm_earliest(&mut self, kind: TimerKind, at: Time) {
+        let t = self.at.entry(kind).or_insert(at);
+        *t = (*t).min(at);
+    }
+
+    pub(super) fn clear(&mut self, kind: TimerKind) {
+        self.at.remove(&kind);
+    }
+
+    /// The earliest armed timer.
+    pub(super) fn next(&self) -> Option<Time> {
+        self.at.values().min().copied()
+    }
+
+    /// Disarms and returns the first kind after `after` that is due at `now`. Called in a loop,
+    /// it visits each kind once in order and sees timers that earlier ones armed.
+    pub(super) fn take_due(&mut self, after: Option<TimerKind>, now: Time) -> Option<TimerKind> {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let kind = self
+            .at
+            .range((from, Bound::Unbounded))
+            .find(|(_, t)| **t <= now)
+            .map(|(k, _)| *k)?;
+        self.at.remove(&kind);
+        Some(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const fn t(n: u64) -> Time {
+        Time::from_nanos(n)
+    }
+
+    #[test]
+    fn next_is_the_earliest_armed_timer() {
+        let mut timers = Timers::default();
+        assert_eq!(timers.next(), None);
+        timers.arm(TimerKind::StallTick, t(30));
+        timers.arm(TimerKind::HubRetry, t(20));
+        timers.set(TimerKind::Escalate, Some(t(10)));
+        assert_eq!(timers.next(), Some(t(10)));
+        timers.set(TimerKind::Escalate, None);
+        assert_eq!(timers.next(), Some(t(20)));
+        timers.arm_earliest(TimerKind::HubRetry, t(25));
+        assert_eq!(timers.next(), Some(t(20)));
+        timers.arm_earliest(TimerKind::HubRetry, t(15));
+        assert_eq!(timers.next(), Some(t(15)));
+    }
+
+    #[test]
+    fn due_timers_come_once_each_in_kind_order() {
+        let mut timers = Timers::default();
+        timers.arm(TimerKind::JoinerGrace, t(5));
+        timers.arm(TimerKind::StallTick, t(9));
+        timers.arm(TimerKind::BusyWake, t(11));
+        timers.arm(TimerKind::Deadline, t(1));
+        let now = t(10);
+        let first = timers.take_due(None, now);
+        assert_eq!(first, Some(TimerKind::Deadline));
+        // A timer armed by an earlier kind is seen if it comes later in the order...
+        timers.arm(TimerKind::HubRetry, t(10));
+        // ...and one that comes earlier waits for the next call.
+        timers.arm(TimerKind::Deadline, t(2));
+        let mut fired = vec![first.unwrap()];
+        while let Some(kind) = timers.take_due(fired.last().copied(), now) {
+            fired.push(kind);
+        }
+        assert_eq!(
+            fired,
+            [
+                TimerKind::Deadline,
+                TimerKind::HubRetry,
+                TimerKind::StallTick,
+                TimerKind::JoinerGrace
+            ]
+        );
+        assert!(!timers.is_armed(TimerKind::StallTick));
+        assert!(timers.is_armed(TimerKind::BusyWake));
+        assert_eq!(timers.next(), Some(t(2)));
+        assert_eq!(timers.take_due(None, now), Some(TimerKind::Deadline));
+        assert_eq!(timers.take_due(None, now), None);
+        assert_eq!(timers.next(), Some(t(11)));
+    }
+}
