@@ -3,9 +3,9 @@
 //!
 //! It judges each release it hears (from the hub, by gossip, from a peer, from an operator or
 //! from the disk) with the trust root and the durable high-water mark; asks the driver to save
-//! a new mark and waits for that before anything of the release is booted; schedules hub
-//! polls with jitter and puts them off when the farm already passed the release on; gates the
-//! boot on the expected peers; and sequences install → switch → hooks → health check →
+//! a new mark and waits for that before anything of the release is booted; decides when this
+//! node polls the hub (about one node per period for the whole farm; see the `poll` module);
+//! gates the boot on the expected peers; and sequences install → switch → hooks → health check →
 //! switch back. The driver (the node or the simulator) feeds [`Input`]s (facts) with the
 //! current [`Time`] and unix time, drains [`Follower::poll_output`] (actions), and arms a
 //! timer for [`Follower::poll_timeout`], exactly as for the [`Agent`](crate::agent::Agent).
@@ -13,10 +13,10 @@
 mod install;
 mod poll;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use crate::agent::Time;
+use crate::agent::{NodeId, Time};
 use crate::block::Cid;
 use crate::release::{
     Freshness, GossipVerdict, HighWater, RefusalKind, SignedRelease, TrustRoot, check_release,
@@ -68,9 +68,11 @@ pub struct FollowerConfig {
     pub channel: String,
     /// Publisher keys and threshold.
     pub trust: TrustRoot,
+    /// This node, as the farm's members know it (ranks who polls in each period).
+    pub me: NodeId,
     /// Seed of the poll jitter.
     pub seed: u64,
-    /// Period of hub polls (±20 % jitter); `None`: the hub is never polled.
+    /// Period of hub polls: the farm polls about once per period; `None`: never.
     pub poll_interval: Option<Duration>,
     /// First wait after a failed poll; it doubles up to `poll_backoff_max`.
     pub poll_backoff: Duration,
@@ -90,6 +92,7 @@ impl FollowerConfig {
         FollowerConfig {
             channel: channel.into(),
             trust,
+            me: NodeId(0),
             seed: 0,
             poll_interval: Some(Duration::from_secs(3600)),
             poll_backoff: Duration::from_secs(1),
@@ -149,6 +152,8 @@ pub enum Input {
         bytes: Vec<u8>,
         /// Where it came from.
         via: Via,
+        /// Who published it, for gossip (the authenticated author, not the forwarder).
+        author: Option<NodeId>,
         /// The driver's handle for the verdict (gossip message, operator reply).
         ticket: u64,
     },
@@ -159,8 +164,12 @@ pub enum Input {
         /// The root of the high-water mark saved.
         root: Cid,
     },
-    /// Peers connected now.
-    Peers(usize),
+    /// The farm's members as the driver knows them (replaces the previous view).
+    Members(Vec<NodeId>),
+    /// A member joined.
+    MemberUp(NodeId),
+    /// A member left.
+    MemberDown(NodeId),
     /// Every block of `root` is held and written to the store.
     Booted {
         /// The booted root.
@@ -378,7 +387,7 @@ pub struct FollowerStatus {
     pub last_refusal: Option<String>,
     /// Hub polls sent.
     pub polls: u64,
-    /// Polls put off because the release came from the farm or an operator.
+    /// Periods in which this node left the poll to the farm.
     pub polls_deferred: u64,
     /// Whether the last poll failed.
     pub hub_failing: bool,
@@ -397,7 +406,7 @@ pub struct Follower {
     saving: bool,
     /// Durable and waiting for the peer gate.
     pending_boot: Option<Cid>,
-    peers: usize,
+    members: BTreeSet<NodeId>,
     poll: PollSchedule,
     installer: Installer,
     /// Seq of each root accepted by this run.
@@ -410,7 +419,7 @@ impl Follower {
     /// A follower starting at `now` (unix time `unix`) from what an earlier run saved; the
     /// saved release, if any, is judged at once.
     pub fn new(cfg: FollowerConfig, restored: Restored, now: Time, unix: u64) -> Self {
-        let poll = PollSchedule::new(&cfg, now);
+        let poll = PollSchedule::new(&cfg, now, unix);
         let status = FollowerStatus {
             installed: restored.installed,
             failure: restored.failed.clone(),
@@ -426,7 +435,7 @@ impl Follower {
             current: None,
             saving: false,
             pending_boot: None,
-            peers: 0,
+            members: BTreeSet::new(),
             poll,
             installer,
             root_seqs: BTreeMap::new(),
@@ -434,7 +443,7 @@ impl Follower {
             out: VecDeque::new(),
         };
         if let Some(bytes) = restored.release {
-            follower.on_release(bytes, Via::Disk, 0);
+            follower.on_release(bytes, Via::Disk, None, 0);
         }
         follower.progress();
         follower
@@ -446,10 +455,25 @@ impl Follower {
         self.now = self.now.max(now);
         self.unix = unix;
         match input {
-            Input::Release { bytes, via, ticket } => self.on_release(bytes, via, ticket),
+            Input::Release {
+                bytes,
+                via,
+                author,
+                ticket,
+            } => self.on_release(bytes, via, author, ticket),
             Input::Polled(result) => self.on_polled(result),
             Input::Saved { root } => self.on_saved(root),
-            Input::Peers(n) => self.peers = n,
+            Input::Members(list) => {
+                self.members = list.into_iter().filter(|m| *m != self.cfg.me).collect();
+            }
+            Input::MemberUp(id) => {
+                if id != self.cfg.me {
+                    self.members.insert(id);
+                }
+            }
+            Input::MemberDown(id) => {
+                self.members.remove(&id);
+            }
             Input::Booted { root } => self.installer.booted(root),
             Input::Installed { seq, result } => self.installer.installed(seq, result, &self.ctx()),
             Input::Switched { seq, result } => self.installer.switched(seq, result, &self.ctx()),
@@ -505,7 +529,13 @@ impl Follower {
     /// Everything that can move after an input: a due poll, the boot gate, the next install
     /// step.
     fn progress(&mut self) {
-        if self.poll.take_due(self.now) {
+        let (poll, left) = self
+            .poll
+            .tick(self.now, self.unix, &self.members, self.must_poll());
+        if left {
+            self.status.polls_deferred += 1;
+        }
+        if poll {
             self.status.polls += 1;
             self.out.push_back(Output::Poll);
         }
@@ -536,9 +566,20 @@ impl Follower {
         }
     }
 
+    /// Whether this node polls whatever the farm does: its release expires within two
+    /// periods, or it has none.
+    fn must_poll(&self) -> bool {
+        let Some(period) = self.cfg.poll_interval else {
+            return false;
+        };
+        self.current
+            .as_ref()
+            .is_none_or(|c| c.expires_at <= self.unix.saturating_add(2 * period.as_secs()))
+    }
+
     // ----- releases -----
 
-    fn on_release(&mut self, bytes: Vec<u8>, via: Via, ticket: u64) {
+    fn on_release(&mut self, bytes: Vec<u8>, via: Via, author: Option<NodeId>, ticket: u64) {
         let (verdict, adopted) = self.judge(&bytes);
         self.out.push_back(Output::Judged {
             ticket,
@@ -547,6 +588,10 @@ impl Follower {
         });
         match (verdict, adopted) {
             (_, Some((signed, fresh))) => {
+                if matches!(via, Via::Gossip | Via::Operator) {
+                    // The farm (or an operator) passed a valid release on: the hub was asked.
+                    self.poll.heard(self.now, author);
+                }
                 self.adopt(&signed, bytes, fresh, via, via == Via::Operator);
             }
             (Verdict::Ignored { kind, reason } | Verdict::Rejected { kind, reason }, None) => {
@@ -681,12 +726,6 @@ impl Follower {
             return;
         }
         let same = self.current.as_ref().is_some_and(|c| c.version == version);
-        // Keep the farm's hub polls near one per period: a release heard from the farm (or an
-        // operator) counts as this period's poll, and a node that did poll passes the
-        // release on, so the others skip theirs.
-        if matches!(via, Via::Gossip | Via::Operator) && self.poll.defer(self.now) {
-            self.status.polls_deferred += 1;
-        }
         let pass_on = pass_on_current || (!same && via != Via::Gossip);
         if pass_on {
             self.out.push_back(Output::Publish {
@@ -750,7 +789,7 @@ impl Follower {
     fn peers_ready(&self) -> bool {
         let needed = self.cfg.peers_needed;
         needed == 0
-            || self.peers >= needed
+            || self.members.len() >= needed
             || self.now.saturating_duration_since(self.started) >= self.cfg.peer_wait
     }
 

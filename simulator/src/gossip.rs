@@ -54,7 +54,8 @@ pub struct Gossip {
     pub mesh: Vec<Vec<u32>>,
     /// The floods each node has seen (gossipsub's duplicate cache).
     seen: Vec<BTreeSet<u32>>,
-    next_flood: u32,
+    /// Who published each flood (gossipsub's signed author), by flood number.
+    authors: Vec<u32>,
 }
 
 fn key(seed: u64, which: u64) -> SigningKey {
@@ -146,14 +147,19 @@ impl Gossip {
             announcements,
             mesh,
             seen: vec![BTreeSet::new(); nodes as usize],
-            next_flood: 0,
+            authors: Vec::new(),
         }
     }
 
-    /// A new flood (one publication travelling the mesh).
-    pub fn new_flood(&mut self) -> u32 {
-        self.next_flood += 1;
-        self.next_flood
+    /// A new flood: one publication by `author` travelling the mesh.
+    pub fn new_flood(&mut self, author: u32) -> u32 {
+        self.authors.push(author);
+        self.authors.len() as u32
+    }
+
+    /// Who published `flood`.
+    pub fn author(&self, flood: u32) -> Option<u32> {
+        self.authors.get((flood as usize).checked_sub(1)?).copied()
     }
 
     /// Records that `node` saw `flood`; false if it had already (gossipsub's duplicate cache).
@@ -223,6 +229,7 @@ mod tests {
                 Input::Release {
                     bytes: g.announcements[idx].bytes.clone(),
                     via: Via::Gossip,
+                    author: None,
                     ticket: 0,
                 },
             );
@@ -245,6 +252,9 @@ mod tests {
         assert_eq!(g.index_of(&g.announcements[1].bytes.clone()), Some(1));
         assert!(g.mesh.iter().all(|m| !m.is_empty()));
         assert!(g.first_sight(1, 7) && !g.first_sight(1, 7));
+        let flood = g.new_flood(4);
+        assert_eq!(g.author(flood), Some(4));
+        assert_eq!(g.author(flood + 1), None);
         g.restart(1);
         assert!(g.first_sight(1, 7));
     }

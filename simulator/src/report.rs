@@ -136,6 +136,7 @@ pub fn json_value(r: &SeedResult) -> serde_json::Value {
         "changed_bytes": up.map(|u| u.changed_bytes),
         "hub_upgrade_bytes_vs_changed": up.map(|u| u.hub_upgrade_bytes_vs_changed),
         "hub_polls_per_period": r.hub_polls_per_period,
+        "hub_startup_polls": r.hub_startup_polls,
         "bad_installs": r.bad_installs,
         "injectors": r.injectors.0,
         "injectors_penalised": r.injectors.1,

@@ -104,8 +104,11 @@ pub struct SeedResult {
     pub topology_nodes: u32,
     /// The upgrade, when the scenario publishes a release.
     pub upgrade: Option<UpgradeResult>,
-    /// Release polls of the hub per poll period for the whole farm, when nodes poll.
+    /// Release polls of the hub per poll period for the whole farm, when nodes poll (each
+    /// node's start-up poll apart).
     pub hub_polls_per_period: Option<f64>,
+    /// Polls each node made when it started (not counted per period), when nodes poll.
+    pub hub_startup_polls: Option<u64>,
     /// Installs of anything but the first and the published release.
     pub bad_installs: u64,
     /// Nodes injecting bad releases, and how many of them some node penalised.
@@ -315,6 +318,7 @@ fn summarise(
         topology_nodes: sc.nodes,
         upgrade: upgrade_result(sc, rel, s),
         hub_polls_per_period: polls_per_period(sc, s),
+        hub_startup_polls: sc.poll_interval.map(|_| s.hub_startup_polls),
         bad_installs: s.bad_installs,
         injectors: injectors(sc, roles, s),
         honest_gossip_penalised: (0..sc.nodes as usize)

@@ -177,7 +177,7 @@ impl Driver {
         })
         .await?;
         let follower = Follower::new(
-            follower_config(&opts, peers.statics())?,
+            follower_config(&opts, peers.statics(), node_id(swarm.local_peer_id()))?,
             restored(&state, &opts, saved),
             Time::ZERO,
             unix_now(),
@@ -666,13 +666,14 @@ impl Driver {
     }
 
     /// Gives the follower a release, remembering who waits for the verdict.
-    fn judge(&mut self, bytes: Vec<u8>, via: Via, ticket: Ticket) {
+    fn judge(&mut self, bytes: Vec<u8>, via: Via, author: Option<PeerId>, ticket: Ticket) {
         let id = self.next_ticket;
         self.next_ticket += 1;
         self.tickets.insert(id, ticket);
         self.tell(follower::Input::Release {
             bytes,
             via,
+            author: author.map(|p| node_id(&p)),
             ticket: id,
         });
         // The verdict came in the same call; anything left over is stale.
@@ -682,7 +683,7 @@ impl Driver {
     /// An operator handed over a release: the follower judges it and the verdict is the
     /// answer.
     fn on_announce(&mut self, req: AnnounceRequest) {
-        self.judge(req.bytes, Via::Operator, Ticket::Operator(req.reply));
+        self.judge(req.bytes, Via::Operator, None, Ticket::Operator(req.reply));
     }
 
     // ----- reporting -----

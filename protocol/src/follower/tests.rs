@@ -105,6 +105,19 @@ impl Harness {
         self.feed(Input::Timeout);
     }
 
+    /// Runs the clock from timeout to timeout until the follower polls; the time (s).
+    fn next_poll(&mut self) -> f64 {
+        for _ in 0..100 {
+            let t = self.f.poll_timeout().expect("a poll is scheduled");
+            self.now = t.as_nanos().max(self.now);
+            self.feed(Input::Timeout);
+            if self.out.contains(&Output::Poll) {
+                return self.now as f64 / SECOND as f64;
+            }
+        }
+        panic!("no poll");
+    }
+
     fn take(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.out)
     }
@@ -118,6 +131,7 @@ impl Harness {
         self.feed(Input::Release {
             bytes,
             via,
+            author: None,
             ticket: 7,
         });
         self.out[from..]
@@ -268,28 +282,14 @@ fn stale_copies_from_the_hub_peers_and_disk_are_not_refusals() {
         h.release(rel(1), Via::Peer),
         Verdict::Rejected { .. }
     ));
-    h.at(200.0);
+    h.take();
+    h.next_poll();
     assert_eq!(kinds(&h.take()).last(), Some(&"poll"));
     h.feed(Input::Polled(Ok(rel(2))));
     assert!(h.f.status().refusals.is_empty());
 }
 
 // ----- polls -----
-
-#[test]
-fn the_hub_is_polled_at_start_and_then_once_a_period_with_jitter() {
-    let mut h = Harness::new(cfg(), Restored::default());
-    assert_eq!(h.take(), [Output::Poll], "at once");
-    assert_eq!(h.f.poll_timeout(), None, "one poll in flight");
-    h.feed(Input::Polled(Ok(rel(1))));
-    let next = h.f.poll_timeout().unwrap().as_secs_f64();
-    assert!((80.0..=120.0).contains(&next), "{next}");
-    h.at(next - 0.001);
-    assert!(!kinds(&h.take()).contains(&"poll"));
-    h.at(next);
-    assert_eq!(kinds(&h.take()), ["poll"]);
-    assert_eq!(h.f.status().polls, 2);
-}
 
 #[test]
 fn a_new_release_from_the_hub_is_adopted_and_gossiped() {
@@ -304,7 +304,8 @@ fn a_new_release_from_the_hub_is_adopted_and_gossiped() {
 #[test]
 fn a_poller_passes_on_the_current_release_so_the_others_skip_their_poll() {
     let mut h = Harness::following(cfg());
-    h.at(130.0);
+    let due = h.next_poll();
+    assert!((110.0..=150.0).contains(&due), "{due}");
     assert_eq!(kinds(&h.take()), ["poll"]);
     h.feed(Input::Polled(Ok(rel(1))));
     assert_eq!(
@@ -356,7 +357,11 @@ fn a_failed_poll_backs_off_exponentially_up_to_the_cap() {
     assert_eq!(waits, [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]);
     h.feed(Input::Polled(Ok(rel(1))));
     assert!(!h.f.status().hub_failing);
-    assert!(h.f.poll_timeout().unwrap().as_secs_f64() >= t + 80.0);
+    let next = h.next_poll();
+    assert!(
+        (110.0..=150.0).contains(&next),
+        "the next slot's poll: {next}"
+    );
 }
 
 #[test]
@@ -369,34 +374,10 @@ fn an_undecodable_hub_answer_counts_as_a_failed_poll() {
 }
 
 #[test]
-fn gossip_of_a_valid_release_puts_the_next_poll_off_a_period() {
-    let mut h = Harness::following(cfg());
-    let before = h.f.poll_timeout().unwrap();
-    h.at(60.0);
-    h.gossip(rel(1));
-    let after = h.f.poll_timeout().unwrap().as_secs_f64();
-    assert!((140.0..=180.0).contains(&after), "{before} -> {after}");
-    assert_eq!(h.f.status().polls_deferred, 1);
-    // A rejected release does not.
-    h.gossip(signed(9, 9, "prod", UNIX + 86_400, 9));
-    assert_eq!(h.f.poll_timeout().unwrap().as_secs_f64(), after);
-}
-
-#[test]
-fn gossip_while_a_poll_is_in_flight_defers_nothing() {
-    let mut h = Harness::following(cfg());
-    h.at(130.0);
-    h.take();
-    h.gossip(rel(1));
-    assert_eq!(h.f.status().polls_deferred, 0);
-}
-
-#[test]
 fn an_operator_release_is_gossiped_even_when_current() {
     let mut h = Harness::following(cfg());
     assert_eq!(h.release(rel(1), Via::Operator), Verdict::Current(1));
     assert_eq!(kinds(&h.take()), ["judged", "publish"]);
-    assert_eq!(h.f.status().polls_deferred, 1);
     assert_eq!(h.release(rel(2), Via::Operator), Verdict::New(2));
     assert_eq!(kinds(&h.take()), ["judged", "publish", "save"]);
 }
@@ -412,6 +393,184 @@ fn without_a_poll_interval_the_hub_is_never_polled() {
     );
     assert!(h.take().is_empty());
     assert_eq!(h.f.poll_timeout(), None);
+}
+
+/// Slot of the poll schedule at harness time `secs` (100 s periods).
+fn slot(secs: u64) -> u64 {
+    (UNIX + secs) / 100
+}
+
+/// Members that put `me` (NodeId 0) at `rank` in `slot`, plus two ranked below it.
+fn ranked(rank: usize, slot: u64) -> Vec<NodeId> {
+    let mine = poll::score(NodeId(0), slot);
+    let above = (1..).map(NodeId).filter(|n| poll::score(*n, slot) > mine);
+    let below = (1..).map(NodeId).filter(|n| poll::score(*n, slot) < mine);
+    above.take(rank - 1).chain(below.take(2)).collect()
+}
+
+/// Two members that outrank `me` (NodeId 0) in every slot of the first `secs` seconds, and
+/// two it outranks, so that it polls only when it must.
+fn outranked_until(secs: u64) -> Vec<NodeId> {
+    let slots: Vec<u64> = (0..=secs / 100).map(|i| slot(i * 100)).collect();
+    let beats = |n: &NodeId, me: NodeId| {
+        slots
+            .iter()
+            .all(|&k| poll::score(*n, k) > poll::score(me, k))
+    };
+    let above = (1..).map(NodeId).filter(|n| beats(n, NodeId(0)));
+    let below = (1..).map(NodeId).filter(|n| !beats(n, NodeId(0)));
+    above.take(2).chain(below.take(2)).collect()
+}
+
+/// A follower with `members`, running release 1 since its start-up poll at 0 s.
+fn member_of(members: Vec<NodeId>) -> Harness {
+    let mut h = Harness::following(cfg());
+    h.feed(Input::Members(members));
+    h.take();
+    h
+}
+
+/// Gossip of the current release passed on by `author`.
+fn passed_on(h: &mut Harness, author: NodeId) {
+    h.feed(Input::Release {
+        bytes: rel(1),
+        via: Via::Gossip,
+        author: Some(author),
+        ticket: 1,
+    });
+}
+
+/// The times (s) at which `h` polls until `until` s, the hub answering each at once, with
+/// `between` run every 10 s.
+fn polls_until(
+    h: &mut Harness,
+    until: u64,
+    mut between: impl FnMut(&mut Harness, u64),
+) -> Vec<f64> {
+    let mut polls = Vec::new();
+    let mut t = h.now / SECOND;
+    while t < until {
+        let next = h.f.poll_timeout().map_or(u64::MAX, |t| t.as_nanos());
+        let tick = (t + 10) * SECOND;
+        if next <= tick && next < until * SECOND {
+            h.now = next.max(h.now);
+            h.feed(Input::Timeout);
+        } else {
+            h.now = tick;
+            t += 10;
+            h.feed(Input::Timeout);
+            between(h, t);
+        }
+        if h.take().contains(&Output::Poll) {
+            polls.push(h.now as f64 / SECOND as f64);
+            h.feed(Input::Polled(Ok(rel(1))));
+            h.take();
+        }
+        t = h.now / SECOND;
+    }
+    polls
+}
+
+#[test]
+fn a_lone_node_polls_once_a_period_after_its_start_up_poll() {
+    let mut h = Harness::following(cfg());
+    let polls = polls_until(&mut h, 500, |_, _| {});
+    assert_eq!(
+        polls.len(),
+        4,
+        "slots 1 to 4; slot 0 had the start-up poll: {polls:?}"
+    );
+    for (i, t) in polls.iter().enumerate() {
+        let start = 100.0 * (i + 1) as f64;
+        assert!((start + 10.0..=start + 50.0).contains(t), "{polls:?}");
+    }
+    assert_eq!(h.f.status().polls, 5);
+}
+
+#[test]
+fn the_first_ranked_member_polls_whatever_the_farm_gossips() {
+    let mut h = member_of(ranked(1, slot(100)));
+    let replayer = NodeId(u64::MAX);
+    let polls = polls_until(&mut h, 200, |h, _| passed_on(h, replayer));
+    assert_eq!(polls.len(), 1, "{polls:?}");
+    assert!((110.0..=150.0).contains(&polls[0]));
+}
+
+#[test]
+fn the_second_ranked_member_polls_only_when_the_first_passed_nothing_on() {
+    let members = ranked(2, slot(100));
+    let first = members[0];
+    let mut h = member_of(members.clone());
+    let polls = polls_until(&mut h, 200, |h, t| {
+        if t == 130 {
+            passed_on(h, first);
+        }
+    });
+    assert!(polls.is_empty(), "the first passed its poll on: {polls:?}");
+
+    // A copy passed on by anyone else (a replay, a lower rank) covers nothing.
+    let mut h = member_of(members.clone());
+    let below = members[1];
+    let polls = polls_until(&mut h, 200, |h, _| passed_on(h, below));
+    assert_eq!(polls.len(), 1, "{polls:?}");
+    assert!((155.0..=190.0).contains(&polls[0]), "{polls:?}");
+}
+
+#[test]
+fn other_members_poll_only_when_the_farm_went_quiet() {
+    let members = outranked_until(600);
+    let mut h = member_of(members.clone());
+    let polls = polls_until(&mut h, 600, |h, t| {
+        if t % 100 == 30 {
+            passed_on(h, members[0]);
+        }
+    });
+    assert!(polls.is_empty(), "{polls:?}");
+    assert!(h.f.status().polls_deferred >= 5);
+    // With nothing passed on for two periods it polls on its own, once a period.
+    let mut h = member_of(outranked_until(600));
+    let polls = polls_until(&mut h, 600, |_, _| {});
+    assert!(!polls.is_empty() && polls.len() <= 4, "{polls:?}");
+    assert!(polls[0] >= 200.0, "{polls:?}");
+}
+
+#[test]
+fn a_release_near_expiry_is_polled_for_whatever_the_rank() {
+    let restored = Restored {
+        high_water: Some(HighWater {
+            seq: 1,
+            root: root(1),
+        }),
+        release: Some(signed(1, 1, "prod", UNIX + 150, 1)),
+        ..Restored::default()
+    };
+    let mut h = Harness::new(cfg(), restored);
+    h.feed(Input::Members(outranked_until(200)));
+    h.feed(Input::Polled(Ok(signed(1, 1, "prod", UNIX + 150, 1))));
+    h.take();
+    let polls = polls_until(&mut h, 100, |_, _| {});
+    assert!(polls.is_empty(), "slot 0 had the start-up poll");
+    let polls = polls_until(&mut h, 200, |_, _| {});
+    assert_eq!(polls.len(), 1, "expires within two periods: {polls:?}");
+}
+
+#[test]
+fn a_quiet_farm_member_whose_poll_fails_waits_for_the_next_period() {
+    let mut h = member_of(outranked_until(500));
+    let mut failures = 0;
+    for _ in 0..400 {
+        let Some(t) = h.f.poll_timeout() else { break };
+        if t.as_nanos() >= 500 * SECOND {
+            break;
+        }
+        h.now = t.as_nanos().max(h.now);
+        h.feed(Input::Timeout);
+        if h.take().contains(&Output::Poll) {
+            failures += 1;
+            h.feed(Input::Polled(Err("hub down".into())));
+        }
+    }
+    assert!((1..=3).contains(&failures), "{failures} polls in 500 s");
 }
 
 // ----- the boot gate -----
@@ -447,9 +606,9 @@ fn the_boot_waits_for_the_expected_peers_or_the_peer_wait() {
     h.feed(Input::Saved { root: root(1) });
     assert!(!kinds(&h.take()).contains(&"boot"));
     assert_eq!(h.f.poll_timeout(), Some(Time::from_nanos(3 * SECOND)));
-    h.feed(Input::Peers(1));
+    h.feed(Input::MemberUp(NodeId(7)));
     assert!(h.take().is_empty());
-    h.feed(Input::Peers(2));
+    h.feed(Input::MemberUp(NodeId(8)));
     assert_eq!(h.take(), [Output::Boot { root: root(1) }]);
 
     let mut h = Harness::new(gated, Restored::default());

@@ -40,26 +40,51 @@ impl World<'_> {
             host.timer = None;
             host.timer_gen = host.timer_gen.wrapping_add(1);
         }
+        let (agents, followers) = (self.peers_mode(), self.followers_rank());
         for &n in nodes {
-            if self.peers_mode() {
+            let members = (agents || followers).then(|| {
                 let g = self.hosts[n as usize].group;
-                let members: Vec<NodeId> = (0..self.sc.nodes)
+                (0..self.sc.nodes)
                     .filter(|&x| self.hosts[x as usize].alive && self.hosts[x as usize].group == g)
                     .map(|x| NodeId(x as u64))
-                    .collect();
-                self.input(n, Input::Members(members));
+                    .collect::<Vec<_>>()
+            });
+            if let (true, Some(m)) = (agents, &members) {
+                self.input(n, Input::Members(m.clone()));
             }
             // The follower boots the release it saved (or the first one).
-            self.start_follower(n);
+            self.start_follower(n, members.filter(|_| followers));
         }
-        if self.peers_mode() {
-            for &o in &old {
-                for &n in nodes {
-                    if self.hosts[o as usize].group == self.hosts[n as usize].group {
-                        self.input(o, Input::MemberUp(NodeId(n as u64)));
-                    }
+        for &o in &old {
+            for &n in nodes {
+                if self.hosts[o as usize].group == self.hosts[n as usize].group {
+                    self.member(o, n, true);
                 }
             }
+        }
+    }
+
+    /// Tells node `o` (its agent, and its follower when it ranks pollers) that `n` joined or
+    /// left.
+    fn member(&mut self, o: u32, n: u32, up: bool) {
+        let id = NodeId(n as u64);
+        if self.peers_mode() {
+            self.input(
+                o,
+                if up {
+                    Input::MemberUp(id)
+                } else {
+                    Input::MemberDown(id)
+                },
+            );
+        }
+        if self.followers_rank() {
+            let fact = if up {
+                follower::Input::MemberUp(id)
+            } else {
+                follower::Input::MemberDown(id)
+            };
+            self.tell(o, fact);
         }
     }
 
@@ -99,13 +124,11 @@ impl World<'_> {
                 );
             }
         }
-        if self.peers_mode() {
-            for o in 0..self.sc.nodes {
-                if self.hosts[o as usize].alive
-                    && self.hosts[o as usize].group == self.hosts[c as usize].group
-                {
-                    self.input(o, Input::MemberDown(NodeId(c as u64)));
-                }
+        for o in 0..self.sc.nodes {
+            if self.hosts[o as usize].alive
+                && self.hosts[o as usize].group == self.hosts[c as usize].group
+            {
+                self.member(o, c, false);
             }
         }
     }
@@ -224,7 +247,7 @@ impl World<'_> {
                 );
             }
         }
-        if !self.peers_mode() {
+        if !self.peers_mode() && !self.followers_rank() {
             return;
         }
         let alive: Vec<u32> = (0..self.sc.nodes)
@@ -237,10 +260,8 @@ impl World<'_> {
                 }
                 let was = before[a as usize] == before[b as usize];
                 let is = self.hosts[a as usize].group == self.hosts[b as usize].group;
-                if was && !is {
-                    self.input(a, Input::MemberDown(NodeId(b as u64)));
-                } else if !was && is {
-                    self.input(a, Input::MemberUp(NodeId(b as u64)));
+                if was != is {
+                    self.member(a, b, is);
                 }
             }
         }

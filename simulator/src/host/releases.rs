@@ -40,9 +40,10 @@ impl World<'_> {
 
     /// Starts node `n`'s follower from its durable state. What it would gossip while starting
     /// goes nowhere: a process that just started has no gossip links yet.
-    pub(super) fn start_follower(&mut self, n: u32) {
+    pub(super) fn start_follower(&mut self, n: u32, members: Option<Vec<NodeId>>) {
         let h = &self.hosts[n as usize];
         let cfg = FollowerConfig {
+            me: NodeId(n as u64),
             seed: mix(&[self.seed, n as u64, purpose::FOLLOWER, h.incarnation]),
             poll_interval: self.sc.poll_interval.map(Duration::from_nanos),
             install: InstallMode::Versions {
@@ -61,8 +62,19 @@ impl World<'_> {
         host.follower = Some(follower);
         host.polled = false;
         host.starting = true;
+        if let Some(members) = members {
+            let (now, unix) = (Time::from_nanos(self.now), self.unix());
+            if let Some(f) = self.hosts[n as usize].follower.as_mut() {
+                f.handle(now, unix, follower::Input::Members(members));
+            }
+        }
         self.drain_follower(n);
         self.hosts[n as usize].starting = false;
+    }
+
+    /// Whether followers need the farm's members: only to rank who polls the hub.
+    pub(super) fn followers_rank(&self) -> bool {
+        self.sc.poll_interval.is_some()
     }
 
     /// Tells node `n`'s follower a fact and carries out what it asks.
@@ -276,6 +288,7 @@ impl World<'_> {
                 follower::Input::Release {
                     bytes,
                     via: Via::Operator,
+                    author: None,
                     ticket: 0,
                 },
             );
@@ -316,7 +329,7 @@ impl World<'_> {
 
     /// `node` starts a new flood of announcement `idx` (its follower passed a release on).
     fn flood(&mut self, node: u32, idx: usize) {
-        let flood = self.gossip.new_flood();
+        let flood = self.gossip.new_flood(node);
         self.gossip.first_sight(node, flood);
         self.forward(node, node, flood, idx);
     }
@@ -359,11 +372,13 @@ impl World<'_> {
         self.trace.record(self.now, to, Kind::Gossip, idx as u64);
         self.verdict = None;
         let bytes = self.gossip.announcements[idx].bytes.clone();
+        let author = self.gossip.author(flood).map(|a| NodeId(a as u64));
         self.tell(
             to,
             follower::Input::Release {
                 bytes,
                 via: Via::Gossip,
+                author,
                 ticket: 0,
             },
         );

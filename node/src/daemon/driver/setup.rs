@@ -3,7 +3,11 @@
 use super::*;
 
 /// The follower's settings from the daemon's options.
-pub(super) fn follower_config(opts: &DaemonOptions, statics: usize) -> Result<FollowerConfig> {
+pub(super) fn follower_config(
+    opts: &DaemonOptions,
+    statics: usize,
+    me: NodeId,
+) -> Result<FollowerConfig> {
     let install = match (&opts.target, opts.once) {
         (None, _) => InstallMode::None,
         (Some(_), true) => InstallMode::Direct,
@@ -13,6 +17,7 @@ pub(super) fn follower_config(opts: &DaemonOptions, statics: usize) -> Result<Fo
         },
     };
     Ok(FollowerConfig {
+        me,
         seed: random_seed()?,
         poll_interval: Some(opts.poll_interval),
         poll_backoff: POLL_BACKOFF,

@@ -37,7 +37,7 @@ impl Driver {
                 if let Some(node) = self.peers.disconnected(&peer_id) {
                     tracing::debug!(%peer_id, "peer disconnected");
                     self.feed(Input::MemberDown(node));
-                    self.tell(follower::Input::Peers(self.peers.count()));
+                    self.tell(follower::Input::MemberDown(node));
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -61,7 +61,7 @@ impl Driver {
             .send_request(&peer, channel);
         self.feed(Input::MemberUp(node));
         // The nodes of a storm should start together: the gate is checked at once.
-        self.tell(follower::Input::Peers(self.peers.count()));
+        self.tell(follower::Input::MemberUp(node));
     }
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
@@ -91,7 +91,7 @@ impl Driver {
                     id: message_id,
                     from: propagation_source,
                 };
-                self.judge(message.data, Via::Gossip, ticket);
+                self.judge(message.data, Via::Gossip, message.source, ticket);
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
@@ -283,7 +283,9 @@ impl Driver {
                 peer,
                 message: M::Response { response, .. },
                 ..
-            } if !response.is_empty() => self.judge(response, Via::Peer, Ticket::Peer(peer)),
+            } if !response.is_empty() => {
+                self.judge(response, Via::Peer, None, Ticket::Peer(peer));
+            }
             _ => {}
         }
     }
