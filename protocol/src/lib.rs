@@ -12,6 +12,7 @@ pub mod follower;
 pub mod manifest;
 pub mod release;
 pub mod store;
+pub mod walk;
 
 pub use block::{BlockError, Cid, CidError, Codec, Verified, check_cid, cid_of, parse_cid};
 pub use chunker::Chunker;

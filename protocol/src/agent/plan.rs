@@ -1,8 +1,8 @@
 //! The block plan of one release: every block a node needs, in an order all nodes agree on.
 //!
 //! Index 0 is the root flist. Manifests are discovered level by level (the root's children,
-//! then theirs), each level in its parents' order, and each level's chunks are appended after
-//! it, deduplicated by CID. Because the order depends only on the manifests, block indices
+//! then theirs), each level in its parents' order (the release's [`Walk`], each flist once),
+//! and each level's chunks are appended after it, deduplicated by CID. Because the order depends only on the manifests, block indices
 //! mean the same thing on every node, which keeps HAVE messages and bitfields small.
 
 use std::collections::BTreeMap;
@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use super::bitfield::{Bitfield, MAX_BLOCKS};
 use crate::block::{self, Cid};
 use crate::manifest::{Flist, MAX_MANIFEST_SIZE};
+use crate::walk::{Walk, WalkError};
 
 /// Where a block stands on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,9 @@ pub enum PlanError {
     /// The release has more blocks than a plan may hold.
     #[error("the release has more than {MAX_BLOCKS} blocks, which bootswarm does not support")]
     TooManyBlocks,
+    /// The flist tree is too deep, too wide or names a child badly.
+    #[error(transparent)]
+    Tree(#[from] WalkError),
 }
 
 #[derive(Debug)]
@@ -66,9 +70,10 @@ pub(crate) struct Plan {
     pub(crate) tag: u64,
     pub(crate) blocks: Vec<Block>,
     by_cid: BTreeMap<Cid, u32>,
-    /// Manifests of the level being resolved, with the tier their entries get.
-    level: Vec<(u32, u32)>,
-    decoded: BTreeMap<u32, Flist>,
+    /// The flist tree, read as manifests arrive.
+    walk: Walk,
+    /// The tier each manifest's entries get, by block index.
+    entry_tiers: BTreeMap<u32, u32>,
     /// Every manifest is known and every chunk is in `blocks`.
     pub(crate) complete: bool,
     /// Blocks in boot-priority order.
@@ -100,8 +105,8 @@ impl Plan {
             tag: release_tag(&root),
             blocks: Vec::new(),
             by_cid: BTreeMap::new(),
-            level: vec![(0, 1)],
-            decoded: BTreeMap::new(),
+            walk: Walk::distinct(root),
+            entry_tiers: BTreeMap::from([(0, 1)]),
             complete: false,
             order: Vec::new(),
             held: Bitfield::new(),
@@ -166,29 +171,25 @@ impl Plan {
             cid,
             reason: e.to_string(),
         })?;
-        if !self.level.iter().any(|(i, _)| *i == idx) {
+        if !self.walk.add(cid, flist) || !self.walk.level_complete() {
             return Ok(Vec::new());
         }
-        self.decoded.insert(idx, flist);
-        if self.decoded.len() < self.level.len() {
-            return Ok(Vec::new());
-        }
-        let level = std::mem::take(&mut self.level);
+        let level = self.walk.advance()?;
         let first_new = self.blocks.len() as u32;
-        let mut next = Vec::new();
-        for (m, tier) in &level {
-            let Some(flist) = self.decoded.remove(m) else {
+        for placed in &level {
+            let Some(&m) = self.by_cid.get(&placed.cid) else {
                 continue;
             };
-            for (pos, child) in flist.children.iter().enumerate() {
+            let tier = self.entry_tiers.get(&m).copied().unwrap_or(1);
+            for (pos, child) in placed.flist.children.iter().enumerate() {
                 if self.by_cid.contains_key(&child.cid) {
                     continue;
                 }
-                let child_tier = if *m == 0 { 1 + pos as u32 } else { *tier };
+                let child_tier = if m == 0 { 1 + pos as u32 } else { tier };
                 let c = self.push(child.cid, MAX_MANIFEST_SIZE as u32, true, 0);
-                next.push((c, child_tier));
+                self.entry_tiers.insert(c, child_tier);
             }
-            for entry in &flist.entries {
+            for entry in &placed.flist.entries {
                 for chunk in &entry.chunks {
                     match self.by_cid.get(&chunk.cid) {
                         Some(&existing) => {
@@ -197,7 +198,7 @@ impl Plan {
                             }
                         }
                         None => {
-                            self.push(chunk.cid, chunk.len, false, *tier);
+                            self.push(chunk.cid, chunk.len, false, tier);
                         }
                     }
                 }
@@ -206,8 +207,7 @@ impl Plan {
                 return Err(PlanError::TooManyBlocks);
             }
         }
-        self.level = next;
-        self.complete = self.level.is_empty();
+        self.complete = self.walk.is_done();
         self.order = (0..self.blocks.len() as u32).collect();
         let blocks = &self.blocks;
         self.order.sort_by_key(|&i| (blocks[i as usize].tier, i));
