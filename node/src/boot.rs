@@ -13,7 +13,6 @@
 //! command-line handler.
 
 pub mod fetch;
-pub mod materialise;
 mod progress;
 
 use std::io::IsTerminal;
@@ -32,8 +31,8 @@ use crate::store::SledStore;
 use crate::task::blocking;
 use crate::units::format_size;
 
+pub use crate::materialise::{MaterialiseStats, Tree, TreeEntry};
 pub use fetch::FetchStats;
-pub use materialise::{MaterialiseStats, Tree, TreeEntry};
 use progress::Progress;
 
 /// Default number of blocks fetched from the hub at once.
@@ -223,7 +222,8 @@ where
     let (st, target) = (Arc::clone(&store), opts.target.clone());
     let prog = progress.clone();
     let written =
-        blocking(move || materialise::materialise(&*st, &tree, &target, &|n| prog.inc(n))).await;
+        blocking(move || crate::materialise::materialise(&*st, &tree, &target, &|n| prog.inc(n)))
+            .await;
     let written = match written {
         Ok(w) => w,
         Err(e) => {
@@ -297,7 +297,14 @@ pub fn run(args: BootArgs) -> Result<()> {
 
 /// `bootswarm boot` with swarm options: the daemon's driver in one-shot mode.
 fn run_swarm(args: &BootArgs) -> Result<()> {
-    let report = crate::daemon::boot_once(args)?;
+    let report = crate::daemon::boot_once(crate::daemon::OnceArgs {
+        hub: &args.hub,
+        channel: &args.channel,
+        trust: &args.trust,
+        store: &args.store,
+        into: &args.into,
+        swarm: &args.swarm,
+    })?;
     let tree = report.tree.unwrap_or_default();
     let secs = report.booted_after.map_or(0.0, |d| d.as_secs_f64());
     if args.json {
@@ -335,43 +342,7 @@ fn run_swarm(args: &BootArgs) -> Result<()> {
 
 /// Refuses unusable --store / --into paths before anything is fetched.
 fn check_paths(opts: &BootOptions) -> Result<()> {
-    check_store_and_target(&opts.store_dir, Some(&opts.target))
-}
-
-/// Refuses an unusable store directory or target (not a directory, missing parent) with one
-/// sentence. Shared with `bootswarm run`.
-pub fn check_store_and_target(
-    store: &std::path::Path,
-    target: Option<&std::path::Path>,
-) -> Result<()> {
-    let pairs = [("--store", Some(store)), ("--into", target)];
-    for (flag, path) in pairs.iter().filter_map(|(f, p)| p.map(|p| (*f, p))) {
-        match std::fs::metadata(path) {
-            Ok(m) if m.is_dir() => continue,
-            Ok(_) => {
-                return Err(Error::new(format!(
-                    "{flag} {} is not a directory; give a directory path",
-                    path.display()
-                )));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(Error::new(format!(
-                    "cannot access {flag} {} ({e}); check the path and its permissions",
-                    path.display()
-                )));
-            }
-        }
-        let parent = crate::fsutil::parent_dir(path);
-        if !parent.is_dir() {
-            return Err(Error::new(format!(
-                "the parent directory {} of {flag} {} does not exist; create it first",
-                parent.display(),
-                path.display()
-            )));
-        }
-    }
-    Ok(())
+    crate::fsutil::check_store_and_target(&opts.store_dir, Some(&opts.target))
 }
 
 /// "Foo bar." -> "foo bar" so that a nested message reads as part of one sentence.

@@ -16,7 +16,6 @@ mod codec;
 mod driver;
 mod hooks;
 mod http;
-mod install;
 mod payload;
 mod peers;
 mod status;
@@ -32,8 +31,8 @@ use bootswarm_protocol::block::Cid;
 use bootswarm_protocol::release::TrustRoot;
 use libp2p::{Multiaddr, identity};
 
-use crate::boot::materialise::MaterialiseStats;
 use crate::error::{Error, Result};
+use crate::materialise::MaterialiseStats;
 use crate::units::parse_duration;
 
 /// Default address the daemon listens on for peers.
@@ -250,7 +249,7 @@ fn swarm_options(swarm: &SwarmArgs) -> Result<(Vec<Multiaddr>, Vec<Multiaddr>, D
 impl DaemonOptions {
     /// Checks `bootswarm run` arguments; every problem is one sentence.
     pub fn from_run_args(args: &RunArgs) -> Result<DaemonOptions> {
-        crate::boot::check_store_and_target(&args.store, args.into.as_deref())?;
+        crate::fsutil::check_store_and_target(&args.store, args.into.as_deref())?;
         let (listen, peers, peer_wait) = swarm_options(&args.swarm)?;
         let trust = crate::keys::read_trust(&args.trust)?;
         crate::hub::client::HubClient::new(&args.hub)?;
@@ -384,19 +383,36 @@ pub fn run(args: RunArgs) -> Result<()> {
         .map(|_| ())
 }
 
+/// What a one-shot boot through the swarm needs.
+#[derive(Debug, Clone, Copy)]
+pub struct OnceArgs<'a> {
+    /// Base URL of the hub.
+    pub hub: &'a str,
+    /// Channel to boot.
+    pub channel: &'a str,
+    /// Trust file.
+    pub trust: &'a Path,
+    /// Store directory.
+    pub store: &'a Path,
+    /// Where the release is written (directly).
+    pub into: &'a Path,
+    /// Swarm options.
+    pub swarm: &'a SwarmArgs,
+}
+
 /// `bootswarm boot` through the swarm: the same driver, exiting once the release is
 /// materialised. Returns the report for the caller to print.
-pub fn boot_once(args: &crate::boot::BootArgs) -> Result<DaemonReport> {
-    crate::boot::check_store_and_target(&args.store, Some(&args.into))?;
-    let (listen, peers, peer_wait) = swarm_options(&args.swarm)?;
-    let trust = crate::keys::read_trust(&args.trust)?;
-    crate::hub::client::HubClient::new(&args.hub)?;
+pub fn boot_once(args: OnceArgs<'_>) -> Result<DaemonReport> {
+    crate::fsutil::check_store_and_target(args.store, Some(args.into))?;
+    let (listen, peers, peer_wait) = swarm_options(args.swarm)?;
+    let trust = crate::keys::read_trust(args.trust)?;
+    crate::hub::client::HubClient::new(args.hub)?;
     let opts = DaemonOptions {
-        hub_url: args.hub.clone(),
-        channel: args.channel.clone(),
+        hub_url: args.hub.to_string(),
+        channel: args.channel.to_string(),
         trust,
-        store_dir: args.store.clone(),
-        target: Some(args.into.clone()),
+        store_dir: args.store.to_path_buf(),
+        target: Some(args.into.to_path_buf()),
         listen,
         peers,
         mdns: args.swarm.mdns,

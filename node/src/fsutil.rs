@@ -6,6 +6,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::error::{Error, Result};
+
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh temporary path beside `path` (same directory, so a rename is atomic).
@@ -115,6 +117,42 @@ pub fn read_capped(path: &Path, max: usize) -> io::Result<Vec<u8>> {
         ));
     }
     Ok(bytes)
+}
+
+/// Refuses an unusable store directory or target (not a directory, missing parent) with one
+/// sentence. Used by `bootswarm boot` and `bootswarm run`.
+pub fn check_store_and_target(
+    store: &std::path::Path,
+    target: Option<&std::path::Path>,
+) -> Result<()> {
+    let pairs = [("--store", Some(store)), ("--into", target)];
+    for (flag, path) in pairs.iter().filter_map(|(f, p)| p.map(|p| (*f, p))) {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => {
+                return Err(Error::new(format!(
+                    "{flag} {} is not a directory; give a directory path",
+                    path.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::new(format!(
+                    "cannot access {flag} {} ({e}); check the path and its permissions",
+                    path.display()
+                )));
+            }
+        }
+        let parent = crate::fsutil::parent_dir(path);
+        if !parent.is_dir() {
+            return Err(Error::new(format!(
+                "the parent directory {} of {flag} {} does not exist; create it first",
+                parent.display(),
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod hub;
 pub mod inspect;
 pub mod keygen;
 pub mod keys;
+pub mod materialise;
 pub mod publish;
 pub mod state;
 pub mod store;

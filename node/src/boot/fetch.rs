@@ -1,25 +1,21 @@
 //! Phase 1 of a boot: every block of a release into the store, verified, with bounded
 //! concurrency. Blocks the store already holds are not fetched again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bootswarm_protocol::block::{Cid, Codec, check_cid};
 use bootswarm_protocol::manifest::{Flist, MAX_MANIFEST_SIZE};
 use bootswarm_protocol::store::{BlockStore, StoreError};
+use bootswarm_protocol::walk::{Placed, Walk};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
-use super::materialise::{Tree, plan};
 use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::hub::client::HubClient;
+use crate::materialise::{Tree, plan};
 use crate::task::blocking;
-
-/// Deepest nesting of child flists accepted below the root.
-pub const MAX_FLIST_DEPTH: usize = 8;
-/// Most flists one release may reference.
-pub const MAX_FLISTS: usize = 16_384;
 
 /// Traffic of a fetch phase.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,17 +49,6 @@ impl Counters {
     }
 }
 
-/// A flist placed in the target: its entries live under `prefix` (empty for the root).
-#[derive(Debug, Clone)]
-pub struct PlacedFlist {
-    /// CID of the flist block.
-    pub cid: Cid,
-    /// Directory (relative to the target, `/`-separated) the flist's entries live in.
-    pub prefix: String,
-    /// The decoded flist.
-    pub flist: Flist,
-}
-
 /// Fetches the flist tree under `root` and every chunk it references into `store`, and
 /// returns the combined, checked [`Tree`]. Nothing is written outside the store.
 pub(crate) async fn fetch_release<S>(
@@ -83,15 +68,15 @@ where
     Ok((tree, counters.snapshot()))
 }
 
-/// Fetches the root flist and, level by level, its children (at most [`MAX_FLIST_DEPTH`]
-/// deep, [`MAX_FLISTS`] in all), each verified by the store and decoded.
+/// Fetches the root flist and, level by level, its children (the release's [`Walk`], which
+/// bounds depth and count), each verified by the store and decoded.
 async fn fetch_flists<S>(
     client: &HubClient,
     store: &Arc<S>,
     root: &Cid,
     concurrency: usize,
     counters: &Arc<Counters>,
-) -> Result<Vec<PlacedFlist>>
+) -> Result<Vec<Placed>>
 where
     S: BlockStore + Send + Sync + 'static,
 {
@@ -100,24 +85,11 @@ where
             "the release's root {root} is not a dag-cbor sha2-256 CID; the publisher made an invalid release"
         )));
     }
-    let mut out: Vec<PlacedFlist> = Vec::new();
-    let mut level: Vec<(Cid, String)> = vec![(*root, String::new())];
-    let mut depth = 0;
-    while !level.is_empty() {
-        if depth > MAX_FLIST_DEPTH {
-            return Err(Error::new(format!(
-                "the flists of root {root} nest deeper than {MAX_FLIST_DEPTH} levels; the publisher made an invalid release"
-            )));
-        }
+    let mut walk = Walk::new(*root);
+    let mut out = Vec::new();
+    while !walk.is_done() {
         // Same CID twice (two identical packages) is fetched once.
-        let mut unique: Vec<Cid> = Vec::new();
-        let mut seen = HashSet::new();
-        for (cid, _) in &level {
-            if seen.insert(*cid) {
-                unique.push(*cid);
-            }
-        }
-        let decoded: HashMap<Cid, Flist> = stream::iter(unique)
+        let decoded: HashMap<Cid, Flist> = stream::iter(walk.wanted())
             .map(|cid| {
                 let (store, counters) = (Arc::clone(store), Arc::clone(counters));
                 async move {
@@ -128,28 +100,10 @@ where
             .buffer_unordered(concurrency)
             .try_collect()
             .await?;
-        let mut next = Vec::new();
-        for (cid, prefix) in level {
-            let Some(flist) = decoded.get(&cid) else {
-                continue;
-            };
-            for child in &flist.children {
-                let child_prefix = child_path(&cid, &prefix, &child.name)?;
-                next.push((child.cid, child_prefix));
-            }
-            out.push(PlacedFlist {
-                cid,
-                prefix,
-                flist: flist.clone(),
-            });
-            if out.len() + next.len() > MAX_FLISTS {
-                return Err(Error::new(format!(
-                    "root {root} references more than {MAX_FLISTS} flists; the publisher made an invalid release"
-                )));
-            }
+        for (cid, flist) in decoded {
+            walk.add(cid, flist);
         }
-        level = next;
-        depth += 1;
+        out.extend(walk.advance()?);
     }
     Ok(out)
 }
@@ -314,20 +268,4 @@ fn store_error(cid: &Cid, e: &StoreError) -> Error {
             other.to_string().trim_end_matches('.')
         )),
     }
-}
-
-/// Where the entries of child flist `name` of flist `cid` (placed at `prefix`) go: a plain
-/// name below `prefix`, or an error naming the flist.
-pub(crate) fn child_path(cid: &Cid, prefix: &str, name: &str) -> Result<String> {
-    if name == "." || name == ".." || name.contains('/') {
-        return Err(Error::new(format!(
-            "flist {cid} names a child '{}', which is not a plain name; the publisher made an invalid release",
-            name.escape_debug()
-        )));
-    }
-    Ok(if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}/{name}")
-    })
 }

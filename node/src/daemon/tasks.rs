@@ -12,9 +12,9 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 
 use super::payload::Block;
-use crate::boot::materialise::MaterialiseStats;
 use crate::error::Error;
 use crate::hub::client::HubClient;
+use crate::materialise::MaterialiseStats;
 use crate::state::NodeState;
 use crate::store::SledStore;
 use crate::task::{blocking, blocking_value};

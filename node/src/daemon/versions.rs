@@ -18,10 +18,9 @@ use bootswarm_protocol::follower::Version as Release;
 use bootswarm_protocol::manifest::Flist;
 use bootswarm_protocol::store::BlockStore;
 
-use super::install::placed_flists;
-use crate::boot::materialise::{MaterialiseStats, materialise, plan};
 use crate::error::{Error, Result};
 use crate::fsutil::fsync_dir;
+use crate::materialise::{MaterialiseStats, materialise, placed_from_store as placed_flists, plan};
 use crate::state::{FailedUpgrade, Installed, NodeState, Version};
 use crate::store::SledStore;
 

@@ -1,4 +1,5 @@
-//! Phase 2 of a boot: the checked tree of a release written into the target directory.
+//! The checked tree of a release written into a directory (the second phase of a boot, and
+//! each version the daemon installs).
 //!
 //! Each file goes to a temporary name in its directory, is written from the store (each
 //! block re-verified by the store), fsynced, given its mode and renamed into place; symlinks
@@ -19,9 +20,9 @@ use bootswarm_protocol::block::Cid;
 use bootswarm_protocol::manifest::{Entry, EntryKind};
 use bootswarm_protocol::store::BlockStore;
 
-use super::fetch::PlacedFlist;
 use crate::error::{Error, Result};
 use crate::fsutil::fsync_dir;
+use bootswarm_protocol::walk::{Placed as PlacedFlist, Walk, WalkError};
 
 /// Prefix of the materialiser's temporary names: `.bootswarm-tmp.<pid>-<run>-<n>`.
 pub const TEMP_PREFIX: &str = ".bootswarm-tmp.";
@@ -559,6 +560,41 @@ fn io_error(what: &str, path: &Path, e: &io::Error) -> Error {
         "cannot {what} {} ({e}); check the target directory and free space",
         path.display()
     ))
+}
+
+/// The flists under `root`, each placed under its prefix (children under their names), all
+/// read from `store` (which verifies every block it returns).
+pub fn placed_from_store<S: BlockStore + ?Sized>(
+    store: &S,
+    root: &Cid,
+) -> Result<Vec<PlacedFlist>> {
+    Walk::read(*root, |cid| {
+        let bytes = store
+            .get(cid)
+            .map_err(|e| {
+                Error::new(format!(
+                    "reading flist {cid} from the store failed ({}); the block will be fetched again on the next start",
+                    e.to_string().trim_end_matches('.')
+                ))
+            })?
+            .ok_or_else(|| {
+                Error::new(format!(
+                    "flist {cid} is missing from the store although the release booted; restart to fetch it again"
+                ))
+            })?;
+        bootswarm_protocol::manifest::Flist::decode(&bytes).map_err(|e| {
+            Error::new(format!(
+                "flist {cid} is not a valid flist ({}); the publisher made an invalid release",
+                e.to_string().trim_end_matches('.')
+            ))
+        })
+    })
+}
+
+impl From<WalkError> for Error {
+    fn from(e: WalkError) -> Self {
+        Error::new(e.to_string())
+    }
 }
 
 #[cfg(test)]
