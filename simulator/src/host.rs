@@ -232,6 +232,16 @@ pub struct World<'a> {
     poll_rng: Rng,
 }
 
+/// The queue channel of a flow's next milestone (each push follows a generation bump).
+fn milestone_chan(flow: u32) -> u32 {
+    flow.saturating_mul(2)
+}
+
+/// The queue channel of a node's timer (each push follows a `timer_gen` bump).
+fn timer_chan(node: u32) -> u32 {
+    node.saturating_mul(2).saturating_add(1)
+}
+
 fn sid(h: u32, g: u32) -> ServeId {
     ServeId((g as u64) << 32 | h as u64)
 }
@@ -420,7 +430,8 @@ impl<'a> World<'a> {
         self.trace
             .record(self.now, u32::MAX, Kind::Solve, out.len() as u64);
         for &(flow, generation, at) in &out {
-            self.q.push(at, Ev::Milestone { flow, generation });
+            self.q
+                .push_on(at, milestone_chan(flow), Ev::Milestone { flow, generation });
         }
         self.flow_out = out;
     }
@@ -584,7 +595,8 @@ impl<'a> World<'a> {
                     Cancelled::Head { sent, flow, next } => {
                         self.count_data(r.src, r.requester, sent);
                         if let Some((generation, at)) = next {
-                            self.q.push(at, Ev::Milestone { flow, generation });
+                            let ev = Ev::Milestone { flow, generation };
+                            self.q.push_on(at, milestone_chan(flow), ev);
                         }
                     }
                 }
@@ -608,8 +620,9 @@ impl<'a> World<'a> {
                 self.trace
                     .record(self.now, done.dst, Kind::Milestone, done.chunk.tag);
                 if let Some((g2, at)) = done.next {
-                    self.q.push(
+                    self.q.push_on(
                         at,
+                        milestone_chan(flow),
                         Ev::Milestone {
                             flow,
                             generation: g2,
@@ -766,8 +779,9 @@ impl<'a> World<'a> {
             host.timer_gen = host.timer_gen.wrapping_add(1);
             if let Some(t) = t {
                 let generation = host.timer_gen;
-                self.q.push(
+                self.q.push_on(
                     SimTime(t.max(self.now)),
+                    timer_chan(n),
                     Ev::Wake {
                         node: n,
                         generation,
