@@ -1097,14 +1097,23 @@ impl<'a> World<'a> {
             host.timer = None;
             host.timer_gen = host.timer_gen.wrapping_add(1);
         }
+        // Agents' inputs change no host's liveness or group: one member list per group.
+        let mut by_group: BTreeMap<u32, Vec<NodeId>> = BTreeMap::new();
         for &n in nodes {
             let root = self.current_root(n);
             if self.peers_mode() {
                 let g = self.hosts[n as usize].group;
-                let members: Vec<NodeId> = (0..self.sc.nodes)
-                    .filter(|&x| self.hosts[x as usize].alive && self.hosts[x as usize].group == g)
-                    .map(|x| NodeId(x as u64))
-                    .collect();
+                let members = by_group
+                    .entry(g)
+                    .or_insert_with(|| {
+                        (0..self.sc.nodes)
+                            .filter(|&x| {
+                                self.hosts[x as usize].alive && self.hosts[x as usize].group == g
+                            })
+                            .map(|x| NodeId(x as u64))
+                            .collect()
+                    })
+                    .clone();
                 self.input(n, Input::Members(members));
             }
             self.input(n, Input::Boot { root });
