@@ -167,7 +167,7 @@ fn replay(topo: &Topology, ops: &[(u8, u32, u32, u64)], every: usize) -> Result<
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     /// Many flows on few, narrow resources: changes cascade through shared bottlenecks, and
     /// flows outlive the bottlenecks that froze them.

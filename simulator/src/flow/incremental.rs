@@ -217,11 +217,9 @@ impl Incremental {
             return;
         }
         self.touched_at[qi] = self.epoch;
-        if self.lvl_den[qi] != 0 {
-            self.push(q, ALARM);
-        }
         let mut rem = caps[qi];
         let mut cnt = 0;
+        let mut mine = false;
         for &g in &by_res[qi] {
             if self.is_frozen(g) {
                 rem = rem.saturating_sub(self.new_rate[g as usize]);
@@ -230,6 +228,7 @@ impl Incremental {
             } else {
                 cnt += 1;
                 let p = self.bneck[g as usize];
+                mine |= p == q;
                 if p != NONE
                     && !self.touched(p)
                     && self.lvl_den[p as usize] != 0
@@ -242,7 +241,11 @@ impl Incremental {
         }
         self.rem[qi] = rem;
         self.cnt[qi] = cnt;
-        // Its old level is in the alarm; from now on its level is this run's.
+        // Flows it froze before may be late: the alarm at its old level checks them. From
+        // now on its level is this run's.
+        if mine && self.lvl_den[qi] != 0 {
+            self.push(q, ALARM);
+        }
         self.lvl_den[qi] = 0;
         if cnt > 0 {
             self.push(q, POP);
