@@ -64,26 +64,36 @@ impl PartialOrd for Key {
     }
 }
 
+/// A flow's bottleneck and rate in the previous run, and in this one once it froze.
+#[derive(Debug, Clone, Copy)]
+struct FlowState {
+    path: [ResId; 4],
+    rate: u64,
+    new_rate: u64,
+    bneck: u32,
+    new_bneck: u32,
+    frozen_at: u32,
+    len: u8,
+}
+
+/// A resource's level in the previous run (`lvl_den == 0`: it did not pop) and, once touched,
+/// its state in this one.
+#[derive(Debug, Clone, Copy, Default)]
+struct ResState {
+    lvl_num: u64,
+    lvl_den: u64,
+    rem: u64,
+    cnt: u64,
+    touched_at: u32,
+    visit_at: u32,
+    ver: u32,
+}
+
 /// The previous run (levels, bottlenecks, rates) and the scratch of the next.
 #[derive(Debug, Default)]
 pub(crate) struct Incremental {
-    // Per flow.
-    path: Vec<[ResId; 4]>,
-    len: Vec<u8>,
-    bneck: Vec<u32>,
-    rate: Vec<u64>,
-    frozen_at: Vec<u32>,
-    new_bneck: Vec<u32>,
-    new_rate: Vec<u64>,
-    // Per resource: the level it popped at (`den == 0`: it did not pop).
-    lvl_num: Vec<u64>,
-    lvl_den: Vec<u64>,
-    touched_at: Vec<u32>,
-    visit_at: Vec<u32>,
-    rem: Vec<u64>,
-    cnt: Vec<u64>,
-    ver: Vec<u32>,
-    // This run.
+    fl: Vec<FlowState>,
+    res: Vec<ResState>,
     epoch: u32,
     frozen: Vec<u32>,
     heap: BinaryHeap<Reverse<Key>>,
@@ -93,32 +103,28 @@ impl Incremental {
     /// Sizes the per-resource state for `nres` resources.
     pub(crate) fn new(nres: usize) -> Incremental {
         Incremental {
-            lvl_num: vec![0; nres],
-            lvl_den: vec![0; nres],
-            touched_at: vec![0; nres],
-            visit_at: vec![0; nres],
-            rem: vec![0; nres],
-            cnt: vec![0; nres],
-            ver: vec![0; nres],
+            res: vec![ResState::default(); nres],
             ..Incremental::default()
         }
     }
 
     /// Registers flow `id` (the next index) crossing `path[..len]`.
     pub(crate) fn add_flow(&mut self, path: [ResId; 4], len: u8) {
-        self.path.push(path);
-        self.len.push(len);
-        self.bneck.push(NONE);
-        self.rate.push(0);
-        self.frozen_at.push(0);
-        self.new_bneck.push(NONE);
-        self.new_rate.push(0);
+        self.fl.push(FlowState {
+            path,
+            rate: 0,
+            new_rate: 0,
+            bneck: NONE,
+            new_bneck: NONE,
+            frozen_at: 0,
+            len,
+        });
     }
 
     /// Forgets a flow's rate and bottleneck (it became active or idle; its resources are dirty).
     pub(crate) fn reset_flow(&mut self, id: u32) {
-        self.rate[id as usize] = 0;
-        self.bneck[id as usize] = NONE;
+        self.fl[id as usize].rate = 0;
+        self.fl[id as usize].bneck = NONE;
     }
 
     /// Re-solves after changes on `dirty`. `by_res` lists the active flows of each resource.
@@ -132,9 +138,10 @@ impl Incremental {
     ) {
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
-            self.touched_at.iter_mut().for_each(|s| *s = 0);
-            self.visit_at.iter_mut().for_each(|s| *s = 0);
-            self.frozen_at.iter_mut().for_each(|s| *s = 0);
+            for r in &mut self.res {
+                (r.touched_at, r.visit_at) = (0, 0);
+            }
+            self.fl.iter_mut().for_each(|f| f.frozen_at = 0);
             self.epoch = 1;
         }
         self.heap.clear();
@@ -152,9 +159,9 @@ impl Incremental {
         changed.clear();
         for &f in &self.frozen {
             let f = f as usize;
-            let (old, new) = (self.rate[f], self.new_rate[f]);
-            self.rate[f] = new;
-            self.bneck[f] = self.new_bneck[f];
+            let (old, new) = (self.fl[f].rate, self.fl[f].new_rate);
+            self.fl[f].rate = new;
+            self.fl[f].bneck = self.fl[f].new_bneck;
             if new != old || old == 0 {
                 changed.push((f as u32, new));
             }
@@ -163,22 +170,22 @@ impl Incremental {
     }
 
     fn touched(&self, r: u32) -> bool {
-        self.touched_at[r as usize] == self.epoch
+        self.res[r as usize].touched_at == self.epoch
     }
 
     fn is_frozen(&self, f: u32) -> bool {
-        self.frozen_at[f as usize] == self.epoch
+        self.fl[f as usize].frozen_at == self.epoch
     }
 
     /// Whether flow `f`, not frozen in this run, was frozen by its clean old bottleneck before `at`.
     fn frozen_before(&self, f: u32, at: &Key) -> bool {
-        let p = self.bneck[f as usize];
-        if p == NONE || self.touched(p) || self.lvl_den[p as usize] == 0 {
+        let p = self.fl[f as usize].bneck;
+        if p == NONE || self.touched(p) || self.res[p as usize].lvl_den == 0 {
             return false;
         }
         let lvl = Key {
-            num: self.lvl_num[p as usize],
-            den: self.lvl_den[p as usize],
+            num: self.res[p as usize].lvl_num,
+            den: self.res[p as usize].lvl_den,
             id: p,
             kind: POP,
             ver: 0,
@@ -190,63 +197,63 @@ impl Incremental {
     /// a lower bound (see [`Self::pop`]).
     fn take(&mut self, r: u32, x: u64) {
         let r = r as usize;
-        self.rem[r] = self.rem[r].saturating_sub(x);
-        self.cnt[r] = self.cnt[r].saturating_sub(1);
-        self.ver[r] = self.ver[r].wrapping_add(1);
+        self.res[r].rem = self.res[r].rem.saturating_sub(x);
+        self.res[r].cnt = self.res[r].cnt.saturating_sub(1);
+        self.res[r].ver = self.res[r].ver.wrapping_add(1);
     }
 
     fn push(&mut self, r: u32, kind: u8) {
         let r = r as usize;
         let (num, den) = match kind {
-            POP => (self.rem[r], self.cnt[r]),
-            _ => (self.lvl_num[r], self.lvl_den[r]),
+            POP => (self.res[r].rem, self.res[r].cnt),
+            _ => (self.res[r].lvl_num, self.res[r].lvl_den),
         };
         self.heap.push(Reverse(Key {
             num,
             den,
             id: r as u32,
             kind,
-            ver: self.ver[r],
+            ver: self.res[r].ver,
         }));
     }
 
     /// Starts simulating `q` at level `at` (`None`: before the first pop).
     fn touch(&mut self, q: u32, at: Option<&Key>, caps: &[u64], by_res: &[Vec<u32>]) {
         let qi = q as usize;
-        if self.touched_at[qi] == self.epoch {
+        if self.res[qi].touched_at == self.epoch {
             return;
         }
-        self.touched_at[qi] = self.epoch;
+        self.res[qi].touched_at = self.epoch;
         let mut rem = caps[qi];
         let mut cnt = 0;
         let mut mine = false;
         for &g in &by_res[qi] {
             if self.is_frozen(g) {
-                rem = rem.saturating_sub(self.new_rate[g as usize]);
+                rem = rem.saturating_sub(self.fl[g as usize].new_rate);
             } else if at.is_some_and(|at| self.frozen_before(g, at)) {
-                rem = rem.saturating_sub(self.rate[g as usize]);
+                rem = rem.saturating_sub(self.fl[g as usize].rate);
             } else {
                 cnt += 1;
-                let p = self.bneck[g as usize];
+                let p = self.fl[g as usize].bneck;
                 mine |= p == q;
                 if p != NONE
                     && !self.touched(p)
-                    && self.lvl_den[p as usize] != 0
-                    && self.visit_at[p as usize] != self.epoch
+                    && self.res[p as usize].lvl_den != 0
+                    && self.res[p as usize].visit_at != self.epoch
                 {
-                    self.visit_at[p as usize] = self.epoch;
+                    self.res[p as usize].visit_at = self.epoch;
                     self.push(p, VISIT);
                 }
             }
         }
-        self.rem[qi] = rem;
-        self.cnt[qi] = cnt;
+        self.res[qi].rem = rem;
+        self.res[qi].cnt = cnt;
         // Flows it froze before may be late: the alarm at its old level checks them. From
         // now on its level is this run's.
-        if mine && self.lvl_den[qi] != 0 {
+        if mine && self.res[qi].lvl_den != 0 {
             self.push(q, ALARM);
         }
-        self.lvl_den[qi] = 0;
+        self.res[qi].lvl_den = 0;
         if cnt > 0 {
             self.push(q, POP);
         }
@@ -255,18 +262,18 @@ impl Incremental {
     /// A touched resource pops: its unfrozen flows freeze at its share.
     fn pop(&mut self, k: Key, caps: &[u64], by_res: &[Vec<u32>]) {
         let r = k.id as usize;
-        if self.cnt[r] == 0 {
+        if self.res[r].cnt == 0 {
             return;
         }
-        if k.ver != self.ver[r] {
+        if k.ver != self.res[r].ver {
             // Keys only grow, so the entry was a lower bound: queue the current key instead.
             self.push(k.id, POP);
             return;
         }
-        let share = self.rem[r] / self.cnt[r];
-        self.lvl_num[r] = self.rem[r];
-        self.lvl_den[r] = self.cnt[r];
-        self.ver[r] = self.ver[r].wrapping_add(1);
+        let share = self.res[r].rem / self.res[r].cnt;
+        self.res[r].lvl_num = self.res[r].rem;
+        self.res[r].lvl_den = self.res[r].cnt;
+        self.res[r].ver = self.res[r].ver.wrapping_add(1);
         for i in 0..by_res[r].len() {
             let g = by_res[r][i];
             if self.is_frozen(g) || self.frozen_before(g, &k) {
@@ -279,19 +286,22 @@ impl Incremental {
     #[allow(clippy::too_many_arguments)]
     fn freeze(&mut self, g: u32, r: u32, share: u64, at: &Key, caps: &[u64], by_res: &[Vec<u32>]) {
         let gi = g as usize;
-        self.frozen_at[gi] = self.epoch;
-        self.new_rate[gi] = share;
-        self.new_bneck[gi] = r;
+        self.fl[gi].frozen_at = self.epoch;
+        self.fl[gi].new_rate = share;
+        self.fl[gi].new_bneck = r;
         self.frozen.push(g);
-        let (path, len) = (self.path[gi], self.len[gi] as usize);
+        let (path, len) = (self.fl[gi].path, self.fl[gi].len as usize);
         for &q in &path[..len] {
             let qi = q as usize;
             if q == r {
-                self.rem[qi] = self.rem[qi].saturating_sub(share);
-                self.cnt[qi] = self.cnt[qi].saturating_sub(1);
+                self.res[qi].rem = self.res[qi].rem.saturating_sub(share);
+                self.res[qi].cnt = self.res[qi].cnt.saturating_sub(1);
             } else if self.touched(q) {
                 self.take(q, share);
-            } else if share != self.rate[gi] || self.bneck[gi] == q || self.bneck[gi] == NONE {
+            } else if share != self.fl[gi].rate
+                || self.fl[gi].bneck == q
+                || self.fl[gi].bneck == NONE
+            {
                 self.touch(q, Some(at), caps, by_res);
             }
         }
@@ -304,10 +314,10 @@ impl Incremental {
         }
         for &g in &by_res[q as usize] {
             let gi = g as usize;
-            if self.bneck[gi] != q || self.is_frozen(g) {
+            if self.fl[gi].bneck != q || self.is_frozen(g) {
                 continue;
             }
-            let (path, len, x) = (self.path[gi], self.len[gi] as usize, self.rate[gi]);
+            let (path, len, x) = (self.fl[gi].path, self.fl[gi].len as usize, self.fl[gi].rate);
             for &r in &path[..len] {
                 if r != q && self.touched(r) {
                     self.take(r, x);
@@ -323,10 +333,10 @@ impl Incremental {
         for i in 0..by_res[p].len() {
             let g = by_res[p][i];
             let gi = g as usize;
-            if self.bneck[gi] != k.id || self.is_frozen(g) {
+            if self.fl[gi].bneck != k.id || self.is_frozen(g) {
                 continue;
             }
-            let (path, len) = (self.path[gi], self.len[gi] as usize);
+            let (path, len) = (self.fl[gi].path, self.fl[gi].len as usize);
             for &q in &path[..len] {
                 if q != k.id {
                     self.touch(q, Some(&k), caps, by_res);
