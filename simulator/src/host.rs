@@ -125,7 +125,8 @@ struct Req {
 
 #[derive(Debug)]
 struct Host {
-    agent: Option<Agent<SimPayload>>,
+    /// Boxed: the agent is over a kilobyte, and the fields below are read for every message.
+    agent: Option<Box<Agent<SimPayload>>>,
     alive: bool,
     epoch: u32,
     incarnation: u64,
@@ -1093,7 +1094,7 @@ impl<'a> World<'a> {
             let cfg = self.agent_config(n);
             let host = &mut self.hosts[n as usize];
             host.alive = true;
-            host.agent = Some(Agent::new(cfg));
+            host.agent = Some(Box::new(Agent::new(cfg)));
             host.timer = None;
             host.timer_gen = host.timer_gen.wrapping_add(1);
         }
