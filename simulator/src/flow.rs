@@ -6,11 +6,12 @@
 //! re-solve. Adding or removing a flow, or changing a capacity, marks resources dirty; the
 //! next [`FlowNet::solve`] re-solves only the connected components that contain them.
 
+mod incremental;
 pub mod maxmin;
 
 use crate::time::{NANOS_PER_SEC, SimTime};
 use crate::topology::{ResId, Topology};
-use maxmin::{FlowSpec, Solver, UNBOUNDED};
+use incremental::Incremental;
 use std::collections::{BTreeMap, VecDeque};
 
 /// Index of a connection's flow.
@@ -83,13 +84,8 @@ pub struct FlowNet {
     by_res: Vec<Vec<FlowId>>,
     dirty: Vec<ResId>,
     is_dirty: Vec<bool>,
-    stamp: Vec<u32>,
-    flow_stamp: Vec<u32>,
-    epoch: u32,
-    solver: Solver,
-    specs: Vec<FlowSpec>,
-    ids: Vec<FlowId>,
-    rates: Vec<u64>,
+    solver: Incremental,
+    changed: Vec<(FlowId, u64)>,
     /// Number of component solves run.
     pub solves: u64,
 }
@@ -107,13 +103,8 @@ impl FlowNet {
             by_res: vec![Vec::new(); nres],
             dirty: Vec::new(),
             is_dirty: vec![false; nres],
-            stamp: vec![0; nres],
-            flow_stamp: Vec::new(),
-            epoch: 0,
-            solver: Solver::new(),
-            specs: Vec::new(),
-            ids: Vec::new(),
-            rates: Vec::new(),
+            solver: Incremental::new(nres),
+            changed: Vec::new(),
             solves: 0,
         }
     }
@@ -184,7 +175,7 @@ impl FlowNet {
             queue: VecDeque::new(),
             generation: 0,
         });
-        self.flow_stamp.push(0);
+        self.solver.add_flow(path, len);
         self.conns.insert((src, dst), id);
         if (src as usize) < self.by_node.len() {
             self.by_node[src as usize].push(id);
@@ -200,6 +191,7 @@ impl FlowNet {
         f.last = now;
         f.generation = f.generation.wrapping_add(1);
         let (path, len) = (f.path, f.len as usize);
+        self.solver.reset_flow(id);
         for (k, &r) in path[..len].iter().enumerate() {
             let list = &mut self.by_res[r as usize];
             self.flows[id as usize].pos[k] = list.len() as u32;
@@ -214,6 +206,7 @@ impl FlowNet {
         f.rate = 0;
         f.generation = f.generation.wrapping_add(1);
         let (path, len, pos) = (f.path, f.len as usize, f.pos);
+        self.solver.reset_flow(id);
         for k in 0..len {
             let r = path[k] as usize;
             let list = &mut self.by_res[r];
@@ -347,63 +340,23 @@ impl FlowNet {
         }
     }
 
-    /// Re-solves the components touched since the last solve. Pushes `(flow, generation,
-    /// time)` for every flow whose next milestone moved.
+    /// Re-solves after the changes since the last solve (see [`incremental`]). Pushes
+    /// `(flow, generation, time)` for every flow whose next milestone moved.
     pub fn solve(&mut self, now: SimTime, out: &mut Vec<(FlowId, u32, SimTime)>) {
         if self.dirty.is_empty() {
             return;
         }
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.stamp.iter_mut().for_each(|s| *s = 0);
-            self.flow_stamp.iter_mut().for_each(|s| *s = 0);
-            self.epoch = 1;
-        }
-        let ep = self.epoch;
-        // Breadth-first search over the flow/resource graph from the dirty resources.
-        let mut stack: Vec<ResId> = std::mem::take(&mut self.dirty);
-        for &r in &stack {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &r in &dirty {
             self.is_dirty[r as usize] = false;
-            self.stamp[r as usize] = ep;
         }
-        self.ids.clear();
-        while let Some(r) = stack.pop() {
-            for &fid in &self.by_res[r as usize] {
-                if self.flow_stamp[fid as usize] == ep {
-                    continue;
-                }
-                self.flow_stamp[fid as usize] = ep;
-                self.ids.push(fid);
-                let f = &self.flows[fid as usize];
-                for &r2 in &f.path[..f.len as usize] {
-                    if self.stamp[r2 as usize] != ep {
-                        self.stamp[r2 as usize] = ep;
-                        stack.push(r2);
-                    }
-                }
-            }
-        }
-        self.dirty = stack;
-        self.ids.sort_unstable();
-        self.specs.clear();
-        for &fid in &self.ids {
-            let f = &self.flows[fid as usize];
-            self.specs.push(FlowSpec {
-                path: f.path,
-                len: f.len,
-                weight: 1,
-                bound: UNBOUNDED,
-                key: fid as u64,
-            });
-        }
-        self.solver.solve(&self.caps, &self.specs, &mut self.rates);
+        self.solver
+            .solve(&self.caps, &self.by_res, &dirty, &mut self.changed);
+        dirty.clear();
+        self.dirty = dirty;
         self.solves += 1;
-        for (k, &fid) in self.ids.iter().enumerate() {
-            let new = self.rates[k];
+        for &(fid, new) in &self.changed {
             let f = &mut self.flows[fid as usize];
-            if new == f.rate && f.rate > 0 {
-                continue;
-            }
             let work = f.rate as u128 * now.0.saturating_sub(f.last) as u128;
             f.head_left = f.head_left.saturating_sub(work);
             f.last = now.0;

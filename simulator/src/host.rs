@@ -136,7 +136,8 @@ struct Req {
 
 #[derive(Debug)]
 struct Host {
-    agent: Option<Agent<SimPayload>>,
+    /// Boxed: the agent is over a kilobyte, and the fields below are read for every message.
+    agent: Option<Box<Agent<SimPayload>>>,
     alive: bool,
     epoch: u32,
     incarnation: u64,
@@ -254,6 +255,16 @@ pub struct World<'a> {
     pending_upgrades: Option<usize>,
     /// The verdict of the follower that judged a release last.
     verdict: Option<Verdict>,
+}
+
+/// The queue channel of a flow's next milestone (each push follows a generation bump).
+fn milestone_chan(flow: u32) -> u32 {
+    flow.saturating_mul(2)
+}
+
+/// The queue channel of a node's timer (each push follows a `timer_gen` bump).
+fn timer_chan(node: u32) -> u32 {
+    node.saturating_mul(2).saturating_add(1)
 }
 
 fn sid(h: u32, g: u32) -> ServeId {
@@ -443,7 +454,8 @@ impl<'a> World<'a> {
         self.trace
             .record(self.now, u32::MAX, Kind::Solve, out.len() as u64);
         for &(flow, generation, at) in &out {
-            self.q.push(at, Ev::Milestone { flow, generation });
+            self.q
+                .push_on(at, milestone_chan(flow), Ev::Milestone { flow, generation });
         }
         self.flow_out = out;
     }
@@ -564,7 +576,8 @@ impl<'a> World<'a> {
                     Cancelled::Head { sent, flow, next } => {
                         self.count_data(r.src, r.requester, sent);
                         if let Some((generation, at)) = next {
-                            self.q.push(at, Ev::Milestone { flow, generation });
+                            let ev = Ev::Milestone { flow, generation };
+                            self.q.push_on(at, milestone_chan(flow), ev);
                         }
                     }
                 }
@@ -588,8 +601,9 @@ impl<'a> World<'a> {
                 self.trace
                     .record(self.now, done.dst, Kind::Milestone, done.chunk.tag);
                 if let Some((g2, at)) = done.next {
-                    self.q.push(
+                    self.q.push_on(
                         at,
+                        milestone_chan(flow),
                         Ev::Milestone {
                             flow,
                             generation: g2,
@@ -686,8 +700,9 @@ impl<'a> World<'a> {
             host.timer_gen = host.timer_gen.wrapping_add(1);
             if let Some(t) = t {
                 let generation = host.timer_gen;
-                self.q.push(
+                self.q.push_on(
                     SimTime(t.max(self.now)),
+                    timer_chan(n),
                     Ev::Wake {
                         node: n,
                         generation,

@@ -112,3 +112,84 @@ proptest! {
         }
     }
 }
+
+/// Applies `ops` to a network, re-solving after every `every` operations, and checks each
+/// re-solve against a full solve of the active flows.
+fn replay(topo: &Topology, ops: &[(u8, u32, u32, u64)], every: usize) -> Result<(), TestCaseError> {
+    let mut net = FlowNet::new(topo.clone());
+    let mut solver = Solver::new();
+    let mut out = Vec::new();
+    let n = topo.nodes;
+    for (t, &(op, a, b, x)) in ops.iter().enumerate() {
+        let now = SimTime(t as u64 * 1000);
+        let src = if a % (n + 1) == n { HUB } else { a % (n + 1) };
+        let dst = b % n;
+        match op {
+            0..=3 if src != dst => {
+                net.enqueue(
+                    now,
+                    src,
+                    dst,
+                    Chunk {
+                        len: x,
+                        tag: t as u64,
+                    },
+                );
+            }
+            4 | 5 => {
+                net.abort(src, dst);
+            }
+            6 => {
+                let r = (x % topo.resources() as u64) as u32;
+                net.set_cap(r, 1 + x % 20_000);
+            }
+            _ => {}
+        }
+        if t % every != every - 1 {
+            continue;
+        }
+        net.solve(now, &mut out);
+        let active = net.active_rates();
+        let caps: Vec<u64> = (0..topo.resources() as u32).map(|r| net.cap(r)).collect();
+        let specs: Vec<FlowSpec> = active
+            .iter()
+            .map(|&(s, d, _)| {
+                let (p, len) = topo.path(s, d);
+                FlowSpec::new(&p[..len as usize], 0)
+            })
+            .collect();
+        let mut full = Vec::new();
+        solver.solve(&caps, &specs, &mut full);
+        let got: Vec<u64> = active.iter().map(|&(_, _, r)| r).collect();
+        prop_assert_eq!(got, full);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Many flows on few, narrow resources: changes cascade through shared bottlenecks, and
+    /// flows outlive the bottlenecks that froze them.
+    #[test]
+    fn incremental_equals_full_under_cascades(
+        nodes in 2u32..12,
+        racks in 0u32..4,
+        every in 1usize..5,
+        ops in prop::collection::vec((0u8..8, 0u32..13, 0u32..12, 1u64..40_000), 1..150),
+    ) {
+        let racks = racks.min(nodes);
+        let topo = Topology::new(nodes, 10_000, racks, 15_000, 3_000);
+        replay(&topo, &ops, every)?;
+    }
+
+    /// Equal capacities make equal levels, so ties between resources decide the order.
+    #[test]
+    fn incremental_equals_full_with_ties(
+        every in 1usize..4,
+        ops in prop::collection::vec((0u8..7, 0u32..7, 0u32..6, 1u64..4), 1..120),
+    ) {
+        let topo = Topology::new(6, 1_200, 0, 0, 1_200);
+        replay(&topo, &ops, every)?;
+    }
+}

@@ -10,11 +10,15 @@ fn dir() -> PathBuf {
 }
 
 fn check(name: &str) {
+    check_with(name, Options::default());
+}
+
+fn check_with(name: &str, opts: Options) {
     let sc = Scenario::load(&dir().join(format!("{name}.toml"))).unwrap();
     let results: Vec<_> = sc
         .seeds
         .iter()
-        .map(|&s| run_seed(&sc, s, Options::default()).unwrap())
+        .map(|&s| run_seed(&sc, s, opts).unwrap())
         .collect();
     let table = report::table(&results);
     println!("{table}");
@@ -28,6 +32,7 @@ const SHIPPED: &[&str] = &[
     "storm-10",
     "storm-100",
     "storm-1000",
+    "storm-10000",
     "storm-staggered",
     "racks",
     "hub-outage-warm",
@@ -85,4 +90,11 @@ scenario_tests! {
     lan_8_upgrade => "lan-8-upgrade",
     lan_8 => "lan-8",
     lan_16 => "lan-16",
+}
+
+/// Minutes of CPU and about 4 GiB: run it with `cargo test --release -- --ignored`.
+#[test]
+#[ignore]
+fn storm_10000() {
+    check_with("storm-10000", Options { no_baseline: true });
 }

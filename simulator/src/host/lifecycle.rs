@@ -36,18 +36,27 @@ impl World<'_> {
             let cfg = self.agent_config(n);
             let host = &mut self.hosts[n as usize];
             host.alive = true;
-            host.agent = Some(Agent::new(cfg));
+            host.agent = Some(Box::new(Agent::new(cfg)));
             host.timer = None;
             host.timer_gen = host.timer_gen.wrapping_add(1);
         }
         let (agents, followers) = (self.peers_mode(), self.followers_rank());
+        // Agents' inputs change no host's liveness or group: one member list per group.
+        let mut by_group: BTreeMap<u32, Vec<NodeId>> = BTreeMap::new();
         for &n in nodes {
             let members = (agents || followers).then(|| {
                 let g = self.hosts[n as usize].group;
-                (0..self.sc.nodes)
-                    .filter(|&x| self.hosts[x as usize].alive && self.hosts[x as usize].group == g)
-                    .map(|x| NodeId(x as u64))
-                    .collect::<Vec<_>>()
+                by_group
+                    .entry(g)
+                    .or_insert_with(|| {
+                        (0..self.sc.nodes)
+                            .filter(|&x| {
+                                self.hosts[x as usize].alive && self.hosts[x as usize].group == g
+                            })
+                            .map(|x| NodeId(x as u64))
+                            .collect()
+                    })
+                    .clone()
             });
             if let (true, Some(m)) = (agents, &members) {
                 self.input(n, Input::Members(m.clone()));
