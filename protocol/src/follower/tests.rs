@@ -6,7 +6,7 @@ use ed25519_dalek::SigningKey;
 
 use super::*;
 use crate::block::{Codec, cid_of};
-use crate::release::Release;
+use crate::release::{Release, TrustRoot};
 
 const UNIX: u64 = 1_700_000_000;
 const SECOND: u64 = 1_000_000_000;
