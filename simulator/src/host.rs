@@ -529,64 +529,8 @@ impl<'a> World<'a> {
                 }
             }
             Ev::ReqArrive { h, g } => self.req_arrive(h, g),
-            Ev::Reply { h, g, error } => {
-                let Some(r) = self.req(h, g).cloned() else {
-                    return;
-                };
-                self.free_req(h);
-                if self.requester_wants(&r) {
-                    self.trace
-                        .record(self.now, r.requester, Kind::Failed, r.block as u64);
-                    self.input(r.requester, Input::FetchFailed { req: r.rid, error });
-                }
-            }
-            Ev::Deliver { h, g } => {
-                let Some(r) = self.req(h, g).cloned() else {
-                    return;
-                };
-                self.free_req(h);
-                if self.requester_wants(&r) {
-                    self.trace.record(
-                        self.now,
-                        r.requester,
-                        Kind::Block,
-                        r.block as u64 | (r.corrupt as u64) << 40,
-                    );
-                    let payload = self.rel.blocks[r.block as usize].payload(r.corrupt);
-                    self.input(
-                        r.requester,
-                        Input::Block {
-                            req: r.rid,
-                            payload,
-                        },
-                    );
-                }
-            }
-            Ev::CancelArrive { h, g } => {
-                let Some(r) = self.req(h, g).cloned() else {
-                    return;
-                };
-                if r.stage != Stage::OnFlow {
-                    return;
-                }
-                let tag = (g as u64) << 32 | h as u64;
-                match self.net.cancel(SimTime(self.now), r.src, r.requester, tag) {
-                    Cancelled::No => return,
-                    Cancelled::Queued => {}
-                    Cancelled::Head { sent, flow, next } => {
-                        self.count_data(r.src, r.requester, sent);
-                        if let Some((generation, at)) = next {
-                            let ev = Ev::Milestone { flow, generation };
-                            self.q.push_on(at, milestone_chan(flow), ev);
-                        }
-                    }
-                }
-                self.trace
-                    .record(self.now, r.src, Kind::Cancel, r.block as u64);
-                self.free_req(h);
-                if r.src != HUB {
-                    self.serve_done(r.src, r.ep_srv, sid(h, g));
-                }
+            ev @ (Ev::Reply { .. } | Ev::Deliver { .. } | Ev::CancelArrive { .. }) => {
+                self.dispatch_request(ev);
             }
             Ev::ServeDone { node, epoch, id } => {
                 if self.hosts[node as usize].epoch == epoch && self.hosts[node as usize].alive {
@@ -594,42 +538,7 @@ impl<'a> World<'a> {
                     self.input(node, Input::ServeDone { id });
                 }
             }
-            Ev::Milestone { flow, generation } => {
-                let Some(done) = self.net.milestone(SimTime(self.now), flow, generation) else {
-                    return;
-                };
-                self.trace
-                    .record(self.now, done.dst, Kind::Milestone, done.chunk.tag);
-                if let Some((g2, at)) = done.next {
-                    self.q.push_on(
-                        at,
-                        milestone_chan(flow),
-                        Ev::Milestone {
-                            flow,
-                            generation: g2,
-                        },
-                    );
-                }
-                if done.src == INSTALL {
-                    self.installed(done.dst);
-                    return;
-                }
-                let (h, g) = (done.chunk.tag as u32, (done.chunk.tag >> 32) as u32);
-                self.count_data(done.src, done.dst, done.chunk.len);
-                let latency = if done.src == HUB {
-                    self.sc.hub_latency
-                } else {
-                    self.net.topology().latency(done.src, done.dst)
-                };
-                if let Some(r) = self.reqs.get_mut(h as usize).filter(|r| r.live && r.g == g) {
-                    r.stage = Stage::Returning;
-                    let (src, ep) = (r.src, r.ep_srv);
-                    if src != HUB {
-                        self.serve_done(src, ep, sid(h, g));
-                    }
-                    self.at(latency, Ev::Deliver { h, g });
-                }
-            }
+            Ev::Milestone { flow, generation } => self.milestone(flow, generation),
             Ev::Start { batch } => self.start_batch(batch),
             Ev::FaultStart { idx } => self.fault(idx, true),
             Ev::FaultEnd { idx } => self.fault(idx, false),

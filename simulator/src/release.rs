@@ -194,6 +194,36 @@ fn root_flist(version: &str, children: Vec<ChildRef>) -> Result<(Cid, Vec<u8>), 
     root.to_block().map_err(|e| format!("root flist: {e}"))
 }
 
+/// The packages of version 1: `size` bytes split evenly, each cut into chunks and files.
+fn make_packages(seed: u64, packages: u32, size: u64) -> Vec<Package> {
+    let mut rng = crate::rng::stream(seed, 0, purpose::RELEASE);
+    let mut pkgs = Vec::new();
+    for p in 0..packages as u64 {
+        let budget = size / packages as u64 + u64::from(p < size % packages as u64);
+        let sizes = chunk_sizes(&mut rng, budget);
+        let refs: Vec<ChunkRef> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| ChunkRef {
+                cid: chunk_cid(seed, 1, p, i as u64),
+                len: len as u32,
+            })
+            .collect();
+        let files = (1 + rng.below(6) as usize).min(refs.len()).max(1);
+        let mut cuts: Vec<usize> = (1..refs.len()).collect();
+        rng.shuffle(&mut cuts);
+        cuts.truncate(files - 1);
+        cuts.push(refs.len());
+        cuts.sort_unstable();
+        pkgs.push(Package {
+            name: format!("pkg{p:03}"),
+            refs,
+            cuts,
+        });
+    }
+    pkgs
+}
+
 impl SimRelease {
     /// Builds a release of `packages` packages whose file content totals `size` bytes.
     pub fn build(seed: u64, packages: u32, size: u64) -> Result<SimRelease, String> {
@@ -209,31 +239,7 @@ impl SimRelease {
         size: u64,
         upgrade: Option<(u32, f64)>,
     ) -> Result<SimRelease, String> {
-        let mut rng = crate::rng::stream(seed, 0, purpose::RELEASE);
-        let mut pkgs = Vec::new();
-        for p in 0..packages as u64 {
-            let budget = size / packages as u64 + u64::from(p < size % packages as u64);
-            let sizes = chunk_sizes(&mut rng, budget);
-            let refs: Vec<ChunkRef> = sizes
-                .iter()
-                .enumerate()
-                .map(|(i, &len)| ChunkRef {
-                    cid: chunk_cid(seed, 1, p, i as u64),
-                    len: len as u32,
-                })
-                .collect();
-            let files = (1 + rng.below(6) as usize).min(refs.len()).max(1);
-            let mut cuts: Vec<usize> = (1..refs.len()).collect();
-            rng.shuffle(&mut cuts);
-            cuts.truncate(files - 1);
-            cuts.push(refs.len());
-            cuts.sort_unstable();
-            pkgs.push(Package {
-                name: format!("pkg{p:03}"),
-                refs,
-                cuts,
-            });
-        }
+        let mut pkgs = make_packages(seed, packages, size);
         let mut blocks = vec![];
         let mut children = Vec::new();
         let mut child_blocks = Vec::new();

@@ -158,48 +158,7 @@ impl World<'_> {
                     self.at(d, Ev::CancelArrive { h, g });
                 }
             }
-            Output::Serve { id, cid } => {
-                let (h, g) = (id.0 as u32, (id.0 >> 32) as u32);
-                let Some(r) = self.req(h, g).cloned() else {
-                    self.serve_done(n, self.hosts[n as usize].epoch, id);
-                    return;
-                };
-                if r.src != n || r.stage != Stage::AtServer {
-                    return;
-                }
-                let b = self
-                    .rel
-                    .index(&cid)
-                    .filter(|&b| b == r.block && self.holds(n, b));
-                if b.is_none() || !self.requester_wants(&r) || !self.reachable(n, r.requester) {
-                    self.serve_done(n, r.ep_srv, id);
-                    self.reqs[h as usize].stage = Stage::Returning;
-                    let d = self.ctl_delay(n, r.requester, SMALL_BYTES);
-                    self.at(
-                        d,
-                        Ev::Reply {
-                            h,
-                            g,
-                            error: FetchError::NotFound,
-                        },
-                    );
-                    return;
-                }
-                let corrupt = self.hosts[n as usize].corrupt;
-                let rr = &mut self.reqs[h as usize];
-                rr.stage = Stage::OnFlow;
-                rr.corrupt = corrupt;
-                let len = self.rel.blocks[r.block as usize].len as u64;
-                self.net.enqueue(
-                    SimTime(self.now),
-                    n,
-                    r.requester,
-                    Chunk {
-                        len,
-                        tag: (g as u64) << 32 | h as u64,
-                    },
-                );
-            }
+            Output::Serve { id, cid } => self.serve(n, id, cid),
             Output::Refuse { id, error } => {
                 let (h, g) = (id.0 as u32, (id.0 >> 32) as u32);
                 let Some(r) = self.req(h, g).cloned() else {
@@ -232,6 +191,50 @@ impl World<'_> {
             }
             Output::Event(e) => self.event(n, e),
         }
+    }
+
+    /// The server's agent agreed to serve: the chunk joins the connection's flow.
+    fn serve(&mut self, n: u32, id: ServeId, cid: Cid) {
+        let (h, g) = (id.0 as u32, (id.0 >> 32) as u32);
+        let Some(r) = self.req(h, g).cloned() else {
+            self.serve_done(n, self.hosts[n as usize].epoch, id);
+            return;
+        };
+        if r.src != n || r.stage != Stage::AtServer {
+            return;
+        }
+        let b = self
+            .rel
+            .index(&cid)
+            .filter(|&b| b == r.block && self.holds(n, b));
+        if b.is_none() || !self.requester_wants(&r) || !self.reachable(n, r.requester) {
+            self.serve_done(n, r.ep_srv, id);
+            self.reqs[h as usize].stage = Stage::Returning;
+            let d = self.ctl_delay(n, r.requester, SMALL_BYTES);
+            self.at(
+                d,
+                Ev::Reply {
+                    h,
+                    g,
+                    error: FetchError::NotFound,
+                },
+            );
+            return;
+        }
+        let corrupt = self.hosts[n as usize].corrupt;
+        let rr = &mut self.reqs[h as usize];
+        rr.stage = Stage::OnFlow;
+        rr.corrupt = corrupt;
+        let len = self.rel.blocks[r.block as usize].len as u64;
+        self.net.enqueue(
+            SimTime(self.now),
+            n,
+            r.requester,
+            Chunk {
+                len,
+                tag: (g as u64) << 32 | h as u64,
+            },
+        );
     }
 
     pub(super) fn fetch(&mut self, n: u32, rid: RequestId, from: Source, cid: Cid) {
@@ -294,5 +297,109 @@ impl World<'_> {
             return;
         }
         self.at(d, Ev::ReqArrive { h, g });
+    }
+
+    /// The events of a block request on its way back.
+    pub(super) fn dispatch_request(&mut self, ev: Ev) {
+        match ev {
+            Ev::Reply { h, g, error } => {
+                let Some(r) = self.req(h, g).cloned() else {
+                    return;
+                };
+                self.free_req(h);
+                if self.requester_wants(&r) {
+                    self.trace
+                        .record(self.now, r.requester, Kind::Failed, r.block as u64);
+                    self.input(r.requester, Input::FetchFailed { req: r.rid, error });
+                }
+            }
+            Ev::Deliver { h, g } => {
+                let Some(r) = self.req(h, g).cloned() else {
+                    return;
+                };
+                self.free_req(h);
+                if self.requester_wants(&r) {
+                    self.trace.record(
+                        self.now,
+                        r.requester,
+                        Kind::Block,
+                        r.block as u64 | (r.corrupt as u64) << 40,
+                    );
+                    let payload = self.rel.blocks[r.block as usize].payload(r.corrupt);
+                    self.input(
+                        r.requester,
+                        Input::Block {
+                            req: r.rid,
+                            payload,
+                        },
+                    );
+                }
+            }
+            Ev::CancelArrive { h, g } => {
+                let Some(r) = self.req(h, g).cloned() else {
+                    return;
+                };
+                if r.stage != Stage::OnFlow {
+                    return;
+                }
+                let tag = (g as u64) << 32 | h as u64;
+                match self.net.cancel(SimTime(self.now), r.src, r.requester, tag) {
+                    Cancelled::No => return,
+                    Cancelled::Queued => {}
+                    Cancelled::Head { sent, flow, next } => {
+                        self.count_data(r.src, r.requester, sent);
+                        if let Some((generation, at)) = next {
+                            let ev = Ev::Milestone { flow, generation };
+                            self.q.push_on(at, milestone_chan(flow), ev);
+                        }
+                    }
+                }
+                self.trace
+                    .record(self.now, r.src, Kind::Cancel, r.block as u64);
+                self.free_req(h);
+                if r.src != HUB {
+                    self.serve_done(r.src, r.ep_srv, sid(h, g));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A flow reached a chunk boundary: the chunk is delivered, or an install job ended.
+    pub(super) fn milestone(&mut self, flow: u32, generation: u32) {
+        let Some(done) = self.net.milestone(SimTime(self.now), flow, generation) else {
+            return;
+        };
+        self.trace
+            .record(self.now, done.dst, Kind::Milestone, done.chunk.tag);
+        if let Some((g2, at)) = done.next {
+            self.q.push_on(
+                at,
+                milestone_chan(flow),
+                Ev::Milestone {
+                    flow,
+                    generation: g2,
+                },
+            );
+        }
+        if done.src == INSTALL {
+            self.installed(done.dst);
+            return;
+        }
+        let (h, g) = (done.chunk.tag as u32, (done.chunk.tag >> 32) as u32);
+        self.count_data(done.src, done.dst, done.chunk.len);
+        let latency = if done.src == HUB {
+            self.sc.hub_latency
+        } else {
+            self.net.topology().latency(done.src, done.dst)
+        };
+        if let Some(r) = self.reqs.get_mut(h as usize).filter(|r| r.live && r.g == g) {
+            r.stage = Stage::Returning;
+            let (src, ep) = (r.src, r.ep_srv);
+            if src != HUB {
+                self.serve_done(src, ep, sid(h, g));
+            }
+            self.at(latency, Ev::Deliver { h, g });
+        }
     }
 }
