@@ -135,160 +135,177 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The `/metrics` text.
-pub(crate) fn metrics_text(s: &Snapshot) -> String {
-    let mut o = String::new();
-    let family = |o: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
-    family(
-        &mut o,
+/// One metric family of `/metrics`: its samples as (labels, value).
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Vec<(Vec<(&'static str, String)>, u64)>,
+}
+
+impl Family {
+    fn one(name: &'static str, kind: &'static str, help: &'static str, value: u64) -> Family {
+        Family {
+            name,
+            kind,
+            help,
+            samples: vec![(Vec::new(), value)],
+        }
+    }
+
+    fn by<'a>(
+        name: &'static str,
+        kind: &'static str,
+        help: &'static str,
+        key: &'static str,
+        values: impl IntoIterator<Item = (&'a String, &'a u64)>,
+    ) -> Family {
+        Family {
+            name,
+            kind,
+            help,
+            samples: values
+                .into_iter()
+                .map(|(k, v)| (vec![(key, k.clone())], *v))
+                .collect(),
+        }
+    }
+}
+
+/// Every metric the node exports, from a snapshot.
+fn families(s: &Snapshot) -> Vec<Family> {
+    let mut received = Family::by(
         "bootswarm_bytes_received_total",
         "counter",
         "Block bytes received, by source (the hub or a peer).",
+        "peer",
+        &s.bytes_by_peer,
     );
-    let _ = writeln!(
-        o,
-        "bootswarm_bytes_received_total{{source=\"hub\"}} {}",
-        s.bytes_from_hub
-    );
-    for (peer, n) in &s.bytes_by_peer {
+    for (labels, _) in &mut received.samples {
+        labels.insert(0, ("source", "peer".to_string()));
+    }
+    received
+        .samples
+        .insert(0, (vec![("source", "hub".to_string())], s.bytes_from_hub));
+    vec![
+        received,
+        Family::one(
+            "bootswarm_bytes_served_total",
+            "counter",
+            "Block bytes served to peers.",
+            s.bytes_served,
+        ),
+        Family::one(
+            "bootswarm_blocks_served_total",
+            "counter",
+            "Blocks served to peers.",
+            s.blocks_served,
+        ),
+        Family::one(
+            "bootswarm_blocks_verified_total",
+            "counter",
+            "Blocks received that verified against their CID and were stored.",
+            s.blocks_verified,
+        ),
+        Family::by(
+            "bootswarm_verification_failures_total",
+            "counter",
+            "Blocks received that did not verify, by source.",
+            "source",
+            &s.failures,
+        ),
+        Family::by(
+            "bootswarm_peer_penalties_total",
+            "counter",
+            "Penalties given to peers (corrupt blocks, requests that ran out of time).",
+            "peer",
+            &s.penalties,
+        ),
+        Family::one(
+            "bootswarm_peers_banned",
+            "gauge",
+            "Peers banned for repeated faults.",
+            s.banned.len() as u64,
+        ),
+        Family::one(
+            "bootswarm_peers",
+            "gauge",
+            "Connected peers.",
+            s.peers as u64,
+        ),
+        Family::one(
+            "bootswarm_release_seq",
+            "gauge",
+            "Sequence number of the current release (0 before one is accepted).",
+            s.release.as_ref().map_or(0, |r| r.0),
+        ),
+        Family::one(
+            "bootswarm_booted",
+            "gauge",
+            "1 once the current release is booted.",
+            u64::from(s.booted),
+        ),
+        Family::one(
+            "bootswarm_have_bytes",
+            "gauge",
+            "Bytes of the release held.",
+            s.have_bytes,
+        ),
+        Family::one(
+            "bootswarm_total_bytes",
+            "gauge",
+            "Bytes of the release known so far.",
+            s.total_bytes,
+        ),
+        Family::one(
+            "bootswarm_installed_seq",
+            "gauge",
+            "Sequence number of the release TARGET/current points at (0 if none).",
+            s.installed.as_ref().map_or(0, |r| r.0),
+        ),
+        Family::by(
+            "bootswarm_releases_refused_total",
+            "counter",
+            "Releases refused (gossip, peers, announce), by reason.",
+            "reason",
+            &s.refusals,
+        ),
+        Family::one(
+            "bootswarm_upgrade_rolled_back",
+            "gauge",
+            "1 when the last upgrade was rolled back.",
+            u64::from(s.upgrade_failure.is_some()),
+        ),
+        Family::one(
+            "bootswarm_hub_polls_total",
+            "counter",
+            "Release polls sent to the hub.",
+            s.hub_polls,
+        ),
+    ]
+}
+
+/// The `/metrics` text.
+pub(crate) fn metrics_text(s: &Snapshot) -> String {
+    let mut o = String::new();
+    for f in families(s) {
         let _ = writeln!(
             o,
-            "bootswarm_bytes_received_total{{source=\"peer\",peer=\"{}\"}} {n}",
-            label(peer)
+            "# HELP {} {}\n# TYPE {} {}",
+            f.name, f.help, f.name, f.kind
         );
+        for (labels, value) in &f.samples {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+                .collect();
+            if labels.is_empty() {
+                let _ = writeln!(o, "{} {value}", f.name);
+            } else {
+                let _ = writeln!(o, "{}{{{}}} {value}", f.name, labels.join(","));
+            }
+        }
     }
-    family(
-        &mut o,
-        "bootswarm_bytes_served_total",
-        "counter",
-        "Block bytes served to peers.",
-    );
-    let _ = writeln!(o, "bootswarm_bytes_served_total {}", s.bytes_served);
-    family(
-        &mut o,
-        "bootswarm_blocks_served_total",
-        "counter",
-        "Blocks served to peers.",
-    );
-    let _ = writeln!(o, "bootswarm_blocks_served_total {}", s.blocks_served);
-    family(
-        &mut o,
-        "bootswarm_blocks_verified_total",
-        "counter",
-        "Blocks received that verified against their CID and were stored.",
-    );
-    let _ = writeln!(o, "bootswarm_blocks_verified_total {}", s.blocks_verified);
-    family(
-        &mut o,
-        "bootswarm_verification_failures_total",
-        "counter",
-        "Blocks received that did not verify, by source.",
-    );
-    for (source, n) in &s.failures {
-        let _ = writeln!(
-            o,
-            "bootswarm_verification_failures_total{{source=\"{}\"}} {n}",
-            label(source)
-        );
-    }
-    family(
-        &mut o,
-        "bootswarm_peer_penalties_total",
-        "counter",
-        "Penalties given to peers (corrupt blocks, requests that ran out of time).",
-    );
-    for (peer, n) in &s.penalties {
-        let _ = writeln!(
-            o,
-            "bootswarm_peer_penalties_total{{peer=\"{}\"}} {n}",
-            label(peer)
-        );
-    }
-    family(
-        &mut o,
-        "bootswarm_peers_banned",
-        "gauge",
-        "Peers banned for repeated faults.",
-    );
-    let _ = writeln!(o, "bootswarm_peers_banned {}", s.banned.len());
-    family(&mut o, "bootswarm_peers", "gauge", "Connected peers.");
-    let _ = writeln!(o, "bootswarm_peers {}", s.peers);
-    family(
-        &mut o,
-        "bootswarm_release_seq",
-        "gauge",
-        "Sequence number of the current release (0 before one is accepted).",
-    );
-    let _ = writeln!(
-        o,
-        "bootswarm_release_seq {}",
-        s.release.as_ref().map_or(0, |r| r.0)
-    );
-    family(
-        &mut o,
-        "bootswarm_booted",
-        "gauge",
-        "1 once the current release is booted.",
-    );
-    let _ = writeln!(o, "bootswarm_booted {}", u8::from(s.booted));
-    family(
-        &mut o,
-        "bootswarm_have_bytes",
-        "gauge",
-        "Bytes of the release held.",
-    );
-    let _ = writeln!(o, "bootswarm_have_bytes {}", s.have_bytes);
-    family(
-        &mut o,
-        "bootswarm_total_bytes",
-        "gauge",
-        "Bytes of the release known so far.",
-    );
-    let _ = writeln!(o, "bootswarm_total_bytes {}", s.total_bytes);
-    family(
-        &mut o,
-        "bootswarm_installed_seq",
-        "gauge",
-        "Sequence number of the release TARGET/current points at (0 if none).",
-    );
-    let _ = writeln!(
-        o,
-        "bootswarm_installed_seq {}",
-        s.installed.as_ref().map_or(0, |r| r.0)
-    );
-    family(
-        &mut o,
-        "bootswarm_releases_refused_total",
-        "counter",
-        "Releases refused (gossip, peers, announce), by reason.",
-    );
-    for (reason, n) in &s.refusals {
-        let _ = writeln!(
-            o,
-            "bootswarm_releases_refused_total{{reason=\"{}\"}} {n}",
-            label(reason)
-        );
-    }
-    family(
-        &mut o,
-        "bootswarm_upgrade_rolled_back",
-        "gauge",
-        "1 when the last upgrade was rolled back.",
-    );
-    let _ = writeln!(
-        o,
-        "bootswarm_upgrade_rolled_back {}",
-        u8::from(s.upgrade_failure.is_some())
-    );
-    family(
-        &mut o,
-        "bootswarm_hub_polls_total",
-        "counter",
-        "Release polls sent to the hub.",
-    );
-    let _ = writeln!(o, "bootswarm_hub_polls_total {}", s.hub_polls);
     o
 }
 
