@@ -373,6 +373,14 @@ impl SignedRelease {
                 signed.signatures.len()
             )));
         }
+        // One signature per key: a key signing twice would only cost verifications.
+        let mut keys = BTreeSet::new();
+        if let Some(dup) = signed.signatures.iter().find(|s| !keys.insert(s.key)) {
+            return Err(ReleaseError::Decode(format!(
+                "key {} signs it more than once",
+                to_hex(&dup.key)
+            )));
+        }
         Ok(signed)
     }
 
@@ -563,8 +571,14 @@ mod tests {
     }
 
     #[test]
-    fn same_key_twice_counts_once() {
+    fn a_key_signing_twice_is_refused_at_decode() {
         let s = SignedRelease::sign(release(5), &[key(1), key(1)]);
+        let err = SignedRelease::decode(&s.encode()).unwrap_err();
+        assert!(
+            matches!(&err, ReleaseError::Decode(why) if why.contains("more than once")),
+            "{err}"
+        );
+        // Checked without decoding, the duplicate still counts once.
         assert_eq!(
             check_release(&trust(2), "prod", NOW, None, &s),
             Err(ReleaseError::ThresholdNotMet {
