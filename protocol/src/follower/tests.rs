@@ -508,6 +508,15 @@ fn the_second_ranked_member_polls_only_when_the_first_passed_nothing_on() {
     });
     assert!(polls.is_empty(), "the first passed its poll on: {polls:?}");
 
+    // A first that passes on more than once in the slot is replaying, not polling.
+    let mut h = member_of(members.clone());
+    let polls = polls_until(&mut h, 200, |h, t| {
+        if t == 120 || t == 130 {
+            passed_on(h, first);
+        }
+    });
+    assert_eq!(polls.len(), 1, "{polls:?}");
+
     // A copy passed on by anyone else (a replay, a lower rank) covers nothing.
     let mut h = member_of(members.clone());
     let below = members[1];
