@@ -480,7 +480,17 @@ pub fn check_release(
     signed: &SignedRelease,
 ) -> Result<Freshness, ReleaseError> {
     trust.verify(signed)?;
-    let r = &signed.release;
+    check_claims(channel, now_unix, high_water, &signed.release)
+}
+
+/// The rules of [`check_release`] after the signatures: channel, expiry, then `seq` against
+/// the high-water mark.
+pub fn check_claims(
+    channel: &str,
+    now_unix: u64,
+    high_water: Option<&HighWater>,
+    r: &Release,
+) -> Result<Freshness, ReleaseError> {
     if r.channel != channel {
         return Err(ReleaseError::WrongChannel {
             expected: channel.to_owned(),
