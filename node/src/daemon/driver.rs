@@ -34,7 +34,8 @@ use super::payload::Block;
 use super::peers::{Peers, node_id};
 use super::status::{AnnounceReply, AnnounceRequest, Shared, Snapshot, bump};
 use super::tasks::{TASK_CHANNEL, TaskMsg, Tasks, release_path, version};
-use super::versions::{self, Layout, crash_point};
+use super::test_hooks::crash_point;
+use super::versions::{self, Layout};
 use super::{DaemonOptions, DaemonReport};
 use crate::error::{Error, Result};
 use crate::hub::client::HubClient;
@@ -114,6 +115,10 @@ pub(crate) struct Driver {
     wrong_topic: u64,
     wrote: Option<MaterialiseStats>,
     hub_down_logged: bool,
+    /// Block requests a withholding test peer never answers (bounded).
+    withheld: VecDeque<ResponseChannel<Vec<u8>>>,
+    /// When a replaying test peer last re-gossiped its release.
+    replayed: Instant,
     /// Operator announcements (`POST /v1/announce`).
     announce_tx: mpsc::Sender<AnnounceRequest>,
     announce_rx: mpsc::Receiver<AnnounceRequest>,
@@ -218,6 +223,8 @@ impl Driver {
             wrong_topic: 0,
             wrote: None,
             hub_down_logged: false,
+            withheld: VecDeque::new(),
+            replayed: epoch,
             announce_tx,
             announce_rx,
             snap,
@@ -323,9 +330,28 @@ impl Driver {
 
     fn housekeeping(&mut self) {
         self.peers.redial(&mut self.swarm, Some(Instant::now()));
+        self.replay();
         self.report_held();
         self.pump_lookups();
         self.publish_snapshot();
+    }
+
+    /// A replaying test peer gossips its current release again every period.
+    fn replay(&mut self) {
+        let Some(period) = self.opts.test.replay() else {
+            return;
+        };
+        if self.replayed.elapsed() < period {
+            return;
+        }
+        self.replayed = Instant::now();
+        if let Some(bytes) = self.follower.current().map(|c| c.bytes.clone()) {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(self.topic.clone(), bytes);
+        }
     }
 
     // ----- agent outputs -----
@@ -438,7 +464,29 @@ impl Driver {
         let Some(peer) = self.peers.peer(to) else {
             return;
         };
-        if !self.peers.queue_control(peer, msg.encode()) {
+        let bytes = match msg {
+            Message::Hello {
+                release,
+                fetching,
+                reply,
+                ..
+            } if self.opts.test.withhold() => {
+                // Claims every block of the release.
+                let mut bits = bootswarm_protocol::agent::Bitfield::new();
+                for b in 0..self.agent.progress().total_blocks as u32 {
+                    bits.set(b);
+                }
+                let hello = Message::Hello {
+                    release: *release,
+                    bits,
+                    fetching: fetching.clone(),
+                    reply: *reply,
+                };
+                hello.encode()
+            }
+            _ => msg.encode(),
+        };
+        if !self.peers.queue_control(peer, bytes) {
             tracing::debug!(%peer, "control queue full; message dropped");
             return;
         }
@@ -545,7 +593,7 @@ impl Driver {
         };
         let response = match bytes {
             Some(mut bytes) => {
-                if self.opts.corrupt_serving && !bytes.is_empty() {
+                if self.opts.test.corrupt_serving() && !bytes.is_empty() {
                     let mid = bytes.len() / 2;
                     bytes[mid] ^= 0x01;
                 }
