@@ -79,6 +79,28 @@ enum Ticket {
     Peer(PeerId),
 }
 
+/// At most one log line a second for a repeated event; the lines left out are counted.
+#[derive(Debug, Default)]
+struct LogLimit {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    /// Whether to log now; if so, how many lines were left out since the last one.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 /// The daemon's state around the agent and the follower.
 pub(crate) struct Driver {
     opts: DaemonOptions,
@@ -115,6 +137,8 @@ pub(crate) struct Driver {
     wrong_topic: u64,
     wrote: Option<MaterialiseStats>,
     hub_down_logged: bool,
+    /// Refused releases are logged at most once a second.
+    refusal_log: LogLimit,
     /// Block requests a withholding test peer never answers (bounded).
     withheld: VecDeque<ResponseChannel<Vec<u8>>>,
     /// When a replaying test peer last re-gossiped its release.
@@ -224,6 +248,7 @@ impl Driver {
             wrote: None,
             hub_down_logged: false,
             withheld: VecDeque::new(),
+            refusal_log: LogLimit::default(),
             replayed: epoch,
             announce_tx,
             announce_rx,
@@ -680,10 +705,15 @@ impl Driver {
             Verdict::New(_) | Verdict::Current(_) => {}
             Verdict::Ignored { reason, .. } => tracing::debug!(?via, "release ignored: {reason}"),
             Verdict::Rejected { kind, reason } => {
-                if *kind == RefusalKind::Equivocation {
-                    tracing::warn!("a trusted publisher signed two roots for one seq: {reason}");
+                // A flood of bad releases costs at most about one log line per second.
+                if let Some(more) = self.refusal_log.allow(Instant::now()) {
+                    if *kind == RefusalKind::Equivocation {
+                        tracing::warn!(
+                            "a trusted publisher signed two roots for one seq: {reason}"
+                        );
+                    }
+                    tracing::warn!(?via, suppressed = more, "release refused: {reason}");
                 }
-                tracing::warn!(?via, "release refused: {reason}");
             }
         }
         match self.tickets.remove(&ticket) {
@@ -767,6 +797,8 @@ impl Driver {
             .follower
             .current()
             .map(|c| (c.version.seq, c.version.root.to_string()));
+        s.expires_in = self.follower.expires_in();
+        s.stale = self.follower.stale();
         s.booted = f.booted;
         s.booted_after = f.booted_at.map(Time::as_secs_f64);
         s.installed = f.installed.map(|v| (v.seq, v.root.to_string()));
@@ -790,5 +822,22 @@ impl Driver {
             .shared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = s.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_log_lines_is_one_a_second() {
+        let mut log = LogLimit::default();
+        let t0 = Instant::now();
+        assert_eq!(log.allow(t0), Some(0));
+        let logged = (1..1000)
+            .filter(|i| log.allow(t0 + Duration::from_millis(*i)).is_some())
+            .count();
+        assert_eq!(logged, 0);
+        assert_eq!(log.allow(t0 + Duration::from_millis(1001)), Some(999));
     }
 }
