@@ -15,6 +15,7 @@ pub mod keys;
 pub mod materialise;
 pub mod publish;
 pub mod state;
+pub mod status;
 pub mod store;
 pub mod task;
 pub mod units;
