@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::{announce, boot, daemon, demo, hub, inspect, keygen, publish, status};
+use crate::{announce, boot, daemon, demo, hub, inspect, keygen, publish, status, zos};
 
 /// bootswarm: a peer-to-peer boot cache for Zero-OS server farms.
 #[derive(Parser, Debug)]
@@ -41,6 +41,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Show a running node's state, redrawn every second.
     Top(status::TopArgs),
+    /// Restart the zinit services of a changed package (for --on-change on Zero-OS).
+    ZinitRestart(zos::zinit::ZinitRestartArgs),
     /// Print a shell completion script, e.g. `bootswarm completions bash > /etc/bash_completion.d/bootswarm`.
     Completions {
         /// The shell.
@@ -67,6 +69,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Status(args) => status::run(args),
         Command::Top(args) => status::top(args),
+        Command::ZinitRestart(args) => zos::zinit::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "bootswarm", &mut std::io::stdout());

@@ -19,3 +19,4 @@ pub mod status;
 pub mod store;
 pub mod task;
 pub mod units;
+pub mod zos;
