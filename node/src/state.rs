@@ -89,7 +89,12 @@ impl NodeState {
                 )));
             }
         };
-        serde_json::from_slice(&bytes).map_err(|e| {
+        Self::parse(&bytes, &path)
+    }
+
+    /// Parses the bytes of a state file; `path` names it in errors.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<NodeState> {
+        serde_json::from_slice(bytes).map_err(|e| {
             Error::new(format!(
                 "the node state file {} is corrupt ({e}); restore it, or remove it to start over \
                  (this forgets the release high-water mark)",
