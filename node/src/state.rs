@@ -103,12 +103,18 @@ impl NodeState {
         })
     }
 
-    /// Saves the state into `dir` durably (temp file, fsync, rename, fsync dir).
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        let path = Self::path(dir);
+    /// The bytes [`save`](Self::save) writes.
+    pub fn encode(&self) -> Result<Vec<u8>> {
         let mut bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::new(format!("cannot encode the node state ({e})")))?;
         bytes.push(b'\n');
+        Ok(bytes)
+    }
+
+    /// Saves the state into `dir` durably (temp file, fsync, rename, fsync dir).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = Self::path(dir);
+        let bytes = self.encode()?;
         write_atomic(&path, &bytes, Some(0o600)).map_err(|e| {
             Error::new(format!(
                 "cannot write the node state file {} ({e}); check that the store directory exists and is writable",
