@@ -9,7 +9,7 @@ use super::{TARGETS, Target, exercise};
 fn generated(name: &str) -> usize {
     match name {
         "agent_sequence" => 1500,
-        "follower_inputs" => 800,
+        "follower_inputs" => 300,
         _ => 4000,
     }
 }
