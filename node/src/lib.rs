@@ -8,6 +8,9 @@ pub mod daemon;
 pub mod demo;
 pub mod error;
 pub mod fsutil;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hub;
 pub mod inspect;
 pub mod keygen;
