@@ -16,5 +16,6 @@ pub mod materialise;
 pub mod publish;
 pub mod state;
 pub mod store;
+pub mod swarmkey;
 pub mod task;
 pub mod units;

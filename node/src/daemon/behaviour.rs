@@ -1,14 +1,19 @@
 //! The libp2p side of the daemon: transport, behaviours and their limits.
 
+mod transport;
+
 use std::time::Duration;
 
+use libp2p::gossipsub::IdentTopic;
+use libp2p::pnet::PreSharedKey;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    Swarm, SwarmBuilder, connection_limits, gossipsub, identify, identity, mdns, noise,
-    request_response, tcp, yamux,
+    Swarm, SwarmBuilder, connection_limits, gossipsub, identify, identity, mdns, request_response,
 };
 use sha2::{Digest, Sha256};
+
+pub(crate) use transport::Refused;
 
 use super::codec::{
     BLOCK_PROTOCOL, BlockCodec, CONTROL_PROTOCOL, ControlCodec, RELEASE_PROTOCOL, ReleaseCodec,
@@ -53,6 +58,11 @@ fn message_id(msg: &gossipsub::Message) -> gossipsub::MessageId {
     h.update(msg.sequence_number.unwrap_or(0).to_be_bytes());
     h.update(&msg.data);
     gossipsub::MessageId::from(&h.finalize().as_slice()[..20])
+}
+
+/// The gossip topic of a channel's releases.
+pub(crate) fn release_topic(channel: &str) -> IdentTopic {
+    IdentTopic::new(format!("bootswarm/release/{channel}"))
 }
 
 fn make_behaviour(key: &identity::Keypair, enable_mdns: bool) -> Result<Behaviour> {
@@ -117,18 +127,28 @@ fn make_behaviour(key: &identity::Keypair, enable_mdns: bool) -> Result<Behaviou
     })
 }
 
-/// A TCP + Noise + Yamux swarm on tokio with every behaviour.
-pub(crate) fn build_swarm(key: identity::Keypair, enable_mdns: bool) -> Result<Swarm<Behaviour>> {
+/// What the swarm is built from.
+#[derive(Debug, Clone)]
+pub(crate) struct SwarmSetup {
+    /// The node's identity.
+    pub(crate) key: identity::Keypair,
+    /// Discover peers with mDNS.
+    pub(crate) mdns: bool,
+    /// The farm's pre-shared key: only hosts holding it can connect.
+    pub(crate) swarm_key: Option<PreSharedKey>,
+}
+
+/// A TCP + Noise + Yamux swarm (inside a private network with a swarm key) on tokio with
+/// every behaviour, and the counter of connections the swarm key refused.
+pub(crate) fn build_swarm(setup: SwarmSetup) -> Result<(Swarm<Behaviour>, Refused)> {
+    let refused = Refused::default();
+    let transport = transport::build(&setup.key, setup.swarm_key, &refused)?;
     let mut setup_err = None;
-    let swarm = SwarmBuilder::with_existing_identity(key)
+    let swarm = SwarmBuilder::with_existing_identity(setup.key)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(|_| transport)
         .map_err(|e| Error::new(format!("cannot set up the TCP transport ({e})")))?
-        .with_behaviour(|key| match make_behaviour(key, enable_mdns) {
+        .with_behaviour(|key| match make_behaviour(key, setup.mdns) {
             Ok(b) => Ok(b),
             Err(e) => {
                 let msg = e.to_string();
@@ -143,5 +163,5 @@ pub(crate) fn build_swarm(key: identity::Keypair, enable_mdns: bool) -> Result<S
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
-    Ok(swarm)
+    Ok((swarm, refused))
 }
