@@ -1,5 +1,6 @@
 //! The libp2p side of the daemon: transport, behaviours and their limits.
 
+mod iplimit;
 mod transport;
 
 use std::time::Duration;
@@ -22,6 +23,8 @@ use crate::error::{Error, Result};
 
 /// Connections to one peer (two when both sides dial at once).
 const MAX_PER_PEER: u32 = 2;
+/// Connections to one remote IP address (loopback exempt): a few identities' worth.
+const MAX_PER_IP: u32 = 8;
 /// Established connections in total.
 const MAX_ESTABLISHED: u32 = 256;
 /// Connections being set up at once, each way.
@@ -35,6 +38,7 @@ const MAX_STREAMS: usize = 64;
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) ip_limit: iplimit::IpLimit,
     pub(crate) identify: identify::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) gossipsub: gossipsub::Behaviour,
@@ -106,6 +110,7 @@ fn make_behaviour(key: &identity::Keypair, enable_mdns: bool) -> Result<Behaviou
     let full = || request_response::ProtocolSupport::Full;
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(limits),
+        ip_limit: iplimit::IpLimit::new(MAX_PER_IP),
         identify: identify::Behaviour::new(identify::Config::new(
             "/bootswarm/id/1".into(),
             key.public(),
