@@ -1,11 +1,12 @@
 //! The libp2p side of the daemon: transport, behaviours and their limits.
 
 mod iplimit;
+mod score;
 mod transport;
 
 use std::time::Duration;
 
-use libp2p::gossipsub::IdentTopic;
+use libp2p::gossipsub::{IdentTopic, TopicHash};
 use libp2p::pnet::PreSharedKey;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -69,7 +70,11 @@ pub(crate) fn release_topic(channel: &str) -> IdentTopic {
     IdentTopic::new(format!("bootswarm/release/{channel}"))
 }
 
-fn make_behaviour(key: &identity::Keypair, enable_mdns: bool) -> Result<Behaviour> {
+fn make_behaviour(
+    key: &identity::Keypair,
+    enable_mdns: bool,
+    topic: TopicHash,
+) -> Result<Behaviour> {
     let peer_id = key.public().to_peer_id();
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established_per_peer(Some(MAX_PER_PEER))
@@ -99,9 +104,12 @@ fn make_behaviour(key: &identity::Keypair, enable_mdns: bool) -> Result<Behaviou
         .max_ihave_messages_heartbeat(16)
         .build()
         .map_err(|e| Error::new(format!("cannot configure gossip ({e})")))?;
-    let gossipsub =
+    let mut gossipsub =
         gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gs_cfg)
             .map_err(|e| Error::new(format!("cannot start gossip ({e})")))?;
+    gossipsub
+        .with_peer_score(score::params(topic), score::thresholds())
+        .map_err(|e| Error::new(format!("cannot configure gossip scoring ({e})")))?;
     let rr_cfg = |timeout| {
         request_response::Config::default()
             .with_request_timeout(timeout)
@@ -141,6 +149,8 @@ pub(crate) struct SwarmSetup {
     pub(crate) mdns: bool,
     /// The farm's pre-shared key: only hosts holding it can connect.
     pub(crate) swarm_key: Option<PreSharedKey>,
+    /// The channel whose release topic is scored.
+    pub(crate) channel: String,
 }
 
 /// A TCP + Noise + Yamux swarm (inside a private network with a swarm key) on tokio with
@@ -148,12 +158,13 @@ pub(crate) struct SwarmSetup {
 pub(crate) fn build_swarm(setup: SwarmSetup) -> Result<(Swarm<Behaviour>, Refused)> {
     let refused = Refused::default();
     let transport = transport::build(&setup.key, setup.swarm_key, &refused)?;
+    let topic = release_topic(&setup.channel).hash();
     let mut setup_err = None;
     let swarm = SwarmBuilder::with_existing_identity(setup.key)
         .with_tokio()
         .with_other_transport(|_| transport)
         .map_err(|e| Error::new(format!("cannot set up the TCP transport ({e})")))?
-        .with_behaviour(|key| match make_behaviour(key, setup.mdns) {
+        .with_behaviour(|key| match make_behaviour(key, setup.mdns, topic) {
             Ok(b) => Ok(b),
             Err(e) => {
                 let msg = e.to_string();
@@ -169,4 +180,79 @@ pub(crate) fn build_swarm(setup: SwarmSetup) -> Result<(Swarm<Behaviour>, Refuse
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
     Ok((swarm, refused))
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::futures::StreamExt;
+    use libp2p::gossipsub::MessageAcceptance;
+    use libp2p::swarm::SwarmEvent;
+
+    use super::*;
+
+    fn swarm() -> Swarm<Behaviour> {
+        let (mut swarm, _) = build_swarm(SwarmSetup {
+            key: identity::Keypair::generate_ed25519(),
+            mdns: false,
+            swarm_key: None,
+            channel: "prod".into(),
+        })
+        .unwrap();
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&release_topic("prod"))
+            .unwrap();
+        swarm
+            .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .unwrap();
+        swarm
+    }
+
+    /// A peer whose release gossip is rejected twice is graylisted by the receiver.
+    #[tokio::test]
+    async fn a_sender_of_rejected_releases_is_graylisted() {
+        let (mut a, mut b) = (swarm(), swarm());
+        let a_id = *a.local_peer_id();
+        let topic = release_topic("prod");
+        let graylist = score::thresholds().graylist_threshold;
+        let mut rejected = 0;
+        let mut sent = 0u32;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while rejected < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "rejected {rejected}"
+            );
+            tokio::select! {
+                e = a.select_next_some() => {
+                    if let SwarmEvent::NewListenAddr { address, .. } = e {
+                        b.dial(address).unwrap();
+                    }
+                }
+                e = b.select_next_some() => {
+                    if let SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(
+                        gossipsub::Event::Message { propagation_source, message_id, .. },
+                    )) = e
+                    {
+                        b.behaviour_mut().gossipsub.report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Reject,
+                        );
+                        rejected += 1;
+                    }
+                }
+                _ = tick.tick() => {
+                    let forged = format!("not a release {sent}").into_bytes();
+                    if a.behaviour_mut().gossipsub.publish(topic.clone(), forged).is_ok() {
+                        sent += 1;
+                    }
+                }
+            }
+        }
+        let score = b.behaviour().gossipsub.peer_score(&a_id).unwrap();
+        assert!(score < graylist, "score {score}, graylist below {graylist}");
+    }
 }

@@ -141,6 +141,7 @@ impl Driver {
             key: opts.identity.clone(),
             mdns: opts.mdns,
             swarm_key: opts.swarm_key,
+            channel: opts.channel.clone(),
         })?;
         for addr in &opts.listen {
             swarm.listen_on(addr.clone()).map_err(|e| {
