@@ -20,6 +20,7 @@ pub mod publish;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod swarmkey;
 pub mod task;
 pub mod units;
 pub mod zos;
