@@ -62,8 +62,12 @@ pub struct SwarmArgs {
     pub peer_wait: String,
     /// The farm's swarm key (kubo `swarm.key` format, made by `bootswarm keygen --swarm-key`):
     /// only hosts holding the same key can connect to this node.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "BOOTSWARM_SWARM_KEY", value_name = "FILE")]
     pub swarm_key: Option<PathBuf>,
+    /// The farm this node belongs to (Zero-OS: the kernel's farmer_id): nodes of different
+    /// farms never join each other's swarm, with or without a swarm key.
+    #[arg(long, env = "BOOTSWARM_FARM", value_name = "ID")]
+    pub farm: Option<String>,
 }
 
 impl SwarmArgs {
@@ -76,18 +80,31 @@ impl SwarmArgs {
 /// Arguments of `bootswarm run`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Store directory (blocks and durable state); created if missing.
-    #[arg(long, value_name = "DIR")]
-    pub store: PathBuf,
+    /// Config file (TOML, the same keys as these flags) [default: /etc/bootswarm/config.toml
+    /// when it exists]. Precedence: flag, environment, config file, kernel command line.
+    #[arg(long, env = "BOOTSWARM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Read the kernel command line from FILE instead of /proc/cmdline.
+    #[arg(
+        long,
+        env = "BOOTSWARM_KERNEL_CMDLINE",
+        value_name = "FILE",
+        hide = true
+    )]
+    pub kernel_cmdline: Option<PathBuf>,
+    /// Store directory (blocks and durable state); created if missing [default: the cache
+    /// disk's /var/cache/bootswarm when mounted, else /run/bootswarm/store in memory].
+    #[arg(long, env = "BOOTSWARM_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
     /// Base URL of the hub, e.g. http://127.0.0.1:8080.
-    #[arg(long, value_name = "URL")]
-    pub hub: String,
-    /// Release channel to follow.
-    #[arg(long, value_name = "NAME")]
-    pub channel: String,
+    #[arg(long, env = "BOOTSWARM_HUB", value_name = "URL")]
+    pub hub: Option<String>,
+    /// Release channel to follow [kernel: runmode=prod → production, dev → development, ...].
+    #[arg(long, env = "BOOTSWARM_CHANNEL", value_name = "NAME")]
+    pub channel: Option<String>,
     /// Trust file: `ed25519 <hex>` lines and an optional `threshold N`.
-    #[arg(long, value_name = "FILE")]
-    pub trust: PathBuf,
+    #[arg(long, env = "BOOTSWARM_TRUST", value_name = "FILE")]
+    pub trust: Option<PathBuf>,
     /// Directory releases are installed into: each version in TARGET/releases/<seq>/, the one
     /// in use named by the symlink TARGET/current (none: only cache and serve).
     #[arg(long, value_name = "TARGET")]
@@ -122,8 +139,9 @@ pub struct RunArgs {
     pub key: Option<PathBuf>,
     /// How often the farm asks the hub for a newer release: one node per period (a different
     /// one each period), every node when its release nears expiry.
-    #[arg(long, default_value = "1h", value_name = "DURATION")]
-    pub poll_interval: String,
+    /// [default: 1h]
+    #[arg(long, value_name = "DURATION")]
+    pub poll_interval: Option<String>,
     /// Test-only behaviour (only with the `test-hooks` feature).
     #[command(flatten)]
     pub test: TestHooks,
@@ -265,21 +283,22 @@ fn swarm_options(swarm: &SwarmArgs) -> Result<Swarm> {
         listen: vec![listen],
         peers,
         peer_wait: parse_wait("--peer-wait", &swarm.peer_wait)?,
-        swarm_key: swarm
-            .swarm_key
-            .as_deref()
-            .map(crate::swarmkey::read)
-            .transpose()?,
+        swarm_key: crate::swarmkey::farm_key(swarm.swarm_key.as_deref(), swarm.farm.as_deref())?,
     })
 }
 
 impl DaemonOptions {
     /// Checks `bootswarm run` arguments; every problem is one sentence.
     pub fn from_run_args(args: &RunArgs) -> Result<DaemonOptions> {
-        crate::fsutil::check_store_and_target(&args.store, args.into.as_deref())?;
+        let unset = crate::settings::unset;
+        let store = args.store.as_deref().ok_or_else(|| unset("store"))?;
+        let hub = args.hub.as_deref().ok_or_else(|| unset("hub"))?;
+        let channel = args.channel.as_deref().ok_or_else(|| unset("channel"))?;
+        let trust = args.trust.as_deref().ok_or_else(|| unset("trust"))?;
+        crate::fsutil::check_store_and_target(store, args.into.as_deref())?;
         let swarm = swarm_options(&args.swarm)?;
-        let trust = crate::keys::read_trust(&args.trust)?;
-        crate::hub::client::HubClient::new(&args.hub)?;
+        let trust = crate::keys::read_trust(trust)?;
+        crate::hub::client::HubClient::new(hub)?;
         let http = args
             .http
             .as_deref()
@@ -296,10 +315,10 @@ impl DaemonOptions {
             None => identity::Keypair::generate_ed25519(),
         };
         Ok(DaemonOptions {
-            hub_url: args.hub.clone(),
-            channel: args.channel.clone(),
+            hub_url: hub.to_string(),
+            channel: channel.to_string(),
             trust,
-            store_dir: args.store.clone(),
+            store_dir: store.to_path_buf(),
             target: args.into.clone(),
             listen: swarm.listen,
             peers: swarm.peers,
@@ -311,8 +330,11 @@ impl DaemonOptions {
             test: args.test.clone(),
             min_peers: args.swarm.min_peers,
             peer_wait: swarm.peer_wait,
-            poll_interval: parse_wait("--poll-interval", &args.poll_interval)?
-                .max(Duration::from_secs(1)),
+            poll_interval: parse_wait(
+                "--poll-interval",
+                args.poll_interval.as_deref().unwrap_or("1h"),
+            )?
+            .max(Duration::from_secs(1)),
             once: false,
             hooks: hooks::Hooks {
                 on_change: args.on_change.clone(),

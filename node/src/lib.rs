@@ -17,6 +17,7 @@ pub mod keygen;
 pub mod keys;
 pub mod materialise;
 pub mod publish;
+pub mod settings;
 pub mod state;
 pub mod status;
 pub mod store;

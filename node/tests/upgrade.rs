@@ -55,8 +55,15 @@ fn packages(dir: &Path, version: u64) -> Vec<PathBuf> {
         fs::create_dir_all(p.join("bin")).unwrap();
         fs::write(p.join("bin/daemon"), noise(10 + i as u64, 1_500_000)).unwrap();
         fs::write(p.join("config"), format!("{name}\n")).unwrap();
+        fs::create_dir_all(p.join("etc/zinit")).unwrap();
+        fs::write(
+            p.join(format!("etc/zinit/{name}d.yaml")),
+            format!("exec: {name}d\n"),
+        )
+        .unwrap();
         out.push(p);
     }
+    fs::write(out[2].join("etc/zinit/redis.yaml"), "exec: redis-server\n").unwrap();
     if version >= 2 {
         fs::write(out[2].join("bin/plugin"), noise(500 + version, 1_200_000)).unwrap();
         fs::write(out[2].join("config"), format!("gamma v{version}\n")).unwrap();
@@ -589,6 +596,58 @@ fn a_failing_hook_rolls_back_to_the_previous_version() {
     let log = fs::read_to_string(&hooks).unwrap();
     assert_eq!(log, "upgrade gamma\nrollback gamma\n");
     assert!(node.metrics().contains("bootswarm_upgrade_rolled_back 1"));
+}
+
+#[test]
+fn an_upgrade_restarts_the_changed_package_s_zinit_services_like_zero_os() {
+    let farm = Farm::new();
+    let fake = farm.path("fake-bin");
+    fs::create_dir_all(&fake).unwrap();
+    let calls = farm.path("zinit-calls");
+    let zinit = fake.join("zinit");
+    fs::write(
+        &zinit,
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", calls.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&zinit, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let zinit_dir = farm.path("etc-zinit");
+    fs::create_dir_all(&zinit_dir).unwrap();
+    let hook = format!(
+        "'{}' zinit-restart {{package}} --zinit-dir '{}'",
+        bin(),
+        zinit_dir.display()
+    );
+    let path = format!(
+        "{}:{}",
+        fake.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let (_hub, node) = node_on_v1(
+        &farm,
+        &args(&["--on-change", &hook]),
+        &[("PATH", path.as_str())],
+    );
+    let out = node.announce(&farm.publish_v2());
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    node.wait_installed(2);
+    assert_current(&node.target(), 2, &farm.v2);
+    let calls = fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [
+            "stop gammad",
+            "forget gammad",
+            "monitor gammad",
+            "start gammad"
+        ],
+        "only the changed package's services, never redis"
+    );
+    assert_eq!(
+        fs::read_to_string(zinit_dir.join("gammad.yaml")).unwrap(),
+        "exec: gammad\n"
+    );
+    assert!(!zinit_dir.join("redis.yaml").exists());
 }
 
 #[test]
