@@ -12,6 +12,7 @@
 //! `booted <seconds since start>`.
 
 mod behaviour;
+mod blocks;
 mod codec;
 mod driver;
 mod hooks;
@@ -131,6 +132,13 @@ pub struct RunArgs {
     /// Local address for GET /status and /metrics, e.g. 127.0.0.1:9100.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
+    /// Local address for the RESP block endpoint (what rfs's zdb store and 0-fs speak), e.g.
+    /// 127.0.0.1:9900; the same blocks are under --http at /{hex} and /api/v1/block/{hex}.
+    #[arg(long, value_name = "ADDR")]
+    pub resp: Option<String>,
+    /// Allow --resp on an address other than loopback (the farm's blocks to anyone who asks).
+    #[arg(long, requires = "resp")]
+    pub resp_public: bool,
     /// Fetch every block from the hub and none from peers (the baseline).
     #[arg(long)]
     pub hub_only: bool,
@@ -170,6 +178,8 @@ pub struct DaemonOptions {
     pub swarm_key: Option<PreSharedKey>,
     /// Local HTTP endpoint.
     pub http: Option<SocketAddr>,
+    /// Local RESP block endpoint.
+    pub resp: Option<SocketAddr>,
     /// Hub-only baseline.
     pub hub_only: bool,
     /// libp2p identity.
@@ -310,6 +320,11 @@ impl DaemonOptions {
                 })
             })
             .transpose()?;
+        let resp = args
+            .resp
+            .as_deref()
+            .map(|r| resp_address(r, args.resp_public))
+            .transpose()?;
         let identity = match &args.key {
             Some(path) => load_or_create_identity(path)?,
             None => identity::Keypair::generate_ed25519(),
@@ -326,6 +341,7 @@ impl DaemonOptions {
             swarm_key: swarm.swarm_key,
             http,
             hub_only: args.hub_only,
+            resp,
             identity,
             test: args.test.clone(),
             min_peers: args.swarm.min_peers,
@@ -353,6 +369,22 @@ impl DaemonOptions {
     }
 }
 
+/// The `--resp` address, refused off loopback unless `--resp-public` says so.
+fn resp_address(r: &str, public: bool) -> Result<SocketAddr> {
+    let addr = r.parse::<SocketAddr>().map_err(|_| {
+        Error::new(format!(
+            "--resp '{r}' is not an address; give one like 127.0.0.1:9900"
+        ))
+    })?;
+    if !addr.ip().is_loopback() && !public {
+        return Err(Error::new(format!(
+            "--resp {addr} is not a loopback address and would serve the farm's blocks to the network; use 127.0.0.1:{} or add --resp-public",
+            addr.port()
+        )));
+    }
+    Ok(addr)
+}
+
 /// The innermost cause of a transport error, in words ("address already in use").
 fn transport_cause(e: &dyn std::error::Error) -> String {
     let mut cur = e;
@@ -372,9 +404,27 @@ fn transport_cause(e: &dyn std::error::Error) -> String {
 pub async fn run_daemon(opts: DaemonOptions) -> Result<DaemonReport> {
     let shared: status::Shared = Arc::new(Mutex::new(status::Snapshot::default()));
     let http_addr = opts.http;
+    let opts_resp = opts.resp;
     let driver = driver::Driver::start(opts, Arc::clone(&shared)).await?;
     let announcer = driver.announcer();
+    let local_blocks = driver.local_blocks(Arc::clone(&shared));
     tracing::info!(peer = %driver.peer_id(), "swarm started");
+    let resp_task = match opts_resp {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                Error::new(format!(
+                    "cannot listen on --resp {addr} ({}); choose another address or port",
+                    transport_cause(&e)
+                ))
+            })?;
+            println!("resp {}", listener.local_addr().unwrap_or(addr));
+            Some(tokio::spawn(blocks::resp::serve(
+                listener,
+                local_blocks.clone(),
+            )))
+        }
+        None => None,
+    };
 
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http_task = match http_addr {
@@ -387,7 +437,8 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<DaemonReport> {
             })?;
             let local = listener.local_addr().unwrap_or(addr);
             println!("http http://{local}");
-            let app = http::router(Arc::clone(&shared), announcer);
+            let app =
+                http::router(Arc::clone(&shared), announcer).merge(blocks::router(local_blocks));
             Some(tokio::spawn(async move {
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async {
@@ -419,6 +470,9 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<DaemonReport> {
     let report = driver.run(stopped).await;
     signals.abort();
     let _ = stop_http.send(());
+    if let Some(task) = resp_task {
+        task.abort();
+    }
     if let Some(task) = http_task {
         let _ = task.await;
     }
@@ -469,6 +523,7 @@ pub fn boot_once(args: OnceArgs<'_>) -> Result<DaemonReport> {
         swarm_key: swarm.swarm_key,
         http: None,
         hub_only: false,
+        resp: None,
         identity: identity::Keypair::generate_ed25519(),
         test: TestHooks::default(),
         min_peers: args.swarm.min_peers,

@@ -129,6 +129,8 @@ pub(crate) struct Driver {
     unstored: HashMap<Cid, Arc<Block>>,
     /// A root the agent holds every block of, reported to the follower once they are stored.
     held: Option<Cid>,
+    /// Bumped each time a block is stored (the local block endpoint waits on it).
+    stored: tokio::sync::watch::Sender<u64>,
     // Releases and installs.
     state: Arc<Mutex<NodeState>>,
     layout: Option<Layout>,
@@ -247,6 +249,7 @@ impl Driver {
             lookups: VecDeque::new(),
             lookups_in_flight: 0,
             unstored: HashMap::new(),
+            stored: tokio::sync::watch::Sender::new(0),
             held: None,
             state: Arc::new(Mutex::new(state)),
             layout,
@@ -275,6 +278,16 @@ impl Driver {
     /// Where operators hand releases to this node.
     pub(crate) fn announcer(&self) -> mpsc::Sender<AnnounceRequest> {
         self.announce_tx.clone()
+    }
+
+    /// The local block endpoint's view of this node's blocks.
+    pub(crate) fn local_blocks(&self, shared: Shared) -> super::blocks::LocalBlocks {
+        super::blocks::LocalBlocks::new(
+            Arc::clone(&self.tasks.store),
+            self.hub.clone(),
+            shared,
+            self.stored.subscribe(),
+        )
     }
 
     /// This node's peer id.
@@ -590,8 +603,9 @@ impl Driver {
             TaskMsg::Served { id, bytes } => self.on_served(id, bytes),
             TaskMsg::Stored { cid, result } => {
                 self.unstored.remove(&cid);
-                if let Err(e) = result {
-                    tracing::warn!(%cid, "storing a verified block failed: {e}");
+                match result {
+                    Ok(()) => self.stored.send_modify(|n| *n += 1),
+                    Err(e) => tracing::warn!(%cid, "storing a verified block failed: {e}"),
                 }
                 self.report_held();
             }
