@@ -108,9 +108,13 @@ pub struct RunArgs {
     /// Swarm options.
     #[command(flatten)]
     pub swarm: SwarmArgs,
-    /// Local address for GET /status and /metrics, e.g. 127.0.0.1:9100.
+    /// Local address for GET /status, /metrics and POST /v1/announce, e.g. 127.0.0.1:9100.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
+    /// Allow --http on an address other than loopback: /status, /metrics and /v1/announce
+    /// are then open to the network.
+    #[arg(long, requires = "http")]
+    pub http_public: bool,
     /// Fetch every block from the hub and none from peers (the baseline).
     #[arg(long)]
     pub hub_only: bool,
@@ -280,13 +284,7 @@ impl DaemonOptions {
         let http = args
             .http
             .as_deref()
-            .map(|h| {
-                h.parse::<SocketAddr>().map_err(|_| {
-                    Error::new(format!(
-                        "--http '{h}' is not an address; give one like 127.0.0.1:9100"
-                    ))
-                })
-            })
+            .map(|h| http_address(h, args.http_public))
             .transpose()?;
         let identity = match &args.key {
             Some(path) => load_or_create_identity(path)?,
@@ -326,6 +324,22 @@ impl DaemonOptions {
             },
         })
     }
+}
+
+/// The `--http` address, refused off loopback unless `--http-public` says so.
+fn http_address(h: &str, public: bool) -> Result<SocketAddr> {
+    let addr = h.parse::<SocketAddr>().map_err(|_| {
+        Error::new(format!(
+            "--http '{h}' is not an address; give one like 127.0.0.1:9100"
+        ))
+    })?;
+    if !addr.ip().is_loopback() && !public {
+        return Err(Error::new(format!(
+            "--http {addr} is not a loopback address and would open /status, /metrics and /v1/announce to the network; use 127.0.0.1:{} or add --http-public",
+            addr.port()
+        )));
+    }
+    Ok(addr)
 }
 
 /// The innermost cause of a transport error, in words ("address already in use").
@@ -470,6 +484,19 @@ mod tests {
         std::fs::write(&path, "not hex\n").unwrap();
         let err = load_or_create_identity(&path).unwrap_err().to_string();
         assert!(err.contains("64 hex characters"), "{err}");
+    }
+
+    #[test]
+    fn http_off_loopback_needs_http_public() {
+        assert!(http_address("127.0.0.1:9100", false).is_ok());
+        assert!(http_address("[::1]:9100", false).is_ok());
+        let err = http_address("0.0.0.0:9100", false).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--http 0.0.0.0:9100 is not a loopback address and would open /status, /metrics and /v1/announce to the network; use 127.0.0.1:9100 or add --http-public"
+        );
+        assert!(http_address("10.1.2.3:80", false).is_err());
+        assert!(http_address("0.0.0.0:9100", true).is_ok());
     }
 
     #[test]

@@ -481,6 +481,10 @@ fn run_start_up_errors_are_one_sentence() {
         "cannot listen on --http",
     );
     assert_one_sentence(&base(&["--http", "nowhere"]), "--http");
+    assert_one_sentence(
+        &base(&["--http", "0.0.0.0:0"]),
+        "is not a loopback address and would open /status, /metrics and /v1/announce to the network; use 127.0.0.1:0 or add --http-public",
+    );
 
     let bad_trust = dir.path().join("bad.trust");
     fs::write(&bad_trust, "ed25519 zz\n").unwrap();
