@@ -20,7 +20,10 @@ mod payload;
 mod peers;
 mod status;
 mod tasks;
+mod test_hooks;
 mod versions;
+
+pub use test_hooks::TestHooks;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -121,13 +124,13 @@ pub struct RunArgs {
     /// File holding the node's libp2p identity (created if missing); default: a new one per start.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
-    /// How often the hub is asked for a newer release (±20 % jitter); a poll is skipped when a
-    /// peer passed on the release by gossip within the period.
+    /// How often the farm asks the hub for a newer release: one node per period (a different
+    /// one each period), every node when its release nears expiry.
     #[arg(long, default_value = "1h", value_name = "DURATION")]
     pub poll_interval: String,
-    /// TEST ONLY: flip a byte in every block served, to test how peers handle a corrupt node.
-    #[arg(long, hide = true)]
-    pub test_corrupt_serving: bool,
+    /// Test-only behaviour (only with the `test-hooks` feature).
+    #[command(flatten)]
+    pub test: TestHooks,
 }
 
 /// Everything the driver needs, checked.
@@ -157,8 +160,8 @@ pub struct DaemonOptions {
     pub hub_only: bool,
     /// libp2p identity.
     pub identity: identity::Keypair,
-    /// Test only: corrupt every served block.
-    pub corrupt_serving: bool,
+    /// Test-only behaviour.
+    pub test: TestHooks,
     /// Peers to wait for before booting.
     pub min_peers: usize,
     /// Longest wait for them.
@@ -303,7 +306,7 @@ impl DaemonOptions {
             http,
             hub_only: args.hub_only,
             identity,
-            corrupt_serving: args.test_corrupt_serving,
+            test: args.test.clone(),
             min_peers: args.swarm.min_peers,
             peer_wait: swarm.peer_wait,
             poll_interval: parse_wait("--poll-interval", &args.poll_interval)?
@@ -459,7 +462,7 @@ pub fn boot_once(args: OnceArgs<'_>) -> Result<DaemonReport> {
         http: None,
         hub_only: false,
         identity: identity::Keypair::generate_ed25519(),
-        corrupt_serving: false,
+        test: TestHooks::default(),
         min_peers: args.swarm.min_peers,
         peer_wait: swarm.peer_wait,
         poll_interval: Duration::from_secs(300),

@@ -21,6 +21,10 @@ pub(crate) struct Snapshot {
     pub(crate) channel: String,
     /// Seq and root of the release being booted or booted.
     pub(crate) release: Option<(u64, String)>,
+    /// Seconds until that release expires (negative once it has).
+    pub(crate) expires_in: Option<i64>,
+    /// The release expires within two poll periods (or there is none): every node polls.
+    pub(crate) stale: bool,
     /// Whether the release is booted (and installed, when there is a target).
     pub(crate) booted: bool,
     /// Seconds from start to booted (and installed, when there is a target).
