@@ -62,6 +62,7 @@ const TICK: Duration = Duration::from_millis(200);
 const ANNOUNCE_QUEUE: usize = 16;
 
 mod install;
+mod misbehave;
 mod setup;
 mod swarm;
 
@@ -369,24 +370,6 @@ impl Driver {
         self.report_held();
         self.pump_lookups();
         self.publish_snapshot();
-    }
-
-    /// A replaying test peer gossips its current release again every period.
-    fn replay(&mut self) {
-        let Some(period) = self.opts.test.replay() else {
-            return;
-        };
-        if self.replayed.elapsed() < period {
-            return;
-        }
-        self.replayed = Instant::now();
-        if let Some(bytes) = self.follower.current().map(|c| c.bytes.clone()) {
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .gossipsub
-                .publish(self.topic.clone(), bytes);
-        }
     }
 
     // ----- agent outputs -----
