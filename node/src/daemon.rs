@@ -102,7 +102,8 @@ pub struct RunArgs {
     /// timeout rolls the upgrade back. Not run on the first install.
     #[arg(long, value_name = "COMMAND")]
     pub health_check: Option<String>,
-    /// Longest time one hook or health check may run before it counts as failed.
+    /// Longest time one hook or health check may run; then it and every process it started
+    /// are killed and it counts as failed.
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub hook_timeout: String,
     /// Versions kept in TARGET/releases (with their blocks in the store); older ones are removed.
