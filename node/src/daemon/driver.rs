@@ -146,6 +146,8 @@ pub(crate) struct Driver {
     withheld: VecDeque<ResponseChannel<Vec<u8>>>,
     /// When a replaying test peer last re-gossiped its release.
     replayed: Instant,
+    /// When a flooding test peer last gossiped forged releases.
+    flooded: Instant,
     /// Operator announcements (`POST /v1/announce`).
     announce_tx: mpsc::Sender<AnnounceRequest>,
     announce_rx: mpsc::Receiver<AnnounceRequest>,
@@ -260,6 +262,7 @@ impl Driver {
             withheld: VecDeque::new(),
             refusal_log: LogLimit::default(),
             replayed: epoch,
+            flooded: epoch,
             announce_tx,
             announce_rx,
             refused,
@@ -367,6 +370,7 @@ impl Driver {
     fn housekeeping(&mut self) {
         self.peers.redial(&mut self.swarm, Some(Instant::now()));
         self.replay();
+        self.forge_flood();
         self.report_held();
         self.pump_lookups();
         self.publish_snapshot();

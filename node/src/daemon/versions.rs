@@ -18,7 +18,7 @@ use bootswarm_protocol::follower::Version as Release;
 use bootswarm_protocol::manifest::Flist;
 use bootswarm_protocol::store::BlockStore;
 
-use super::test_hooks::crash_point;
+use super::test_hooks::{crash_point, tamper_point};
 use crate::error::{Error, Result};
 use crate::fsutil::fsync_dir;
 use crate::materialise::{MaterialiseStats, materialise, placed_from_store as placed_flists, plan};
@@ -198,7 +198,17 @@ pub(crate) fn write_version(
         let partial = rel.join(format!("{PARTIAL_PREFIX}{seq}"));
         let flists = placed_flists(store, &version.root)?;
         let tree = plan(&flists)?;
-        let stats = materialise(store, &tree, &partial, &|_| {})?;
+        tamper_point(store, seq, tree.chunks());
+        let stats = match materialise(store, &tree, &partial, &|_| {}) {
+            Ok(stats) => stats,
+            Err(e) => {
+                // Nothing of a version that failed stays in the target.
+                if let Err(rm) = fs::remove_dir_all(&partial) {
+                    tracing::warn!("cannot remove {} ({rm})", partial.display());
+                }
+                return Err(e);
+            }
+        };
         fs::rename(&partial, &dir).map_err(|e| io_err("rename", &partial, &e))?;
         fsync_dir(&rel).map_err(|e| io_err("sync the directory", &rel, &e))?;
         Some(stats)
@@ -462,19 +472,25 @@ mod tests {
                 "block {chunk} of 'kernel' changed on disk after it was stored (its bytes no longer match its CID), so 'kernel' was not installed and the block was dropped from the store; run the boot again to fetch it"
             )
         );
-        assert!(!err.trim_end_matches('.').contains(". "), "one sentence: {err}");
-        assert!(!store.contains(&chunk).unwrap(), "dropped, to be fetched again");
+        assert!(
+            !err.trim_end_matches('.').contains(". "),
+            "one sentence: {err}"
+        );
+        assert!(
+            !store.contains(&chunk).unwrap(),
+            "dropped, to be fetched again"
+        );
         assert_eq!(current_seq(&layout.target), Some(1));
         assert!(!on_disk(&layout.target, 2));
         assert_eq!(
             fs::read(layout.target.join("current/kernel")).unwrap(),
             b"version one"
         );
-        let partial = releases(&layout.target).join(format!("{PARTIAL_PREFIX}2"));
-        let written: Vec<_> = fs::read_dir(&partial)
-            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
-            .unwrap_or_default();
-        assert!(written.is_empty(), "nothing of the file was left: {written:?}");
+        let left: Vec<_> = fs::read_dir(releases(&layout.target))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["1"], "nothing of seq 2 is left");
     }
 
     #[test]
