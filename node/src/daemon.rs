@@ -120,7 +120,8 @@ pub struct RunArgs {
     /// timeout rolls the upgrade back. Not run on the first install.
     #[arg(long, value_name = "COMMAND")]
     pub health_check: Option<String>,
-    /// Longest time one hook or health check may run before it counts as failed.
+    /// Longest time one hook or health check may run; then it and every process it started
+    /// are killed and it counts as failed.
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub hook_timeout: String,
     /// Versions kept in TARGET/releases (with their blocks in the store); older ones are removed.
@@ -129,9 +130,13 @@ pub struct RunArgs {
     /// Swarm options.
     #[command(flatten)]
     pub swarm: SwarmArgs,
-    /// Local address for GET /status and /metrics, e.g. 127.0.0.1:9100.
+    /// Local address for GET /status, /metrics and POST /v1/announce, e.g. 127.0.0.1:9100.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
+    /// Allow --http on an address other than loopback: /status, /metrics and /v1/announce
+    /// are then open to the network.
+    #[arg(long, requires = "http")]
+    pub http_public: bool,
     /// Local address for the RESP block endpoint (what rfs's zdb store and 0-fs speak), e.g.
     /// 127.0.0.1:9900; the same blocks are under --http at /{hex} and /api/v1/block/{hex}.
     #[arg(long, value_name = "ADDR")]
@@ -312,13 +317,7 @@ impl DaemonOptions {
         let http = args
             .http
             .as_deref()
-            .map(|h| {
-                h.parse::<SocketAddr>().map_err(|_| {
-                    Error::new(format!(
-                        "--http '{h}' is not an address; give one like 127.0.0.1:9100"
-                    ))
-                })
-            })
+            .map(|h| http_address(h, args.http_public))
             .transpose()?;
         let resp = args
             .resp
@@ -369,20 +368,41 @@ impl DaemonOptions {
     }
 }
 
-/// The `--resp` address, refused off loopback unless `--resp-public` says so.
-fn resp_address(r: &str, public: bool) -> Result<SocketAddr> {
-    let addr = r.parse::<SocketAddr>().map_err(|_| {
+/// A local endpoint's address (`flag`, e.g. `--http`), refused off loopback unless its
+/// `-public` flag says so; `opens` says what the network would then reach.
+fn local_address(flag: &str, value: &str, public: bool, opens: &str) -> Result<SocketAddr> {
+    let addr = value.parse::<SocketAddr>().map_err(|_| {
         Error::new(format!(
-            "--resp '{r}' is not an address; give one like 127.0.0.1:9900"
+            "{flag} '{value}' is not an address; give one like 127.0.0.1:9100"
         ))
     })?;
     if !addr.ip().is_loopback() && !public {
         return Err(Error::new(format!(
-            "--resp {addr} is not a loopback address and would serve the farm's blocks to the network; use 127.0.0.1:{} or add --resp-public",
+            "{flag} {addr} is not a loopback address and would {opens}; use 127.0.0.1:{} or add {flag}-public",
             addr.port()
         )));
     }
     Ok(addr)
+}
+
+/// The `--http` address.
+fn http_address(h: &str, public: bool) -> Result<SocketAddr> {
+    local_address(
+        "--http",
+        h,
+        public,
+        "open /status, /metrics and /v1/announce to the network",
+    )
+}
+
+/// The `--resp` address.
+fn resp_address(r: &str, public: bool) -> Result<SocketAddr> {
+    local_address(
+        "--resp",
+        r,
+        public,
+        "serve the farm's blocks to the network",
+    )
 }
 
 /// The innermost cause of a transport error, in words ("address already in use").
@@ -550,6 +570,19 @@ mod tests {
         std::fs::write(&path, "not hex\n").unwrap();
         let err = load_or_create_identity(&path).unwrap_err().to_string();
         assert!(err.contains("64 hex characters"), "{err}");
+    }
+
+    #[test]
+    fn http_off_loopback_needs_http_public() {
+        assert!(http_address("127.0.0.1:9100", false).is_ok());
+        assert!(http_address("[::1]:9100", false).is_ok());
+        let err = http_address("0.0.0.0:9100", false).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--http 0.0.0.0:9100 is not a loopback address and would open /status, /metrics and /v1/announce to the network; use 127.0.0.1:9100 or add --http-public"
+        );
+        assert!(http_address("10.1.2.3:80", false).is_err());
+        assert!(http_address("0.0.0.0:9100", true).is_ok());
     }
 
     #[test]

@@ -62,6 +62,7 @@ const TICK: Duration = Duration::from_millis(200);
 const ANNOUNCE_QUEUE: usize = 16;
 
 mod install;
+mod misbehave;
 mod setup;
 mod swarm;
 
@@ -147,6 +148,8 @@ pub(crate) struct Driver {
     withheld: VecDeque<ResponseChannel<Vec<u8>>>,
     /// When a replaying test peer last re-gossiped its release.
     replayed: Instant,
+    /// When a flooding test peer last gossiped forged releases.
+    flooded: Instant,
     /// Operator announcements (`POST /v1/announce`).
     announce_tx: mpsc::Sender<AnnounceRequest>,
     announce_rx: mpsc::Receiver<AnnounceRequest>,
@@ -262,6 +265,7 @@ impl Driver {
             withheld: VecDeque::new(),
             refusal_log: LogLimit::default(),
             replayed: epoch,
+            flooded: epoch,
             announce_tx,
             announce_rx,
             refused,
@@ -379,27 +383,10 @@ impl Driver {
     fn housekeeping(&mut self) {
         self.peers.redial(&mut self.swarm, Some(Instant::now()));
         self.replay();
+        self.forge_flood();
         self.report_held();
         self.pump_lookups();
         self.publish_snapshot();
-    }
-
-    /// A replaying test peer gossips its current release again every period.
-    fn replay(&mut self) {
-        let Some(period) = self.opts.test.replay() else {
-            return;
-        };
-        if self.replayed.elapsed() < period {
-            return;
-        }
-        self.replayed = Instant::now();
-        if let Some(bytes) = self.follower.current().map(|c| c.bytes.clone()) {
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .gossipsub
-                .publish(self.topic.clone(), bytes);
-        }
     }
 
     // ----- agent outputs -----
