@@ -419,6 +419,18 @@ fn transport_cause(e: &dyn std::error::Error) -> String {
     text.to_lowercase()
 }
 
+/// Listens on a local endpoint's address (given by `flag`), returning the bound address.
+async fn bind_local(flag: &str, addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Error::new(format!(
+            "cannot listen on {flag} {addr} ({}); choose another address or port",
+            transport_cause(&e)
+        ))
+    })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    Ok((listener, local))
+}
+
 /// Runs the daemon until SIGTERM / ctrl-c, or (with `opts.once`) until the release is
 /// installed.
 pub async fn run_daemon(opts: DaemonOptions) -> Result<DaemonReport> {
@@ -431,13 +443,8 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<DaemonReport> {
     tracing::info!(peer = %driver.peer_id(), "swarm started");
     let resp_task = match opts_resp {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                Error::new(format!(
-                    "cannot listen on --resp {addr} ({}); choose another address or port",
-                    transport_cause(&e)
-                ))
-            })?;
-            println!("resp {}", listener.local_addr().unwrap_or(addr));
+            let (listener, local) = bind_local("--resp", addr).await?;
+            println!("resp {local}");
             Some(tokio::spawn(blocks::resp::serve(
                 listener,
                 local_blocks.clone(),
@@ -449,13 +456,7 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<DaemonReport> {
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http_task = match http_addr {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                Error::new(format!(
-                    "cannot listen on --http {addr} ({}); choose another address or port",
-                    transport_cause(&e)
-                ))
-            })?;
-            let local = listener.local_addr().unwrap_or(addr);
+            let (listener, local) = bind_local("--http", addr).await?;
             println!("http http://{local}");
             let app =
                 http::router(Arc::clone(&shared), announcer).merge(blocks::router(local_blocks));

@@ -10,70 +10,35 @@ mod boot_common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
-use boot_common::{CHANNEL, Hub, bin, keygen, make_packages, publish, stdout_lines};
+use boot_common::{CHANNEL, Daemon, Hub, bin, keygen, make_packages, publish};
 use sha2::{Digest, Sha256};
 
 /// A `bootswarm run` with the block endpoint on HTTP and RESP.
-struct Node {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    addr: String,
-    http: String,
-    resp: String,
+struct Node(Daemon);
+
+impl std::ops::Deref for Node {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.0
+    }
 }
 
 impl Node {
     fn start(dir: &Path, hub: &str, trust: &Path, extra: &[&str]) -> Node {
         fs::create_dir_all(dir).unwrap();
-        let mut child = Command::new(bin())
-            .args(["run", "--hub", hub, "--channel", CHANNEL, "--trust"])
-            .arg(trust)
-            .arg("--store")
-            .arg(dir.join("store"))
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0"])
-            .args(["--resp", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let lines = stdout_lines(&mut child);
-        let mut node = Node {
-            child,
-            lines,
-            addr: String::new(),
-            http: String::new(),
-            resp: String::new(),
-        };
-        while node.addr.is_empty() || node.http.is_empty() || node.resp.is_empty() {
-            let line = node
-                .lines
-                .recv_timeout(Duration::from_secs(60))
-                .expect("listening, resp and http lines");
-            if let Some(a) = line.strip_prefix("listening ") {
-                node.addr = a.trim().into();
-            } else if let Some(u) = line.strip_prefix("http ") {
-                node.http = u.trim().trim_start_matches("http://").into();
-            } else if let Some(r) = line.strip_prefix("resp ") {
-                node.resp = r.trim().into();
-            }
-        }
-        node
-    }
-
-    fn wait_booted(&self) {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(120)) {
-                Ok(line) if line.starts_with("booted ") => return,
-                Ok(_) => {}
-                Err(_) => panic!("{} did not boot", self.addr),
-            }
-        }
+        Node(Daemon::spawn(
+            Command::new(bin())
+                .args(["run", "--hub", hub, "--channel", CHANNEL, "--trust"])
+                .arg(trust)
+                .arg("--store")
+                .arg(dir.join("store"))
+                .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0"])
+                .args(["--resp", "127.0.0.1:0"])
+                .args(extra)
+                .stderr(Stdio::inherit()),
+        ))
     }
 
     /// `redis-cli GET <hex>`, the reply's bytes (redis-cli adds a newline).
@@ -114,13 +79,6 @@ impl Node {
         let code = String::from_utf8_lossy(&body[split + 1..]).parse().unwrap();
         body.truncate(split);
         (code, body)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

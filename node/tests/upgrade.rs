@@ -982,7 +982,8 @@ fn announcements_beyond_the_rate_limit_are_refused() {
 }
 
 /// A block of seq 2 changed on disk moments before the install, inside the store's trust
-/// window (the test hook flips a byte of the version's last block, gamma's config): the
+/// window (the test hook flips a byte of the version's last block, gamma's
+/// etc/zinit/redis.yaml): the
 /// install hashes every byte it writes, refuses the version in one sentence naming the
 /// block and the file, drops the block and leaves `current` and the target as they were.
 #[test]
@@ -993,11 +994,11 @@ fn a_block_changed_on_disk_after_it_was_hashed_is_caught_at_install() {
     let v2 = farm.publish_v2();
     assert!(node.announce(&v2).status.success());
     let s = wait_failure(&node);
-    let cid = cid_of(Codec::Raw, b"gamma v2\n");
+    let cid = cid_of(Codec::Raw, b"exec: redis-server\n");
     assert_eq!(
         s["upgrade_failure"]["reason"],
         format!(
-            "block {cid} of 'gamma/config' changed on disk after it was stored (its bytes no longer match its CID), so 'gamma/config' was not installed and the block was dropped from the store; run the boot again to fetch it"
+            "block {cid} of 'gamma/etc/zinit/redis.yaml' changed on disk after it was stored (its bytes no longer match its CID), so 'gamma/etc/zinit/redis.yaml' was not installed and the block was dropped from the store; run the boot again to fetch it"
         ),
         "{s}"
     );

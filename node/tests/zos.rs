@@ -6,11 +6,10 @@ mod boot_common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use boot_common::{Hub, bin, keygen, make_packages, publish, stdout_lines};
+use boot_common::{Daemon, Hub, bin, keygen, make_packages, publish};
 
 /// A `zinit` that appends each call to `log` and succeeds.
 fn fake_zinit(dir: &Path, log: &Path) -> std::path::PathBuf {
@@ -145,12 +144,7 @@ fn the_zinit_unit_runs_the_daemon_after_the_network_and_tests_it_through_status(
 }
 
 /// `bootswarm run` with no farm flags: everything from the kernel command line in `cmdline`.
-struct ZosNode {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    addr: String,
-    status: String,
-}
+struct ZosNode(Daemon);
 
 impl ZosNode {
     fn start(dir: &Path, cmdline: &str) -> ZosNode {
@@ -158,65 +152,28 @@ impl ZosNode {
         let file = dir.join("cmdline");
         fs::write(&file, cmdline).unwrap();
         fs::write(dir.join("empty.toml"), "").unwrap();
-        let mut child = Command::new(bin())
-            .args([
-                "run",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--http",
-                "127.0.0.1:0",
-            ])
-            .env("BOOTSWARM_KERNEL_CMDLINE", &file)
-            .env("BOOTSWARM_CONFIG", dir.join("empty.toml"))
-            .env_remove("BOOTSWARM_HUB")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = stdout_lines(&mut child);
-        let (mut addr, mut status) = (String::new(), String::new());
-        while addr.is_empty() || status.is_empty() {
-            let line = lines
-                .recv_timeout(Duration::from_secs(60))
-                .expect("listening and http lines");
-            if let Some(a) = line.strip_prefix("listening ") {
-                addr = a.trim().to_string();
-            } else if let Some(u) = line.strip_prefix("http ") {
-                status = u.trim().trim_start_matches("http://").to_string();
-            }
-        }
-        ZosNode {
-            child,
-            lines,
-            addr,
-            status,
-        }
-    }
-
-    fn wait_booted(&self) {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(120)) {
-                Ok(line) if line.starts_with("booted ") => return,
-                Ok(_) => {}
-                Err(_) => panic!("{} did not boot", self.addr),
-            }
-        }
+        ZosNode(Daemon::spawn(
+            Command::new(bin())
+                .args([
+                    "run",
+                    "--listen",
+                    "/ip4/127.0.0.1/tcp/0",
+                    "--http",
+                    "127.0.0.1:0",
+                ])
+                .env("BOOTSWARM_KERNEL_CMDLINE", &file)
+                .env("BOOTSWARM_CONFIG", dir.join("empty.toml"))
+                .env_remove("BOOTSWARM_HUB")
+                .stderr(Stdio::piped()),
+        ))
     }
 
     fn json(&self) -> serde_json::Value {
         let out = Command::new(bin())
-            .args(["status", "--json", "--node", &self.status])
+            .args(["status", "--json", "--node", &self.0.http])
             .output()
             .unwrap();
         serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-impl Drop for ZosNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -252,10 +209,10 @@ fn nodes_configured_by_the_kernel_command_line_alone_boot_and_keep_to_their_farm
         )
     };
     let a = ZosNode::start(&tmp.path().join("a"), &line("a", 42, None));
-    let b = ZosNode::start(&tmp.path().join("b"), &line("b", 42, Some(&a.addr)));
-    let c = ZosNode::start(&tmp.path().join("c"), &line("c", 43, Some(&a.addr)));
+    let b = ZosNode::start(&tmp.path().join("b"), &line("b", 42, Some(&a.0.addr)));
+    let c = ZosNode::start(&tmp.path().join("c"), &line("c", 43, Some(&a.0.addr)));
     for n in [&a, &b, &c] {
-        n.wait_booted();
+        n.0.wait_booted();
         assert_eq!(
             n.json()["release"]["channel"],
             "development-v3light",

@@ -385,3 +385,67 @@ pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     });
     lines
 }
+
+/// A `bootswarm run` process, its stdout lines, and the addresses it printed; killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+    /// `<multiaddr>/p2p/<peer id>` from the `listening` line.
+    pub addr: String,
+    /// host:port from the `http` line.
+    pub http: String,
+    /// host:port from the `resp` line (empty without --resp).
+    pub resp: String,
+}
+
+impl Daemon {
+    /// Spawns `cmd` (a `bootswarm run` with `--http`) and waits for its `listening` and `http`
+    /// lines (`resp` comes before `http` when asked for).
+    pub fn spawn(cmd: &mut Command) -> Daemon {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start bootswarm run");
+        let lines = stdout_lines(&mut child);
+        let mut d = Daemon {
+            child,
+            lines,
+            addr: String::new(),
+            http: String::new(),
+            resp: String::new(),
+        };
+        while d.addr.is_empty() || d.http.is_empty() {
+            let line = d
+                .lines
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("listening and http lines");
+            if let Some(a) = line.strip_prefix("listening ") {
+                d.addr = a.trim().into();
+            } else if let Some(u) = line.strip_prefix("http ") {
+                d.http = u.trim().trim_start_matches("http://").into();
+            } else if let Some(r) = line.strip_prefix("resp ") {
+                d.resp = r.trim().into();
+            }
+        }
+        d
+    }
+
+    /// Waits for the `booted` line.
+    pub fn wait_booted(&self) {
+        loop {
+            match self.lines.recv_timeout(std::time::Duration::from_secs(120)) {
+                Ok(line) if line.starts_with("booted ") => return,
+                Ok(_) => {}
+                Err(_) => panic!("{} did not boot", self.addr),
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
