@@ -31,6 +31,7 @@ use super::behaviour::{
     Behaviour, BehaviourEvent, Refused, SwarmSetup, build_swarm, release_topic,
 };
 use super::codec::{STATUS_BUSY, STATUS_NOT_FOUND, STATUS_OK, STATUS_OTHER};
+use super::farm::{Farm, summary_topic};
 use super::hooks;
 use super::payload::Block;
 use super::peers::{Peers, node_id};
@@ -113,6 +114,11 @@ pub(crate) struct Driver {
     tasks: Tasks,
     hub: HubClient,
     topic: IdentTopic,
+    /// Where node summaries are gossiped, and those heard.
+    summary_topic: IdentTopic,
+    farm: Farm,
+    /// The change hooks running: why, and for which packages.
+    hook_job: Option<(follower::HookAction, Vec<String>)>,
     epoch: Instant,
     rx: mpsc::Receiver<TaskMsg>,
     inputs: VecDeque<Input<Block>>,
@@ -120,7 +126,7 @@ pub(crate) struct Driver {
     // Fetches and serves.
     fetches: HashMap<RequestId, FetchHandle>,
     block_out: HashMap<OutboundRequestId, (RequestId, Cid)>,
-    serves: HashMap<ServeId, ResponseChannel<Vec<u8>>>,
+    serves: HashMap<ServeId, (ResponseChannel<Vec<u8>>, PeerId)>,
     serve_in: HashMap<request_response::InboundRequestId, ServeId>,
     next_serve: u64,
     lookups: VecDeque<Cid>,
@@ -182,11 +188,14 @@ impl Driver {
             })?;
         }
         let topic = release_topic(&opts.channel);
-        swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&topic)
-            .map_err(|e| Error::new(format!("cannot subscribe to release gossip ({e})")))?;
+        let summary_topic = summary_topic(&opts.channel);
+        for t in [&topic, &summary_topic] {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(t)
+                .map_err(|e| Error::new(format!("cannot subscribe to gossip ({e})")))?;
+        }
 
         let epoch = Instant::now();
         let peers = Peers::new(&opts.peers, epoch);
@@ -236,6 +245,9 @@ impl Driver {
             tasks: Tasks::new(Arc::new(store), tx),
             hub,
             topic,
+            summary_topic,
+            farm: Farm::default(),
+            hook_job: None,
             epoch,
             rx,
             inputs: VecDeque::new(),
@@ -423,7 +435,7 @@ impl Driver {
                     FetchError::NotFound => STATUS_NOT_FOUND,
                     _ => STATUS_OTHER,
                 };
-                if let Some(ch) = self.serves.remove(&id) {
+                if let Some((ch, _)) = self.serves.remove(&id) {
                     let _ = self
                         .swarm
                         .behaviour_mut()
@@ -573,8 +585,9 @@ impl Driver {
             TaskMsg::Fetched { req, payload } => {
                 if let Some(handle) = self.fetches.remove(&req) {
                     if matches!(handle, FetchHandle::Hub(_)) {
-                        self.snap.bytes_from_hub +=
-                            bootswarm_protocol::agent::Payload::len(&payload) as u64;
+                        let n = bootswarm_protocol::agent::Payload::len(&payload) as u64;
+                        self.snap.bytes_from_hub += n;
+                        self.snap.release_bytes_from_hub += n;
                     }
                     self.feed(Input::Block { req, payload });
                 }
@@ -603,6 +616,7 @@ impl Driver {
                 if let follower::Input::Polled(result) = &fact {
                     self.log_poll(result);
                 }
+                self.record_hooks(&fact);
                 self.tell(fact);
             }
             TaskMsg::SaveFailed(e) => self.exit = Some(Err(e)),
@@ -623,7 +637,7 @@ impl Driver {
     }
 
     fn on_served(&mut self, id: ServeId, bytes: Option<Vec<u8>>) {
-        let Some(ch) = self.serves.remove(&id) else {
+        let Some((ch, peer)) = self.serves.remove(&id) else {
             self.feed(Input::ServeDone { id });
             return;
         };
@@ -634,6 +648,11 @@ impl Driver {
                     bytes[mid] ^= 0x01;
                 }
                 self.snap.bytes_served += bytes.len() as u64;
+                super::ledger::add_bytes(
+                    &mut self.snap.bytes_to_peer,
+                    peer.to_string(),
+                    bytes.len() as u64,
+                );
                 self.snap.blocks_served += 1;
                 let mut r = Vec::with_capacity(1 + bytes.len());
                 r.push(STATUS_OK);
@@ -690,6 +709,7 @@ impl Driver {
             Action::Boot { root } => {
                 tracing::info!(%root, peers = self.peers.count(), "boot started");
                 self.snap.held_after = None;
+                self.snap.release_bytes_from_hub = 0;
                 self.feed(Input::Boot { root });
             }
             Action::InUse { version } => {
@@ -716,6 +736,7 @@ impl Driver {
             Verdict::New(_) | Verdict::Current(_) => {}
             Verdict::Ignored { reason, .. } => tracing::debug!(?via, "release ignored: {reason}"),
             Verdict::Rejected { kind, reason } => {
+                self.record_refusal(report::via_name(via), *kind, reason);
                 // A flood of bad releases costs at most about one log line per second.
                 if let Some(more) = self.refusal_log.allow(Instant::now()) {
                     if *kind == RefusalKind::Equivocation {
