@@ -190,7 +190,7 @@ impl Farm {
             }
         }
         for (_, s, _) in all().filter(|(_, s, _)| s.seq == v.newest_seq && s.seq > 0) {
-            v.hub_bytes += s.hub_bytes;
+            v.hub_bytes = v.hub_bytes.saturating_add(s.hub_bytes);
             if s.booted {
                 v.booted += 1;
                 v.release_bytes = v.release_bytes.max(s.total_bytes);
@@ -254,6 +254,13 @@ mod tests {
         assert_eq!(v.release_bytes, 100);
         assert!(v.list[0].me);
         assert_eq!(v.list.len(), 4);
+        farm.heard("e".into(), summary(2, true, u64::MAX), t0);
+        let v = farm.view("me", &summary(2, true, 60), t0);
+        assert_eq!(
+            v.hub_bytes,
+            u64::MAX,
+            "a peer's figures cannot overflow the sum"
+        );
     }
 
     #[test]

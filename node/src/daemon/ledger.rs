@@ -166,13 +166,14 @@ pub(crate) fn peer_rows(f: &PeerFacts<'_>) -> Vec<PeerRow> {
     for r in &mut rows {
         r.why = why(r);
     }
-    rows.sort_by(|a, b| {
-        (b.bytes_in + b.bytes_out, b.connected, b.banned).cmp(&(
-            a.bytes_in + a.bytes_out,
-            a.connected,
-            a.banned,
-        ))
-    });
+    let key = |r: &PeerRow| {
+        (
+            r.bytes_in.saturating_add(r.bytes_out),
+            r.connected,
+            r.banned,
+        )
+    };
+    rows.sort_by_key(|r| std::cmp::Reverse(key(r)));
     rows.truncate(MAX_PEER_ROWS);
     rows
 }
