@@ -468,7 +468,19 @@ fn the_farm_page_shows_the_farm_in_a_browser_and_metrics_match_their_documentati
     // An operator hands over something that is not a release: the page lists the refusal.
     let answer = http_post(&node.http, "/v1/announce", b"not a signed release");
     assert!(answer.starts_with("HTTP/1.1 422"), "{answer}");
-    let status = node.status();
+    // The snapshot behind /status is refreshed after the answer: wait for it.
+    let deadline = Instant::now() + CEILING;
+    let status = loop {
+        let status = node.status();
+        if status["recent_refusals"][0].is_object() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refusal is not in /status: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(status["recent_refusals"][0]["via"], "operator", "{status}");
     let kind = status["recent_refusals"][0]["kind"]
         .as_str()
