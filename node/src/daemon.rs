@@ -6,7 +6,8 @@
 //! decision; the [`driver`] only moves bytes, timers and disk I/O. The release is fetched from
 //! the hub (or, when the hub is down, from peers), checked against the trust root and the
 //! durable high-water mark, booted by the agent and materialised into the target; the daemon
-//! then keeps serving its peers. A local HTTP endpoint reports `/status` and `/metrics`.
+//! then keeps serving its peers. A local HTTP endpoint serves the farm page (`/`), `/status`
+//! and `/metrics`.
 //!
 //! Machine-readable lines on stdout: `listening <multiaddr>/p2p/<peer id>`, `http <url>` and
 //! `booted <seconds since start>`.
@@ -15,8 +16,10 @@ mod behaviour;
 mod blocks;
 mod codec;
 mod driver;
+mod farm;
 mod hooks;
 mod http;
+mod ledger;
 mod payload;
 mod peers;
 mod status;

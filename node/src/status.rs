@@ -155,9 +155,33 @@ pub fn render(s: &Value, node: &str) -> String {
     );
     render_release(&mut o, s);
     render_traffic(&mut o, s);
+    render_farm(&mut o, s);
     render_peers(&mut o, s);
     render_refusals(&mut o, s);
     o
+}
+
+/// The farm as the node's neighbours report it (gossiped node summaries).
+fn render_farm(o: &mut String, s: &Value) {
+    let f = &s["farm"];
+    if u(&f["nodes"]) == 0 {
+        return;
+    }
+    let (hub, size) = (u(&f["hub_bytes"]), u(&f["release_bytes"]));
+    let ratio = if size > 0 {
+        format!(" ({:.2} x F)", hub as f64 / size as f64)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        o,
+        "farm      {} of {} nodes booted on seq {}; {} from the hub for F = {}{ratio}",
+        u(&f["booted"]),
+        u(&f["nodes"]),
+        u(&f["newest_seq"]),
+        format_size(hub),
+        format_size(size),
+    );
 }
 
 fn render_release(o: &mut String, s: &Value) {
@@ -258,9 +282,10 @@ fn render_peers(o: &mut String, s: &Value) {
         };
         let _ = writeln!(
             o,
-            "  {:<22} sent us {}{flag}",
+            "  {:<22} sent us {}, we sent {}{flag}",
             short(peer),
-            format_size(*bytes)
+            format_size(*bytes),
+            format_size(u(&s["bytes_to_peer"][peer.as_str()]))
         );
     }
     if by_peer.len() > PEERS_SHOWN {
@@ -318,6 +343,9 @@ mod tests {
             "peers": 3,
             "bytes_from_hub": 16 << 20, "bytes_from_peers": 48 << 20, "bytes_served": 1 << 20,
             "bytes_by_peer": {"12D3KooWpeerA": 40 << 20, "12D3KooWpeerB": 8 << 20},
+            "bytes_to_peer": {"12D3KooWpeerA": 2 << 20},
+            "farm": {"nodes": 5, "booted": 4, "newest_seq": 7,
+                     "hub_bytes": 256 << 20, "release_bytes": 256 << 20},
             "banned": ["12D3KooWpeerB"],
             "hub_polls": 1, "polls_deferred": 4,
             "releases_refused": {"bad_signature": 2},
@@ -338,6 +366,9 @@ mod tests {
             "3 blocks failed verification",
             "FAILED    seq 6: the health check failed",
             "installed seq 5",
+            "farm      4 of 5 nodes booted on seq 7",
+            "(1.00 x F)",
+            "sent us 40.00 MiB, we sent 2.00 MiB",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
         }

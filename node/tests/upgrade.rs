@@ -595,7 +595,32 @@ fn a_failing_hook_rolls_back_to_the_previous_version() {
     assert_eq!(state["failed"]["reason"], reason);
     let log = fs::read_to_string(&hooks).unwrap();
     assert_eq!(log, "upgrade gamma\nrollback gamma\n");
-    assert!(node.metrics().contains("bootswarm_upgrade_rolled_back 1"));
+    // The farm page lists both runs, the newest last in /status.
+    let s = loop {
+        let s = node.status();
+        if s["recent_hooks"].as_array().is_some_and(|r| r.len() >= 2) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hook runs are not listed: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let metrics = node.metrics();
+    assert!(metrics.contains("bootswarm_upgrade_rolled_back 1"));
+    assert!(metrics.contains("bootswarm_hook_runs_total{what=\"upgrade\",result=\"failed\"} 1"));
+    assert!(metrics.contains("bootswarm_hook_runs_total{what=\"rollback\",result=\"ok\"} 1"));
+    let runs = &s["recent_hooks"];
+    assert_eq!(runs[0]["what"], "upgrade", "{runs}");
+    assert_eq!(runs[0]["ok"], false);
+    assert_eq!(runs[0]["packages"][0], "gamma");
+    assert!(
+        runs[0]["error"].as_str().unwrap().contains("'gamma'"),
+        "{runs}"
+    );
+    assert_eq!(runs[1]["what"], "rollback", "{runs}");
+    assert_eq!(runs[1]["ok"], true);
 }
 
 #[test]

@@ -31,6 +31,7 @@ use super::behaviour::{
     Behaviour, BehaviourEvent, Refused, SwarmSetup, build_swarm, release_topic,
 };
 use super::codec::{STATUS_BUSY, STATUS_NOT_FOUND, STATUS_OK, STATUS_OTHER};
+use super::farm::{Farm, summary_topic};
 use super::hooks;
 use super::payload::Block;
 use super::peers::{Peers, node_id};
@@ -63,6 +64,7 @@ const ANNOUNCE_QUEUE: usize = 16;
 
 mod install;
 mod misbehave;
+mod report;
 mod setup;
 mod swarm;
 
@@ -113,6 +115,11 @@ pub(crate) struct Driver {
     tasks: Tasks,
     hub: HubClient,
     topic: IdentTopic,
+    /// Where node summaries are gossiped, and those heard.
+    summary_topic: IdentTopic,
+    farm: Farm,
+    /// The change hooks running: why, and for which packages.
+    hook_job: Option<(follower::HookAction, Vec<String>)>,
     epoch: Instant,
     rx: mpsc::Receiver<TaskMsg>,
     inputs: VecDeque<Input<Block>>,
@@ -120,7 +127,7 @@ pub(crate) struct Driver {
     // Fetches and serves.
     fetches: HashMap<RequestId, FetchHandle>,
     block_out: HashMap<OutboundRequestId, (RequestId, Cid)>,
-    serves: HashMap<ServeId, ResponseChannel<Vec<u8>>>,
+    serves: HashMap<ServeId, (ResponseChannel<Vec<u8>>, PeerId)>,
     serve_in: HashMap<request_response::InboundRequestId, ServeId>,
     next_serve: u64,
     lookups: VecDeque<Cid>,
@@ -186,11 +193,14 @@ impl Driver {
             })?;
         }
         let topic = release_topic(&opts.channel);
-        swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&topic)
-            .map_err(|e| Error::new(format!("cannot subscribe to release gossip ({e})")))?;
+        let summary_topic = summary_topic(&opts.channel);
+        for t in [&topic, &summary_topic] {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(t)
+                .map_err(|e| Error::new(format!("cannot subscribe to gossip ({e})")))?;
+        }
 
         let epoch = Instant::now();
         let peers = Peers::new(&opts.peers, epoch);
@@ -240,6 +250,9 @@ impl Driver {
             tasks: Tasks::new(Arc::new(store), tx),
             hub,
             topic,
+            summary_topic,
+            farm: Farm::default(),
+            hook_job: None,
             epoch,
             rx,
             inputs: VecDeque::new(),
@@ -422,7 +435,7 @@ impl Driver {
                     FetchError::NotFound => STATUS_NOT_FOUND,
                     _ => STATUS_OTHER,
                 };
-                if let Some(ch) = self.serves.remove(&id) {
+                if let Some((ch, _)) = self.serves.remove(&id) {
                     let _ = self
                         .swarm
                         .behaviour_mut()
@@ -572,8 +585,9 @@ impl Driver {
             TaskMsg::Fetched { req, payload } => {
                 if let Some(handle) = self.fetches.remove(&req) {
                     if matches!(handle, FetchHandle::Hub(_)) {
-                        self.snap.bytes_from_hub +=
-                            bootswarm_protocol::agent::Payload::len(&payload) as u64;
+                        let n = bootswarm_protocol::agent::Payload::len(&payload) as u64;
+                        self.snap.bytes_from_hub += n;
+                        self.snap.release_bytes_from_hub += n;
                     }
                     self.feed(Input::Block { req, payload });
                 }
@@ -603,6 +617,7 @@ impl Driver {
                 if let follower::Input::Polled(result) = &fact {
                     self.log_poll(result);
                 }
+                self.record_hooks(&fact);
                 self.tell(fact);
             }
             TaskMsg::SaveFailed(e) => self.exit = Some(Err(e)),
@@ -623,7 +638,7 @@ impl Driver {
     }
 
     fn on_served(&mut self, id: ServeId, bytes: Option<Vec<u8>>) {
-        let Some(ch) = self.serves.remove(&id) else {
+        let Some((ch, peer)) = self.serves.remove(&id) else {
             self.feed(Input::ServeDone { id });
             return;
         };
@@ -634,6 +649,11 @@ impl Driver {
                     bytes[mid] ^= 0x01;
                 }
                 self.snap.bytes_served += bytes.len() as u64;
+                super::ledger::add_bytes(
+                    &mut self.snap.bytes_to_peer,
+                    peer.to_string(),
+                    bytes.len() as u64,
+                );
                 self.snap.blocks_served += 1;
                 let mut r = Vec::with_capacity(1 + bytes.len());
                 r.push(STATUS_OK);
@@ -690,6 +710,7 @@ impl Driver {
             Action::Boot { root } => {
                 tracing::info!(%root, peers = self.peers.count(), "boot started");
                 self.snap.held_after = None;
+                self.snap.release_bytes_from_hub = 0;
                 self.feed(Input::Boot { root });
             }
             Action::InUse { version } => {
@@ -716,6 +737,7 @@ impl Driver {
             Verdict::New(_) | Verdict::Current(_) => {}
             Verdict::Ignored { reason, .. } => tracing::debug!(?via, "release ignored: {reason}"),
             Verdict::Rejected { kind, reason } => {
+                self.record_refusal(report::via_name(via), *kind, reason);
                 // A flood of bad releases costs at most about one log line per second.
                 if let Some(more) = self.refusal_log.allow(Instant::now()) {
                     if *kind == RefusalKind::Equivocation {
@@ -773,67 +795,6 @@ impl Driver {
     /// answer.
     fn on_announce(&mut self, req: AnnounceRequest) {
         self.judge(req.bytes, Via::Operator, None, Ticket::Operator(req.reply));
-    }
-
-    // ----- reporting -----
-
-    fn peer_label(&self, peer: &PeerId) -> String {
-        let label = peer.to_string();
-        if self.snap.bytes_by_peer.len() >= super::status::MAX_PEER_LABELS
-            && !self.snap.bytes_by_peer.contains_key(&label)
-        {
-            "other".to_string()
-        } else {
-            label
-        }
-    }
-
-    fn source_label(&self, source: Source) -> String {
-        match source {
-            Source::Hub => "hub".to_string(),
-            Source::Peer(node) => self.peers.label(node),
-        }
-    }
-
-    fn publish_snapshot(&mut self) {
-        let p = self.agent.progress();
-        let s = &mut self.snap;
-        s.have_blocks = p.have_blocks as u64;
-        s.total_blocks = p.total_blocks as u64;
-        s.have_bytes = p.have_bytes;
-        s.total_bytes = p.total_bytes;
-        s.peers = self.peers.count();
-        s.handshakes_refused = self.refused.get();
-        let f = self.follower.status();
-        s.release = self
-            .follower
-            .current()
-            .map(|c| (c.version.seq, c.version.root.to_string()));
-        s.expires_in = self.follower.expires_in();
-        s.stale = self.follower.stale();
-        s.booted = f.booted;
-        s.booted_after = f.booted_at.map(Time::as_secs_f64);
-        s.installed = f.installed.map(|v| (v.seq, v.root.to_string()));
-        s.upgrade_failure = f.failure.as_ref().map(failed);
-        s.releases_accepted = f.accepted;
-        s.refusals = f
-            .refusals
-            .iter()
-            .map(|(k, n)| (k.as_str().to_string(), *n))
-            .collect();
-        if self.wrong_topic > 0 {
-            s.refusals.insert(
-                RefusalKind::WrongTopic.as_str().to_string(),
-                self.wrong_topic,
-            );
-        }
-        s.last_refusal.clone_from(&f.last_refusal);
-        s.hub_polls = f.polls;
-        s.polls_deferred = f.polls_deferred;
-        *self
-            .shared
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = s.clone();
     }
 }
 

@@ -1,6 +1,7 @@
-//! The local HTTP endpoint: `GET /status` (JSON), `GET /metrics` (Prometheus text) and
-//! `POST /v1/announce` (a signed release handed over by `bootswarm announce`, at most
-//! [`ANNOUNCE_RATE`] a second after a burst of [`ANNOUNCE_BURST`]).
+//! The local HTTP endpoint: `GET /` (the farm page), `GET /status` (JSON), `GET /metrics`
+//! (Prometheus text, documented in `docs/metrics.md`) and `POST /v1/announce` (a signed
+//! release handed over by `bootswarm announce`, at most [`ANNOUNCE_RATE`] a second after a
+//! burst of [`ANNOUNCE_BURST`]).
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -67,6 +68,7 @@ struct AppState {
 /// The router of the local endpoint.
 pub(crate) fn router(shared: Shared, announce: mpsc::Sender<AnnounceRequest>) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route(
@@ -135,6 +137,20 @@ async fn announce_release(
     (code, axum::Json(json))
 }
 
+/// The farm page: one self-contained document (inline CSS and JS, no external asset) that
+/// refreshes itself from `/status`.
+const PAGE: &str = include_str!("page.html");
+
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE,
+    )
+}
+
 async fn status(State(app): State<AppState>) -> impl IntoResponse {
     axum::Json(status_json(&read(&app.shared)))
 }
@@ -154,6 +170,7 @@ pub(crate) fn status_json(s: &Snapshot) -> serde_json::Value {
     });
     serde_json::json!({
         "peer_id": s.peer_id,
+        "channel": s.channel,
         "release": release,
         "booted": s.booted,
         "booted_after_secs": s.booted_after,
@@ -169,6 +186,9 @@ pub(crate) fn status_json(s: &Snapshot) -> serde_json::Value {
         "bytes_from_peers": s.bytes_from_peers,
         "bytes_from_hub": s.bytes_from_hub,
         "bytes_served": s.bytes_served,
+        "bytes_by_peer": s.bytes_by_peer,
+        "bytes_to_peer": s.bytes_to_peer,
+        "release_bytes_from_hub": s.release_bytes_from_hub,
         "blocks_verified": s.blocks_verified,
         "verification_failures": s.failures,
         "penalties": s.penalties,
@@ -181,6 +201,13 @@ pub(crate) fn status_json(s: &Snapshot) -> serde_json::Value {
         "last_refusal": s.last_refusal,
         "hub_polls": s.hub_polls,
         "polls_deferred": s.polls_deferred,
+        "peer_table": s.peer_rows,
+        "recent_refusals": s.recent_refusals,
+        "recent_hooks": s.recent_hooks,
+        "hook_runs": s.hook_runs.iter()
+            .map(|((what, result), n)| (format!("{what} {result}"), *n))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        "farm": s.farm,
     })
 }
 
@@ -356,6 +383,36 @@ fn families(s: &Snapshot) -> Vec<Family> {
             "Release polls sent to the hub.",
             s.hub_polls,
         ),
+        Family {
+            name: "bootswarm_hook_runs_total",
+            kind: "counter",
+            help: "Runs of the change hooks and the health check, by what ran and result.",
+            samples: s
+                .hook_runs
+                .iter()
+                .map(|((what, result), n)| {
+                    (vec![("what", what.clone()), ("result", result.clone())], *n)
+                })
+                .collect(),
+        },
+        Family::one(
+            "bootswarm_farm_nodes",
+            "gauge",
+            "Farm nodes heard from in the last three summary periods, this one included.",
+            s.farm.nodes,
+        ),
+        Family::one(
+            "bootswarm_farm_nodes_booted",
+            "gauge",
+            "Farm nodes booted on the newest release any of them reports.",
+            s.farm.booted,
+        ),
+        Family::one(
+            "bootswarm_farm_hub_bytes",
+            "gauge",
+            "Hub bytes the farm's nodes on the newest release report spending on it.",
+            s.farm.hub_bytes,
+        ),
     ]
 }
 
@@ -385,7 +442,51 @@ pub(crate) fn metrics_text(s: &Snapshot) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
     use super::*;
+
+    /// `docs/metrics.md`'s table: name -> (type, labels).
+    fn documented() -> BTreeMap<String, (String, BTreeSet<String>)> {
+        include_str!("../../../docs/metrics.md")
+            .lines()
+            .filter(|l| l.starts_with("| `bootswarm_"))
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let labels = cells[3]
+                    .split(',')
+                    .map(|l| l.trim().trim_matches('`').to_string())
+                    .filter(|l| !l.is_empty() && l != "—")
+                    .collect();
+                (
+                    cells[1].trim_matches('`').to_string(),
+                    (cells[2].to_string(), labels),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_family_is_documented_with_its_type_and_labels() {
+        let mut s = Snapshot::default();
+        s.bytes_by_peer.insert("12D3peer".into(), 5);
+        s.failures.insert("hub".into(), 1);
+        s.penalties.insert("12D3peer".into(), 1);
+        s.refusals.insert("rollback".into(), 1);
+        s.hook_runs.insert(("upgrade".into(), "ok".into()), 1);
+        let exported: BTreeMap<String, (String, BTreeSet<String>)> = families(&s)
+            .into_iter()
+            .map(|f| {
+                let labels = f
+                    .samples
+                    .iter()
+                    .flat_map(|(labels, _)| labels.iter().map(|(k, _)| (*k).to_string()))
+                    .collect();
+                (f.name.to_string(), (f.kind.to_string(), labels))
+            })
+            .collect();
+        assert_eq!(exported, documented());
+    }
 
     #[test]
     fn announcements_are_limited_to_a_burst_then_the_rate() {

@@ -100,6 +100,11 @@ impl Peers {
         self.connected.len()
     }
 
+    /// The connected peers and their node ids.
+    pub(crate) fn connected_peers(&self) -> impl Iterator<Item = (&PeerId, NodeId)> + '_ {
+        self.connected.iter().map(|(p, n)| (p, *n))
+    }
+
     /// The node id of a connected peer.
     pub(crate) fn node(&self, peer: &PeerId) -> Option<NodeId> {
         self.connected.get(peer).copied()

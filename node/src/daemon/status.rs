@@ -1,12 +1,14 @@
 //! What the daemon reports and what operators hand it: the snapshot shared between the event
 //! loop and the HTTP endpoint, and announced releases.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bootswarm_protocol::release::RefusalKind;
 use tokio::sync::oneshot;
 
+use super::farm::FarmView;
+use super::ledger::{HookRun, PeerRow, Refusal};
 use crate::state::FailedUpgrade;
 
 /// Most peers given their own label in /metrics; the rest are summed as "other".
@@ -44,6 +46,10 @@ pub(crate) struct Snapshot {
     pub(crate) bytes_from_peers: u64,
     pub(crate) bytes_from_hub: u64,
     pub(crate) bytes_served: u64,
+    /// Bytes served to each peer, by peer id (capped like `bytes_by_peer`).
+    pub(crate) bytes_to_peer: BTreeMap<String, u64>,
+    /// Hub bytes since the current release's boot started.
+    pub(crate) release_bytes_from_hub: u64,
     pub(crate) blocks_served: u64,
     pub(crate) blocks_verified: u64,
     /// Verification failures by source ("hub" or a peer id).
@@ -67,6 +73,16 @@ pub(crate) struct Snapshot {
     pub(crate) hub_polls: u64,
     /// Polls put off because the release arrived by gossip (or an announce).
     pub(crate) polls_deferred: u64,
+    /// The busiest peers with their state.
+    pub(crate) peer_rows: Vec<PeerRow>,
+    /// The last refusals, the newest last.
+    pub(crate) recent_refusals: VecDeque<Refusal>,
+    /// The last hook runs and health checks, the newest last.
+    pub(crate) recent_hooks: VecDeque<HookRun>,
+    /// Hook runs and health checks by (what, `ok` or `failed`).
+    pub(crate) hook_runs: BTreeMap<(String, String), u64>,
+    /// What the farm's nodes report.
+    pub(crate) farm: FarmView,
 }
 
 /// The snapshot shared between the event loop and the HTTP server.

@@ -56,6 +56,10 @@ impl Driver {
                 packages,
             } => {
                 let hooks = self.opts.hooks.clone();
+                self.hook_job = hooks
+                    .on_change
+                    .is_some()
+                    .then(|| (action, packages.clone()));
                 self.tasks.step(move |_| {
                     let result = hooks::run_hooks(&hooks, &layout.target, seq, action, &packages);
                     if action == follower::HookAction::Upgrade && result.is_ok() {

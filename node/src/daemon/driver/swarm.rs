@@ -74,8 +74,17 @@ impl Driver {
                 message_id,
                 message,
             }) => {
+                if message.topic == self.summary_topic.hash() {
+                    self.on_summary(propagation_source, message_id, &message);
+                    return;
+                }
                 if message.topic != self.topic.hash() {
                     self.wrong_topic += 1;
+                    self.record_refusal(
+                        "gossip",
+                        RefusalKind::WrongTopic,
+                        "release gossip on a topic this node does not follow",
+                    );
                     tracing::warn!(from = %propagation_source, "release gossip on a topic this node does not follow");
                     self.swarm
                         .behaviour_mut()
@@ -190,7 +199,7 @@ impl Driver {
         }
         let id = ServeId(self.next_serve);
         self.next_serve += 1;
-        self.serves.insert(id, channel);
+        self.serves.insert(id, (channel, peer));
         self.serve_in.insert(request_id, id);
         self.feed(Input::BlockRequest {
             from: node,
