@@ -624,6 +624,7 @@ mod tests {
             chunks: vec![ChunkRef {
                 cid,
                 len: bytes.len() as u32,
+                key: None,
             }],
             ..entry(path, EntryKind::File, mode)
         }
@@ -638,6 +639,7 @@ mod tests {
                 version: "1".into(),
                 entries,
                 children: vec![],
+                routes: Vec::new(),
             },
         }
     }

@@ -186,6 +186,7 @@ pub fn publish(hub_dir: &Path, packages: &[PathBuf], opts: &PublishOptions) -> R
             version: version.clone(),
             entries,
             children: Vec::new(),
+            routes: Vec::new(),
         };
         flist.normalise();
         let (cid, bytes) = flist.to_block().map_err(|e| {
@@ -202,6 +203,7 @@ pub fn publish(hub_dir: &Path, packages: &[PathBuf], opts: &PublishOptions) -> R
         version,
         entries: Vec::new(),
         children,
+        routes: Vec::new(),
     };
     root.normalise();
     let (root_cid, root_bytes) = root
@@ -494,7 +496,11 @@ impl BlockWriter {
             let cid = cid_of(Codec::Raw, chunk);
             let len = u32::try_from(n).unwrap_or(u32::MAX);
             self.write_block(&cid, chunk)?;
-            chunks.push(ChunkRef { cid, len });
+            chunks.push(ChunkRef {
+                cid,
+                len,
+                key: None,
+            });
             size += n as u64;
             buf.drain(..n);
         }

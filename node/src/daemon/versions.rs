@@ -417,6 +417,7 @@ mod tests {
                         cid: *c,
                     })
                     .collect(),
+                routes: Vec::new(),
             };
             let (c, bytes) = flist.to_block().unwrap();
             store.put(&c, &bytes).unwrap();

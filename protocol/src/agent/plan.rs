@@ -225,6 +225,7 @@ pub(crate) fn test_plan(chunks: u32) -> Plan {
         .map(|c| ChunkRef {
             cid: cid_of(Codec::Raw, &c.to_le_bytes()),
             len: 4,
+            key: None,
         })
         .collect();
     let flist = Flist {
@@ -239,6 +240,7 @@ pub(crate) fn test_plan(chunks: u32) -> Plan {
             target: None,
         }],
         children: vec![],
+        routes: Vec::new(),
     };
     let (root, bytes) = flist.to_block().expect("a small flist encodes");
     let mut plan = Plan::new(root);
