@@ -278,7 +278,7 @@ impl Farm<'_> {
         }
         // The boot starts when the last node has joined.
         let start = Instant::now();
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder()
             .no_proxy()
             .timeout(Duration::from_secs(5))
             .build()

@@ -17,4 +17,5 @@ pub mod publish;
 pub mod state;
 pub mod store;
 pub mod task;
+pub mod tls;
 pub mod units;
