@@ -14,6 +14,7 @@ pub mod keygen;
 pub mod keys;
 pub mod materialise;
 pub mod publish;
+pub mod rfs;
 pub mod state;
 pub mod store;
 pub mod task;

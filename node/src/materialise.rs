@@ -509,15 +509,8 @@ fn write_file<S: BlockStore + ?Sized>(
                 )));
             }
         };
-        if bytes.len() != c.len as usize {
-            return Err(Error::new(format!(
-                "block {} of '{}' is {} bytes but its flist says {}; the publisher made an invalid release",
-                c.cid,
-                rel.escape_debug(),
-                bytes.len(),
-                c.len
-            )));
-        }
+        // The chunk's bytes: as stored, or an rfs block decrypted and decompressed.
+        let bytes = crate::rfs::block::decode_chunk(rel, c, bytes)?;
         file.write_all(&bytes)
             .map_err(|e| io_error("write", tmp, &e))?;
         written += bytes.len() as u64;
