@@ -12,6 +12,9 @@
 pub mod block;
 pub mod flist;
 pub mod pack;
+pub mod resp;
+pub mod store;
+pub mod upstream;
 
 /// Lowercase hex of a block id (how every store names it).
 pub fn hex(id: &[u8; 32]) -> String {
