@@ -8,6 +8,9 @@ pub mod daemon;
 pub mod demo;
 pub mod error;
 pub mod fsutil;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hub;
 pub mod inspect;
 pub mod keygen;
@@ -16,7 +19,10 @@ pub mod materialise;
 pub mod publish;
 pub mod rfs;
 pub mod state;
+pub mod status;
 pub mod store;
+pub mod swarmkey;
 pub mod task;
 pub mod tls;
 pub mod units;
+pub mod zos;

@@ -790,6 +790,43 @@ fn a_peer_replaying_the_current_release_cannot_keep_the_farm_from_the_hub() {
 }
 
 #[test]
+fn bootswarm_status_shows_the_node_at_a_glance() {
+    let farm = Farm::new();
+    let (_hub, node) = node_on_v1(&farm, &[], &[]);
+    let out = Command::new(bin())
+        .args(["status", "--node", &node.http])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for needle in [
+        &format!("{CHANNEL} seq 1"),
+        "booted after",
+        "installed seq 1",
+        "expires in",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
+    let out = Command::new(bin())
+        .args(["status", "--json", "--node", &node.http])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["release"]["seq"], 1);
+    // Nobody listening: one sentence naming the address, and a failure exit.
+    let out = Command::new(bin())
+        .args(["status", "--node", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("127.0.0.1:1") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_upgrade_options_are_one_sentence() {
     let farm = Farm::new();
     let base = |extra: &[&str]| {

@@ -27,6 +27,8 @@ mod bitfield;
 mod config;
 mod hub;
 mod inputs;
+#[cfg(any(test, feature = "fuzzing"))]
+mod invariants;
 mod io;
 mod message;
 mod neighbours;

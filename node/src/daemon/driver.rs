@@ -27,7 +27,9 @@ use libp2p::{PeerId, Swarm, mdns};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
+use super::behaviour::{
+    Behaviour, BehaviourEvent, Refused, SwarmSetup, build_swarm, release_topic,
+};
 use super::codec::{STATUS_BUSY, STATUS_NOT_FOUND, STATUS_OK, STATUS_OTHER};
 use super::hooks;
 use super::payload::Block;
@@ -147,6 +149,8 @@ pub(crate) struct Driver {
     announce_tx: mpsc::Sender<AnnounceRequest>,
     announce_rx: mpsc::Receiver<AnnounceRequest>,
     // Reporting.
+    /// Connections the swarm key refused.
+    refused: Refused,
     snap: Snapshot,
     shared: Shared,
     exit: Option<Result<()>>,
@@ -162,7 +166,12 @@ impl Driver {
         let dir = opts.store_dir.clone();
         let state = blocking(move || NodeState::load(&dir)).await?;
 
-        let mut swarm = build_swarm(opts.identity.clone(), opts.mdns)?;
+        let (mut swarm, refused) = build_swarm(SwarmSetup {
+            key: opts.identity.clone(),
+            mdns: opts.mdns,
+            swarm_key: opts.swarm_key,
+            channel: opts.channel.clone(),
+        })?;
         for addr in &opts.listen {
             swarm.listen_on(addr.clone()).map_err(|e| {
                 Error::new(format!(
@@ -171,7 +180,7 @@ impl Driver {
                 ))
             })?;
         }
-        let topic = IdentTopic::new(format!("bootswarm/release/{}", opts.channel));
+        let topic = release_topic(&opts.channel);
         swarm
             .behaviour_mut()
             .gossipsub
@@ -252,6 +261,7 @@ impl Driver {
             replayed: epoch,
             announce_tx,
             announce_rx,
+            refused,
             snap,
             shared,
             exit: None,
@@ -792,6 +802,7 @@ impl Driver {
         s.have_bytes = p.have_bytes;
         s.total_bytes = p.total_bytes;
         s.peers = self.peers.count();
+        s.handshakes_refused = self.refused.get();
         let f = self.follower.status();
         s.release = self
             .follower

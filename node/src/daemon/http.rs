@@ -110,6 +110,7 @@ pub(crate) fn status_json(s: &Snapshot) -> serde_json::Value {
             "total_bytes": s.total_bytes,
         },
         "peers": s.peers,
+        "handshakes_refused": s.handshakes_refused,
         "bytes_from_peers": s.bytes_from_peers,
         "bytes_from_hub": s.bytes_from_hub,
         "bytes_served": s.bytes_served,
@@ -232,6 +233,12 @@ fn families(s: &Snapshot) -> Vec<Family> {
             "gauge",
             "Connected peers.",
             s.peers as u64,
+        ),
+        Family::one(
+            "bootswarm_handshakes_refused_total",
+            "counter",
+            "Connections refused because the other end does not hold the swarm key.",
+            s.handshakes_refused,
         ),
         Family::one(
             "bootswarm_release_seq",

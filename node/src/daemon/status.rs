@@ -37,6 +37,8 @@ pub(crate) struct Snapshot {
     pub(crate) total_bytes: u64,
     /// Connected peers.
     pub(crate) peers: usize,
+    /// Connections refused because the other end lacks the swarm key.
+    pub(crate) handshakes_refused: u64,
     /// Bytes received from each peer (verified or not), by peer id.
     pub(crate) bytes_by_peer: BTreeMap<String, u64>,
     pub(crate) bytes_from_peers: u64,

@@ -95,7 +95,7 @@ impl Driver {
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
-                    if let Some(addr) = self.peers.discovered(peer, addr)
+                    if let Some(addr) = self.peers.discovered(peer, addr, Instant::now())
                         && let Err(e) = self.swarm.dial(addr)
                     {
                         tracing::debug!(%peer, "cannot dial a discovered peer: {e}");
