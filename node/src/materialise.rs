@@ -300,6 +300,8 @@ pub fn materialise<S: BlockStore + ?Sized>(
     target: &Path,
     on_bytes: &dyn Fn(u64),
 ) -> Result<MaterialiseStats> {
+    // An rfs block that does not decode is refused before the target is touched.
+    crate::rfs::block::check_tree(store, tree)?;
     match fs::metadata(target) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {

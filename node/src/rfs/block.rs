@@ -6,7 +6,7 @@
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use bootswarm_protocol::block::{Cid, blake2b_256, is_rfs_block};
-use bootswarm_protocol::manifest::{BlockKey, ChunkRef, EntryKind};
+use bootswarm_protocol::manifest::{BlockKey, ChunkRef, EntryKind, MAX_RFS_CHUNK};
 use bootswarm_protocol::store::BlockStore;
 
 use crate::error::{Error, Result};
@@ -73,11 +73,30 @@ pub fn decode(
     stored: &[u8],
     len: u32,
 ) -> std::result::Result<Vec<u8>, DecodeError> {
+    decode_within(key, stored, Some(len))
+}
+
+/// The plaintext of `stored` of whatever length its snappy header announces, up to
+/// [`MAX_RFS_CHUNK`] (an import's `--verify`, which learns the lengths).
+pub fn decode_any(key: &BlockKey, stored: &[u8]) -> std::result::Result<Vec<u8>, DecodeError> {
+    decode_within(key, stored, None)
+}
+
+fn decode_within(
+    key: &BlockKey,
+    stored: &[u8],
+    want: Option<u32>,
+) -> std::result::Result<Vec<u8>, DecodeError> {
     let compressed = cipher(&key.0)
         .decrypt(Nonce::from_slice(&key.0[..12]), stored)
         .map_err(|_| DecodeError::Tag)?;
     let announced =
         snap::raw::decompress_len(&compressed).map_err(|e| DecodeError::Snappy(e.to_string()))?;
+    let len = want.unwrap_or_else(|| {
+        u32::try_from(announced)
+            .unwrap_or(u32::MAX)
+            .min(MAX_RFS_CHUNK)
+    });
     if announced != len as usize {
         return Err(DecodeError::Length {
             got: announced,
@@ -123,8 +142,8 @@ pub fn decode_chunk(rel: &str, chunk: &ChunkRef, stored: Vec<u8>) -> Result<Vec<
     }
 }
 
-/// Decodes every rfs block of `tree` from `store` once, before a direct install touches its
-/// target, so that a wrong key leaves the target as it was. Returns the blocks checked.
+/// Decodes every rfs block of `tree` from `store` once, before an install touches its target,
+/// so that a wrong key leaves the target as it was. Returns the blocks checked.
 pub fn check_tree<S: BlockStore + ?Sized>(store: &S, tree: &Tree) -> Result<usize> {
     let mut seen = std::collections::HashSet::new();
     for e in &tree.entries {
@@ -269,5 +288,121 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("does not decrypt"), "{err}");
+    }
+
+    mod install {
+        use std::collections::HashMap;
+        use std::fs;
+        use std::os::unix::fs::PermissionsExt;
+        use std::path::Path;
+
+        use bootswarm_protocol::block::{Codec, cid_of, rfs_block_cid};
+        use bootswarm_protocol::store::{BlockStore, MemoryStore};
+        use bootswarm_protocol::walk::Placed as PlacedFlist;
+
+        use crate::materialise::{materialise, plan};
+        use crate::rfs::flist::{RFS_BLOCK_SIZE, read};
+        use crate::rfs::pack::pack;
+
+        /// Packs a tree with a two-block executable, an empty file, a symlink and an empty
+        /// read-only directory; returns its flist with every block in `store`.
+        fn packed(dir: &Path, store: &MemoryStore) -> bootswarm_protocol::manifest::Flist {
+            let src = dir.join("src");
+            fs::create_dir_all(src.join("bin")).unwrap();
+            fs::create_dir_all(src.join("empty")).unwrap();
+            let big: Vec<u8> = (0..RFS_BLOCK_SIZE as usize + 1000)
+                .map(|i| (i * 13 % 251) as u8)
+                .collect();
+            fs::write(src.join("bin/tool"), &big).unwrap();
+            fs::set_permissions(src.join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+            fs::write(src.join("etc-file"), b"").unwrap();
+            std::os::unix::fs::symlink("bin/tool", src.join("link")).unwrap();
+            fs::set_permissions(src.join("empty"), fs::Permissions::from_mode(0o500)).unwrap();
+            let fl = dir.join("p.fl");
+            pack(&src, &fl, &[], None, &mut |id, b| {
+                store.put(&rfs_block_cid(*id), b).unwrap();
+                Ok(())
+            })
+            .unwrap();
+            fs::set_permissions(src.join("empty"), fs::Permissions::from_mode(0o755)).unwrap();
+            read(&fl)
+                .unwrap()
+                .to_flist("p", "1", &HashMap::new())
+                .unwrap()
+        }
+
+        fn tree(flist: bootswarm_protocol::manifest::Flist) -> crate::materialise::Tree {
+            plan(&[PlacedFlist {
+                cid: cid_of(Codec::DagCbor, b"p"),
+                prefix: String::new(),
+                flist,
+            }])
+            .unwrap()
+        }
+
+        #[test]
+        fn an_rfs_tree_installs_byte_identical() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = MemoryStore::new();
+            let flist = packed(dir.path(), &store);
+            let target = dir.path().join("target");
+            let stats = materialise(&store, &tree(flist), &target, &|_| {}).unwrap();
+            assert_eq!((stats.files, stats.symlinks), (2, 1));
+            let src = dir.path().join("src");
+            assert_eq!(
+                fs::read(target.join("bin/tool")).unwrap(),
+                fs::read(src.join("bin/tool")).unwrap()
+            );
+            assert_eq!(fs::read(target.join("etc-file")).unwrap(), b"");
+            let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode(&target.join("bin/tool")), 0o755);
+            assert_eq!(mode(&target.join("empty")), 0o500);
+            assert_eq!(
+                fs::read_link(target.join("link")).unwrap(),
+                Path::new("bin/tool")
+            );
+            assert_eq!(fs::read_dir(target.join("empty")).unwrap().count(), 0);
+            fs::set_permissions(target.join("empty"), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+
+        #[test]
+        fn a_wrong_key_or_length_is_one_sentence_and_the_target_is_untouched() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = MemoryStore::new();
+            let good = packed(dir.path(), &store);
+            let tool = good
+                .entries
+                .iter()
+                .position(|e| e.path == "bin/tool")
+                .unwrap();
+            let target = dir.path().join("target");
+
+            let mut wrong_key = good.clone();
+            let chunk = &mut wrong_key.entries[tool].chunks[1];
+            chunk.key.as_mut().unwrap().0[5] ^= 1;
+            let cid = chunk.cid;
+            let err = materialise(&store, &tree(wrong_key), &target, &|_| {})
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("'bin/tool'") && err.contains(&cid.to_string()),
+                "{err}"
+            );
+            assert!(err.contains("does not decrypt"), "{err}");
+            assert_eq!(err.matches(". ").count(), 0, "one sentence: {err}");
+            assert!(!target.exists());
+
+            let mut wrong_len = good.clone();
+            wrong_len.entries[tool].chunks[1].len -= 1;
+            wrong_len.entries[tool].size -= 1;
+            let err = materialise(&store, &tree(wrong_len), &target, &|_| {})
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("plaintext is 1000 bytes, not the 999"),
+                "{err}"
+            );
+            assert!(!target.exists());
+        }
     }
 }
