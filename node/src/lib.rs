@@ -12,6 +12,7 @@ pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod hub;
+pub mod import;
 pub mod inspect;
 pub mod keygen;
 pub mod keys;

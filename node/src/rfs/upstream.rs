@@ -101,21 +101,30 @@ impl Upstreams {
 
     /// Remembers the routes of `flist` for its rfs blocks (nothing with `--upstream`).
     pub fn learn(&self, flist: &Flist) {
-        if self.has_overrides() || flist.routes.is_empty() {
+        let cids = flist
+            .entries
+            .iter()
+            .flat_map(|e| e.chunks.iter().map(|c| c.cid));
+        self.learn_routes(&flist.routes, cids);
+    }
+
+    /// Remembers `routes` as the stores of the rfs blocks `cids` (nothing with `--upstream`).
+    pub fn learn_routes(&self, routes: &[Route], cids: impl Iterator<Item = Cid>) {
+        if self.has_overrides() || routes.is_empty() {
             return;
         }
         let mut l = self.learned.lock().unwrap_or_else(PoisonError::into_inner);
-        let set = match l.sets.iter().position(|s| *s == flist.routes) {
+        let set = match l.sets.iter().position(|s| s == routes) {
             Some(i) => i as u32,
             None if l.sets.len() < MAX_ROUTE_SETS => {
-                l.sets.push(flist.routes.clone());
+                l.sets.push(routes.to_vec());
                 (l.sets.len() - 1) as u32
             }
             None => return,
         };
-        for chunk in flist.entries.iter().flat_map(|e| e.chunks.iter()) {
-            if is_rfs_block(&chunk.cid) && l.by_cid.len() < MAX_ROUTED {
-                l.by_cid.entry(chunk.cid).or_insert(set);
+        for cid in cids {
+            if is_rfs_block(&cid) && l.by_cid.len() < MAX_ROUTED {
+                l.by_cid.entry(cid).or_insert(set);
             }
         }
     }
