@@ -11,6 +11,8 @@ use bootswarm_protocol::block::rfs_block_cid;
 use bootswarm_protocol::manifest::{ChildRef, MAX_NAME_LEN, MAX_RFS_CHUNK, stored_cap};
 use futures_util::{StreamExt, stream};
 
+pub mod zhub;
+
 use crate::error::{Error, Result};
 use crate::publish::{BlockWriter, PublishOptions, Published, check_options, next_seq};
 use crate::rfs::flist::{self, Fl, MAX_FL_SIZE};
@@ -48,8 +50,18 @@ pub struct ImportArgs {
     /// PEM file of CA certificates trusted for https:// besides the platform's.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// Follow a taglink of this Zero-OS hub instead of FL files, e.g. https://hub.grid.tf.
+    #[arg(long, value_name = "URL", requires = "taglink", conflicts_with = "fls")]
+    pub from_hub: Option<String>,
+    /// The taglink to follow, USER/NAME, e.g. tf-zos/zos:production-3:latest.flist; a release
+    /// is published when its target changes (an md5 change alone is not a new version).
+    #[arg(long, value_name = "USER/NAME", requires = "from_hub")]
+    pub taglink: Option<String>,
+    /// Keep following the taglink, checking it every INTERVAL, e.g. 10m.
+    #[arg(long, value_name = "INTERVAL", requires = "from_hub")]
+    pub watch: Option<String>,
     /// rfs v2 flists (paths or http(s):// URLs) in boot order; each becomes a package.
-    #[arg(value_name = "FL", required = true)]
+    #[arg(value_name = "FL", required_unless_present = "from_hub")]
     pub fls: Vec<String>,
 }
 
@@ -101,7 +113,17 @@ pub fn run(args: ImportArgs) -> Result<()> {
         tls: Tls::load(args.ca.as_deref())?,
     };
     let rt = crate::task::runtime(crate::task::Runtime::Server)?;
-    let i = rt.block_on(import(&args.hub_dir, &args.fls, &opts))?;
+    if let (Some(hub), Some(taglink)) = (&args.from_hub, &args.taglink) {
+        let every = args.watch.as_deref().map(parse_duration).transpose()?;
+        return rt.block_on(follow(&args.hub_dir, hub, taglink, every, &opts));
+    }
+    let fls = named(&args.fls)?;
+    let i = rt.block_on(import(&args.hub_dir, &fls, &opts))?;
+    print_imported(&opts, &i);
+    Ok(())
+}
+
+fn print_imported(opts: &ImportOptions, i: &Imported) {
     let p = &i.published;
     println!("imported channel '{}' seq {}", opts.publish.channel, p.seq);
     println!("release {}", p.release);
@@ -119,27 +141,93 @@ pub fn run(args: ImportArgs) -> Result<()> {
             String::new()
         }
     );
-    Ok(())
 }
 
-/// Imports the `.fl` files or URLs `fls` into `hub_dir` as a new release of the channel.
-/// Every flist is read (and with `verify` every block checked) before anything is written.
-pub async fn import(hub_dir: &Path, fls: &[String], opts: &ImportOptions) -> Result<Imported> {
-    check_options(&opts.publish)?;
-    if fls.is_empty() {
-        return Err(Error::new("no flist given; pass at least one FL"));
+/// Follows `taglink` on the 0-hub at `hub`: imports its target when it differs from the one
+/// last imported into the channel; with `every`, checks again after each interval (a failed
+/// check is reported and retried at the next one).
+pub async fn follow(
+    hub_dir: &Path,
+    hub: &str,
+    taglink: &str,
+    every: Option<u64>,
+    opts: &ImportOptions,
+) -> Result<()> {
+    zhub::parse_taglink(taglink)?;
+    loop {
+        match follow_once(hub_dir, hub, taglink, opts).await {
+            Ok(Some(i)) => print_imported(opts, &i),
+            Ok(None) => println!("taglink {taglink} unchanged"),
+            Err(e) if every.is_some() => eprintln!("error: {e}"),
+            Err(e) => return Err(e),
+        }
+        let Some(secs) = every else { return Ok(()) };
+        tokio::time::sleep(std::time::Duration::from_secs(secs.max(1))).await;
     }
-    let http = opts
-        .tls
+}
+
+/// One check of the taglink: the import when its target is new, else `None`.
+pub async fn follow_once(
+    hub_dir: &Path,
+    hub: &str,
+    taglink: &str,
+    opts: &ImportOptions,
+) -> Result<Option<Imported>> {
+    let http = client(opts)?;
+    let resolved = zhub::resolve(&http, hub, taglink).await?;
+    let channel = &opts.publish.channel;
+    if zhub::last_target(hub_dir, channel).as_deref() == Some(resolved.target.as_str()) {
+        return Ok(None);
+    }
+    let mut publish = opts.publish.clone();
+    publish.now = crate::task::unix_now();
+    if publish.version.is_none() {
+        publish.version = Some(resolved.target.clone());
+    }
+    let opts = ImportOptions {
+        publish,
+        verify: opts.verify,
+        upstreams: opts.upstreams.clone(),
+        tls: opts.tls.clone(),
+    };
+    let imported = import(hub_dir, &resolved.packages, &opts).await?;
+    zhub::remember(hub_dir, channel, &resolved.target)?;
+    Ok(Some(imported))
+}
+
+fn client(opts: &ImportOptions) -> Result<reqwest::Client> {
+    opts.tls
         .builder()
         .connect_timeout(std::time::Duration::from_secs(10))
         .no_proxy()
         .build()
-        .map_err(|e| Error::new(format!("cannot set up an HTTP client ({e})")))?;
+        .map_err(|e| Error::new(format!("cannot set up an HTTP client ({e})")))
+}
+
+/// Each `.fl` path or URL with its package name (its file name without `.fl`).
+pub fn named(fls: &[String]) -> Result<Vec<(String, String)>> {
+    fls.iter()
+        .map(|src| Ok((package_name(src)?, src.clone())))
+        .collect()
+}
+
+/// Imports the `.fl` files or URLs `fls` (package name, source) into `hub_dir` as a new release
+/// of the channel. Every flist is read (and with `verify` every block checked) before anything
+/// is written.
+pub async fn import(
+    hub_dir: &Path,
+    fls: &[(String, String)],
+    opts: &ImportOptions,
+) -> Result<Imported> {
+    check_options(&opts.publish)?;
+    if fls.is_empty() {
+        return Err(Error::new("no flist given; pass at least one FL"));
+    }
+    let http = client(opts)?;
     let mut names = HashSet::new();
     let mut read = Vec::with_capacity(fls.len());
-    for src in fls {
-        let name = package_name(src)?;
+    for (name, src) in fls {
+        let name = name.clone();
         if !names.insert(name.clone()) {
             return Err(Error::new(format!(
                 "two flists are named '{name}'; each package needs a distinct file name"

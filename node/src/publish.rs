@@ -45,7 +45,7 @@ pub struct PublishArgs {
 }
 
 /// What to publish, besides the packages.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PublishOptions {
     /// Channel name.
     pub channel: String,

@@ -155,7 +155,7 @@ pub(crate) async fn release(
             blocks.entry(*id).or_insert_with(|| stored.to_vec());
             Ok(())
         })?;
-        fls.push(fl.display().to_string());
+        fls.push((name.to_string(), fl.display().to_string()));
     }
     store.put_all(&blocks)?;
     let opts = ImportOptions {
