@@ -113,6 +113,8 @@ pub struct BootReport {
     pub root: String,
     /// Body bytes received from the hub (release, flists and chunks).
     pub hub_bytes: u64,
+    /// Stored bytes of the rfs blocks received from their upstream stores.
+    pub upstream_bytes: u64,
     /// Blocks fetched from the hub.
     pub blocks_fetched: u64,
     /// Blocks the store already held.
@@ -134,6 +136,7 @@ impl BootReport {
             "release": self.release_cid,
             "root": self.root,
             "hub_bytes": self.hub_bytes,
+            "upstream_bytes": self.upstream_bytes,
             "blocks_fetched": self.blocks_fetched,
             "blocks_reused": self.blocks_reused,
             "bytes_reused": self.bytes_reused,
@@ -259,6 +262,7 @@ where
         release_cid: release_cid.to_string(),
         root: release.root.to_string(),
         hub_bytes: stats.hub_bytes,
+        upstream_bytes: stats.upstream_bytes,
         blocks_fetched: stats.blocks_fetched,
         blocks_reused: stats.blocks_reused,
         bytes_reused: stats.bytes_reused,

@@ -228,6 +228,9 @@ fn an_imported_rfs_release_boots_from_the_0db_byte_identical() {
     assert!(out.status.success(), "boot: {}", stderr_of(&out));
     let r = report(&out);
     assert_tree_matches(&target, &p.packages);
+    // Every rfs block once from the 0-db; only the release and the flists from the hub.
+    assert_eq!(r["upstream_bytes"], p.stored_bytes);
+    assert!(r["hub_bytes"].as_u64().unwrap() < 64 * 1024, "{r}");
     eprintln!(
         "{} blocks, {} stored bytes; boot report {r}",
         p.blocks.len(),
