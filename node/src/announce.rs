@@ -80,6 +80,7 @@ pub fn run(args: AnnounceArgs) -> Result<()> {
             println!("{}", answer.message);
             Ok(())
         }
+        "rate_limited" => Err(Error::new(answer.message)),
         _ => Err(Error::new(format!(
             "the node refused the release: {}",
             answer.message

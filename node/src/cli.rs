@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::{announce, boot, daemon, demo, hub, import, inspect, keygen, publish, status, zos};
+use crate::{
+    announce, boot, daemon, demo, hub, import, inspect, keygen, publish, settings, status, zos,
+};
 
 /// bootswarm: a peer-to-peer boot cache for Zero-OS server farms.
 #[derive(Parser, Debug)]
@@ -34,7 +36,7 @@ pub enum Command {
     /// Show a release, an flist or a block.
     Inspect(inspect::InspectArgs),
     /// Run the swarm daemon: boot the channel's release from peers and the hub, then serve peers.
-    Run(daemon::RunArgs),
+    Run(Box<daemon::RunArgs>),
     /// Hand a signed release to a running node, which checks it and gossips it to the farm.
     Announce(announce::AnnounceArgs),
     /// Run a whole farm on this machine: a throttled hub and N booting nodes.
@@ -67,7 +69,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Hub(args) => hub::run(args),
         Command::Boot(args) => boot::run(args),
         Command::Inspect(args) => inspect::run(args),
-        Command::Run(args) => daemon::run(args),
+        Command::Run(args) => daemon::run(*args),
         Command::Announce(args) => announce::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Status(args) => status::run(args),
@@ -110,18 +112,51 @@ fn manpages(dir: &std::path::Path) -> Result<()> {
 
 /// The binary's entry point: parses the arguments, runs, prints an error as one line.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    let mut level = "warn";
+    let mut off = false;
+    let mut notes = Vec::new();
+    if let Command::Run(args) = &mut cli.command {
+        match settings::resolve_here((**args).clone()) {
+            Ok(resolved) => {
+                **args = resolved.args;
+                off = resolved.off;
+                notes = resolved.notes;
+                if resolved.debug {
+                    level = "debug";
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BOOTSWARM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .try_init();
+    for note in notes {
+        match note {
+            settings::Note::Info(n) => tracing::info!("{n}"),
+            settings::Note::Warn(n) => tracing::warn!("{n}"),
+        }
+    }
+    if off {
+        tracing::warn!(
+            "bootswarm.off is on the kernel command line: this node neither boots from nor serves the swarm; waiting to be stopped"
+        );
+        loop {
+            std::thread::park();
+        }
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -12,6 +12,7 @@
 //! `booted <seconds since start>`.
 
 mod behaviour;
+mod blocks;
 mod codec;
 mod driver;
 mod hooks;
@@ -62,8 +63,12 @@ pub struct SwarmArgs {
     pub peer_wait: String,
     /// The farm's swarm key (kubo `swarm.key` format, made by `bootswarm keygen --swarm-key`):
     /// only hosts holding the same key can connect to this node.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "BOOTSWARM_SWARM_KEY", value_name = "FILE")]
     pub swarm_key: Option<PathBuf>,
+    /// The farm this node belongs to (Zero-OS: the kernel's farmer_id): nodes of different
+    /// farms never join each other's swarm, with or without a swarm key.
+    #[arg(long, env = "BOOTSWARM_FARM", value_name = "ID")]
+    pub farm: Option<String>,
     /// Store of rfs blocks no peer has, instead of the routes of their flists:
     /// zdb://host[:port][/namespace], http(s)://base or dir://path; repeatable.
     #[arg(long = "upstream", value_name = "URL")]
@@ -83,18 +88,31 @@ impl SwarmArgs {
 /// Arguments of `bootswarm run`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Store directory (blocks and durable state); created if missing.
-    #[arg(long, value_name = "DIR")]
-    pub store: PathBuf,
+    /// Config file (TOML, the same keys as these flags) [default: /etc/bootswarm/config.toml
+    /// when it exists]. Precedence: flag, environment, config file, kernel command line.
+    #[arg(long, env = "BOOTSWARM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Read the kernel command line from FILE instead of /proc/cmdline.
+    #[arg(
+        long,
+        env = "BOOTSWARM_KERNEL_CMDLINE",
+        value_name = "FILE",
+        hide = true
+    )]
+    pub kernel_cmdline: Option<PathBuf>,
+    /// Store directory (blocks and durable state); created if missing [default: the cache
+    /// disk's /var/cache/bootswarm when mounted, else /run/bootswarm/store in memory].
+    #[arg(long, env = "BOOTSWARM_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
     /// Base URL of the hub, e.g. http://127.0.0.1:8080.
-    #[arg(long, value_name = "URL")]
-    pub hub: String,
-    /// Release channel to follow.
-    #[arg(long, value_name = "NAME")]
-    pub channel: String,
+    #[arg(long, env = "BOOTSWARM_HUB", value_name = "URL")]
+    pub hub: Option<String>,
+    /// Release channel to follow [kernel: runmode=prod → production, dev → development, ...].
+    #[arg(long, env = "BOOTSWARM_CHANNEL", value_name = "NAME")]
+    pub channel: Option<String>,
     /// Trust file: `ed25519 <hex>` lines and an optional `threshold N`.
-    #[arg(long, value_name = "FILE")]
-    pub trust: PathBuf,
+    #[arg(long, env = "BOOTSWARM_TRUST", value_name = "FILE")]
+    pub trust: Option<PathBuf>,
     /// Directory releases are installed into: each version in TARGET/releases/<seq>/, the one
     /// in use named by the symlink TARGET/current (none: only cache and serve).
     #[arg(long, value_name = "TARGET")]
@@ -109,7 +127,8 @@ pub struct RunArgs {
     /// timeout rolls the upgrade back. Not run on the first install.
     #[arg(long, value_name = "COMMAND")]
     pub health_check: Option<String>,
-    /// Longest time one hook or health check may run before it counts as failed.
+    /// Longest time one hook or health check may run; then it and every process it started
+    /// are killed and it counts as failed.
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub hook_timeout: String,
     /// Versions kept in TARGET/releases (with their blocks in the store); older ones are removed.
@@ -118,9 +137,20 @@ pub struct RunArgs {
     /// Swarm options.
     #[command(flatten)]
     pub swarm: SwarmArgs,
-    /// Local address for GET /status and /metrics, e.g. 127.0.0.1:9100.
+    /// Local address for GET /status, /metrics and POST /v1/announce, e.g. 127.0.0.1:9100.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
+    /// Allow --http on an address other than loopback: /status, /metrics and /v1/announce
+    /// are then open to the network.
+    #[arg(long, requires = "http")]
+    pub http_public: bool,
+    /// Local address for the RESP block endpoint (what rfs's zdb store and 0-fs speak), e.g.
+    /// 127.0.0.1:9900; the same blocks are under --http at /{hex} and /api/v1/block/{hex}.
+    #[arg(long, value_name = "ADDR")]
+    pub resp: Option<String>,
+    /// Allow --resp on an address other than loopback (the farm's blocks to anyone who asks).
+    #[arg(long, requires = "resp")]
+    pub resp_public: bool,
     /// Fetch every block from the hub and none from peers (the baseline).
     #[arg(long)]
     pub hub_only: bool,
@@ -129,8 +159,9 @@ pub struct RunArgs {
     pub key: Option<PathBuf>,
     /// How often the farm asks the hub for a newer release: one node per period (a different
     /// one each period), every node when its release nears expiry.
-    #[arg(long, default_value = "1h", value_name = "DURATION")]
-    pub poll_interval: String,
+    /// [default: 1h]
+    #[arg(long, value_name = "DURATION")]
+    pub poll_interval: Option<String>,
     /// Test-only behaviour (only with the `test-hooks` feature).
     #[command(flatten)]
     pub test: TestHooks,
@@ -159,6 +190,8 @@ pub struct DaemonOptions {
     pub swarm_key: Option<PreSharedKey>,
     /// Local HTTP endpoint.
     pub http: Option<SocketAddr>,
+    /// Local RESP block endpoint.
+    pub resp: Option<SocketAddr>,
     /// Hub-only baseline.
     pub hub_only: bool,
     /// libp2p identity.
@@ -285,41 +318,41 @@ fn swarm_options(swarm: &SwarmArgs) -> Result<Swarm> {
         listen: vec![listen],
         peers,
         peer_wait: parse_wait("--peer-wait", &swarm.peer_wait)?,
-        swarm_key: swarm
-            .swarm_key
-            .as_deref()
-            .map(crate::swarmkey::read)
-            .transpose()?,
+        swarm_key: crate::swarmkey::farm_key(swarm.swarm_key.as_deref(), swarm.farm.as_deref())?,
     })
 }
 
 impl DaemonOptions {
     /// Checks `bootswarm run` arguments; every problem is one sentence.
     pub fn from_run_args(args: &RunArgs) -> Result<DaemonOptions> {
-        crate::fsutil::check_store_and_target(&args.store, args.into.as_deref())?;
+        let unset = crate::settings::unset;
+        let store = args.store.as_deref().ok_or_else(|| unset("store"))?;
+        let hub = args.hub.as_deref().ok_or_else(|| unset("hub"))?;
+        let channel = args.channel.as_deref().ok_or_else(|| unset("channel"))?;
+        let trust = args.trust.as_deref().ok_or_else(|| unset("trust"))?;
+        crate::fsutil::check_store_and_target(store, args.into.as_deref())?;
         let swarm = swarm_options(&args.swarm)?;
-        let trust = crate::keys::read_trust(&args.trust)?;
-        crate::hub::client::HubClient::with_tls(&args.hub, &swarm.tls)?;
+        let trust = crate::keys::read_trust(trust)?;
+        crate::hub::client::HubClient::with_tls(hub, &swarm.tls)?;
         let http = args
             .http
             .as_deref()
-            .map(|h| {
-                h.parse::<SocketAddr>().map_err(|_| {
-                    Error::new(format!(
-                        "--http '{h}' is not an address; give one like 127.0.0.1:9100"
-                    ))
-                })
-            })
+            .map(|h| http_address(h, args.http_public))
+            .transpose()?;
+        let resp = args
+            .resp
+            .as_deref()
+            .map(|r| resp_address(r, args.resp_public))
             .transpose()?;
         let identity = match &args.key {
             Some(path) => load_or_create_identity(path)?,
             None => identity::Keypair::generate_ed25519(),
         };
         Ok(DaemonOptions {
-            hub_url: args.hub.clone(),
-            channel: args.channel.clone(),
+            hub_url: hub.to_string(),
+            channel: channel.to_string(),
             trust,
-            store_dir: args.store.clone(),
+            store_dir: store.to_path_buf(),
             target: args.into.clone(),
             listen: swarm.listen,
             peers: swarm.peers,
@@ -327,12 +360,16 @@ impl DaemonOptions {
             swarm_key: swarm.swarm_key,
             http,
             hub_only: args.hub_only,
+            resp,
             identity,
             test: args.test.clone(),
             min_peers: args.swarm.min_peers,
             peer_wait: swarm.peer_wait,
-            poll_interval: parse_wait("--poll-interval", &args.poll_interval)?
-                .max(Duration::from_secs(1)),
+            poll_interval: parse_wait(
+                "--poll-interval",
+                args.poll_interval.as_deref().unwrap_or("1h"),
+            )?
+            .max(Duration::from_secs(1)),
             once: false,
             hooks: hooks::Hooks {
                 on_change: args.on_change.clone(),
@@ -351,6 +388,43 @@ impl DaemonOptions {
             upstreams: swarm.upstreams,
         })
     }
+}
+
+/// A local endpoint's address (`flag`, e.g. `--http`), refused off loopback unless its
+/// `-public` flag says so; `opens` says what the network would then reach.
+fn local_address(flag: &str, value: &str, public: bool, opens: &str) -> Result<SocketAddr> {
+    let addr = value.parse::<SocketAddr>().map_err(|_| {
+        Error::new(format!(
+            "{flag} '{value}' is not an address; give one like 127.0.0.1:9100"
+        ))
+    })?;
+    if !addr.ip().is_loopback() && !public {
+        return Err(Error::new(format!(
+            "{flag} {addr} is not a loopback address and would {opens}; use 127.0.0.1:{} or add {flag}-public",
+            addr.port()
+        )));
+    }
+    Ok(addr)
+}
+
+/// The `--http` address.
+fn http_address(h: &str, public: bool) -> Result<SocketAddr> {
+    local_address(
+        "--http",
+        h,
+        public,
+        "open /status, /metrics and /v1/announce to the network",
+    )
+}
+
+/// The `--resp` address.
+fn resp_address(r: &str, public: bool) -> Result<SocketAddr> {
+    local_address(
+        "--resp",
+        r,
+        public,
+        "serve the farm's blocks to the network",
+    )
 }
 
 /// The innermost cause of a transport error, in words ("address already in use").
@@ -372,9 +446,27 @@ fn transport_cause(e: &dyn std::error::Error) -> String {
 pub async fn run_daemon(opts: DaemonOptions) -> Result<DaemonReport> {
     let shared: status::Shared = Arc::new(Mutex::new(status::Snapshot::default()));
     let http_addr = opts.http;
+    let opts_resp = opts.resp;
     let driver = driver::Driver::start(opts, Arc::clone(&shared)).await?;
     let announcer = driver.announcer();
+    let local_blocks = driver.local_blocks(Arc::clone(&shared));
     tracing::info!(peer = %driver.peer_id(), "swarm started");
+    let resp_task = match opts_resp {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                Error::new(format!(
+                    "cannot listen on --resp {addr} ({}); choose another address or port",
+                    transport_cause(&e)
+                ))
+            })?;
+            println!("resp {}", listener.local_addr().unwrap_or(addr));
+            Some(tokio::spawn(blocks::resp::serve(
+                listener,
+                local_blocks.clone(),
+            )))
+        }
+        None => None,
+    };
 
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http_task = match http_addr {
@@ -387,7 +479,8 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<DaemonReport> {
             })?;
             let local = listener.local_addr().unwrap_or(addr);
             println!("http http://{local}");
-            let app = http::router(Arc::clone(&shared), announcer);
+            let app =
+                http::router(Arc::clone(&shared), announcer).merge(blocks::router(local_blocks));
             Some(tokio::spawn(async move {
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async {
@@ -419,6 +512,9 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<DaemonReport> {
     let report = driver.run(stopped).await;
     signals.abort();
     let _ = stop_http.send(());
+    if let Some(task) = resp_task {
+        task.abort();
+    }
     if let Some(task) = http_task {
         let _ = task.await;
     }
@@ -469,6 +565,7 @@ pub fn boot_once(args: OnceArgs<'_>) -> Result<DaemonReport> {
         swarm_key: swarm.swarm_key,
         http: None,
         hub_only: false,
+        resp: None,
         identity: identity::Keypair::generate_ed25519(),
         test: TestHooks::default(),
         min_peers: args.swarm.min_peers,
@@ -497,6 +594,19 @@ mod tests {
         std::fs::write(&path, "not hex\n").unwrap();
         let err = load_or_create_identity(&path).unwrap_err().to_string();
         assert!(err.contains("64 hex characters"), "{err}");
+    }
+
+    #[test]
+    fn http_off_loopback_needs_http_public() {
+        assert!(http_address("127.0.0.1:9100", false).is_ok());
+        assert!(http_address("[::1]:9100", false).is_ok());
+        let err = http_address("0.0.0.0:9100", false).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--http 0.0.0.0:9100 is not a loopback address and would open /status, /metrics and /v1/announce to the network; use 127.0.0.1:9100 or add --http-public"
+        );
+        assert!(http_address("10.1.2.3:80", false).is_err());
+        assert!(http_address("0.0.0.0:9100", true).is_ok());
     }
 
     #[test]

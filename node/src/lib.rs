@@ -19,6 +19,7 @@ pub mod keys;
 pub mod materialise;
 pub mod publish;
 pub mod rfs;
+pub mod settings;
 pub mod state;
 pub mod status;
 pub mod store;

@@ -2,7 +2,8 @@
 //! each version the daemon installs).
 //!
 //! Each file goes to a temporary name in its directory, is written from the store (each
-//! block re-verified by the store), fsynced, given its mode and renamed into place; symlinks
+//! block read once and hashed here before its bytes are written, whatever the store
+//! remembers of it), fsynced, given its mode and renamed into place; symlinks
 //! are created under a temporary name and renamed too; directories get their modes last
 //! (deepest first) so a read-only directory can still be filled. Nothing is written outside
 //! the target: paths are checked by the protocol and again here, and no symlink inside the
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use bootswarm_protocol::block::Cid;
+use bootswarm_protocol::block::{self, BlockError, Cid};
 use bootswarm_protocol::manifest::{Entry, EntryKind};
 use bootswarm_protocol::store::BlockStore;
 
@@ -493,7 +494,7 @@ fn write_file<S: BlockStore + ?Sized>(
         .map_err(|e| io_error("create", tmp, &e))?;
     let mut written: u64 = 0;
     for c in &entry.chunks {
-        let bytes = match store.get(&c.cid) {
+        let bytes = match store.get_unverified(&c.cid) {
             Ok(Some(b)) => b,
             Ok(None) => {
                 return Err(Error::new(format!(
@@ -511,7 +512,9 @@ fn write_file<S: BlockStore + ?Sized>(
                 )));
             }
         };
-        // The chunk's bytes: as stored, or an rfs block decrypted and decompressed.
+        verify_installed(store, rel, &c.cid, &bytes)?;
+        // The chunk's bytes: as stored (of the listed length), or an rfs block decrypted and
+        // decompressed.
         let bytes = crate::rfs::block::decode_chunk(rel, c, bytes)?;
         file.write_all(&bytes)
             .map_err(|e| io_error("write", tmp, &e))?;
@@ -529,6 +532,42 @@ fn write_file<S: BlockStore + ?Sized>(
         .map_err(|e| io_error("set the mode of", tmp, &e))?;
     file.sync_all().map_err(|e| io_error("fsync", tmp, &e))?;
     Ok(())
+}
+
+/// Hashes a block read for `rel` before it is written. A block that no longer matches its
+/// CID changed on disk after the store verified it: it is dropped from the store (so the next
+/// boot fetches it) and the file is not installed.
+fn verify_installed<S: BlockStore + ?Sized>(
+    store: &S,
+    rel: &str,
+    cid: &Cid,
+    bytes: &[u8],
+) -> Result<()> {
+    match block::verify(cid, bytes) {
+        Ok(()) => Ok(()),
+        Err(BlockError::Cid { source, .. }) => Err(Error::new(format!(
+            "block {cid} of '{}' has an unacceptable CID ({source}); the publisher made an invalid release",
+            rel.escape_debug()
+        ))),
+        Err(_) => {
+            let dropped = match store.remove(cid) {
+                Ok(()) => {
+                    "and the block was dropped from the store; run the boot again to fetch it"
+                        .to_string()
+                }
+                Err(e) => format!(
+                    "and dropping the block from the store failed too ({}); check the store directory",
+                    e.to_string().trim_end_matches('.')
+                ),
+            };
+            tracing::warn!(%cid, file = %rel.escape_debug(), "a stored block changed on disk after it was verified");
+            Err(Error::new(format!(
+                "block {cid} of '{}' changed on disk after it was stored (its bytes no longer match its CID), so '{}' was not installed {dropped}",
+                rel.escape_debug(),
+                rel.escape_debug()
+            )))
+        }
+    }
 }
 
 /// A directory where a file or symlink is to go is refused (a rename would fail or, for an
@@ -558,14 +597,14 @@ fn io_error(what: &str, path: &Path, e: &io::Error) -> Error {
 }
 
 /// The flists under `root`, each placed under its prefix (children under their names), all
-/// read from `store` (which verifies every block it returns).
+/// read from `store` and hashed here.
 pub fn placed_from_store<S: BlockStore + ?Sized>(
     store: &S,
     root: &Cid,
 ) -> Result<Vec<PlacedFlist>> {
     Walk::read(*root, |cid| {
         let bytes = store
-            .get(cid)
+            .get_unverified(cid)
             .map_err(|e| {
                 Error::new(format!(
                     "reading flist {cid} from the store failed ({}); the block will be fetched again on the next start",
@@ -577,6 +616,13 @@ pub fn placed_from_store<S: BlockStore + ?Sized>(
                     "flist {cid} is missing from the store although the release booted; restart to fetch it again"
                 ))
             })?;
+        if block::verify(cid, &bytes).is_err() {
+            // Dropped so that it is fetched again.
+            let _ = store.remove(cid);
+            return Err(Error::new(format!(
+                "flist {cid} changed on disk after it was stored (its bytes no longer match its CID) and was dropped from the store; nothing was installed, run the boot again to fetch it"
+            )));
+        }
         bootswarm_protocol::manifest::Flist::decode(&bytes).map_err(|e| {
             Error::new(format!(
                 "flist {cid} is not a valid flist ({}); the publisher made an invalid release",

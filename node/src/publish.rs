@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use bootswarm_protocol::block::{Cid, Codec, cid_of};
 use bootswarm_protocol::chunker::{Chunker, MAX_CHUNK};
 use bootswarm_protocol::manifest::{
-    ChildRef, ChunkRef, Entry, EntryKind, Flist, MAX_ENTRIES, MAX_NAME_LEN, MAX_PATH_LEN,
+    ChildRef, ChunkRef, Entry, EntryKind, Flist, MAX_ENTRIES, MAX_PACKAGE_NAME_LEN, MAX_PATH_LEN,
+    check_package_name,
 };
 use bootswarm_protocol::release::{Release, SignedRelease};
 use ed25519_dalek::SigningKey;
@@ -275,15 +276,16 @@ fn package_name(dir: &Path) -> Result<String> {
     let canonical = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let name = canonical
         .file_name()
-        .and_then(|n| n.to_str())
-        .filter(|n| !n.is_empty() && n.len() <= MAX_NAME_LEN)
-        .ok_or_else(|| {
-            Error::new(format!(
-                "package directory {} has no usable name (UTF-8, at most {MAX_NAME_LEN} bytes); rename it",
-                dir.display()
-            ))
-        })?;
-    Ok(name.to_owned())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    check_package_name(&name).map_err(|reason| {
+        Error::new(format!(
+            "package directory {} gives the package name '{}', which is refused because {reason}; rename the directory to letters, digits, '.', '_', '+' and '-' (starting with a letter or a digit, at most {MAX_PACKAGE_NAME_LEN} bytes)",
+            dir.display().to_string().escape_debug(),
+            name.escape_debug()
+        ))
+    })?;
+    Ok(name)
 }
 
 /// Lists a package tree in a deterministic order, checking every name, kind and bound.

@@ -16,10 +16,11 @@
 //! network on a farm booting at once; `flush` syncs the index when the node needs it durable.
 //!
 //! A block this process has hashed (before storing it, or on a read) is read back without
-//! hashing for [`TRUSTED_FOR`]: a boot reads every block again to install it and serves it to
-//! peers moments after receiving it, and those reads come from the page cache, where a
-//! re-hash finds nothing new but costs as much CPU as the transfer. Rot on the disk is found
-//! on the first read after that window, and peers verify every block they receive anyway.
+//! hashing for [`TRUSTED_FOR`]: a node serves a block to peers moments after receiving it,
+//! and those reads come from the page cache, where a re-hash finds nothing new but costs as
+//! much CPU as the transfer. Rot on the disk is found on the first read after that window,
+//! and peers verify every block they receive anyway. An install does not rely on that
+//! window: it reads with [`BlockStore::get_unverified`] and hashes every byte it writes.
 
 use std::collections::HashMap;
 use std::fs;
@@ -250,19 +251,8 @@ impl BlockStore for SledStore {
     }
 
     fn get(&self, cid: &Cid) -> std::result::Result<Option<Vec<u8>>, StoreError> {
-        if self.index.get(cid.to_bytes()).map_err(backend)?.is_none() {
+        let Some(bytes) = self.get_unverified(cid)? else {
             return Ok(None);
-        }
-        let path = self.block_path(cid);
-        let bytes = match fsutil::read_capped(&path, MAX_BLOCK_SIZE) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(self.drop_corrupted(cid, "its file is missing"));
-            }
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(self.drop_corrupted(cid, "its file is too large"));
-            }
-            Err(e) => return Err(io_backend("read the block file", &path, &e)),
         };
         if self.recently_hashed(cid) {
             return Ok(Some(bytes));
@@ -274,6 +264,23 @@ impl BlockStore for SledStore {
             }
             Err(e @ BlockError::Cid { .. }) => Err(e.into()),
             Err(_) => Err(self.drop_corrupted(cid, "its bytes no longer match its CID")),
+        }
+    }
+
+    fn get_unverified(&self, cid: &Cid) -> std::result::Result<Option<Vec<u8>>, StoreError> {
+        if self.index.get(cid.to_bytes()).map_err(backend)?.is_none() {
+            return Ok(None);
+        }
+        let path = self.block_path(cid);
+        match fsutil::read_capped(&path, MAX_BLOCK_SIZE) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(self.drop_corrupted(cid, "its file is missing"))
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Err(self.drop_corrupted(cid, "its file is too large"))
+            }
+            Err(e) => Err(io_backend("read the block file", &path, &e)),
         }
     }
 

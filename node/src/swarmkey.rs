@@ -63,8 +63,38 @@ fn format(key: &[u8; 32]) -> String {
     format!("{HEADER}\n{ENCODING}\n{}\n", to_hex(key))
 }
 
+/// The key a farm's nodes use: the swarm key file's (if any) scoped to the farm (if any),
+/// so nodes of different farms on one LAN never complete a connection with each other.
+pub fn farm_key(file: Option<&Path>, farm: Option<&str>) -> Result<Option<PreSharedKey>> {
+    let key = file.map(read_bytes).transpose()?;
+    Ok(match (key, farm) {
+        (key, Some(farm)) => Some(PreSharedKey::new(scoped(farm, key.as_ref()))),
+        (Some(key), None) => Some(PreSharedKey::new(key)),
+        (None, None) => None,
+    })
+}
+
+/// The pre-shared key of `farm`, derived from the swarm key when there is one. Without a
+/// swarm key it separates farms but keeps out no one who knows the farm's id.
+fn scoped(farm: &str, key: Option<&[u8; 32]>) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"bootswarm farm scope v1\0");
+    h.update((farm.len() as u64).to_be_bytes());
+    h.update(farm.as_bytes());
+    if let Some(key) = key {
+        h.update(key);
+    }
+    h.finalize().into()
+}
+
 /// Reads the swarm key file at `path`; every problem is one sentence.
 pub fn read(path: &Path) -> Result<PreSharedKey> {
+    read_bytes(path).map(PreSharedKey::new)
+}
+
+/// Reads the swarm key file at `path` into the key's bytes.
+fn read_bytes(path: &Path) -> Result<[u8; 32]> {
     let bytes = read_capped(path, MAX_FILE).map_err(|e| {
         Error::new(format!(
             "cannot read the swarm key file {} ({e}); check --swarm-key, or create one with `bootswarm keygen --swarm-key FILE`",
@@ -83,7 +113,7 @@ pub fn read(path: &Path) -> Result<PreSharedKey> {
             path.display()
         ))
     })?;
-    Ok(PreSharedKey::new(key))
+    Ok(key)
 }
 
 /// Writes a new random swarm key to `path` (mode 0600), refusing to replace a file.
@@ -116,6 +146,23 @@ mod tests {
     use super::*;
 
     const HEX: &str = "6189c5cf0b87fb800c1a9feeda73c6ab5e998db48fb9e6a978575c770ceef683";
+
+    #[test]
+    fn farms_get_keys_of_their_own() {
+        let fp = |k: Option<PreSharedKey>| k.map(|k| k.fingerprint().to_string());
+        let file = tempfile::tempdir().unwrap().keep().join("swarm.key");
+        generate(&file).unwrap();
+        let plain = fp(farm_key(Some(&file), None).unwrap());
+        let a = fp(farm_key(Some(&file), Some("42")).unwrap());
+        let b = fp(farm_key(Some(&file), Some("43")).unwrap());
+        let a_alone = fp(farm_key(None, Some("42")).unwrap());
+        assert!(plain.is_some() && a.is_some() && a_alone.is_some());
+        assert_ne!(a, b);
+        assert_ne!(a, plain);
+        assert_ne!(a, a_alone);
+        assert_eq!(a, fp(farm_key(Some(&file), Some("42")).unwrap()));
+        assert_eq!(fp(farm_key(None, None).unwrap()), None);
+    }
 
     #[test]
     fn a_kubo_key_file_parses() {

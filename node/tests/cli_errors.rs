@@ -210,6 +210,31 @@ fn publish_refuses_special_files_and_bad_channels() {
 }
 
 #[test]
+fn publish_refuses_package_names_a_shell_or_a_command_line_would_misread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = keygen(tmp.path());
+    let hub = tmp.path().join("hub");
+    for name in ["$(touch pwned)", "-rf", "a b", "new\nline", ".hidden", "é"] {
+        let pkg = tmp.path().join(name);
+        fs::create_dir_all(&pkg).unwrap();
+        fs::write(pkg.join("f"), b"x").unwrap();
+        let args = [
+            "publish",
+            "--hub-dir",
+            s(&hub),
+            "--channel",
+            "c",
+            "--key",
+            s(&key),
+            s(&pkg),
+        ];
+        fails(&args, &["gives the package name", "rename the directory"]);
+        assert!(!hub.exists(), "{name:?}");
+    }
+    assert!(!tmp.path().join("pwned").exists());
+}
+
+#[test]
 fn hub_serve_on_a_missing_dir_or_a_busy_port() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("no-hub");

@@ -481,6 +481,10 @@ fn run_start_up_errors_are_one_sentence() {
         "cannot listen on --http",
     );
     assert_one_sentence(&base(&["--http", "nowhere"]), "--http");
+    assert_one_sentence(
+        &base(&["--http", "0.0.0.0:0"]),
+        "is not a loopback address and would open /status, /metrics and /v1/announce to the network; use 127.0.0.1:0 or add --http-public",
+    );
 
     let bad_trust = dir.path().join("bad.trust");
     fs::write(&bad_trust, "ed25519 zz\n").unwrap();
@@ -634,4 +638,45 @@ fn a_host_without_the_swarm_key_cannot_connect_and_is_counted() {
     );
     assert_eq!(a.status()["peers"], 1, "still only b: {}", a.status());
     assert_eq!(b.status()["handshakes_refused"], 0, "{}", b.status());
+}
+
+/// A peer gossiping forged releases 20 times a second is graylisted by gossip scoring after
+/// a couple of rejections: the honest node stops judging its messages, yet stays connected.
+#[test]
+fn a_flooder_of_forged_releases_is_graylisted() {
+    let farm = farm();
+    let hub = Hub::start_rated(&farm.hub_dir, Some("1gbit"));
+    let nodes_dir = farm.dir.path().join("nodes");
+    let a = Node::start(&nodes_dir, "a", &hub.url, &farm.trust, &[]);
+    let flood = [
+        "--peer".to_string(),
+        a.addr.clone(),
+        "--test-forge-flood".into(),
+        "20".into(),
+    ];
+    let _flooder = Node::start(&nodes_dir, "f", &hub.url, &farm.trust, &flood);
+    let refused = || metric(&a.metrics(), "bootswarm_releases_refused_total");
+    assert!(
+        wait_for(Duration::from_secs(30), || refused() >= 1),
+        "no forged release reached a: {}",
+        a.metrics()
+    );
+    // Messages already on their way when the score fell may still be judged; then none.
+    std::thread::sleep(Duration::from_secs(2));
+    let (before, since) = (refused(), Instant::now());
+    std::thread::sleep(Duration::from_secs(5));
+    let after = refused();
+    let sent = 20.0 * since.elapsed().as_secs_f64();
+    eprintln!("refused {before} then {after} while about {sent:.0} more were sent");
+    assert!(
+        before <= 10,
+        "{before} forged releases judged before the graylist"
+    );
+    assert!(
+        after - before <= 1,
+        "{} more judged in {:.1} s",
+        after - before,
+        since.elapsed().as_secs_f64()
+    );
+    assert_eq!(a.status()["peers"], 1, "graylisted, not disconnected");
 }

@@ -55,8 +55,15 @@ fn packages(dir: &Path, version: u64) -> Vec<PathBuf> {
         fs::create_dir_all(p.join("bin")).unwrap();
         fs::write(p.join("bin/daemon"), noise(10 + i as u64, 1_500_000)).unwrap();
         fs::write(p.join("config"), format!("{name}\n")).unwrap();
+        fs::create_dir_all(p.join("etc/zinit")).unwrap();
+        fs::write(
+            p.join(format!("etc/zinit/{name}d.yaml")),
+            format!("exec: {name}d\n"),
+        )
+        .unwrap();
         out.push(p);
     }
+    fs::write(out[2].join("etc/zinit/redis.yaml"), "exec: redis-server\n").unwrap();
     if version >= 2 {
         fs::write(out[2].join("bin/plugin"), noise(500 + version, 1_200_000)).unwrap();
         fs::write(out[2].join("config"), format!("gamma v{version}\n")).unwrap();
@@ -592,6 +599,58 @@ fn a_failing_hook_rolls_back_to_the_previous_version() {
 }
 
 #[test]
+fn an_upgrade_restarts_the_changed_package_s_zinit_services_like_zero_os() {
+    let farm = Farm::new();
+    let fake = farm.path("fake-bin");
+    fs::create_dir_all(&fake).unwrap();
+    let calls = farm.path("zinit-calls");
+    let zinit = fake.join("zinit");
+    fs::write(
+        &zinit,
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", calls.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&zinit, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let zinit_dir = farm.path("etc-zinit");
+    fs::create_dir_all(&zinit_dir).unwrap();
+    let hook = format!(
+        "'{}' zinit-restart {{package}} --zinit-dir '{}'",
+        bin(),
+        zinit_dir.display()
+    );
+    let path = format!(
+        "{}:{}",
+        fake.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let (_hub, node) = node_on_v1(
+        &farm,
+        &args(&["--on-change", &hook]),
+        &[("PATH", path.as_str())],
+    );
+    let out = node.announce(&farm.publish_v2());
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    node.wait_installed(2);
+    assert_current(&node.target(), 2, &farm.v2);
+    let calls = fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [
+            "stop gammad",
+            "forget gammad",
+            "monitor gammad",
+            "start gammad"
+        ],
+        "only the changed package's services, never redis"
+    );
+    assert_eq!(
+        fs::read_to_string(zinit_dir.join("gammad.yaml")).unwrap(),
+        "exec: gammad\n"
+    );
+    assert!(!zinit_dir.join("redis.yaml").exists());
+}
+
+#[test]
 fn a_failing_health_check_rolls_back_and_the_release_is_not_retried() {
     let farm = Farm::new();
     let flag = farm.path("unhealthy");
@@ -847,4 +906,159 @@ fn bad_upgrade_options_are_one_sentence() {
     let go = |a: Vec<String>| run(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_one_sentence(&go(base(&["--keep", "0"])), "--keep 0");
     assert_one_sentence(&go(base(&["--hook-timeout", "soon"])), "--hook-timeout");
+}
+
+/// POSTs `body` to `path` on `addr`: the status code and the body.
+fn post(addr: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let code = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {resp:?}"));
+    (
+        code,
+        resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    )
+}
+
+/// Waits until /status reports a failed upgrade, and returns that status.
+fn wait_failure(node: &Node) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = node.status();
+        if !s["upgrade_failure"].is_null() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "no failure reported: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Announcements beyond 2 a second (after a burst of 5) are answered 429 and not judged; the
+/// limit refills. The bound is checked against the time the posts took, so a slow machine
+/// only allows more.
+#[test]
+fn announcements_beyond_the_rate_limit_are_refused() {
+    let farm = Farm::new();
+    let (_hub, node) = node_on_v1(&farm, &[], &[]);
+    let body = fs::read(farm.release_file(1)).unwrap();
+    let started = Instant::now();
+    let answers: Vec<(u16, String)> = (0..30)
+        .map(|_| post(&node.http, "/v1/announce", &body))
+        .collect();
+    let took = started.elapsed().as_secs_f64();
+    let accepted = answers.iter().filter(|(c, _)| *c == 200).count();
+    let limited: Vec<&String> = answers
+        .iter()
+        .filter(|(c, _)| *c == 429)
+        .map(|(_, b)| b)
+        .collect();
+    eprintln!(
+        "{accepted} of 30 accepted, {} limited, in {took:.2} s",
+        limited.len()
+    );
+    assert_eq!(accepted + limited.len(), 30, "{answers:?}");
+    assert!(answers[..5].iter().all(|(c, _)| *c == 200), "{answers:?}");
+    let allowed = 5 + (2.0 * took).ceil() as usize + 1;
+    assert!(accepted <= allowed, "{accepted} accepted in {took:.2} s");
+    assert!(!limited.is_empty(), "none limited in {took:.2} s");
+    assert!(
+        limited[0].contains("too many announcements (at most 2 a second)"),
+        "{}",
+        limited[0]
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(post(&node.http, "/v1/announce", &body).0, 200);
+}
+
+/// A block of seq 2 changed on disk moments before the install, inside the store's trust
+/// window (the test hook flips a byte of the version's last block, gamma's config): the
+/// install hashes every byte it writes, refuses the version in one sentence naming the
+/// block and the file, drops the block and leaves `current` and the target as they were.
+#[test]
+fn a_block_changed_on_disk_after_it_was_hashed_is_caught_at_install() {
+    let farm = Farm::new();
+    let env = [("BOOTSWARM_TEST_TAMPER_AT_SEQ", "2")];
+    let (_hub, node) = node_on_v1(&farm, &[], &env);
+    let v2 = farm.publish_v2();
+    assert!(node.announce(&v2).status.success());
+    let s = wait_failure(&node);
+    let cid = cid_of(Codec::Raw, b"gamma v2\n");
+    assert_eq!(
+        s["upgrade_failure"]["reason"],
+        format!(
+            "block {cid} of 'gamma/config' changed on disk after it was stored (its bytes no longer match its CID), so 'gamma/config' was not installed and the block was dropped from the store; run the boot again to fetch it"
+        ),
+        "{s}"
+    );
+    assert_eq!(s["upgrade_failure"]["seq"], 2, "{s}");
+    assert_eq!(s["installed"]["seq"], 1, "{s}");
+    assert_current(&node.target(), 1, &farm.v1);
+    assert_eq!(versions(&node.target()), vec![1]);
+    let name = cid.to_string();
+    let held = walk(&node.dir.join("store/blocks")).keys().any(|p| {
+        p.file_name()
+            .is_some_and(|n| n.to_str() == Some(name.as_str()))
+    });
+    assert!(!held, "the changed block {name} is still in the store");
+}
+
+/// An on-change hook that hangs is killed after --hook-timeout with every process it
+/// started; it saw the package name in BOOTSWARM_PACKAGE as well as in `{package}`.
+#[test]
+fn a_hook_that_times_out_is_killed_with_everything_it_started() {
+    let farm = Farm::new();
+    let log = farm.path("hook.log");
+    let pids = farm.path("hook.pids");
+    let hook = format!(
+        "echo \"$BOOTSWARM_ACTION $BOOTSWARM_PACKAGE\" {{package}} >> {}; sleep 300 & echo $! >> {}; wait",
+        log.display(),
+        pids.display()
+    );
+    let extra = args(&["--on-change", &hook, "--hook-timeout", "1s"]);
+    let (_hub, node) = node_on_v1(&farm, &extra, &[]);
+    let v2 = farm.publish_v2();
+    assert!(node.announce(&v2).status.success());
+    let s = wait_failure(&node);
+    let reason = s["upgrade_failure"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("on-change hook for package 'gamma'") && reason.contains("timed out"),
+        "{reason}"
+    );
+    assert_current(&node.target(), 1, &farm.v1);
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        "upgrade gamma gamma\nrollback gamma gamma\n"
+    );
+    let pids: Vec<u32> = fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let alive = |pid: &u32| {
+        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(alive) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<&u32> = pids.iter().filter(|p| alive(p)).collect();
+    assert!(
+        left.is_empty(),
+        "the hooks' children outlived them: {left:?}"
+    );
 }

@@ -131,7 +131,12 @@ pub fn blake2b_256(bytes: &[u8]) -> [u8; DIGEST_LEN] {
 
 /// The CIDv1 (sha2-256) of `bytes` with the given codec.
 pub fn cid_of(codec: Codec, bytes: &[u8]) -> Cid {
-    let mh = multihash::Multihash::<64>::wrap(SHA2_256, &sha256(bytes))
+    sha256_cid(codec, sha256(bytes))
+}
+
+/// The CIDv1 with the given codec and sha2-256 `digest`.
+pub fn sha256_cid(codec: Codec, digest: [u8; DIGEST_LEN]) -> Cid {
+    let mh = multihash::Multihash::<64>::wrap(SHA2_256, &digest)
         .expect("a 32-byte digest always fits a 64-byte multihash");
     Cid::new_v1(codec.code(), mh)
 }

@@ -21,6 +21,8 @@ pub const MAX_CHILDREN: usize = 4096;
 pub const MAX_NAME_LEN: usize = 255;
 /// Largest permission mode (`0o7777`).
 pub const MAX_MODE: u32 = 0o7777;
+/// Longest package (child flist) name, in bytes.
+pub const MAX_PACKAGE_NAME_LEN: usize = 128;
 
 /// A package manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,6 +227,27 @@ fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Checks a package name (a child flist's name): `[A-Za-z0-9][A-Za-z0-9._+-]*`, at most
+/// [`MAX_PACKAGE_NAME_LEN`] bytes, so that it is one path component, never an option, and
+/// nothing a shell or a log line would interpret. The error is a clause ("it starts with
+/// '-'").
+pub fn check_package_name(name: &str) -> Result<(), &'static str> {
+    let Some(first) = name.chars().next() else {
+        return Err("it is empty");
+    };
+    if name.len() > MAX_PACKAGE_NAME_LEN {
+        return Err("it is longer than 128 bytes");
+    }
+    if !first.is_ascii_alphanumeric() {
+        return Err("it does not start with a letter or a digit");
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-');
+    if !name.chars().all(allowed) {
+        return Err("it holds a character other than letters, digits, '.', '_', '+' and '-'");
+    }
+    Ok(())
+}
+
 fn check_version(version: &str) -> Result<(), &'static str> {
     if version.len() > MAX_NAME_LEN {
         return Err("it is longer than 255 bytes");
@@ -387,7 +410,7 @@ impl Flist {
                 name: shown(name),
                 reason,
             };
-            check_name(name).map_err(bad)?;
+            check_package_name(name).map_err(bad)?;
             if !names.insert(name) {
                 return Err(bad("its name appears more than once"));
             }
@@ -674,16 +697,31 @@ mod tests {
 
     #[test]
     fn child_rules() {
+        const LEAD: &str = "it does not start with a letter or a digit";
+        const CHARS: &str =
+            "it holds a character other than letters, digits, '.', '_', '+' and '-'";
         let child = |name: &str, cid| ChildRef {
             name: name.into(),
             cid,
         };
         let dag = cid_of(Codec::DagCbor, b"c");
         for (children, expected) in [
-            (vec![child("a/b", dag)], "it contains '/'"),
             (vec![child("", dag)], "it is empty"),
-            (vec![child("..", dag)], "it is '.' or '..'"),
-            (vec![child("a\0", dag)], "it contains a NUL byte"),
+            (
+                vec![child(&"a".repeat(129), dag)],
+                "it is longer than 128 bytes",
+            ),
+            (vec![child("..", dag)], LEAD),
+            (vec![child("-rf", dag)], LEAD),
+            (vec![child("$(reboot)", dag)], LEAD),
+            (vec![child(".hidden", dag)], LEAD),
+            (vec![child("a/b", dag)], CHARS),
+            (vec![child("a\0", dag)], CHARS),
+            (vec![child("a\nb", dag)], CHARS),
+            (vec![child("a b", dag)], CHARS),
+            (vec![child("a$(x)", dag)], CHARS),
+            (vec![child("a'b", dag)], CHARS),
+            (vec![child("é", dag)], LEAD),
             (
                 vec![child("a", dag), child("a", dag)],
                 "its name appears more than once",
@@ -702,6 +740,34 @@ mod tests {
                 "{expected}"
             );
         }
+    }
+
+    #[test]
+    fn package_names_are_checked_at_decode() {
+        for good in [
+            "zos",
+            "rmb-peer",
+            "libc6",
+            "g++",
+            "python3.12",
+            "a_b",
+            "9p",
+            &"a".repeat(128),
+        ] {
+            assert_eq!(check_package_name(good), Ok(()), "{good}");
+        }
+        let f = Flist {
+            children: vec![ChildRef {
+                name: "$(reboot)".into(),
+                cid: cid_of(Codec::DagCbor, b"c"),
+            }],
+            ..sample()
+        };
+        let bytes = encode_unchecked(&f).unwrap();
+        assert!(matches!(
+            Flist::decode(&bytes),
+            Err(ManifestError::BadChild { ref name, .. }) if name == "$(reboot)"
+        ));
     }
 
     #[test]

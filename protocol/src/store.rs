@@ -34,6 +34,12 @@ pub trait BlockStore {
     /// The block's bytes, re-verified. A stored block that no longer verifies is removed
     /// and reported as [`StoreError::Corrupted`].
     fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The block's bytes as stored, for a caller that hashes them itself (an install verifies
+    /// every byte it writes): a store may skip its own check here, so that the bytes are
+    /// read and hashed once. Defaults to [`BlockStore::get`].
+    fn get_unverified(&self, cid: &Cid) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(cid)
+    }
     /// Whether the block is stored (without re-verifying it).
     fn contains(&self, cid: &Cid) -> Result<bool, StoreError>;
     /// Removes the block; removing a missing block is a no-op.
@@ -112,6 +118,10 @@ impl BlockStore for MemoryStore {
             return Err(StoreError::Corrupted { cid: *cid });
         }
         Ok(Some(bytes.clone()))
+    }
+
+    fn get_unverified(&self, cid: &Cid) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.map().get(cid).cloned())
     }
 
     fn contains(&self, cid: &Cid) -> Result<bool, StoreError> {

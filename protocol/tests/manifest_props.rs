@@ -12,6 +12,10 @@ fn component() -> impl Strategy<Value = String> {
     "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,11}".prop_filter("not . or ..", |c| c != "." && c != "..")
 }
 
+fn package_name() -> impl Strategy<Value = String> {
+    "[a-zA-Z0-9][a-zA-Z0-9._+-]{0,11}"
+}
+
 fn rel_path() -> impl Strategy<Value = String> {
     prop::collection::vec(component(), 1..4).prop_map(|c| c.join("/"))
 }
@@ -96,7 +100,7 @@ fn flist() -> impl Strategy<Value = Flist> {
         component(),
         "[^\0]{0,20}",
         prop::collection::vec(entry(), 0..20),
-        prop::collection::btree_map(component(), any::<u64>(), 0..5),
+        prop::collection::btree_map(package_name(), any::<u64>(), 0..5),
         prop::collection::vec(route(), 0..3),
     )
         .prop_map(|(name, version, entries, children, routes)| Flist {

@@ -62,6 +62,7 @@ const TICK: Duration = Duration::from_millis(200);
 const ANNOUNCE_QUEUE: usize = 16;
 
 mod install;
+mod misbehave;
 mod setup;
 mod swarm;
 
@@ -129,6 +130,8 @@ pub(crate) struct Driver {
     unstored: HashMap<Cid, Arc<Block>>,
     /// A root the agent holds every block of, reported to the follower once they are stored.
     held: Option<Cid>,
+    /// Bumped each time a block is stored (the local block endpoint waits on it).
+    stored: tokio::sync::watch::Sender<u64>,
     // Releases and installs.
     state: Arc<Mutex<NodeState>>,
     layout: Option<Layout>,
@@ -145,6 +148,8 @@ pub(crate) struct Driver {
     withheld: VecDeque<ResponseChannel<Vec<u8>>>,
     /// When a replaying test peer last re-gossiped its release.
     replayed: Instant,
+    /// When a flooding test peer last gossiped forged releases.
+    flooded: Instant,
     /// Operator announcements (`POST /v1/announce`).
     announce_tx: mpsc::Sender<AnnounceRequest>,
     announce_rx: mpsc::Receiver<AnnounceRequest>,
@@ -247,6 +252,7 @@ impl Driver {
             lookups: VecDeque::new(),
             lookups_in_flight: 0,
             unstored: HashMap::new(),
+            stored: tokio::sync::watch::Sender::new(0),
             held: None,
             state: Arc::new(Mutex::new(state)),
             layout,
@@ -259,6 +265,7 @@ impl Driver {
             withheld: VecDeque::new(),
             refusal_log: LogLimit::default(),
             replayed: epoch,
+            flooded: epoch,
             announce_tx,
             announce_rx,
             refused,
@@ -275,6 +282,16 @@ impl Driver {
     /// Where operators hand releases to this node.
     pub(crate) fn announcer(&self) -> mpsc::Sender<AnnounceRequest> {
         self.announce_tx.clone()
+    }
+
+    /// The local block endpoint's view of this node's blocks.
+    pub(crate) fn local_blocks(&self, shared: Shared) -> super::blocks::LocalBlocks {
+        super::blocks::LocalBlocks::new(
+            Arc::clone(&self.tasks.store),
+            self.hub.clone(),
+            shared,
+            self.stored.subscribe(),
+        )
     }
 
     /// This node's peer id.
@@ -366,27 +383,10 @@ impl Driver {
     fn housekeeping(&mut self) {
         self.peers.redial(&mut self.swarm, Some(Instant::now()));
         self.replay();
+        self.forge_flood();
         self.report_held();
         self.pump_lookups();
         self.publish_snapshot();
-    }
-
-    /// A replaying test peer gossips its current release again every period.
-    fn replay(&mut self) {
-        let Some(period) = self.opts.test.replay() else {
-            return;
-        };
-        if self.replayed.elapsed() < period {
-            return;
-        }
-        self.replayed = Instant::now();
-        if let Some(bytes) = self.follower.current().map(|c| c.bytes.clone()) {
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .gossipsub
-                .publish(self.topic.clone(), bytes);
-        }
     }
 
     // ----- agent outputs -----
@@ -590,8 +590,9 @@ impl Driver {
             TaskMsg::Served { id, bytes } => self.on_served(id, bytes),
             TaskMsg::Stored { cid, result } => {
                 self.unstored.remove(&cid);
-                if let Err(e) = result {
-                    tracing::warn!(%cid, "storing a verified block failed: {e}");
+                match result {
+                    Ok(()) => self.stored.send_modify(|n| *n += 1),
+                    Err(e) => tracing::warn!(%cid, "storing a verified block failed: {e}"),
                 }
                 self.report_held();
             }

@@ -1,12 +1,16 @@
 //! The commands an upgrade runs: `--on-change` once per changed package and `--health-check`,
-//! each bounded by `--hook-timeout`.
+//! each bounded by `--hook-timeout`. Each runs in a process group of its own, and a timeout
+//! kills the whole group, so nothing the hook started outlives it.
 
 use std::io;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bootswarm_protocol::follower::HookAction;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 
 use super::versions::CURRENT_LINK;
 
@@ -25,8 +29,8 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// Runs `sh -c cmd` with `env`, stdout sent to stderr, killed after `timeout`. The error is
-/// a clause naming what failed.
+/// Runs `sh -c cmd` with `env` in a new process group, stdout sent to stderr; after
+/// `timeout` the whole group is killed. The error is a clause naming what failed.
 fn run_command(
     cmd: &str,
     env: &[(&str, String)],
@@ -41,6 +45,7 @@ fn run_command(
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(stdout)
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("'{cmd}' could not be started ({e})"))?;
     let deadline = Instant::now() + timeout;
@@ -49,6 +54,7 @@ fn run_command(
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => return Err(format!("'{cmd}' failed ({status})")),
             Ok(None) if Instant::now() >= deadline => {
+                kill_group(child.id());
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!("'{cmd}' timed out after {} s", timeout.as_secs()));
@@ -56,6 +62,14 @@ fn run_command(
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => return Err(format!("'{cmd}' could not be waited for ({e})")),
         }
+    }
+}
+
+/// Kills the process group led by `pid` (the hook's shell and everything it started).
+fn kill_group(pid: u32) {
+    let Ok(pid) = i32::try_from(pid) else { return };
+    if let Err(e) = killpg(Pid::from_raw(pid), Signal::SIGKILL) {
+        tracing::debug!(pid, "cannot kill the hook's process group: {e}");
     }
 }
 
@@ -126,5 +140,34 @@ mod tests {
         let e = run_command("sleep 5", &[], Duration::from_millis(100)).unwrap_err();
         assert!(e.contains("timed out"), "{e}");
         assert_eq!(shell_quote("a'b"), "'a'\\''b'");
+    }
+
+    /// Whether process `pid` is gone (or a zombie waiting for its new parent to reap it).
+    fn gone(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    #[test]
+    fn a_timeout_kills_what_the_hook_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let cmd = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+        let e = run_command(&cmd, &[], Duration::from_millis(500)).unwrap_err();
+        assert!(e.contains("timed out"), "{e}");
+        let pid: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !gone(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(gone(pid), "the hook's child {pid} outlived the timeout");
     }
 }

@@ -1,8 +1,10 @@
 //! The local HTTP endpoint: `GET /status` (JSON), `GET /metrics` (Prometheus text) and
-//! `POST /v1/announce` (a signed release handed over by `bootswarm announce`).
+//! `POST /v1/announce` (a signed release handed over by `bootswarm announce`, at most
+//! [`ANNOUNCE_RATE`] a second after a burst of [`ANNOUNCE_BURST`]).
 
 use std::fmt::Write as _;
-use std::sync::PoisonError;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -21,10 +23,45 @@ fn read(shared: &Shared) -> Snapshot {
         .clone()
 }
 
+/// Announcements accepted per second, sustained.
+pub(crate) const ANNOUNCE_RATE: f64 = 2.0;
+/// Announcements accepted at once after a quiet period.
+pub(crate) const ANNOUNCE_BURST: f64 = 5.0;
+
+/// A token bucket counting announcements.
+#[derive(Debug)]
+struct RateLimit {
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new(now: Instant) -> Self {
+        RateLimit {
+            tokens: ANNOUNCE_BURST,
+            last: now,
+        }
+    }
+
+    /// Whether one more announcement fits at `now`.
+    fn allow(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = self.last.max(now);
+        self.tokens = (self.tokens + elapsed * ANNOUNCE_RATE).min(ANNOUNCE_BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
     shared: Shared,
     announce: mpsc::Sender<AnnounceRequest>,
+    limit: Arc<Mutex<RateLimit>>,
 }
 
 /// The router of the local endpoint.
@@ -36,14 +73,32 @@ pub(crate) fn router(shared: Shared, announce: mpsc::Sender<AnnounceRequest>) ->
             "/v1/announce",
             post(announce_release).layer(DefaultBodyLimit::max(MAX_RELEASE_SIZE)),
         )
-        .with_state(AppState { shared, announce })
+        .with_state(AppState {
+            shared,
+            announce,
+            limit: Arc::new(Mutex::new(RateLimit::new(Instant::now()))),
+        })
 }
 
-/// `POST /v1/announce`: 200 when accepted or current, 422 with the reason when refused.
+/// `POST /v1/announce`: 200 when accepted or current, 422 with the reason when refused, 429
+/// beyond the rate limit.
 async fn announce_release(
     State(app): State<AppState>,
     body: axum::body::Bytes,
 ) -> impl IntoResponse {
+    let allowed = app
+        .limit
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .allow(Instant::now());
+    if !allowed {
+        let wait = Duration::from_secs_f64(1.0 / ANNOUNCE_RATE).as_millis();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(serde_json::json!({"result": "rate_limited",
+                "message": format!("too many announcements (at most {ANNOUNCE_RATE} a second); try again in {wait} ms")})),
+        );
+    }
     let (reply, answer) = oneshot::channel();
     let sent = app
         .announce
@@ -331,6 +386,60 @@ pub(crate) fn metrics_text(s: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn announcements_are_limited_to_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut limit = RateLimit::new(t0);
+        let allowed = (0..20).filter(|_| limit.allow(t0)).count();
+        assert_eq!(allowed, ANNOUNCE_BURST as usize);
+        assert!(!limit.allow(t0 + Duration::from_millis(100)));
+        assert!(
+            limit.allow(t0 + Duration::from_millis(500)),
+            "one more after 1/rate"
+        );
+        assert!(!limit.allow(t0 + Duration::from_millis(500)));
+        let later = t0 + Duration::from_secs(3600);
+        let allowed = (0..20).filter(|_| limit.allow(later)).count();
+        assert_eq!(
+            allowed, ANNOUNCE_BURST as usize,
+            "the burst does not grow while idle"
+        );
+    }
+
+    /// Many announcements at once over HTTP: the burst is judged, the rest get 429.
+    #[tokio::test]
+    async fn the_endpoint_answers_429_beyond_the_limit() {
+        let (tx, mut rx) = mpsc::channel::<AnnounceRequest>(4);
+        tokio::spawn(async move {
+            while let Some(req) = rx.recv().await {
+                let _ = req.reply.send(AnnounceReply::Current(7));
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/announce", listener.local_addr().unwrap());
+        let app = router(Shared::default(), tx);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = crate::tls::client_builder().build().unwrap();
+        let mut codes = Vec::new();
+        for _ in 0..12 {
+            let resp = client.post(&url).body(vec![1u8; 10]).send().await.unwrap();
+            let code = resp.status().as_u16();
+            let json: serde_json::Value =
+                serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+            if code == 429 {
+                assert_eq!(json["result"], "rate_limited", "{json}");
+                let message = json["message"].as_str().unwrap();
+                assert!(message.starts_with("too many announcements"), "{message}");
+            }
+            codes.push(code);
+        }
+        assert_eq!(&codes[..5], [200; 5]);
+        assert!(
+            codes[5..].iter().filter(|c| **c == 429).count() >= 5,
+            "{codes:?}"
+        );
+    }
 
     #[test]
     fn status_and_metrics_carry_the_fields() {

@@ -1,8 +1,10 @@
 //! Misbehaviour for tests, compiled only with the `test-hooks` feature (the node's own tests
-//! turn it on; a release build has none of it): crash points, and a peer that corrupts,
-//! withholds or replays.
+//! turn it on; a release build has none of it): crash points, a block changed on disk just
+//! before an install, and a peer that corrupts, withholds, replays or floods forged releases.
 
 use std::time::Duration;
+
+use bootswarm_protocol::block::Cid;
 
 /// Test-only behaviour of a daemon.
 #[cfg(feature = "test-hooks")]
@@ -17,6 +19,9 @@ pub struct TestHooks {
     /// TEST ONLY: gossip the current release again every DURATION.
     #[arg(long, hide = true, value_name = "DURATION")]
     pub test_replay: Option<String>,
+    /// TEST ONLY: gossip N forged releases a second (the current one with a broken signature).
+    #[arg(long, hide = true, value_name = "N")]
+    pub test_forge_flood: Option<u32>,
 }
 
 /// Test-only behaviour of a daemon (none without the `test-hooks` feature).
@@ -52,6 +57,14 @@ impl TestHooks {
         #[cfg(not(feature = "test-hooks"))]
         None
     }
+
+    /// Forged releases to gossip a second.
+    pub(crate) fn forge_flood(&self) -> Option<u32> {
+        #[cfg(feature = "test-hooks")]
+        return self.test_forge_flood.filter(|n| *n > 0);
+        #[cfg(not(feature = "test-hooks"))]
+        None
+    }
 }
 
 /// Environment variable naming the upgrade step at which the process aborts.
@@ -67,4 +80,30 @@ pub(crate) fn crash_point(step: &str) {
     }
     #[cfg(not(feature = "test-hooks"))]
     let _ = step;
+}
+
+/// Environment variable naming a seq: just before installing it, the daemon changes the file
+/// of the version's last block in its store, as a disk would after the store hashed it.
+#[cfg(feature = "test-hooks")]
+pub(crate) const TAMPER_ENV: &str = "BOOTSWARM_TEST_TAMPER_AT_SEQ";
+
+/// Flips a byte in the store's file of the last of `chunks` when [`TAMPER_ENV`] names `seq`
+/// (with the `test-hooks` feature).
+pub(crate) fn tamper_point(store: &crate::store::SledStore, seq: u64, chunks: &[(Cid, u32)]) {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var(TAMPER_ENV).is_ok_and(|v| v == seq.to_string())
+        && let Some((cid, _)) = chunks.last()
+    {
+        let path = store.block_path(cid);
+        if let Ok(mut bytes) = std::fs::read(&path)
+            && !bytes.is_empty()
+        {
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 1;
+            let _ = std::fs::write(&path, &bytes);
+            eprintln!("{TAMPER_ENV}={seq}: changed {}", path.display());
+        }
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = (store, seq, chunks);
 }

@@ -18,7 +18,7 @@ use bootswarm_protocol::follower::Version as Release;
 use bootswarm_protocol::manifest::Flist;
 use bootswarm_protocol::store::BlockStore;
 
-use super::test_hooks::crash_point;
+use super::test_hooks::{crash_point, tamper_point};
 use crate::error::{Error, Result};
 use crate::fsutil::fsync_dir;
 use crate::materialise::{MaterialiseStats, materialise, placed_from_store as placed_flists, plan};
@@ -198,7 +198,17 @@ pub(crate) fn write_version(
         let partial = rel.join(format!("{PARTIAL_PREFIX}{seq}"));
         let flists = placed_flists(store, &version.root)?;
         let tree = plan(&flists)?;
-        let stats = materialise(store, &tree, &partial, &|_| {})?;
+        tamper_point(store, seq, tree.chunks());
+        let stats = match materialise(store, &tree, &partial, &|_| {}) {
+            Ok(stats) => stats,
+            Err(e) => {
+                // Nothing of a version that failed stays in the target.
+                if let Err(rm) = fs::remove_dir_all(&partial) {
+                    tracing::warn!("cannot remove {} ({rm})", partial.display());
+                }
+                return Err(e);
+            }
+        };
         fs::rename(&partial, &dir).map_err(|e| io_err("rename", &partial, &e))?;
         fsync_dir(&rel).map_err(|e| io_err("sync the directory", &rel, &e))?;
         Some(stats)
@@ -392,6 +402,97 @@ mod tests {
         clean_leftovers(t).unwrap();
         assert!(!t.join("releases/.partial-3").exists());
         assert!(!t.join(".current.tmp-1").exists());
+    }
+
+    /// A root flist with one file of one chunk, stored (and so hashed just now) in `store`.
+    fn version_with_file(store: &SledStore, seq: u64, name: &str, content: &[u8]) -> Release {
+        use bootswarm_protocol::block::{Codec, Verified, cid_of};
+        use bootswarm_protocol::manifest::{ChunkRef, Entry, EntryKind};
+        let chunk = cid_of(Codec::Raw, content);
+        store
+            .put_verified(&Verified::check(chunk, content.to_vec()).unwrap())
+            .unwrap();
+        let flist = Flist {
+            name: "root".into(),
+            version: seq.to_string(),
+            entries: vec![Entry {
+                path: name.into(),
+                kind: EntryKind::File,
+                mode: 0o644,
+                size: content.len() as u64,
+                chunks: vec![ChunkRef {
+                    cid: chunk,
+                    len: content.len() as u32,
+                    key: None,
+                }],
+                target: None,
+            }],
+            children: Vec::new(),
+            routes: Vec::new(),
+        };
+        let (root, bytes) = flist.to_block().unwrap();
+        store.put(&root, &bytes).unwrap();
+        Release { seq, root }
+    }
+
+    /// The store hashed the block moments ago (its reads skip the hash for a while), then
+    /// the block's file changed: the install hashes every byte it writes and refuses it.
+    #[test]
+    fn a_block_changed_on_disk_after_it_was_hashed_is_caught_at_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
+        let layout = Layout {
+            target: dir.path().join("target"),
+            store_dir: dir.path().join("store"),
+            channel: "stable".into(),
+            keep: 2,
+        };
+        fs::create_dir(&layout.target).unwrap();
+        let state = Mutex::new(NodeState::default());
+        let v1 = version_with_file(&store, 1, "kernel", b"version one");
+        write_version(&store, &state, &layout, v1, None).unwrap();
+        switch(&layout.target, 1).unwrap();
+
+        let v2 = version_with_file(&store, 2, "kernel", b"version two");
+        let chunk = bootswarm_protocol::block::cid_of(
+            bootswarm_protocol::block::Codec::Raw,
+            b"version two",
+        );
+        fs::write(store.block_path(&chunk), b"version 2!!").unwrap();
+        assert_eq!(
+            store.get(&chunk).unwrap().as_deref(),
+            Some(&b"version 2!!"[..]),
+            "within the trust window the store's own reads skip the hash"
+        );
+
+        let err = write_version(&store, &state, &layout, v2, Some(v1))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "block {chunk} of 'kernel' changed on disk after it was stored (its bytes no longer match its CID), so 'kernel' was not installed and the block was dropped from the store; run the boot again to fetch it"
+            )
+        );
+        assert!(
+            !err.trim_end_matches('.').contains(". "),
+            "one sentence: {err}"
+        );
+        assert!(
+            !store.contains(&chunk).unwrap(),
+            "dropped, to be fetched again"
+        );
+        assert_eq!(current_seq(&layout.target), Some(1));
+        assert!(!on_disk(&layout.target, 2));
+        assert_eq!(
+            fs::read(layout.target.join("current/kernel")).unwrap(),
+            b"version one"
+        );
+        let left: Vec<_> = fs::read_dir(releases(&layout.target))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["1"], "nothing of seq 2 is left");
     }
 
     #[test]

@@ -171,7 +171,7 @@ impl Env<'_> {
                         .args(["--hub", &self.hub_url, "--channel", CHANNEL, "--trust"])
                         .arg(&self.trust)
                         .args(["--listen", &format!("/ip4/{ip}/tcp/{P2P_PORT}")])
-                        .args(["--http", &format!("{ip}:{HTTP_PORT}")]);
+                        .args(["--http", &format!("{ip}:{HTTP_PORT}"), "--http-public"]);
                     match mode {
                         Mode::HubOnly => {
                             c.arg("--hub-only");
