@@ -42,7 +42,7 @@ pub async fn announce(node: &str, release: &std::path::Path) -> Result<Answer> {
         format!("http://{node}")
     };
     let url = format!("{base}/v1/announce");
-    let client = reqwest::Client::builder()
+    let client = crate::tls::client_builder()
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| Error::new(format!("cannot build an HTTP client ({e})")))?;

@@ -94,6 +94,10 @@ pub struct BootOptions {
     pub concurrency: usize,
     /// Draw a progress bar on stderr (only if stderr is a terminal).
     pub progress: bool,
+    /// Roots for https://.
+    pub tls: crate::tls::Tls,
+    /// Where rfs blocks are fetched (`--upstream`, else their flists' routes).
+    pub upstreams: Arc<crate::rfs::upstream::Upstreams>,
 }
 
 /// What a boot did.
@@ -109,6 +113,8 @@ pub struct BootReport {
     pub root: String,
     /// Body bytes received from the hub (release, flists and chunks).
     pub hub_bytes: u64,
+    /// Stored bytes of the rfs blocks received from their upstream stores.
+    pub upstream_bytes: u64,
     /// Blocks fetched from the hub.
     pub blocks_fetched: u64,
     /// Blocks the store already held.
@@ -130,6 +136,7 @@ impl BootReport {
             "release": self.release_cid,
             "root": self.root,
             "hub_bytes": self.hub_bytes,
+            "upstream_bytes": self.upstream_bytes,
             "blocks_fetched": self.blocks_fetched,
             "blocks_reused": self.blocks_reused,
             "bytes_reused": self.bytes_reused,
@@ -167,7 +174,7 @@ where
             opts.concurrency
         )));
     }
-    let client = HubClient::new(&opts.hub_url)?;
+    let client = HubClient::with_tls(&opts.hub_url, &opts.tls)?;
 
     // The release: signatures, channel, expiry, then the high-water mark.
     let (signed, release_bytes) = client.release(&opts.channel).await?;
@@ -206,8 +213,15 @@ where
 
     // Phase 1: every block into the store.
     let progress = Progress::new(opts.progress && std::io::stderr().is_terminal());
-    let fetched =
-        fetch::fetch_release(&client, &store, &release.root, opts.concurrency, &progress).await;
+    let fetched = fetch::fetch_release(
+        &client,
+        &opts.upstreams,
+        &store,
+        &release.root,
+        opts.concurrency,
+        &progress,
+    )
+    .await;
     let (tree, mut stats) = match fetched {
         Ok(x) => x,
         Err(e) => {
@@ -248,6 +262,7 @@ where
         release_cid: release_cid.to_string(),
         root: release.root.to_string(),
         hub_bytes: stats.hub_bytes,
+        upstream_bytes: stats.upstream_bytes,
         blocks_fetched: stats.blocks_fetched,
         blocks_reused: stats.blocks_reused,
         bytes_reused: stats.bytes_reused,
@@ -262,6 +277,7 @@ pub fn run(args: BootArgs) -> Result<()> {
         return run_swarm(&args);
     }
     let trust = crate::keys::read_trust(&args.trust)?;
+    let tls = crate::tls::Tls::load(args.swarm.ca.as_deref())?;
     let opts = BootOptions {
         hub_url: args.hub.clone(),
         channel: args.channel.clone(),
@@ -270,6 +286,11 @@ pub fn run(args: BootArgs) -> Result<()> {
         target: args.into.clone(),
         concurrency: args.concurrency,
         progress: !args.no_progress,
+        tls: tls.clone(),
+        upstreams: Arc::new(crate::rfs::upstream::Upstreams::new(
+            &args.swarm.upstreams,
+            &tls,
+        )?),
     };
     let rt = crate::task::runtime(crate::task::Runtime::Server)?;
     let report = rt.block_on(boot(opts))?;

@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::{announce, boot, daemon, demo, hub, inspect, keygen, publish, settings, status, zos};
+use crate::{
+    announce, boot, daemon, demo, hub, import, inspect, keygen, publish, settings, status, zos,
+};
 
 /// bootswarm: a peer-to-peer boot cache for Zero-OS server farms.
 #[derive(Parser, Debug)]
@@ -25,6 +27,8 @@ pub enum Command {
     Keygen(keygen::KeygenArgs),
     /// Publish package directories as a signed release into a hub directory.
     Publish(publish::PublishArgs),
+    /// Publish rfs flists (.fl, Zero-OS hub) as a signed release; their blocks stay upstream.
+    Import(import::ImportArgs),
     /// Run the hub (the origin of blocks and releases).
     Hub(hub::HubArgs),
     /// Fetch a channel's release and materialise it into a directory.
@@ -61,6 +65,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keygen(args) => keygen::run(args),
         Command::Publish(args) => publish::run(args),
+        Command::Import(args) => import::run(args),
         Command::Hub(args) => hub::run(args),
         Command::Boot(args) => boot::run(args),
         Command::Inspect(args) => inspect::run(args),

@@ -72,6 +72,13 @@ pub struct SwarmArgs {
     /// farms never join each other's swarm, with or without a swarm key.
     #[arg(long, env = "BOOTSWARM_FARM", value_name = "ID")]
     pub farm: Option<String>,
+    /// Store of rfs blocks no peer has, instead of the routes of their flists:
+    /// zdb://host[:port][/namespace], http(s)://base or dir://path; repeatable.
+    #[arg(long = "upstream", value_name = "URL")]
+    pub upstreams: Vec<String>,
+    /// PEM file of CA certificates trusted for https:// (hub, stores) besides the platform's.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 impl SwarmArgs {
@@ -206,6 +213,10 @@ pub struct DaemonOptions {
     pub(crate) hooks: hooks::Hooks,
     /// Versions kept on disk.
     pub keep: usize,
+    /// Roots for https://.
+    pub tls: crate::tls::Tls,
+    /// Where rfs blocks no peer has are fetched.
+    pub upstreams: std::sync::Arc<crate::rfs::upstream::Upstreams>,
 }
 
 /// What a daemon run did.
@@ -284,6 +295,8 @@ struct Swarm {
     peers: Vec<Multiaddr>,
     peer_wait: Duration,
     swarm_key: Option<PreSharedKey>,
+    tls: crate::tls::Tls,
+    upstreams: std::sync::Arc<crate::rfs::upstream::Upstreams>,
 }
 
 /// Checks the swarm options.
@@ -297,7 +310,14 @@ fn swarm_options(swarm: &SwarmArgs) -> Result<Swarm> {
         .iter()
         .map(|p| parse_addr("--peer", p))
         .collect::<Result<Vec<_>>>()?;
+    let tls = crate::tls::Tls::load(swarm.ca.as_deref())?;
+    let upstreams = std::sync::Arc::new(crate::rfs::upstream::Upstreams::new(
+        &swarm.upstreams,
+        &tls,
+    )?);
     Ok(Swarm {
+        tls,
+        upstreams,
         listen: vec![listen],
         peers,
         peer_wait: parse_wait("--peer-wait", &swarm.peer_wait)?,
@@ -316,7 +336,7 @@ impl DaemonOptions {
         crate::fsutil::check_store_and_target(store, args.into.as_deref())?;
         let swarm = swarm_options(&args.swarm)?;
         let trust = crate::keys::read_trust(trust)?;
-        crate::hub::client::HubClient::new(hub)?;
+        crate::hub::client::HubClient::with_tls(hub, &swarm.tls)?;
         let http = args
             .http
             .as_deref()
@@ -367,6 +387,8 @@ impl DaemonOptions {
             } else {
                 args.keep
             },
+            tls: swarm.tls,
+            upstreams: swarm.upstreams,
         })
     }
 }
@@ -534,7 +556,7 @@ pub fn boot_once(args: OnceArgs<'_>) -> Result<DaemonReport> {
     crate::fsutil::check_store_and_target(args.store, Some(args.into))?;
     let swarm = swarm_options(args.swarm)?;
     let trust = crate::keys::read_trust(args.trust)?;
-    crate::hub::client::HubClient::new(args.hub)?;
+    crate::hub::client::HubClient::with_tls(args.hub, &swarm.tls)?;
     let opts = DaemonOptions {
         hub_url: args.hub.to_string(),
         channel: args.channel.to_string(),
@@ -556,6 +578,8 @@ pub fn boot_once(args: OnceArgs<'_>) -> Result<DaemonReport> {
         once: true,
         hooks: hooks::Hooks::default(),
         keep: 1,
+        tls: swarm.tls,
+        upstreams: swarm.upstreams,
     };
     crate::task::runtime(crate::task::Runtime::Server)?.block_on(run_daemon(opts))
 }

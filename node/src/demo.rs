@@ -4,6 +4,7 @@
 //! once; a live view polls each node's /status, and a table compares the result with
 //! T_min = F/B and, with `--baseline`, with the same farm fetching from the hub only.
 
+mod rfs;
 pub mod sample;
 
 use std::io::IsTerminal;
@@ -45,6 +46,10 @@ pub struct DemoArgs {
     /// Also run the same farm fetching from the hub only, and compare.
     #[arg(long)]
     pub baseline: bool,
+    /// Boot rfs content: the packages as rfs flists whose blocks a local RESP store
+    /// (redis-server, the 0-db stand-in) serves as their upstream.
+    #[arg(long)]
+    pub rfs: bool,
     /// Work directory (kept afterwards); default: a temporary directory removed at the end.
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
@@ -91,6 +96,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
         )));
     }
     let rate = parse_rate(&args.hub_rate)?;
+    if args.rfs {
+        rfs::check_available()?;
+    }
     let (work, temporary) = match &args.workdir {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -134,6 +142,8 @@ fn run_in(args: &DemoArgs, work: &Path, size: u64, rate: u64) -> Result<()> {
         "baseline",
         "publisher.key",
         "publisher.key.pub",
+        "fl",
+        "resp",
     ] {
         let p = work.join(sub);
         let _ = std::fs::remove_dir_all(&p);
@@ -157,20 +167,30 @@ fn run_in(args: &DemoArgs, work: &Path, size: u64, rate: u64) -> Result<()> {
     let trust = crate::keys::pub_path(&key);
     let signing = crate::keys::read_signing_key(&key)?;
     let hub_dir = work.join("hub");
-    let published = crate::publish::publish(
-        &hub_dir,
-        &packages,
-        &crate::publish::PublishOptions {
-            channel: CHANNEL.to_string(),
-            keys: vec![signing],
-            expires_in: 86_400,
-            version: Some("demo".to_string()),
-            now: crate::task::unix_now(),
-        },
-    )?;
-    let f = published.total_bytes;
-
+    let options = crate::publish::PublishOptions {
+        channel: CHANNEL.to_string(),
+        keys: vec![signing],
+        expires_in: 86_400,
+        version: Some("demo".to_string()),
+        now: crate::task::unix_now(),
+    };
     let rt = crate::task::runtime(crate::task::Runtime::Server)?;
+    // F and the block count; with --rfs the store serving the blocks, kept until the end.
+    let (f, blocks, _store) = if args.rfs {
+        let r = rt.block_on(rfs::release(work, &hub_dir, &packages, options))?;
+        eprintln!(
+            "rfs: {} blocks ({}) in the local RESP store {}, the only upstream of the nodes",
+            r.blocks,
+            format_size(r.stored_bytes),
+            r.store.url()
+        );
+        let f = r.published.total_bytes + r.stored_bytes;
+        (f, r.published.blocks + r.blocks, Some(r.store))
+    } else {
+        let published = crate::publish::publish(&hub_dir, &packages, &options)?;
+        (published.total_bytes, published.blocks, None)
+    };
+
     let farm = Farm {
         exe: &exe,
         trust: &trust,
@@ -205,7 +225,7 @@ fn run_in(args: &DemoArgs, work: &Path, size: u64, rate: u64) -> Result<()> {
         check_trees(&mut b.nodes, &work.join("baseline"), &packages);
     }
 
-    print_table(args, &swarm, baseline.as_ref(), f, published.blocks, rate);
+    print_table(args, &swarm, baseline.as_ref(), f, blocks, rate);
     let failed: Vec<String> = swarm
         .nodes
         .iter()
@@ -278,7 +298,7 @@ impl Farm<'_> {
         }
         // The boot starts when the last node has joined.
         let start = Instant::now();
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder()
             .no_proxy()
             .timeout(Duration::from_secs(5))
             .build()
@@ -615,7 +635,11 @@ fn print_table(
     println!();
     println!(
         "{:>5}  {:>9}  {:>12}  {:>12}  result",
-        "node", "time", "from hub", "from peers"
+        "node",
+        "time",
+        // With --rfs a node's origin for the blocks is the RESP store, the hub's for the flists.
+        if args.rfs { "from origin" } else { "from hub" },
+        "from peers"
     );
     for r in &swarm.nodes {
         let time = r

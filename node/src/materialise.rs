@@ -301,6 +301,8 @@ pub fn materialise<S: BlockStore + ?Sized>(
     target: &Path,
     on_bytes: &dyn Fn(u64),
 ) -> Result<MaterialiseStats> {
+    // An rfs block that does not decode is refused before the target is touched.
+    crate::rfs::block::check_tree(store, tree)?;
     match fs::metadata(target) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -511,15 +513,9 @@ fn write_file<S: BlockStore + ?Sized>(
             }
         };
         verify_installed(store, rel, &c.cid, &bytes)?;
-        if bytes.len() != c.len as usize {
-            return Err(Error::new(format!(
-                "block {} of '{}' is {} bytes but its flist says {}; the publisher made an invalid release",
-                c.cid,
-                rel.escape_debug(),
-                bytes.len(),
-                c.len
-            )));
-        }
+        // The chunk's bytes: as stored (of the listed length), or an rfs block decrypted and
+        // decompressed.
+        let bytes = crate::rfs::block::decode_chunk(rel, c, bytes)?;
         file.write_all(&bytes)
             .map_err(|e| io_error("write", tmp, &e))?;
         written += bytes.len() as u64;
@@ -669,6 +665,7 @@ mod tests {
             chunks: vec![ChunkRef {
                 cid,
                 len: bytes.len() as u32,
+                key: None,
             }],
             ..entry(path, EntryKind::File, mode)
         }
@@ -683,6 +680,7 @@ mod tests {
                 version: "1".into(),
                 entries,
                 children: vec![],
+                routes: Vec::new(),
             },
         }
     }

@@ -46,7 +46,7 @@ pub struct PublishArgs {
 }
 
 /// What to publish, besides the packages.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PublishOptions {
     /// Channel name.
     pub channel: String,
@@ -123,21 +123,7 @@ struct Found {
 /// blocks are content-addressed and written atomically, and the release is written last, so a
 /// failure never leaves a half-written file or a release pointing at missing blocks.
 pub fn publish(hub_dir: &Path, packages: &[PathBuf], opts: &PublishOptions) -> Result<Published> {
-    hub::check_channel_name(&opts.channel)?;
-    if opts.keys.is_empty() {
-        return Err(Error::new("no signing key given; pass --key FILE"));
-    }
-    let mut distinct = HashSet::new();
-    if let Some(dup) = opts
-        .keys
-        .iter()
-        .find(|k| !distinct.insert(k.verifying_key().to_bytes()))
-    {
-        return Err(Error::new(format!(
-            "the signing key {} is given twice; pass each --key once",
-            keys::to_hex(dup.verifying_key().as_bytes())
-        )));
-    }
+    check_options(opts)?;
     if packages.is_empty() {
         return Err(Error::new(
             "no package directory given; pass at least one PKGDIR",
@@ -154,14 +140,7 @@ pub fn publish(hub_dir: &Path, packages: &[PathBuf], opts: &PublishOptions) -> R
         }
         trees.push((name, dir, walk(dir)?));
     }
-    let seq = current_seq(hub_dir, &opts.channel)?
-        .checked_add(1)
-        .ok_or_else(|| {
-            Error::new(format!(
-                "channel '{}' has reached the last seq",
-                opts.channel
-            ))
-        })?;
+    let seq = next_seq(hub_dir, &opts.channel)?;
     let version = opts.version.clone().unwrap_or_default();
 
     let mut writer = BlockWriter::new(hub_dir)?;
@@ -187,6 +166,7 @@ pub fn publish(hub_dir: &Path, packages: &[PathBuf], opts: &PublishOptions) -> R
             version: version.clone(),
             entries,
             children: Vec::new(),
+            routes: Vec::new(),
         };
         flist.normalise();
         let (cid, bytes) = flist.to_block().map_err(|e| {
@@ -198,11 +178,25 @@ pub fn publish(hub_dir: &Path, packages: &[PathBuf], opts: &PublishOptions) -> R
         writer.write_block(&cid, &bytes)?;
         children.push(ChildRef { name, cid });
     }
+    sign_release(hub_dir, &mut writer, children, version, seq, opts)
+}
+
+/// Writes the root flist over `children` and the release `seq` signed by `opts.keys` (last, so
+/// a release never points at missing blocks), after the children are in `writer`.
+pub(crate) fn sign_release(
+    hub_dir: &Path,
+    writer: &mut BlockWriter,
+    children: Vec<ChildRef>,
+    version: String,
+    seq: u64,
+    opts: &PublishOptions,
+) -> Result<Published> {
     let mut root = Flist {
         name: opts.channel.clone(),
         version,
         entries: Vec::new(),
         children,
+        routes: Vec::new(),
     };
     root.normalise();
     let (root_cid, root_bytes) = root
@@ -230,6 +224,33 @@ pub fn publish(hub_dir: &Path, packages: &[PathBuf], opts: &PublishOptions) -> R
         new_blocks: writer.new_blocks,
         new_bytes: writer.new_bytes,
     })
+}
+
+/// Checks the channel name and the keys (at least one, none twice).
+pub(crate) fn check_options(opts: &PublishOptions) -> Result<()> {
+    hub::check_channel_name(&opts.channel)?;
+    if opts.keys.is_empty() {
+        return Err(Error::new("no signing key given; pass --key FILE"));
+    }
+    let mut distinct = HashSet::new();
+    if let Some(dup) = opts
+        .keys
+        .iter()
+        .find(|k| !distinct.insert(k.verifying_key().to_bytes()))
+    {
+        return Err(Error::new(format!(
+            "the signing key {} is given twice; pass each --key once",
+            keys::to_hex(dup.verifying_key().as_bytes())
+        )));
+    }
+    Ok(())
+}
+
+/// The seq the next release of `channel` in `hub_dir` gets.
+pub(crate) fn next_seq(hub_dir: &Path, channel: &str) -> Result<u64> {
+    current_seq(hub_dir, channel)?
+        .checked_add(1)
+        .ok_or_else(|| Error::new(format!("channel '{channel}' has reached the last seq")))
 }
 
 fn package_name(dir: &Path) -> Result<String> {
@@ -410,7 +431,7 @@ fn write_release(hub_dir: &Path, channel: &str, seq: u64, bytes: &[u8]) -> Resul
 
 /// Writes blocks into a hub directory, skipping those already there, and counts them.
 #[derive(Debug)]
-struct BlockWriter {
+pub(crate) struct BlockWriter {
     hub_dir: PathBuf,
     chunker: Chunker,
     seen: HashSet<Cid>,
@@ -420,7 +441,7 @@ struct BlockWriter {
 }
 
 impl BlockWriter {
-    fn new(hub_dir: &Path) -> Result<Self> {
+    pub(crate) fn new(hub_dir: &Path) -> Result<Self> {
         let blocks = hub_dir.join(hub::BLOCKS_DIR);
         fs::create_dir_all(&blocks).map_err(|e| {
             Error::new(format!(
@@ -438,7 +459,7 @@ impl BlockWriter {
         })
     }
 
-    fn write_block(&mut self, cid: &Cid, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write_block(&mut self, cid: &Cid, bytes: &[u8]) -> Result<()> {
         if !self.seen.insert(*cid) {
             return Ok(());
         }
@@ -496,7 +517,11 @@ impl BlockWriter {
             let cid = cid_of(Codec::Raw, chunk);
             let len = u32::try_from(n).unwrap_or(u32::MAX);
             self.write_block(&cid, chunk)?;
-            chunks.push(ChunkRef { cid, len });
+            chunks.push(ChunkRef {
+                cid,
+                len,
+                key: None,
+            });
             size += n as u64;
             buf.drain(..n);
         }

@@ -76,7 +76,7 @@ pub async fn fetch(client: &reqwest::Client, node: &str) -> Result<Value> {
 /// Runs `bootswarm status`.
 pub fn run(args: StatusArgs) -> Result<()> {
     let rt = crate::task::runtime(crate::task::Runtime::Client)?;
-    let client = reqwest::Client::builder()
+    let client = crate::tls::client_builder()
         .timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| Error::new(format!("cannot build an HTTP client ({e})")))?;

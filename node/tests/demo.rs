@@ -70,3 +70,49 @@ fn tiny_demo_boots_every_node_and_prints_the_table() {
         );
     }
 }
+
+/// `demo --rfs`: the farm boots rfs content from a local RESP store (skipped without
+/// redis-server unless BOOTSWARM_REDIS_REQUIRED=1, where its absence is one sentence).
+#[test]
+fn tiny_rfs_demo_boots_from_a_local_resp_store() {
+    let present = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let out = run(&[
+        "demo",
+        "--rfs",
+        "--nodes",
+        "2",
+        "--size",
+        "4MiB",
+        "--hub-rate",
+        "1gbit",
+        "--workdir",
+        work.to_str().unwrap(),
+    ]);
+    if !present {
+        assert_one_sentence(&out, "needs redis-server");
+        assert!(
+            std::env::var("BOOTSWARM_REDIS_REQUIRED").as_deref() != Ok("1"),
+            "redis-server is not installed but BOOTSWARM_REDIS_REQUIRED=1"
+        );
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{stdout}",
+        stderr_of(&out)
+    );
+    assert!(stdout.contains("from origin"), "{stdout}");
+    let ok_rows = stdout
+        .lines()
+        .filter(|l| l.contains("ok, tree identical"))
+        .count();
+    assert_eq!(ok_rows, 2, "{stdout}");
+    assert!(work.join("fl").read_dir().unwrap().count() > 0);
+}

@@ -73,7 +73,7 @@ async fn the_hub_answers_while_holding_idle_and_non_reading_sockets() {
         .unwrap();
     let addr = hub.addr();
     // A new connection for every request: a fresh request, never a pooled one.
-    let client = reqwest::Client::builder()
+    let client = bootswarm_node::tls::client_builder()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
@@ -142,7 +142,7 @@ async fn the_hub_answers_while_holding_idle_and_non_reading_sockets() {
 
 /// Fetches `cid` over and over with `streams` requests at once from `local`, counting bytes.
 fn fetch_loop(url: String, local: IpAddr, streams: usize, got: Arc<AtomicU64>) {
-    let client = reqwest::Client::builder()
+    let client = bootswarm_node::tls::client_builder()
         .local_address(local)
         .build()
         .unwrap();

@@ -123,3 +123,42 @@ fn systemd_analyze_verifies_the_units() {
         );
     }
 }
+
+#[test]
+fn the_importer_unit_follows_a_taglink_into_the_hub_units_directory() {
+    let text = std::fs::read_to_string(dist("systemd/bootswarm-import.service")).unwrap();
+    let u = parse_unit(&text);
+    let exec = u["Service"]
+        .iter()
+        .find(|(k, _)| k == "ExecStart")
+        .map(|(_, v)| v.clone())
+        .expect("ExecStart");
+    let words: Vec<String> = exec
+        .split_whitespace()
+        .map(|w| {
+            w.replace("${STATE_DIRECTORY}", "/var/lib/bootswarm")
+                .replace("${CREDENTIALS_DIRECTORY}", "/run/credentials/x")
+        })
+        .collect();
+    let cli = bootswarm_node::cli::Cli::try_parse_from(&words).unwrap();
+    let bootswarm_node::cli::Command::Import(args) = cli.command else {
+        panic!("the importer unit does not run `bootswarm import`: {exec}");
+    };
+    // The directory bootswarm-hub.service serves.
+    assert_eq!(args.hub_dir, Path::new("/var/lib/bootswarm/hub"));
+    assert!(
+        args.from_hub
+            .as_deref()
+            .is_some_and(|h| h.starts_with("https://"))
+    );
+    assert!(args.taglink.is_some() && args.fls.is_empty());
+    let every = bootswarm_node::units::parse_duration(args.watch.as_deref().unwrap()).unwrap();
+    assert!(
+        every >= 60,
+        "--watch {every} s polls the official hub too often"
+    );
+    assert_eq!(
+        args.keys,
+        [PathBuf::from("/run/credentials/x/publisher.key")]
+    );
+}

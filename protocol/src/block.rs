@@ -1,5 +1,8 @@
-//! Blocks: bytes named by a CIDv1 with a sha2-256 multihash.
+//! Blocks: bytes named by a CIDv1 with a sha2-256 multihash, or, for the stored blocks of rfs
+//! flists (raw codec only), a blake2b-256 one.
 
+use blake2::Blake2b;
+use blake2::digest::consts::U32;
 use sha2::{Digest, Sha256};
 use std::fmt;
 
@@ -9,8 +12,11 @@ pub use cid::Cid;
 pub const RAW: u64 = 0x55;
 /// Multicodec of DAG-CBOR blocks (manifests, releases).
 pub const DAG_CBOR: u64 = 0x71;
-/// Multihash code of sha2-256, the only accepted hash function.
+/// Multihash code of sha2-256, the hash of every block bootswarm makes.
 pub const SHA2_256: u64 = 0x12;
+/// Multihash code of blake2b-256: the id of an rfs block (its stored, compressed and encrypted
+/// bytes). Accepted with the raw codec only.
+pub const BLAKE2B_256: u64 = 0xb220;
 /// Largest block accepted or produced.
 pub const MAX_BLOCK_SIZE: usize = 4 * 1024 * 1024;
 /// Longest CID string `parse_cid` looks at.
@@ -69,12 +75,19 @@ pub enum CidError {
         "the CID has codec {0:#x}, but only raw (0x55) and dag-cbor (0x71) blocks are accepted"
     )]
     UnsupportedCodec(u64),
-    /// The hash function is not sha2-256.
-    #[error("the CID uses hash function {0:#x}, but only sha2-256 (0x12) is accepted")]
+    /// The hash function is neither sha2-256 nor blake2b-256.
+    #[error(
+        "the CID uses hash function {0:#x}, but only sha2-256 (0x12) and, for raw rfs blocks, blake2b-256 (0xb220) are accepted"
+    )]
     UnsupportedHash(u64),
-    /// The sha2-256 digest is not 32 bytes long.
-    #[error("the CID carries a {0}-byte sha2-256 digest instead of 32 bytes; the CID is malformed")]
+    /// The digest is not 32 bytes long.
+    #[error("the CID carries a {0}-byte digest instead of 32 bytes; the CID is malformed")]
     BadDigestLength(usize),
+    /// A blake2b-256 CID with a codec other than raw.
+    #[error(
+        "the CID is a blake2b-256 CID with codec {0:#x}, but blake2b-256 names raw rfs blocks only"
+    )]
+    Blake2bNotRaw(u64),
 }
 
 /// Why a block was refused.
@@ -110,6 +123,12 @@ fn sha256(bytes: &[u8]) -> [u8; DIGEST_LEN] {
     Sha256::digest(bytes).into()
 }
 
+/// BLAKE2b with a 32-byte digest (the parameter block says 32: not a truncated BLAKE2b-512),
+/// the hash rfs names its blocks and keys with.
+pub fn blake2b_256(bytes: &[u8]) -> [u8; DIGEST_LEN] {
+    <Blake2b<U32> as blake2::Digest>::digest(bytes).into()
+}
+
 /// The CIDv1 (sha2-256) of `bytes` with the given codec.
 pub fn cid_of(codec: Codec, bytes: &[u8]) -> Cid {
     sha256_cid(codec, sha256(bytes))
@@ -122,20 +141,36 @@ pub fn sha256_cid(codec: Codec, digest: [u8; DIGEST_LEN]) -> Cid {
     Cid::new_v1(codec.code(), mh)
 }
 
-/// Checks that `cid` is a CIDv1 with an accepted codec and a 32-byte sha2-256 digest.
+/// The raw CID of an rfs block: its id (the blake2b-256 of its stored bytes) as the digest.
+pub fn rfs_block_cid(id: [u8; DIGEST_LEN]) -> Cid {
+    let mh = multihash::Multihash::<64>::wrap(BLAKE2B_256, &id)
+        .expect("a 32-byte digest always fits a 64-byte multihash");
+    Cid::new_v1(RAW, mh)
+}
+
+/// Checks that `cid` is a CIDv1 with an accepted codec and a 32-byte digest of an accepted
+/// hash: sha2-256 with either codec, blake2b-256 with raw only.
 pub fn check_cid(cid: &Cid) -> Result<Codec, CidError> {
     if cid.version() != cid::Version::V1 {
         return Err(CidError::NotV1);
     }
     let codec = Codec::from_code(cid.codec()).ok_or(CidError::UnsupportedCodec(cid.codec()))?;
     let hash = cid.hash();
-    if hash.code() != SHA2_256 {
-        return Err(CidError::UnsupportedHash(hash.code()));
+    match hash.code() {
+        SHA2_256 => {}
+        BLAKE2B_256 if codec == Codec::Raw => {}
+        BLAKE2B_256 => return Err(CidError::Blake2bNotRaw(cid.codec())),
+        other => return Err(CidError::UnsupportedHash(other)),
     }
     if hash.digest().len() != DIGEST_LEN {
         return Err(CidError::BadDigestLength(hash.digest().len()));
     }
     Ok(codec)
+}
+
+/// Whether `cid` names an rfs block (a blake2b-256 raw CID). Says nothing about validity.
+pub fn is_rfs_block(cid: &Cid) -> bool {
+    cid.hash().code() == BLAKE2B_256
 }
 
 /// Parses and checks a CID string.
@@ -157,7 +192,12 @@ pub fn verify(cid: &Cid, bytes: &[u8]) -> Result<(), BlockError> {
             len: bytes.len(),
         });
     }
-    if cid.hash().digest() != sha256(bytes) {
+    let digest = if is_rfs_block(cid) {
+        blake2b_256(bytes)
+    } else {
+        sha256(bytes)
+    };
+    if cid.hash().digest() != digest {
         return Err(BlockError::Mismatch { cid: *cid });
     }
     Ok(())
@@ -205,9 +245,9 @@ pub struct Refused {
     pub bytes: Vec<u8>,
 }
 
-/// The sha2-256 digest inside `cid`, if it has one.
+/// The 32-byte digest inside `cid` if its hash is an accepted one (sha2-256 or blake2b-256).
 pub fn digest(cid: &Cid) -> Option<[u8; 32]> {
-    if cid.hash().code() != SHA2_256 {
+    if !matches!(cid.hash().code(), SHA2_256 | BLAKE2B_256) {
         return None;
     }
     cid.hash().digest().try_into().ok()
@@ -317,6 +357,55 @@ mod tests {
         assert!(matches!(parse_cid(""), Err(CidError::Parse(_))));
         let long = "b".repeat(MAX_CID_STRING_LEN + 1);
         assert!(matches!(parse_cid(&long), Err(CidError::Parse(_))));
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn blake2b_256_is_the_32_byte_parameterised_hash() {
+        // hashlib.blake2b(b"abc", digest_size=32): not the first half of BLAKE2b-512.
+        assert_eq!(
+            hex(&blake2b_256(b"abc")),
+            "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319"
+        );
+    }
+
+    #[test]
+    fn rfs_blocks_are_raw_blake2b_cids() {
+        let c = rfs_block_cid(blake2b_256(b"stored"));
+        assert_eq!(check_cid(&c), Ok(Codec::Raw));
+        assert!(is_rfs_block(&c) && !is_rfs_block(&cid_of(Codec::Raw, b"stored")));
+        assert_eq!(c.hash().code(), BLAKE2B_256);
+        assert_eq!(digest(&c), Some(blake2b_256(b"stored")));
+        assert_eq!(verify(&c, b"stored"), Ok(()));
+        assert_eq!(verify(&c, b"stoRed"), Err(BlockError::Mismatch { cid: c }));
+        let v = Verified::check(c, b"stored".to_vec()).unwrap();
+        assert_eq!(v.cid(), &c);
+        assert!(Verified::check(c, b"other".to_vec()).is_err());
+        // The sha2-256 of the same bytes is not accepted under a blake2b CID.
+        let wrong = rfs_block_cid(sha256(b"stored"));
+        assert!(verify(&wrong, b"stored").is_err());
+        assert_eq!(parse_cid(&c.to_string()), Ok(c));
+    }
+
+    #[test]
+    fn blake2b_is_refused_for_dag_cbor_and_short_digests() {
+        let mh = multihash::Multihash::<64>::wrap(BLAKE2B_256, &[7u8; 32]).unwrap();
+        let dag = Cid::new_v1(DAG_CBOR, mh);
+        assert_eq!(check_cid(&dag), Err(CidError::Blake2bNotRaw(DAG_CBOR)));
+        assert!(matches!(
+            verify(&dag, b""),
+            Err(BlockError::Cid {
+                source: CidError::Blake2bNotRaw(_),
+                ..
+            })
+        ));
+        let short = multihash::Multihash::<64>::wrap(BLAKE2B_256, &[7u8; 20]).unwrap();
+        let c = Cid::new_v1(RAW, short);
+        assert_eq!(check_cid(&c), Err(CidError::BadDigestLength(20)));
+        assert_eq!(digest(&c), None);
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! Flists: one package manifest per DAG-CBOR block, deterministically encoded and totally decoded.
 
-use crate::block::{Cid, Codec, MAX_BLOCK_SIZE, check_cid, cid_of};
+use crate::block::{Cid, Codec, check_cid, cid_of};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+
+mod rfs;
+pub use rfs::{
+    BlockKey, GCM_TAG_LEN, MAX_RFS_CHUNK, MAX_ROUTE_URL_LEN, MAX_ROUTES, Route, stored_cap,
+};
 
 /// Largest encoded flist.
 pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
@@ -30,6 +35,9 @@ pub struct Flist {
     pub entries: Vec<Entry>,
     /// Child flists in boot-priority order (the publisher's order); names are unique.
     pub children: Vec<ChildRef>,
+    /// Stores of the flist's rfs blocks (an imported rfs flist's routes); omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
 }
 
 /// One file, directory or symlink of a flist.
@@ -66,8 +74,11 @@ pub enum EntryKind {
 pub struct ChunkRef {
     /// Raw CID of the chunk.
     pub cid: Cid,
-    /// Chunk length in bytes.
+    /// Chunk length in bytes (the plaintext length of an rfs block).
     pub len: u32,
+    /// The key of an rfs block (a blake2b-256 CID); omitted for sha2-256 chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<BlockKey>,
 }
 
 /// A reference to a child flist.
@@ -144,6 +155,14 @@ pub enum ManifestError {
         what: &'static str,
         /// The value.
         value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A route is invalid.
+    #[error("flist route {url:?} is invalid: {reason}; fix the flist's routes")]
+    BadRoute {
+        /// The route's URL (or the count).
+        url: String,
         /// What is wrong with it.
         reason: &'static str,
     },
@@ -250,12 +269,7 @@ fn check_entry(entry: &Entry) -> Result<(), &'static str> {
             }
             let mut sum = 0u64;
             for chunk in &entry.chunks {
-                if chunk.len == 0 || chunk.len as usize > MAX_BLOCK_SIZE {
-                    return Err("a chunk length is 0 or above the block size limit");
-                }
-                if check_cid(&chunk.cid) != Ok(Codec::Raw) {
-                    return Err("a chunk CID is not a raw sha2-256 CIDv1");
-                }
+                rfs::check_chunk(chunk)?;
                 sum += u64::from(chunk.len);
             }
             if sum != entry.size {
@@ -387,6 +401,8 @@ impl Flist {
                 }
             }
         }
+        rfs::check_routes(&self.routes)
+            .map_err(|(url, reason)| ManifestError::BadRoute { url, reason })?;
         let mut names = std::collections::BTreeSet::new();
         for child in &self.children {
             let name = child.name.as_str();
@@ -423,11 +439,13 @@ impl Flist {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block::MAX_BLOCK_SIZE;
 
     fn chunk(data: &[u8]) -> ChunkRef {
         ChunkRef {
             cid: cid_of(Codec::Raw, data),
             len: u32::try_from(data.len()).unwrap(),
+            key: None,
         }
     }
 
@@ -479,6 +497,7 @@ mod tests {
                 name: "corex".into(),
                 cid: cid_of(Codec::DagCbor, b"child"),
             }],
+            routes: Vec::new(),
         }
     }
 

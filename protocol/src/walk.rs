@@ -227,6 +227,7 @@ mod tests {
                     cid: *c,
                 })
                 .collect(),
+            routes: Vec::new(),
         };
         let (cid, _) = f.to_block().unwrap();
         (cid, f)

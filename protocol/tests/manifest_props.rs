@@ -1,7 +1,9 @@
 //! Property tests: decoding never panics, valid values round-trip.
 
-use bootswarm_protocol::block::{Codec, cid_of};
-use bootswarm_protocol::manifest::{ChildRef, ChunkRef, Entry, EntryKind, Flist};
+use bootswarm_protocol::block::{Codec, blake2b_256, cid_of, rfs_block_cid};
+use bootswarm_protocol::manifest::{
+    BlockKey, ChildRef, ChunkRef, Entry, EntryKind, Flist, MAX_RFS_CHUNK, Route,
+};
 use bootswarm_protocol::release::{Release, SignedRelease};
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
@@ -19,9 +21,27 @@ fn rel_path() -> impl Strategy<Value = String> {
 }
 
 fn chunk_ref() -> impl Strategy<Value = ChunkRef> {
-    (any::<u64>(), 1u32..=4 * 1024 * 1024).prop_map(|(seed, len)| ChunkRef {
+    let sha = (any::<u64>(), 1u32..=4 * 1024 * 1024).prop_map(|(seed, len)| ChunkRef {
         cid: cid_of(Codec::Raw, &seed.to_le_bytes()),
         len,
+        key: None,
+    });
+    let rfs =
+        (any::<u64>(), 1u32..=MAX_RFS_CHUNK, any::<[u8; 32]>()).prop_map(|(seed, len, key)| {
+            ChunkRef {
+                cid: rfs_block_cid(blake2b_256(&seed.to_le_bytes())),
+                len,
+                key: Some(BlockKey(key)),
+            }
+        });
+    prop_oneof![sha, rfs]
+}
+
+fn route() -> impl Strategy<Value = Route> {
+    (any::<u8>(), any::<u8>(), "[a-z]{1,5}://[!-~]{0,30}").prop_map(|(a, b, url)| Route {
+        start: a.min(b),
+        end: a.max(b),
+        url,
     })
 }
 
@@ -81,8 +101,9 @@ fn flist() -> impl Strategy<Value = Flist> {
         "[^\0]{0,20}",
         prop::collection::vec(entry(), 0..20),
         prop::collection::btree_map(package_name(), any::<u64>(), 0..5),
+        prop::collection::vec(route(), 0..3),
     )
-        .prop_map(|(name, version, entries, children)| Flist {
+        .prop_map(|(name, version, entries, children, routes)| Flist {
             name,
             version,
             entries: valid_entries(entries),
@@ -93,6 +114,7 @@ fn flist() -> impl Strategy<Value = Flist> {
                     cid: cid_of(Codec::DagCbor, &seed.to_le_bytes()),
                 })
                 .collect(),
+            routes,
         })
 }
 

@@ -165,6 +165,7 @@ impl Package {
             version: version.into(),
             entries,
             children: Vec::new(),
+            routes: Vec::new(),
         };
         flist.normalise();
         flist
@@ -190,6 +191,7 @@ fn root_flist(version: &str, children: Vec<ChildRef>) -> Result<(Cid, Vec<u8>), 
         version: version.into(),
         entries: Vec::new(),
         children,
+        routes: Vec::new(),
     };
     root.to_block().map_err(|e| format!("root flist: {e}"))
 }
@@ -207,6 +209,7 @@ fn make_packages(seed: u64, packages: u32, size: u64) -> Vec<Package> {
             .map(|(i, &len)| ChunkRef {
                 cid: chunk_cid(seed, 1, p, i as u64),
                 len: len as u32,
+                key: None,
             })
             .collect();
         let files = (1 + rng.below(6) as usize).min(refs.len()).max(1);

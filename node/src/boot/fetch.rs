@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bootswarm_protocol::block::{Cid, Codec, check_cid};
-use bootswarm_protocol::manifest::{Flist, MAX_MANIFEST_SIZE};
+use bootswarm_protocol::block::{Cid, Codec, check_cid, is_rfs_block};
+use bootswarm_protocol::manifest::{Flist, MAX_MANIFEST_SIZE, MAX_RFS_CHUNK, stored_cap};
 use bootswarm_protocol::store::{BlockStore, StoreError};
 use bootswarm_protocol::walk::{Placed, Walk};
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -15,6 +15,7 @@ use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::hub::client::HubClient;
 use crate::materialise::{Tree, plan};
+use crate::rfs::upstream::Upstreams;
 use crate::task::blocking;
 
 /// Traffic of a fetch phase.
@@ -22,6 +23,8 @@ use crate::task::blocking;
 pub struct FetchStats {
     /// Body bytes received from the hub.
     pub hub_bytes: u64,
+    /// Stored bytes of the rfs blocks received from upstream stores.
+    pub upstream_bytes: u64,
     /// Blocks fetched from the hub.
     pub blocks_fetched: u64,
     /// Blocks the store already held.
@@ -33,6 +36,7 @@ pub struct FetchStats {
 #[derive(Default)]
 struct Counters {
     hub_bytes: AtomicU64,
+    upstream_bytes: AtomicU64,
     fetched: AtomicU64,
     reused: AtomicU64,
     bytes_reused: AtomicU64,
@@ -42,6 +46,7 @@ impl Counters {
     fn snapshot(&self) -> FetchStats {
         FetchStats {
             hub_bytes: self.hub_bytes.load(Ordering::Relaxed),
+            upstream_bytes: self.upstream_bytes.load(Ordering::Relaxed),
             blocks_fetched: self.fetched.load(Ordering::Relaxed),
             blocks_reused: self.reused.load(Ordering::Relaxed),
             bytes_reused: self.bytes_reused.load(Ordering::Relaxed),
@@ -53,6 +58,7 @@ impl Counters {
 /// returns the combined, checked [`Tree`]. Nothing is written outside the store.
 pub(crate) async fn fetch_release<S>(
     client: &HubClient,
+    upstreams: &Upstreams,
     store: &Arc<S>,
     root: &Cid,
     concurrency: usize,
@@ -63,8 +69,12 @@ where
 {
     let counters = Arc::new(Counters::default());
     let flists = fetch_flists(client, store, root, concurrency, &counters).await?;
+    for placed in &flists {
+        upstreams.learn(&placed.flist);
+    }
     let tree = blocking(move || plan(&flists)).await?;
-    fetch_chunks(client, store, &tree, concurrency, progress, &counters).await?;
+    let from = Origin { client, upstreams };
+    fetch_chunks(from, store, &tree, concurrency, progress, &counters).await?;
     Ok((tree, counters.snapshot()))
 }
 
@@ -162,7 +172,7 @@ where
 
 /// Every chunk of `tree` not yet in the store, from the hub, verified by the store.
 async fn fetch_chunks<S>(
-    client: &HubClient,
+    from: Origin<'_>,
     store: &Arc<S>,
     tree: &Tree,
     concurrency: usize,
@@ -190,7 +200,18 @@ where
         .map(|(cid, len)| {
             let (store, counters) = (Arc::clone(store), Arc::clone(counters));
             async move {
-                let bytes = client.block(&cid, len as usize).await?;
+                if is_rfs_block(&cid) {
+                    let bytes = from.upstream(&cid, len).await?;
+                    counters
+                        .upstream_bytes
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    blocking(move || store.put(&cid, &bytes).map_err(|e| store_error(&cid, &e)))
+                        .await?;
+                    counters.fetched.fetch_add(1, Ordering::Relaxed);
+                    progress.inc(u64::from(len));
+                    return Ok(());
+                }
+                let bytes = from.client.block(&cid, len as usize).await?;
                 counters
                     .hub_bytes
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -267,5 +288,27 @@ fn store_error(cid: &Cid, e: &StoreError) -> Error {
             "the store failed on block {cid} ({}); check the --store directory",
             other.to_string().trim_end_matches('.')
         )),
+    }
+}
+
+/// Where a hub-only boot fetches chunks: rfs blocks from their upstream stores, the rest
+/// from the hub.
+#[derive(Debug, Clone, Copy)]
+struct Origin<'a> {
+    client: &'a HubClient,
+    upstreams: &'a Upstreams,
+}
+
+impl Origin<'_> {
+    /// Rfs block `cid` of `len` plaintext bytes, verified against its CID.
+    async fn upstream(&self, cid: &Cid, len: u32) -> Result<Vec<u8>> {
+        let cap = stored_cap(len.min(MAX_RFS_CHUNK)) as usize;
+        match self.upstreams.fetch(cid, cap).await {
+            Ok((block, _)) => Ok(block.into_bytes()),
+            Err(e) => Err(Error::new(format!(
+                "{}; nothing was installed",
+                e.to_string().trim_end_matches('.')
+            ))),
+        }
     }
 }

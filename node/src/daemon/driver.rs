@@ -172,7 +172,7 @@ impl Driver {
     /// Opens the store, builds the swarm and starts listening and dialling. Every failure is
     /// one sentence.
     pub(crate) async fn start(opts: DaemonOptions, shared: Shared) -> Result<Driver> {
-        let hub = HubClient::new(&opts.hub_url)?;
+        let hub = HubClient::with_tls(&opts.hub_url, &opts.tls)?;
         let dir = opts.store_dir.clone();
         let store = blocking(move || SledStore::open(&dir)).await?;
         let dir = opts.store_dir.clone();
@@ -247,7 +247,7 @@ impl Driver {
             swarm,
             agent,
             follower,
-            tasks: Tasks::new(Arc::new(store), tx),
+            tasks: Tasks::new(Arc::new(store), tx, Arc::clone(&opts.upstreams)),
             hub,
             topic,
             summary_topic,

@@ -521,7 +521,7 @@ mod tests {
         let url = format!("http://{}/v1/announce", listener.local_addr().unwrap());
         let app = router(Shared::default(), tx);
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let client = reqwest::Client::new();
+        let client = crate::tls::client_builder().build().unwrap();
         let mut codes = Vec::new();
         for _ in 0..12 {
             let resp = client.post(&url).body(vec![1u8; 10]).send().await.unwrap();

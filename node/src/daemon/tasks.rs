@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bootswarm_protocol::agent::{FetchError, RequestId, ServeId};
-use bootswarm_protocol::block::Cid;
+use bootswarm_protocol::block::{Cid, is_rfs_block};
 use bootswarm_protocol::follower::{self, Input as Fact};
+use bootswarm_protocol::manifest::{MAX_RFS_CHUNK, stored_cap};
 use bootswarm_protocol::release::HighWater;
 use bootswarm_protocol::store::{BlockStore, StoreError};
 use tokio::sync::{Semaphore, mpsc};
@@ -15,6 +16,7 @@ use super::payload::Block;
 use crate::error::Error;
 use crate::hub::client::HubClient;
 use crate::materialise::MaterialiseStats;
+use crate::rfs::upstream::{UpstreamError, Upstreams};
 use crate::state::NodeState;
 use crate::store::SledStore;
 use crate::task::{blocking, blocking_value};
@@ -60,14 +62,21 @@ pub(crate) struct Tasks {
     pub(crate) store: Arc<SledStore>,
     tx: mpsc::Sender<TaskMsg>,
     disk: Arc<Semaphore>,
+    /// Stores of the rfs blocks, which learn their routes from the flists seen.
+    upstreams: Arc<Upstreams>,
 }
 
 impl Tasks {
-    pub(crate) fn new(store: Arc<SledStore>, tx: mpsc::Sender<TaskMsg>) -> Self {
+    pub(crate) fn new(
+        store: Arc<SledStore>,
+        tx: mpsc::Sender<TaskMsg>,
+        upstreams: Arc<Upstreams>,
+    ) -> Self {
         Tasks {
             store,
             tx,
             disk: Arc::new(Semaphore::new(DISK_TASKS)),
+            upstreams,
         }
     }
 
@@ -98,9 +107,9 @@ impl Tasks {
 
     /// Hashes a block that arrived from a peer, off the event loop.
     pub(crate) fn verify(&self, req: RequestId, cid: Cid, bytes: Vec<u8>) {
-        let tx = self.tx.clone();
+        let (tx, upstreams) = (self.tx.clone(), Arc::clone(&self.upstreams));
         tokio::spawn(async move {
-            let msg = match blocking_value(move || Block::verified(cid, bytes)).await {
+            let msg = match blocking_value(move || checked(&upstreams, cid, bytes)).await {
                 Some(payload) => TaskMsg::Fetched { req, payload },
                 None => TaskMsg::FetchFailed {
                     req,
@@ -111,7 +120,8 @@ impl Tasks {
         });
     }
 
-    /// Fetches a block from the hub and hashes it; the handle aborts it.
+    /// Fetches a block from the origin and hashes it; the handle aborts it. The origin of an
+    /// rfs block is its upstream store, of any other block the hub.
     pub(crate) fn fetch_hub(
         &self,
         hub: &HubClient,
@@ -119,21 +129,27 @@ impl Tasks {
         cid: Cid,
         len: u32,
     ) -> AbortHandle {
-        let (hub, tx) = (hub.clone(), self.tx.clone());
+        let (hub, tx, upstreams) = (hub.clone(), self.tx.clone(), Arc::clone(&self.upstreams));
         tokio::spawn(async move {
-            let msg = match hub.block(&cid, len as usize).await {
-                Ok(bytes) => match blocking_value(move || Block::verified(cid, bytes)).await {
-                    Some(payload) => TaskMsg::Fetched { req, payload },
-                    None => TaskMsg::FetchFailed {
-                        req,
-                        error: FetchError::Other,
-                    },
-                },
-                Err(e) => {
-                    tracing::debug!("hub fetch failed: {e}");
-                    TaskMsg::FetchFailed {
-                        req,
-                        error: FetchError::HubUnavailable,
+            let msg = if is_rfs_block(&cid) {
+                fetch_upstream(&upstreams, req, cid, len).await
+            } else {
+                match hub.block(&cid, len as usize).await {
+                    Ok(bytes) => {
+                        match blocking_value(move || checked(&upstreams, cid, bytes)).await {
+                            Some(payload) => TaskMsg::Fetched { req, payload },
+                            None => TaskMsg::FetchFailed {
+                                req,
+                                error: FetchError::Other,
+                            },
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!("hub fetch failed: {e}");
+                        TaskMsg::FetchFailed {
+                            req,
+                            error: FetchError::HubUnavailable,
+                        }
                     }
                 }
             };
@@ -166,9 +182,13 @@ impl Tasks {
 
     /// Looks a block up in the store for the agent.
     pub(crate) fn lookup(&self, cid: Cid) {
+        let upstreams = Arc::clone(&self.upstreams);
         self.disk(move |store| {
             let block = match store.get(&cid) {
-                Ok(b) => b.map(|bytes| Block::from_store(cid, bytes)),
+                Ok(b) => b.map(|bytes| {
+                    upstreams.learn_block(&cid, &bytes);
+                    Block::from_store(cid, bytes)
+                }),
                 Err(e) => {
                     tracing::warn!("{e}");
                     None
@@ -255,4 +275,37 @@ pub(crate) fn version(seq: u64, root: &str) -> Option<follower::Version> {
     bootswarm_protocol::block::parse_cid(root)
         .ok()
         .map(|root| follower::Version { seq, root })
+}
+
+/// Hashes `bytes` against `cid` (call it on a blocking thread); a good flist teaches the
+/// upstreams its routes.
+fn checked(upstreams: &Upstreams, cid: Cid, bytes: Vec<u8>) -> Block {
+    let block = Block::verified(cid, bytes);
+    if let Block::Verified(v) = &block {
+        upstreams.learn_block(&cid, v.bytes());
+    }
+    block
+}
+
+/// Fetches rfs block `cid` (at most `cap` bytes: the agent plans it at its stored cap) from
+/// its upstream stores, verified.
+async fn fetch_upstream(upstreams: &Upstreams, req: RequestId, cid: Cid, cap: u32) -> TaskMsg {
+    let cap = cap.min(stored_cap(MAX_RFS_CHUNK)) as usize;
+    match upstreams.fetch(&cid, cap).await {
+        Ok((block, from)) => {
+            tracing::debug!(%cid, %from, "rfs block from upstream");
+            TaskMsg::Fetched {
+                req,
+                payload: Block::Verified(block),
+            }
+        }
+        Err(e) => {
+            tracing::warn!("{e}");
+            let error = match e {
+                UpstreamError::Failed { mismatch: true, .. } => FetchError::Other,
+                _ => FetchError::HubUnavailable,
+            };
+            TaskMsg::FetchFailed { req, error }
+        }
+    }
 }

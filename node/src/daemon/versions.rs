@@ -423,10 +423,12 @@ mod tests {
                 chunks: vec![ChunkRef {
                     cid: chunk,
                     len: content.len() as u32,
+                    key: None,
                 }],
                 target: None,
             }],
             children: Vec::new(),
+            routes: Vec::new(),
         };
         let (root, bytes) = flist.to_block().unwrap();
         store.put(&root, &bytes).unwrap();
@@ -516,6 +518,7 @@ mod tests {
                         cid: *c,
                     })
                     .collect(),
+                routes: Vec::new(),
             };
             let (c, bytes) = flist.to_block().unwrap();
             store.put(&c, &bytes).unwrap();

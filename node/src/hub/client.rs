@@ -10,6 +10,7 @@ use bootswarm_protocol::release::{MAX_RELEASE_SIZE, SignedRelease};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::tls::Tls;
 
 /// How long to wait for a TCP connection to the hub.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,21 +44,31 @@ enum Body {
 }
 
 impl HubClient {
-    /// A client for the hub at `url` (`http://host:port`, optionally with a path prefix).
+    /// A client for the hub at `url` (`http://host:port` or `https://…`, optionally with a
+    /// path prefix), trusting the platform's roots.
     pub fn new(url: &str) -> Result<HubClient> {
+        Self::with_tls(url, &Tls::default())
+    }
+
+    /// A client for the hub at `url` whose HTTPS trusts `tls`.
+    pub fn with_tls(url: &str, tls: &Tls) -> Result<HubClient> {
         let trimmed = url.trim().trim_end_matches('/');
-        let rest = trimmed.strip_prefix("http://").ok_or_else(|| {
-            Error::new(format!(
-                "hub URL '{url}' is not an http:// URL; pass --hub like http://127.0.0.1:8080"
-            ))
-        })?;
+        let rest = trimmed
+            .strip_prefix("http://")
+            .or_else(|| trimmed.strip_prefix("https://"))
+            .ok_or_else(|| {
+                Error::new(format!(
+                    "hub URL '{url}' is not an http:// or https:// URL; pass --hub like http://127.0.0.1:8080"
+                ))
+            })?;
         let host = rest.split('/').next().unwrap_or("");
         if host.is_empty() || host.contains(char::is_whitespace) {
             return Err(Error::new(format!(
                 "hub URL '{url}' has no valid host; pass --hub like http://127.0.0.1:8080"
             )));
         }
-        let http = reqwest::Client::builder()
+        let http = tls
+            .builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
             .no_proxy()

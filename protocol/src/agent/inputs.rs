@@ -153,7 +153,7 @@ impl<P: Payload> Agent<P> {
             self.stats.duplicate_blocks += 1;
             return;
         }
-        let len_ok = if manifest {
+        let len_ok = if b.capped {
             payload.len() <= expected
         } else {
             payload.len() == expected

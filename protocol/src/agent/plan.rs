@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::bitfield::{Bitfield, MAX_BLOCKS};
 use crate::block::{self, Cid};
-use crate::manifest::{Flist, MAX_MANIFEST_SIZE};
+use crate::manifest::{ChunkRef, Flist, MAX_MANIFEST_SIZE, stored_cap};
 use crate::walk::{Walk, WalkError};
 
 /// Where a block stands on this node.
@@ -27,8 +27,14 @@ pub(crate) enum State {
 #[derive(Debug, Clone)]
 pub(crate) struct Block {
     pub(crate) cid: Cid,
-    /// The exact length for chunks; the cap for manifests.
+    /// The exact length for chunks; the cap for manifests and rfs blocks until held, then
+    /// their length.
     pub(crate) len: u32,
+    /// `len` is a cap: a manifest, or an rfs block (whose flist gives its plaintext length).
+    pub(crate) capped: bool,
+    /// The chunk length the flists give (the plaintext length of an rfs block); 0 for
+    /// manifests.
+    pub(crate) listed: u32,
     pub(crate) manifest: bool,
     /// Boot priority: 0 for manifests, then 1 + the package's position in the root.
     pub(crate) tier: u32,
@@ -115,7 +121,7 @@ impl Plan {
             to_fetch: 0,
             held_bytes: 0,
         };
-        plan.push(root, MAX_MANIFEST_SIZE as u32, true, 0);
+        plan.push_manifest(root, 0);
         plan.order.push(0);
         plan
     }
@@ -132,12 +138,33 @@ impl Plan {
         self.blocks.iter().map(|b| u64::from(b.len)).sum()
     }
 
-    fn push(&mut self, cid: Cid, len: u32, manifest: bool, tier: u32) -> u32 {
+    fn push_manifest(&mut self, cid: Cid, tier: u32) -> u32 {
+        self.push(cid, MAX_MANIFEST_SIZE as u32, true, None, tier)
+    }
+
+    /// A chunk: its exact length, or the stored cap of an rfs block (one with a key).
+    fn push_chunk(&mut self, chunk: &ChunkRef, tier: u32) -> u32 {
+        match chunk.key {
+            Some(_) => self.push(
+                chunk.cid,
+                stored_cap(chunk.len),
+                true,
+                Some(chunk.len),
+                tier,
+            ),
+            None => self.push(chunk.cid, chunk.len, false, Some(chunk.len), tier),
+        }
+    }
+
+    /// `listed`: the chunk length the flists give; `None` for a manifest.
+    fn push(&mut self, cid: Cid, len: u32, capped: bool, listed: Option<u32>, tier: u32) -> u32 {
         let idx = self.blocks.len() as u32;
         self.blocks.push(Block {
             cid,
             len,
-            manifest,
+            capped,
+            listed: listed.unwrap_or(0),
+            manifest: listed.is_none(),
             tier,
             key: block_key(&cid),
             state: State::Lookup,
@@ -154,7 +181,7 @@ impl Plan {
             return false;
         }
         b.state = State::Held;
-        if b.manifest {
+        if b.capped {
             b.len = len as u32;
         }
         self.held.set(idx);
@@ -186,19 +213,19 @@ impl Plan {
                     continue;
                 }
                 let child_tier = if m == 0 { 1 + pos as u32 } else { tier };
-                let c = self.push(child.cid, MAX_MANIFEST_SIZE as u32, true, 0);
+                let c = self.push_manifest(child.cid, 0);
                 self.entry_tiers.insert(c, child_tier);
             }
             for entry in &placed.flist.entries {
                 for chunk in &entry.chunks {
                     match self.by_cid.get(&chunk.cid) {
                         Some(&existing) => {
-                            if self.blocks[existing as usize].len != chunk.len {
+                            if self.blocks[existing as usize].listed != chunk.len {
                                 return Err(PlanError::InconsistentChunk { cid: chunk.cid });
                             }
                         }
                         None => {
-                            self.push(chunk.cid, chunk.len, false, tier);
+                            self.push_chunk(chunk, tier);
                         }
                     }
                 }
@@ -225,6 +252,7 @@ pub(crate) fn test_plan(chunks: u32) -> Plan {
         .map(|c| ChunkRef {
             cid: cid_of(Codec::Raw, &c.to_le_bytes()),
             len: 4,
+            key: None,
         })
         .collect();
     let flist = Flist {
@@ -239,6 +267,7 @@ pub(crate) fn test_plan(chunks: u32) -> Plan {
             target: None,
         }],
         children: vec![],
+        routes: Vec::new(),
     };
     let (root, bytes) = flist.to_block().expect("a small flist encodes");
     let mut plan = Plan::new(root);
@@ -251,4 +280,153 @@ pub(crate) fn test_plan(chunks: u32) -> Plan {
     }
     plan.lookups = 0;
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::agent::{Agent, AgentConfig, Event, HubMode, Input, Output, Time};
+    use crate::block::{blake2b_256, rfs_block_cid};
+    use crate::manifest::{BlockKey, Entry, EntryKind};
+
+    /// An rfs block of `plain` plaintext bytes whose stored form is `stored` bytes long.
+    fn rfs_chunk(seed: u8, plain: u32, stored: usize) -> (ChunkRef, Vec<u8>) {
+        let bytes = vec![seed; stored];
+        let chunk = ChunkRef {
+            cid: rfs_block_cid(blake2b_256(&bytes)),
+            len: plain,
+            key: Some(BlockKey([seed; 32])),
+        };
+        (chunk, bytes)
+    }
+
+    fn flist(chunks: Vec<ChunkRef>) -> Flist {
+        Flist {
+            name: "rfs".into(),
+            version: String::new(),
+            entries: vec![Entry {
+                path: "f".into(),
+                kind: EntryKind::File,
+                mode: 0o644,
+                size: chunks.iter().map(|c| u64::from(c.len)).sum(),
+                chunks,
+                target: None,
+            }],
+            children: vec![],
+            routes: vec![],
+        }
+    }
+
+    #[test]
+    fn an_rfs_block_is_planned_at_its_stored_cap_and_held_at_its_length() {
+        let (a, a_bytes) = rfs_chunk(1, 1000, 700);
+        let (root, bytes) = flist(vec![a]).to_block().unwrap();
+        let mut plan = Plan::new(root);
+        plan.mark_held(0, bytes.len() as u64);
+        plan.add_manifest(0, &bytes).unwrap();
+        let b = &plan.blocks[1];
+        assert_eq!(
+            (b.len, b.listed, b.capped, b.manifest),
+            (stored_cap(1000), 1000, true, false)
+        );
+        plan.mark_held(1, a_bytes.len() as u64);
+        assert_eq!(plan.blocks[1].len, 700);
+        assert_eq!(plan.total_bytes(), bytes.len() as u64 + 700);
+    }
+
+    #[test]
+    fn one_rfs_block_listed_with_two_lengths_is_inconsistent() {
+        let (a, _) = rfs_chunk(1, 1000, 700);
+        let mut b = a;
+        b.len = 999;
+        let child = |c: ChunkRef| flist(vec![c]).to_block().unwrap();
+        let ((ca, ba), (cb, bb)) = (child(a), child(b));
+        let root = Flist {
+            children: vec![
+                crate::manifest::ChildRef {
+                    name: "a".into(),
+                    cid: ca,
+                },
+                crate::manifest::ChildRef {
+                    name: "b".into(),
+                    cid: cb,
+                },
+            ],
+            ..flist(vec![])
+        };
+        let root = Flist {
+            entries: vec![],
+            ..root
+        };
+        let (r, rb) = root.to_block().unwrap();
+        let mut plan = Plan::new(r);
+        plan.mark_held(0, rb.len() as u64);
+        plan.add_manifest(0, &rb).unwrap();
+        plan.mark_held(1, ba.len() as u64);
+        plan.add_manifest(1, &ba).unwrap();
+        plan.mark_held(2, bb.len() as u64);
+        assert_eq!(
+            plan.add_manifest(2, &bb),
+            Err(PlanError::InconsistentChunk { cid: a.cid })
+        );
+    }
+
+    /// Boots one hub-only agent, the hub answering from `blocks`; returns the events and the
+    /// CIDs stored.
+    fn boot_alone(root: Cid, blocks: &BTreeMap<Cid, Vec<u8>>) -> (Vec<Event>, Vec<Cid>) {
+        let mut agent = Agent::<Vec<u8>>::new(AgentConfig {
+            hub: HubMode::Only,
+            ..AgentConfig::default()
+        });
+        let now = Time::ZERO;
+        agent.handle(now, Input::Members(vec![]));
+        agent.handle(now, Input::Boot { root });
+        let (mut events, mut stored) = (Vec::new(), Vec::new());
+        for _ in 0..100 {
+            let mut inputs = Vec::new();
+            while let Some(out) = agent.poll_output() {
+                match out {
+                    Output::Lookup { cid } => inputs.push(Input::Local { cid, block: None }),
+                    Output::Fetch { req, cid, .. } => inputs.push(Input::Block {
+                        req,
+                        payload: blocks[&cid].clone(),
+                    }),
+                    Output::Store { cid, .. } => stored.push(cid),
+                    Output::Event(e) => events.push(e),
+                    _ => {}
+                }
+            }
+            if inputs.is_empty() {
+                break;
+            }
+            for i in inputs {
+                agent.handle(now, i);
+            }
+        }
+        (events, stored)
+    }
+
+    #[test]
+    fn an_rfs_block_within_its_cap_is_accepted_and_one_beyond_it_refused() {
+        let (a, a_bytes) = rfs_chunk(1, 1000, 700);
+        let (root, bytes) = flist(vec![a]).to_block().unwrap();
+        let blocks = BTreeMap::from([(root, bytes.clone()), (a.cid, a_bytes)]);
+        let (events, stored) = boot_alone(root, &blocks);
+        assert_eq!(stored, vec![root, a.cid]);
+        assert!(events.iter().any(|e| matches!(e, Event::Booted { .. })));
+
+        // Stored bytes longer than snappy and GCM allow for 10 plaintext bytes.
+        let (big, big_bytes) = rfs_chunk(2, 10, stored_cap(10) as usize + 1);
+        let (root, bytes) = flist(vec![big]).to_block().unwrap();
+        let blocks = BTreeMap::from([(root, bytes), (big.cid, big_bytes)]);
+        let (events, stored) = boot_alone(root, &blocks);
+        assert_eq!(stored, vec![root]);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Rejected { cid, .. } if *cid == big.cid))
+        );
+    }
 }

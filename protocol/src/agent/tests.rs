@@ -34,6 +34,7 @@ fn release(packages: usize, chunks_per_package: usize) -> Release {
             refs.push(ChunkRef {
                 cid,
                 len: bytes.len() as u32,
+                key: None,
             });
             cids.push(cid);
             blocks.insert(cid, bytes);
@@ -51,6 +52,7 @@ fn release(packages: usize, chunks_per_package: usize) -> Release {
                 target: None,
             }],
             children: vec![],
+            routes: Vec::new(),
         };
         let (cid, bytes) = flist.to_block().unwrap();
         blocks.insert(cid, bytes);
@@ -65,6 +67,7 @@ fn release(packages: usize, chunks_per_package: usize) -> Release {
         version: "1".into(),
         entries: vec![],
         children,
+        routes: Vec::new(),
     };
     let (root, bytes) = root.to_block().unwrap();
     blocks.insert(root, bytes);

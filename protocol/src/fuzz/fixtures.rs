@@ -40,6 +40,7 @@ fn chunk(blocks: &mut BTreeMap<Cid, Vec<u8>>, seed: u8, len: usize) -> ChunkRef 
     ChunkRef {
         cid,
         len: len as u32,
+        key: None,
     }
 }
 
@@ -60,6 +61,7 @@ fn flist(name: &str, entries: Vec<Entry>, children: Vec<ChildRef>) -> Flist {
         version: "1.0".into(),
         entries,
         children,
+        routes: Vec::new(),
     }
 }
 
