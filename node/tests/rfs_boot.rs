@@ -17,14 +17,33 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use boot_common::{
-    Hub, assert_tree_matches, assert_untouched, bin, boot, keygen, make_packages, noise, report,
-    stderr_of, stdout_lines,
+    Daemon, Hub, assert_tree_matches, assert_untouched, bin, boot, keygen, make_packages, noise,
+    report, stderr_of, stdout_lines,
 };
 use bootswarm_node::rfs::pack::pack;
 use bootswarm_node::rfs::resp;
 use bootswarm_protocol::manifest::Route;
 
 const CHANNEL: &str = "zos";
+
+/// Sends one RESP command to `addr` on a new connection and returns the raw reply (a status
+/// line, or a bulk string with its header).
+fn resp_command(addr: &str, args: &[&[u8]]) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(addr)?;
+    s.write_all(&resp::command(args))?;
+    let mut r = BufReader::new(s);
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line)?;
+    if line.starts_with(b"$") {
+        let n: i64 = String::from_utf8_lossy(&line[1..]).trim().parse().unwrap();
+        if n >= 0 {
+            let mut body = vec![0; n as usize + 2];
+            r.read_exact(&mut body)?;
+            line.extend_from_slice(&body);
+        }
+    }
+    Ok(line)
+}
 
 /// A `redis-server` on a free port of 127.0.0.1, without persistence; killed on drop.
 struct Redis {
@@ -80,20 +99,7 @@ impl Redis {
 
     /// Sends one command on a new connection and returns the raw reply (small replies only).
     fn command(&self, args: &[&[u8]]) -> std::io::Result<Vec<u8>> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.write_all(&resp::command(args))?;
-        let mut r = BufReader::new(s);
-        let mut line = Vec::new();
-        r.read_until(b'\n', &mut line)?;
-        if line.starts_with(b"$") {
-            let n: i64 = String::from_utf8_lossy(&line[1..]).trim().parse().unwrap();
-            if n >= 0 {
-                let mut body = vec![0; n as usize + 2];
-                r.read_exact(&mut body)?;
-                line.extend_from_slice(&body);
-            }
-        }
-        Ok(line)
+        resp_command(&format!("127.0.0.1:{}", self.port), args)
     }
 
     /// Writes `blocks` into database `db` (the `/namespace` of a zdb:// URL).
@@ -422,5 +428,70 @@ fn five_nodes_at_once_fetch_each_rfs_block_from_the_0db_about_once() {
         ratio <= 1.1,
         "the 0-db sent {upstream} bytes, {ratio:.3} x the release's {} stored bytes",
         p.stored_bytes
+    );
+}
+
+#[test]
+fn an_rfs_client_reads_the_release_and_upstream_blocks_from_the_local_endpoint() {
+    let Some(redis) = Redis::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let p = packed(dir.path(), &redis.url("9"));
+    redis.put_all("3", &p.blocks);
+    // A block no flist of the release names, in the 0-db only.
+    let extra = noise(7, 4096);
+    let extra_id = bootswarm_protocol::block::blake2b_256(&extra);
+    redis.set("3", &extra_id, &extra);
+    let (key, trust) = keygen(dir.path(), "publisher.key");
+    let hub_dir = dir.path().join("hub");
+    let out = import(&hub_dir, &key, &p.fls, &[]);
+    assert!(out.status.success(), "import: {}", stderr_of(&out));
+    let hub = Hub::start(&hub_dir);
+    fs::create_dir_all(dir.path().join("node")).unwrap();
+    let node = Daemon::spawn(
+        Command::new(bin())
+            .args(["run", "--hub", &hub.url, "--channel", CHANNEL, "--trust"])
+            .arg(&trust)
+            .arg("--store")
+            .arg(dir.path().join("node/store"))
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0"])
+            .args(["--resp", "127.0.0.1:0", "--upstream", &redis.url("3")])
+            .stderr(Stdio::inherit()),
+    );
+    node.wait_booted();
+    let bulk = |bytes: &[u8]| {
+        let mut b = format!("${}\r\n", bytes.len()).into_bytes();
+        b.extend_from_slice(bytes);
+        b.extend_from_slice(b"\r\n");
+        b
+    };
+    let before = redis.output_bytes();
+    for (id, stored) in &p.blocks {
+        let reply = resp_command(&node.resp, &[b"SELECT", b"default"]).unwrap();
+        assert_eq!(reply, b"+OK\r\n");
+        let reply = resp_command(&node.resp, &[b"GET", id]).unwrap();
+        assert!(
+            reply == bulk(stored),
+            "GET of a release block by its raw id"
+        );
+    }
+    let during = redis.output_bytes() - before;
+    assert!(
+        during < 4096,
+        "the release's blocks came from the node's store, not the 0-db ({during} bytes is one INFO reply)"
+    );
+    let reply = resp_command(&node.resp, &[b"GET", &extra_id]).unwrap();
+    assert!(
+        reply == bulk(&extra),
+        "a block outside the release, from the upstream"
+    );
+    assert!(redis.output_bytes() - before >= during + extra.len() as u64);
+    let nothing = bootswarm_protocol::block::blake2b_256(b"nowhere");
+    assert_eq!(
+        resp_command(&node.resp, &[b"GET", &nothing]).unwrap(),
+        b"$-1\r\n"
+    );
+    assert_eq!(
+        resp_command(&node.resp, &[b"EXISTS", &extra_id]).unwrap(),
+        b":1\r\n"
     );
 }

@@ -5,8 +5,9 @@
 //!
 //! Every block answered is one the store verified against its CID. A block not held yet is
 //! waited for while the release is being booted (the agent fetches it from peers first and
-//! the hub second); once the release is booted a missing block is not one any peer holds,
-//! so it comes from the hub directly, verified and stored before it is answered.
+//! its origin second); once the release is booted a missing block is not one any peer
+//! holds, so it comes from its origin directly (an rfs block's upstream store, any other
+//! block's hub), verified and stored before it is answered.
 
 pub(crate) mod resp;
 
@@ -24,6 +25,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::status::Shared;
 use crate::hub::client::HubClient;
+use crate::rfs::upstream::Upstreams;
 use crate::store::SledStore;
 
 /// Longest a request waits for a block the boot has not fetched yet.
@@ -36,7 +38,7 @@ const MAX_MISSES: usize = 64;
 pub(crate) enum Miss {
     /// The id is not 32 bytes (or 64 hex characters).
     BadId,
-    /// Neither the store, the boot nor the hub has it.
+    /// Neither the store, the boot nor the block's origin has it.
     NotFound,
     /// Too many requests for missing blocks at once.
     Busy,
@@ -47,19 +49,24 @@ pub(crate) enum Miss {
 pub(crate) struct LocalBlocks {
     store: Arc<SledStore>,
     hub: HubClient,
+    upstreams: Arc<Upstreams>,
     shared: Shared,
     /// Bumped each time a block is stored.
     stored: watch::Receiver<u64>,
     misses: Arc<Semaphore>,
 }
 
-/// The CIDs a raw 32-byte block id may name: each codec with the hashes this node verifies.
+/// The CIDs a raw 32-byte block id may name: an rfs block (its blake2b-256 id, what rfs
+/// clients ask for), then a chunk or an flist by sha2-256.
 pub(crate) fn candidates(id: &[u8]) -> Result<Vec<Cid>, Miss> {
     let digest: [u8; 32] = id.try_into().map_err(|_| Miss::BadId)?;
-    Ok([block::Codec::Raw, block::Codec::DagCbor]
-        .into_iter()
-        .map(|codec| block::sha256_cid(codec, digest))
-        .collect())
+    let mut cids = vec![block::rfs_block_cid(digest)];
+    cids.extend(
+        [block::Codec::Raw, block::Codec::DagCbor]
+            .into_iter()
+            .map(|codec| block::sha256_cid(codec, digest)),
+    );
+    Ok(cids)
 }
 
 /// A block id in hex (64 characters) as bytes.
@@ -73,12 +80,14 @@ impl LocalBlocks {
     pub(crate) fn new(
         store: Arc<SledStore>,
         hub: HubClient,
+        upstreams: Arc<Upstreams>,
         shared: Shared,
         stored: watch::Receiver<u64>,
     ) -> Self {
         LocalBlocks {
             store,
             hub,
+            upstreams,
             shared,
             stored,
             misses: Arc::new(Semaphore::new(MAX_MISSES)),
@@ -115,7 +124,7 @@ impl LocalBlocks {
         if let Some(bytes) = self.held(&cids).await {
             return Ok(bytes);
         }
-        self.fetch_from_hub(&cids).await.ok_or(Miss::NotFound)
+        self.fetch_from_origin(&cids).await.ok_or(Miss::NotFound)
     }
 
     /// Whether the block with raw id `id` is held (without fetching it).
@@ -146,17 +155,25 @@ impl LocalBlocks {
             .flatten()
     }
 
-    /// Fetches a block from the hub, verifies it against its CID and stores it.
-    async fn fetch_from_hub(&self, cids: &[Cid]) -> Option<Vec<u8>> {
+    /// Fetches a block from its origin (an rfs block's upstream store, any other block's
+    /// hub), verifies it against its CID and stores it.
+    async fn fetch_from_origin(&self, cids: &[Cid]) -> Option<Vec<u8>> {
         for cid in cids {
-            let Ok(bytes) = self.hub.block(cid, MAX_BLOCK_SIZE).await else {
-                continue;
-            };
-            let verified = match block::Verified::check(*cid, bytes) {
-                Ok(v) => v,
-                Err(refused) => {
-                    tracing::warn!(%cid, "the hub sent a block that does not match its CID: {}", refused.error);
+            let verified = if block::is_rfs_block(cid) {
+                match self.upstreams.fetch(cid, MAX_BLOCK_SIZE).await {
+                    Ok((v, _)) => v,
+                    Err(_) => continue,
+                }
+            } else {
+                let Ok(bytes) = self.hub.block(cid, MAX_BLOCK_SIZE).await else {
                     continue;
+                };
+                match block::Verified::check(*cid, bytes) {
+                    Ok(v) => v,
+                    Err(refused) => {
+                        tracing::warn!(%cid, "the hub sent a block that does not match its CID: {}", refused.error);
+                        continue;
+                    }
                 }
             };
             let store = Arc::clone(&self.store);
@@ -240,9 +257,10 @@ mod tests {
     fn a_raw_id_names_the_sha2_block_with_that_digest() {
         let cid = block::cid_of(block::Codec::Raw, b"hello");
         let digest = block::digest(&cid).unwrap();
-        assert_eq!(candidates(&digest).unwrap()[0], cid);
-        let flist = block::cid_of(block::Codec::DagCbor, b"hello");
-        assert_eq!(candidates(&digest).unwrap()[1], flist);
+        let all = candidates(&digest).unwrap();
+        assert_eq!(all[0], block::rfs_block_cid(digest));
+        assert_eq!(all[1], cid);
+        assert_eq!(all[2], block::cid_of(block::Codec::DagCbor, b"hello"));
         assert_eq!(candidates(&digest[..31]), Err(Miss::BadId));
         let hex = crate::keys::to_hex(&digest);
         assert_eq!(from_hex(&hex).unwrap(), digest.to_vec());

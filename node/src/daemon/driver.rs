@@ -302,6 +302,7 @@ impl Driver {
         super::blocks::LocalBlocks::new(
             Arc::clone(&self.tasks.store),
             self.hub.clone(),
+            Arc::clone(&self.tasks.upstreams),
             shared,
             self.stored.subscribe(),
         )

@@ -63,7 +63,7 @@ pub(crate) struct Tasks {
     tx: mpsc::Sender<TaskMsg>,
     disk: Arc<Semaphore>,
     /// Stores of the rfs blocks, which learn their routes from the flists seen.
-    upstreams: Arc<Upstreams>,
+    pub(crate) upstreams: Arc<Upstreams>,
 }
 
 impl Tasks {
