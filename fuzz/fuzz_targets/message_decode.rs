@@ -1,9 +1,2 @@
 #![no_main]
-use bootswarm_protocol::agent::Message;
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok(msg) = Message::decode(data) {
-        assert_eq!(msg.encode(), data);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bootswarm_protocol::fuzz::message_decode(data));

@@ -20,7 +20,10 @@ mod payload;
 mod peers;
 mod status;
 mod tasks;
+mod test_hooks;
 mod versions;
+
+pub use test_hooks::TestHooks;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +32,7 @@ use std::time::Duration;
 
 use bootswarm_protocol::block::Cid;
 use bootswarm_protocol::release::TrustRoot;
+use libp2p::pnet::PreSharedKey;
 use libp2p::{Multiaddr, identity};
 
 use crate::error::{Error, Result};
@@ -56,6 +60,10 @@ pub struct SwarmArgs {
     /// Longest wait for --min-peers and the --peer addresses before booting anyway.
     #[arg(long, default_value = "3s", value_name = "DURATION")]
     pub peer_wait: String,
+    /// The farm's swarm key (kubo `swarm.key` format, made by `bootswarm keygen --swarm-key`):
+    /// only hosts holding the same key can connect to this node.
+    #[arg(long, value_name = "FILE")]
+    pub swarm_key: Option<PathBuf>,
 }
 
 impl SwarmArgs {
@@ -112,13 +120,13 @@ pub struct RunArgs {
     /// File holding the node's libp2p identity (created if missing); default: a new one per start.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
-    /// How often the hub is asked for a newer release (±20 % jitter); a poll is skipped when a
-    /// peer passed on the release by gossip within the period.
+    /// How often the farm asks the hub for a newer release: one node per period (a different
+    /// one each period), every node when its release nears expiry.
     #[arg(long, default_value = "1h", value_name = "DURATION")]
     pub poll_interval: String,
-    /// TEST ONLY: flip a byte in every block served, to test how peers handle a corrupt node.
-    #[arg(long, hide = true)]
-    pub test_corrupt_serving: bool,
+    /// Test-only behaviour (only with the `test-hooks` feature).
+    #[command(flatten)]
+    pub test: TestHooks,
 }
 
 /// Everything the driver needs, checked.
@@ -140,14 +148,16 @@ pub struct DaemonOptions {
     pub peers: Vec<Multiaddr>,
     /// mDNS discovery.
     pub mdns: bool,
+    /// The farm's pre-shared key, if the farm is a private network.
+    pub swarm_key: Option<PreSharedKey>,
     /// Local HTTP endpoint.
     pub http: Option<SocketAddr>,
     /// Hub-only baseline.
     pub hub_only: bool,
     /// libp2p identity.
     pub identity: identity::Keypair,
-    /// Test only: corrupt every served block.
-    pub corrupt_serving: bool,
+    /// Test-only behaviour.
+    pub test: TestHooks,
     /// Peers to wait for before booting.
     pub min_peers: usize,
     /// Longest wait for them.
@@ -231,8 +241,17 @@ pub fn load_or_create_identity(path: &Path) -> Result<identity::Keypair> {
     }
 }
 
+/// The swarm options, checked.
+#[derive(Debug)]
+struct Swarm {
+    listen: Vec<Multiaddr>,
+    peers: Vec<Multiaddr>,
+    peer_wait: Duration,
+    swarm_key: Option<PreSharedKey>,
+}
+
 /// Checks the swarm options.
-fn swarm_options(swarm: &SwarmArgs) -> Result<(Vec<Multiaddr>, Vec<Multiaddr>, Duration)> {
+fn swarm_options(swarm: &SwarmArgs) -> Result<Swarm> {
     let listen = parse_addr(
         "--listen",
         swarm.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
@@ -242,15 +261,23 @@ fn swarm_options(swarm: &SwarmArgs) -> Result<(Vec<Multiaddr>, Vec<Multiaddr>, D
         .iter()
         .map(|p| parse_addr("--peer", p))
         .collect::<Result<Vec<_>>>()?;
-    let wait = parse_wait("--peer-wait", &swarm.peer_wait)?;
-    Ok((vec![listen], peers, wait))
+    Ok(Swarm {
+        listen: vec![listen],
+        peers,
+        peer_wait: parse_wait("--peer-wait", &swarm.peer_wait)?,
+        swarm_key: swarm
+            .swarm_key
+            .as_deref()
+            .map(crate::swarmkey::read)
+            .transpose()?,
+    })
 }
 
 impl DaemonOptions {
     /// Checks `bootswarm run` arguments; every problem is one sentence.
     pub fn from_run_args(args: &RunArgs) -> Result<DaemonOptions> {
         crate::fsutil::check_store_and_target(&args.store, args.into.as_deref())?;
-        let (listen, peers, peer_wait) = swarm_options(&args.swarm)?;
+        let swarm = swarm_options(&args.swarm)?;
         let trust = crate::keys::read_trust(&args.trust)?;
         crate::hub::client::HubClient::new(&args.hub)?;
         let http = args
@@ -274,15 +301,16 @@ impl DaemonOptions {
             trust,
             store_dir: args.store.clone(),
             target: args.into.clone(),
-            listen,
-            peers,
+            listen: swarm.listen,
+            peers: swarm.peers,
             mdns: args.swarm.mdns,
+            swarm_key: swarm.swarm_key,
             http,
             hub_only: args.hub_only,
             identity,
-            corrupt_serving: args.test_corrupt_serving,
+            test: args.test.clone(),
             min_peers: args.swarm.min_peers,
-            peer_wait,
+            peer_wait: swarm.peer_wait,
             poll_interval: parse_wait("--poll-interval", &args.poll_interval)?
                 .max(Duration::from_secs(1)),
             once: false,
@@ -404,7 +432,7 @@ pub struct OnceArgs<'a> {
 /// materialised. Returns the report for the caller to print.
 pub fn boot_once(args: OnceArgs<'_>) -> Result<DaemonReport> {
     crate::fsutil::check_store_and_target(args.store, Some(args.into))?;
-    let (listen, peers, peer_wait) = swarm_options(args.swarm)?;
+    let swarm = swarm_options(args.swarm)?;
     let trust = crate::keys::read_trust(args.trust)?;
     crate::hub::client::HubClient::new(args.hub)?;
     let opts = DaemonOptions {
@@ -413,15 +441,16 @@ pub fn boot_once(args: OnceArgs<'_>) -> Result<DaemonReport> {
         trust,
         store_dir: args.store.to_path_buf(),
         target: Some(args.into.to_path_buf()),
-        listen,
-        peers,
+        listen: swarm.listen,
+        peers: swarm.peers,
         mdns: args.swarm.mdns,
+        swarm_key: swarm.swarm_key,
         http: None,
         hub_only: false,
         identity: identity::Keypair::generate_ed25519(),
-        corrupt_serving: false,
+        test: TestHooks::default(),
         min_peers: args.swarm.min_peers,
-        peer_wait,
+        peer_wait: swarm.peer_wait,
         poll_interval: Duration::from_secs(300),
         once: true,
         hooks: hooks::Hooks::default(),

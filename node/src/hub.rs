@@ -6,8 +6,9 @@
 //! - `channels/<name>/latest`: the latest signed release of a channel;
 //! - `channels/<name>/<seq>.release`: every release ever published on it.
 
-pub mod bucket;
 pub mod client;
+pub mod conn;
+pub mod fair;
 pub mod server;
 
 use std::io;
@@ -20,7 +21,8 @@ use crate::error::{Error, Result};
 use crate::fsutil::read_capped;
 use crate::units::parse_rate;
 
-pub use server::{HubHandle, HubStats, serve, start};
+pub use conn::Limits;
+pub use server::{HubHandle, HubStats, serve, start, start_with};
 
 /// Directory of block files inside a hub directory.
 pub const BLOCKS_DIR: &str = "blocks";
@@ -100,9 +102,13 @@ pub struct ServeArgs {
     /// Address to listen on, e.g. `0.0.0.0:8080` (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     pub listen: String,
-    /// Egress limit standing in for a WAN link, e.g. `100mbit`.
+    /// Egress limit standing in for a WAN link, e.g. `100mbit`; shared fairly among client
+    /// addresses, whatever the number of requests each has in flight.
     #[arg(long, value_name = "RATE")]
     pub rate: Option<String>,
+    /// Connections open at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = conn::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    pub max_connections: usize,
 }
 
 /// Runs `bootswarm hub ...`.
@@ -129,7 +135,11 @@ fn run_serve(args: ServeArgs) -> Result<()> {
             ),
             None => println!("hub serving {} on http://{addr}", args.dir.display()),
         }
-        server::serve_until(args.dir.clone(), listener, rate, shutdown_signal()).await
+        let limits = Limits {
+            max_connections: args.max_connections,
+            ..Limits::default()
+        };
+        server::serve_until(args.dir.clone(), listener, rate, limits, shutdown_signal()).await
     })
 }
 

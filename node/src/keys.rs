@@ -114,6 +114,11 @@ pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey> {
 /// Reads a trust file into a [`TrustRoot`].
 pub fn read_trust(path: &Path) -> Result<TrustRoot> {
     let text = read_text(path, "trust file")?;
+    parse_trust(&text, path)
+}
+
+/// Parses the text of a trust file; `path` names it in errors.
+pub fn parse_trust(text: &str, path: &Path) -> Result<TrustRoot> {
     let mut keys = Vec::new();
     let mut threshold = None;
     for (n, raw) in text.lines().enumerate() {

@@ -126,6 +126,17 @@ pub fn publish(hub_dir: &Path, packages: &[PathBuf], opts: &PublishOptions) -> R
     if opts.keys.is_empty() {
         return Err(Error::new("no signing key given; pass --key FILE"));
     }
+    let mut distinct = HashSet::new();
+    if let Some(dup) = opts
+        .keys
+        .iter()
+        .find(|k| !distinct.insert(k.verifying_key().to_bytes()))
+    {
+        return Err(Error::new(format!(
+            "the signing key {} is given twice; pass each --key once",
+            keys::to_hex(dup.verifying_key().as_bytes())
+        )));
+    }
     if packages.is_empty() {
         return Err(Error::new(
             "no package directory given; pass at least one PKGDIR",

@@ -89,7 +89,12 @@ impl NodeState {
                 )));
             }
         };
-        serde_json::from_slice(&bytes).map_err(|e| {
+        Self::parse(&bytes, &path)
+    }
+
+    /// Parses the bytes of a state file; `path` names it in errors.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<NodeState> {
+        serde_json::from_slice(bytes).map_err(|e| {
             Error::new(format!(
                 "the node state file {} is corrupt ({e}); restore it, or remove it to start over \
                  (this forgets the release high-water mark)",
@@ -98,12 +103,18 @@ impl NodeState {
         })
     }
 
-    /// Saves the state into `dir` durably (temp file, fsync, rename, fsync dir).
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        let path = Self::path(dir);
+    /// The bytes [`save`](Self::save) writes.
+    pub fn encode(&self) -> Result<Vec<u8>> {
         let mut bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::new(format!("cannot encode the node state ({e})")))?;
         bytes.push(b'\n');
+        Ok(bytes)
+    }
+
+    /// Saves the state into `dir` durably (temp file, fsync, rename, fsync dir).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = Self::path(dir);
+        let bytes = self.encode()?;
         write_atomic(&path, &bytes, Some(0o600)).map_err(|e| {
             Error::new(format!(
                 "cannot write the node state file {} ({e}); check that the store directory exists and is writable",

@@ -150,8 +150,22 @@ fn publish_with_an_unreadable_or_wrong_key_writes_nothing() {
         ],
         &[s(&public), "secret key"],
     );
+    fails(
+        &[
+            "publish",
+            "--hub-dir",
+            s(&hub),
+            "--channel",
+            "c",
+            "--key",
+            s(&key),
+            "--key",
+            s(&key),
+            s(&pkg),
+        ],
+        &["given twice", "--key once"],
+    );
     assert!(!hub.exists());
-    let _ = key;
 }
 
 #[test]

@@ -558,3 +558,80 @@ fn a_new_release_reaches_a_running_node_by_gossip() {
     }
     assert_tree_matches(&nodes[1].root.join("current"), &farm.packages);
 }
+
+/// Waits until `check` holds, at most `limit`.
+fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check()
+}
+
+#[test]
+fn a_host_without_the_swarm_key_cannot_connect_and_is_counted() {
+    let farm = farm();
+    let hub = Hub::start_rated(&farm.hub_dir, Some("1gbit"));
+    let base = farm.dir.path();
+    let (key, other_key) = (base.join("swarm.key"), base.join("other.key"));
+    for k in [&key, &other_key] {
+        let out = run(&["keygen", "--swarm-key", k.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+    }
+    let with = |k: &Path, to: &Node| {
+        vec![
+            "--swarm-key".to_string(),
+            k.to_str().unwrap().to_string(),
+            "--peer".into(),
+            to.addr.clone(),
+        ]
+    };
+    let nodes_dir = base.join("nodes");
+    let key_arg = ["--swarm-key".to_string(), key.to_str().unwrap().to_string()];
+    let a = Node::start(&nodes_dir, "a", &hub.url, &farm.trust, &key_arg);
+    let mut b_args = with(&key, &a);
+    b_args.extend([
+        "--min-peers".into(),
+        "1".into(),
+        "--peer-wait".into(),
+        "20s".into(),
+    ]);
+    let b = Node::start(&nodes_dir, "b", &hub.url, &farm.trust, &b_args);
+    let keyless = ["--peer".to_string(), a.addr.clone()];
+    let c = Node::start(&nodes_dir, "c", &hub.url, &farm.trust, &keyless);
+    let d = Node::start(
+        &nodes_dir,
+        "d",
+        &hub.url,
+        &farm.trust,
+        &with(&other_key, &a),
+    );
+
+    let refused = |n: &Node| metric(&n.metrics(), "bootswarm_handshakes_refused_total");
+    // c and d dial a at start and again every 5 s: each attempt is refused.
+    assert!(
+        wait_for(Duration::from_secs(30), || refused(&a) >= 2),
+        "a counted {} refusals",
+        refused(&a)
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || a.status()["peers"] == 1
+            && b.status()["peers"] == 1),
+        "a and b, holding the key, connect: {} {}",
+        a.status(),
+        b.status()
+    );
+    for n in [&c, &d] {
+        assert_eq!(n.status()["peers"], 0, "{}", n.status());
+    }
+    assert!(
+        wait_for(Duration::from_secs(30), || refused(&d) >= 1),
+        "d's key is not a's: {}",
+        d.metrics()
+    );
+    assert_eq!(a.status()["peers"], 1, "still only b: {}", a.status());
+    assert_eq!(b.status()["handshakes_refused"], 0, "{}", b.status());
+}

@@ -744,6 +744,89 @@ fn a_farm_of_three_asks_the_hub_about_once_per_poll_period() {
 }
 
 #[test]
+fn a_peer_replaying_the_current_release_cannot_keep_the_farm_from_the_hub() {
+    let farm = Farm::new();
+    let hub = Hub::start(&farm.hub_dir);
+    let period = 2;
+    let mut nodes: Vec<Node> = Vec::new();
+    // Node 0 replays its current release every second; the others are honest.
+    for i in 0..4 {
+        let mut extra = args(&["--poll-interval", &format!("{period}s")]);
+        for n in &nodes {
+            extra.extend(["--peer".to_string(), n.addr.clone()]);
+        }
+        extra.extend(args(&["--min-peers", &i.to_string(), "--peer-wait", "10s"]));
+        if i == 0 {
+            extra.extend(args(&["--test-replay", "1s"]));
+        }
+        nodes.push(Node::start(
+            &farm.path(&format!("node{i}")),
+            &hub.url,
+            &farm.trust,
+            &extra,
+            &[],
+        ));
+    }
+    for n in &nodes {
+        n.wait_installed(1);
+    }
+    std::thread::sleep(Duration::from_secs(2 * period));
+    // Published at the hub, announced to nobody: a poll must find it.
+    farm.publish_v2();
+    let published = Instant::now();
+    for n in &nodes[1..] {
+        n.wait_installed(2);
+    }
+    let took = published.elapsed();
+    println!(
+        "replayer every 1 s, --poll-interval {period}s: v2 on every honest node {:.1} s after it was published",
+        took.as_secs_f64()
+    );
+    // A replay deferred every poll until the release expired (30 days) under the old rule.
+    assert!(
+        took < Duration::from_secs(10 * period),
+        "v2 took {took:?} to reach the farm"
+    );
+}
+
+#[test]
+fn bootswarm_status_shows_the_node_at_a_glance() {
+    let farm = Farm::new();
+    let (_hub, node) = node_on_v1(&farm, &[], &[]);
+    let out = Command::new(bin())
+        .args(["status", "--node", &node.http])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for needle in [
+        &format!("{CHANNEL} seq 1"),
+        "booted after",
+        "installed seq 1",
+        "expires in",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
+    let out = Command::new(bin())
+        .args(["status", "--json", "--node", &node.http])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["release"]["seq"], 1);
+    // Nobody listening: one sentence naming the address, and a failure exit.
+    let out = Command::new(bin())
+        .args(["status", "--node", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("127.0.0.1:1") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_upgrade_options_are_one_sentence() {
     let farm = Farm::new();
     let base = |extra: &[&str]| {

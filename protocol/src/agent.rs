@@ -32,6 +32,8 @@ mod config;
 mod duty;
 mod hub;
 mod inputs;
+#[cfg(any(test, feature = "fuzzing"))]
+mod invariants;
 mod io;
 mod message;
 mod neighbours;

@@ -19,7 +19,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crate::agent::{NodeId, Time};
 use crate::block::Cid;
 use crate::release::{
-    Freshness, GossipVerdict, HighWater, RefusalKind, SignedRelease, check_release, gossip_verdict,
+    Freshness, GossipVerdict, HighWater, RefusalKind, ReleaseError, SignedRelease, check_claims,
+    gossip_verdict,
 };
 use install::Installer;
 pub use io::{
@@ -27,10 +28,14 @@ pub use io::{
     Output, Restored, Verdict, Version, Via,
 };
 use poll::PollSchedule;
+use sha2::{Digest, Sha256};
 
 /// Accepted releases whose seq is remembered by root (a booted root may no longer be the
 /// current release by the time it is installed).
 const ROOTS_REMEMBERED: usize = 64;
+/// Signature checks remembered by release digest: a release heard again (a re-gossip, a
+/// replay, a flood of copies) costs a hash, not a signature check.
+const SIGNATURES_REMEMBERED: usize = 32;
 
 /// The release follower of one node. See the [module documentation](self).
 #[derive(Debug)]
@@ -45,6 +50,8 @@ pub struct Follower {
     saving: bool,
     /// Durable and waiting for the peer gate.
     pending_boot: Option<Cid>,
+    /// Recent signature checks: (digest of the release bytes, outcome).
+    signatures: VecDeque<([u8; 32], Result<(), ReleaseError>)>,
     members: BTreeSet<NodeId>,
     poll: PollSchedule,
     installer: Installer,
@@ -74,6 +81,7 @@ impl Follower {
             current: None,
             saving: false,
             pending_boot: None,
+            signatures: VecDeque::new(),
             members: BTreeSet::new(),
             poll,
             installer,
@@ -205,15 +213,26 @@ impl Follower {
         }
     }
 
-    /// Whether this node polls whatever the farm does: its release expires within two
-    /// periods, or it has none.
+    /// Whether this node polls whatever the farm does: its release is stale.
     fn must_poll(&self) -> bool {
-        let Some(period) = self.cfg.poll_interval else {
-            return false;
-        };
+        self.cfg.poll_interval.is_some() && self.stale()
+    }
+
+    /// Whether the release followed is stale: it expires within two poll periods (an hour
+    /// without polls), or there is none.
+    pub fn stale(&self) -> bool {
+        let period = self.cfg.poll_interval.map_or(3600, |p| p.as_secs());
         self.current
             .as_ref()
-            .is_none_or(|c| c.expires_at <= self.unix.saturating_add(2 * period.as_secs()))
+            .is_none_or(|c| c.expires_at <= self.unix.saturating_add(2 * period))
+    }
+
+    /// Seconds until the release followed expires (negative once it has).
+    pub fn expires_in(&self) -> Option<i64> {
+        self.current.as_ref().map(|c| {
+            let (e, u) = (i128::from(c.expires_at), i128::from(self.unix));
+            i64::try_from(e - u).unwrap_or(i64::MAX)
+        })
     }
 
     // ----- releases -----
@@ -250,7 +269,7 @@ impl Follower {
             Ok((signed, bytes)) => {
                 let start_up = self.poll.succeeded(self.now);
                 self.status.hub_failing = false;
-                let outcome = self.check(&signed);
+                let outcome = self.check(&signed, &bytes);
                 let verdict = match &outcome {
                     Ok(Freshness::New) => Verdict::New(signed.release.seq),
                     Ok(Freshness::Current) => Verdict::Current(signed.release.seq),
@@ -283,18 +302,33 @@ impl Follower {
         clippy::result_large_err,
         reason = "ReleaseError::Equivocation names both roots; errors are cold"
     )]
-    fn check(&self, signed: &SignedRelease) -> Result<Freshness, crate::release::ReleaseError> {
-        check_release(
-            &self.cfg.trust,
+    /// `check_release`, with the signature check remembered for the exact bytes.
+    fn check(&mut self, signed: &SignedRelease, bytes: &[u8]) -> Result<Freshness, ReleaseError> {
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let known = self
+            .signatures
+            .iter()
+            .find(|(d, _)| *d == digest)
+            .map(|(_, r)| r.clone());
+        let signed_ok = known.unwrap_or_else(|| {
+            let r = self.cfg.trust.verify(signed);
+            if self.signatures.len() >= SIGNATURES_REMEMBERED {
+                self.signatures.pop_front();
+            }
+            self.signatures.push_back((digest, r.clone()));
+            r
+        });
+        signed_ok?;
+        check_claims(
             &self.cfg.channel,
             self.unix,
             self.high_water.as_ref(),
-            signed,
+            &signed.release,
         )
     }
 
     /// The verdict on release bytes from anywhere but the hub, and what to adopt.
-    fn judge(&self, bytes: &[u8]) -> (Verdict, Option<(SignedRelease, Freshness)>) {
+    fn judge(&mut self, bytes: &[u8]) -> (Verdict, Option<(SignedRelease, Freshness)>) {
         let signed = match SignedRelease::decode(bytes) {
             Ok(s) => s,
             Err(e) => {
@@ -305,7 +339,7 @@ impl Follower {
                 return (verdict, None);
             }
         };
-        let outcome = self.check(&signed);
+        let outcome = self.check(&signed, bytes);
         let seq = signed.release.seq;
         match (gossip_verdict(&outcome, self.high_water.as_ref()), outcome) {
             (_, Ok(fresh)) => {

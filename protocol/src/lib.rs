@@ -9,6 +9,9 @@ pub mod agent;
 pub mod block;
 pub mod chunker;
 pub mod follower;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod manifest;
 pub mod release;
 pub mod store;

@@ -373,6 +373,14 @@ impl SignedRelease {
                 signed.signatures.len()
             )));
         }
+        // One signature per key: a key signing twice would only cost verifications.
+        let mut keys = BTreeSet::new();
+        if let Some(dup) = signed.signatures.iter().find(|s| !keys.insert(s.key)) {
+            return Err(ReleaseError::Decode(format!(
+                "key {} signs it more than once",
+                to_hex(&dup.key)
+            )));
+        }
         Ok(signed)
     }
 
@@ -472,7 +480,17 @@ pub fn check_release(
     signed: &SignedRelease,
 ) -> Result<Freshness, ReleaseError> {
     trust.verify(signed)?;
-    let r = &signed.release;
+    check_claims(channel, now_unix, high_water, &signed.release)
+}
+
+/// The rules of [`check_release`] after the signatures: channel, expiry, then `seq` against
+/// the high-water mark.
+pub fn check_claims(
+    channel: &str,
+    now_unix: u64,
+    high_water: Option<&HighWater>,
+    r: &Release,
+) -> Result<Freshness, ReleaseError> {
     if r.channel != channel {
         return Err(ReleaseError::WrongChannel {
             expected: channel.to_owned(),
@@ -563,8 +581,14 @@ mod tests {
     }
 
     #[test]
-    fn same_key_twice_counts_once() {
+    fn a_key_signing_twice_is_refused_at_decode() {
         let s = SignedRelease::sign(release(5), &[key(1), key(1)]);
+        let err = SignedRelease::decode(&s.encode()).unwrap_err();
+        assert!(
+            matches!(&err, ReleaseError::Decode(why) if why.contains("more than once")),
+            "{err}"
+        );
+        // Checked without decoding, the duplicate still counts once.
         assert_eq!(
             check_release(&trust(2), "prod", NOW, None, &s),
             Err(ReleaseError::ThresholdNotMet {

@@ -1,14 +1,21 @@
 //! The libp2p side of the daemon: transport, behaviours and their limits.
 
+mod iplimit;
+mod score;
+mod transport;
+
 use std::time::Duration;
 
+use libp2p::gossipsub::{IdentTopic, TopicHash};
+use libp2p::pnet::PreSharedKey;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    Swarm, SwarmBuilder, connection_limits, gossipsub, identify, identity, mdns, noise,
-    request_response, tcp, yamux,
+    Swarm, SwarmBuilder, connection_limits, gossipsub, identify, identity, mdns, request_response,
 };
 use sha2::{Digest, Sha256};
+
+pub(crate) use transport::Refused;
 
 use super::codec::{
     BLOCK_PROTOCOL, BlockCodec, CONTROL_PROTOCOL, ControlCodec, RELEASE_PROTOCOL, ReleaseCodec,
@@ -17,6 +24,8 @@ use crate::error::{Error, Result};
 
 /// Connections to one peer (two when both sides dial at once).
 const MAX_PER_PEER: u32 = 2;
+/// Connections to one remote IP address (loopback exempt): a few identities' worth.
+const MAX_PER_IP: u32 = 8;
 /// Established connections in total.
 const MAX_ESTABLISHED: u32 = 256;
 /// Connections being set up at once, each way.
@@ -30,6 +39,7 @@ const MAX_STREAMS: usize = 64;
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) ip_limit: iplimit::IpLimit,
     pub(crate) identify: identify::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) gossipsub: gossipsub::Behaviour,
@@ -55,7 +65,16 @@ fn message_id(msg: &gossipsub::Message) -> gossipsub::MessageId {
     gossipsub::MessageId::from(&h.finalize().as_slice()[..20])
 }
 
-fn make_behaviour(key: &identity::Keypair, enable_mdns: bool) -> Result<Behaviour> {
+/// The gossip topic of a channel's releases.
+pub(crate) fn release_topic(channel: &str) -> IdentTopic {
+    IdentTopic::new(format!("bootswarm/release/{channel}"))
+}
+
+fn make_behaviour(
+    key: &identity::Keypair,
+    enable_mdns: bool,
+    topic: TopicHash,
+) -> Result<Behaviour> {
     let peer_id = key.public().to_peer_id();
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established_per_peer(Some(MAX_PER_PEER))
@@ -85,9 +104,12 @@ fn make_behaviour(key: &identity::Keypair, enable_mdns: bool) -> Result<Behaviou
         .max_ihave_messages_heartbeat(16)
         .build()
         .map_err(|e| Error::new(format!("cannot configure gossip ({e})")))?;
-    let gossipsub =
+    let mut gossipsub =
         gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gs_cfg)
             .map_err(|e| Error::new(format!("cannot start gossip ({e})")))?;
+    gossipsub
+        .with_peer_score(score::params(topic), score::thresholds())
+        .map_err(|e| Error::new(format!("cannot configure gossip scoring ({e})")))?;
     let rr_cfg = |timeout| {
         request_response::Config::default()
             .with_request_timeout(timeout)
@@ -96,6 +118,7 @@ fn make_behaviour(key: &identity::Keypair, enable_mdns: bool) -> Result<Behaviou
     let full = || request_response::ProtocolSupport::Full;
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(limits),
+        ip_limit: iplimit::IpLimit::new(MAX_PER_IP),
         identify: identify::Behaviour::new(identify::Config::new(
             "/bootswarm/id/1".into(),
             key.public(),
@@ -117,18 +140,31 @@ fn make_behaviour(key: &identity::Keypair, enable_mdns: bool) -> Result<Behaviou
     })
 }
 
-/// A TCP + Noise + Yamux swarm on tokio with every behaviour.
-pub(crate) fn build_swarm(key: identity::Keypair, enable_mdns: bool) -> Result<Swarm<Behaviour>> {
+/// What the swarm is built from.
+#[derive(Debug, Clone)]
+pub(crate) struct SwarmSetup {
+    /// The node's identity.
+    pub(crate) key: identity::Keypair,
+    /// Discover peers with mDNS.
+    pub(crate) mdns: bool,
+    /// The farm's pre-shared key: only hosts holding it can connect.
+    pub(crate) swarm_key: Option<PreSharedKey>,
+    /// The channel whose release topic is scored.
+    pub(crate) channel: String,
+}
+
+/// A TCP + Noise + Yamux swarm (inside a private network with a swarm key) on tokio with
+/// every behaviour, and the counter of connections the swarm key refused.
+pub(crate) fn build_swarm(setup: SwarmSetup) -> Result<(Swarm<Behaviour>, Refused)> {
+    let refused = Refused::default();
+    let transport = transport::build(&setup.key, setup.swarm_key, &refused)?;
+    let topic = release_topic(&setup.channel).hash();
     let mut setup_err = None;
-    let swarm = SwarmBuilder::with_existing_identity(key)
+    let swarm = SwarmBuilder::with_existing_identity(setup.key)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(|_| transport)
         .map_err(|e| Error::new(format!("cannot set up the TCP transport ({e})")))?
-        .with_behaviour(|key| match make_behaviour(key, enable_mdns) {
+        .with_behaviour(|key| match make_behaviour(key, setup.mdns, topic) {
             Ok(b) => Ok(b),
             Err(e) => {
                 let msg = e.to_string();
@@ -143,5 +179,80 @@ pub(crate) fn build_swarm(key: identity::Keypair, enable_mdns: bool) -> Result<S
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
-    Ok(swarm)
+    Ok((swarm, refused))
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::futures::StreamExt;
+    use libp2p::gossipsub::MessageAcceptance;
+    use libp2p::swarm::SwarmEvent;
+
+    use super::*;
+
+    fn swarm() -> Swarm<Behaviour> {
+        let (mut swarm, _) = build_swarm(SwarmSetup {
+            key: identity::Keypair::generate_ed25519(),
+            mdns: false,
+            swarm_key: None,
+            channel: "prod".into(),
+        })
+        .unwrap();
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&release_topic("prod"))
+            .unwrap();
+        swarm
+            .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .unwrap();
+        swarm
+    }
+
+    /// A peer whose release gossip is rejected twice is graylisted by the receiver.
+    #[tokio::test]
+    async fn a_sender_of_rejected_releases_is_graylisted() {
+        let (mut a, mut b) = (swarm(), swarm());
+        let a_id = *a.local_peer_id();
+        let topic = release_topic("prod");
+        let graylist = score::thresholds().graylist_threshold;
+        let mut rejected = 0;
+        let mut sent = 0u32;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while rejected < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "rejected {rejected}"
+            );
+            tokio::select! {
+                e = a.select_next_some() => {
+                    if let SwarmEvent::NewListenAddr { address, .. } = e {
+                        b.dial(address).unwrap();
+                    }
+                }
+                e = b.select_next_some() => {
+                    if let SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(
+                        gossipsub::Event::Message { propagation_source, message_id, .. },
+                    )) = e
+                    {
+                        b.behaviour_mut().gossipsub.report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Reject,
+                        );
+                        rejected += 1;
+                    }
+                }
+                _ = tick.tick() => {
+                    let forged = format!("not a release {sent}").into_bytes();
+                    if a.behaviour_mut().gossipsub.publish(topic.clone(), forged).is_ok() {
+                        sent += 1;
+                    }
+                }
+            }
+        }
+        let score = b.behaviour().gossipsub.peer_score(&a_id).unwrap();
+        assert!(score < graylist, "score {score}, graylist below {graylist}");
+    }
 }

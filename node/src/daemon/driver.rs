@@ -27,14 +27,17 @@ use libp2p::{PeerId, Swarm, mdns};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
+use super::behaviour::{
+    Behaviour, BehaviourEvent, Refused, SwarmSetup, build_swarm, release_topic,
+};
 use super::codec::{STATUS_BUSY, STATUS_NOT_FOUND, STATUS_OK, STATUS_OTHER};
 use super::hooks;
 use super::payload::Block;
 use super::peers::{Peers, node_id};
 use super::status::{AnnounceReply, AnnounceRequest, Shared, Snapshot, bump};
 use super::tasks::{TASK_CHANNEL, TaskMsg, Tasks, release_path, version};
-use super::versions::{self, Layout, crash_point};
+use super::test_hooks::crash_point;
+use super::versions::{self, Layout};
 use super::{DaemonOptions, DaemonReport};
 use crate::error::{Error, Result};
 use crate::hub::client::HubClient;
@@ -78,6 +81,28 @@ enum Ticket {
     Peer(PeerId),
 }
 
+/// At most one log line a second for a repeated event; the lines left out are counted.
+#[derive(Debug, Default)]
+struct LogLimit {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    /// Whether to log now; if so, how many lines were left out since the last one.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 /// The daemon's state around the agent and the follower.
 pub(crate) struct Driver {
     opts: DaemonOptions,
@@ -114,10 +139,18 @@ pub(crate) struct Driver {
     wrong_topic: u64,
     wrote: Option<MaterialiseStats>,
     hub_down_logged: bool,
+    /// Refused releases are logged at most once a second.
+    refusal_log: LogLimit,
+    /// Block requests a withholding test peer never answers (bounded).
+    withheld: VecDeque<ResponseChannel<Vec<u8>>>,
+    /// When a replaying test peer last re-gossiped its release.
+    replayed: Instant,
     /// Operator announcements (`POST /v1/announce`).
     announce_tx: mpsc::Sender<AnnounceRequest>,
     announce_rx: mpsc::Receiver<AnnounceRequest>,
     // Reporting.
+    /// Connections the swarm key refused.
+    refused: Refused,
     snap: Snapshot,
     shared: Shared,
     exit: Option<Result<()>>,
@@ -133,7 +166,12 @@ impl Driver {
         let dir = opts.store_dir.clone();
         let state = blocking(move || NodeState::load(&dir)).await?;
 
-        let mut swarm = build_swarm(opts.identity.clone(), opts.mdns)?;
+        let (mut swarm, refused) = build_swarm(SwarmSetup {
+            key: opts.identity.clone(),
+            mdns: opts.mdns,
+            swarm_key: opts.swarm_key,
+            channel: opts.channel.clone(),
+        })?;
         for addr in &opts.listen {
             swarm.listen_on(addr.clone()).map_err(|e| {
                 Error::new(format!(
@@ -142,7 +180,7 @@ impl Driver {
                 ))
             })?;
         }
-        let topic = IdentTopic::new(format!("bootswarm/release/{}", opts.channel));
+        let topic = release_topic(&opts.channel);
         swarm
             .behaviour_mut()
             .gossipsub
@@ -218,8 +256,12 @@ impl Driver {
             wrong_topic: 0,
             wrote: None,
             hub_down_logged: false,
+            withheld: VecDeque::new(),
+            refusal_log: LogLimit::default(),
+            replayed: epoch,
             announce_tx,
             announce_rx,
+            refused,
             snap,
             shared,
             exit: None,
@@ -323,9 +365,28 @@ impl Driver {
 
     fn housekeeping(&mut self) {
         self.peers.redial(&mut self.swarm, Some(Instant::now()));
+        self.replay();
         self.report_held();
         self.pump_lookups();
         self.publish_snapshot();
+    }
+
+    /// A replaying test peer gossips its current release again every period.
+    fn replay(&mut self) {
+        let Some(period) = self.opts.test.replay() else {
+            return;
+        };
+        if self.replayed.elapsed() < period {
+            return;
+        }
+        self.replayed = Instant::now();
+        if let Some(bytes) = self.follower.current().map(|c| c.bytes.clone()) {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(self.topic.clone(), bytes);
+        }
     }
 
     // ----- agent outputs -----
@@ -438,7 +499,29 @@ impl Driver {
         let Some(peer) = self.peers.peer(to) else {
             return;
         };
-        if !self.peers.queue_control(peer, msg.encode()) {
+        let bytes = match msg {
+            Message::Hello {
+                release,
+                fetching,
+                reply,
+                ..
+            } if self.opts.test.withhold() => {
+                // Claims every block of the release.
+                let mut bits = bootswarm_protocol::agent::Bitfield::new();
+                for b in 0..self.agent.progress().total_blocks as u32 {
+                    bits.set(b);
+                }
+                let hello = Message::Hello {
+                    release: *release,
+                    bits,
+                    fetching: fetching.clone(),
+                    reply: *reply,
+                };
+                hello.encode()
+            }
+            _ => msg.encode(),
+        };
+        if !self.peers.queue_control(peer, bytes) {
             tracing::debug!(%peer, "control queue full; message dropped");
             return;
         }
@@ -545,7 +628,7 @@ impl Driver {
         };
         let response = match bytes {
             Some(mut bytes) => {
-                if self.opts.corrupt_serving && !bytes.is_empty() {
+                if self.opts.test.corrupt_serving() && !bytes.is_empty() {
                     let mid = bytes.len() / 2;
                     bytes[mid] ^= 0x01;
                 }
@@ -632,10 +715,15 @@ impl Driver {
             Verdict::New(_) | Verdict::Current(_) => {}
             Verdict::Ignored { reason, .. } => tracing::debug!(?via, "release ignored: {reason}"),
             Verdict::Rejected { kind, reason } => {
-                if *kind == RefusalKind::Equivocation {
-                    tracing::warn!("a trusted publisher signed two roots for one seq: {reason}");
+                // A flood of bad releases costs at most about one log line per second.
+                if let Some(more) = self.refusal_log.allow(Instant::now()) {
+                    if *kind == RefusalKind::Equivocation {
+                        tracing::warn!(
+                            "a trusted publisher signed two roots for one seq: {reason}"
+                        );
+                    }
+                    tracing::warn!(?via, suppressed = more, "release refused: {reason}");
                 }
-                tracing::warn!(?via, "release refused: {reason}");
             }
         }
         match self.tickets.remove(&ticket) {
@@ -714,11 +802,14 @@ impl Driver {
         s.have_bytes = p.have_bytes;
         s.total_bytes = p.total_bytes;
         s.peers = self.peers.count();
+        s.handshakes_refused = self.refused.get();
         let f = self.follower.status();
         s.release = self
             .follower
             .current()
             .map(|c| (c.version.seq, c.version.root.to_string()));
+        s.expires_in = self.follower.expires_in();
+        s.stale = self.follower.stale();
         s.booted = f.booted;
         s.booted_after = f.booted_at.map(Time::as_secs_f64);
         s.installed = f.installed.map(|v| (v.seq, v.root.to_string()));
@@ -742,5 +833,22 @@ impl Driver {
             .shared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = s.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_log_lines_is_one_a_second() {
+        let mut log = LogLimit::default();
+        let t0 = Instant::now();
+        assert_eq!(log.allow(t0), Some(0));
+        let logged = (1..1000)
+            .filter(|i| log.allow(t0 + Duration::from_millis(*i)).is_some())
+            .count();
+        assert_eq!(logged, 0);
+        assert_eq!(log.allow(t0 + Duration::from_millis(1001)), Some(999));
     }
 }

@@ -93,10 +93,10 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
 
 /// The `/status` document.
 pub(crate) fn status_json(s: &Snapshot) -> serde_json::Value {
-    let release = s
-        .release
-        .as_ref()
-        .map(|(seq, root)| serde_json::json!({"channel": s.channel, "seq": seq, "root": root}));
+    let release = s.release.as_ref().map(|(seq, root)| {
+        serde_json::json!({"channel": s.channel, "seq": seq, "root": root,
+                "expires_in_secs": s.expires_in, "stale": s.stale})
+    });
     serde_json::json!({
         "peer_id": s.peer_id,
         "release": release,
@@ -110,6 +110,7 @@ pub(crate) fn status_json(s: &Snapshot) -> serde_json::Value {
             "total_bytes": s.total_bytes,
         },
         "peers": s.peers,
+        "handshakes_refused": s.handshakes_refused,
         "bytes_from_peers": s.bytes_from_peers,
         "bytes_from_hub": s.bytes_from_hub,
         "bytes_served": s.bytes_served,
@@ -234,10 +235,28 @@ fn families(s: &Snapshot) -> Vec<Family> {
             s.peers as u64,
         ),
         Family::one(
+            "bootswarm_handshakes_refused_total",
+            "counter",
+            "Connections refused because the other end does not hold the swarm key.",
+            s.handshakes_refused,
+        ),
+        Family::one(
             "bootswarm_release_seq",
             "gauge",
             "Sequence number of the current release (0 before one is accepted).",
             s.release.as_ref().map_or(0, |r| r.0),
+        ),
+        Family::one(
+            "bootswarm_release_expires_in_seconds",
+            "gauge",
+            "Seconds until the current release expires (0 once it has, or before one is accepted).",
+            s.expires_in.map_or(0, |e| e.max(0) as u64),
+        ),
+        Family::one(
+            "bootswarm_release_stale",
+            "gauge",
+            "1 when the current release expires within two poll periods or there is none.",
+            u64::from(s.stale),
         ),
         Family::one(
             "bootswarm_booted",
@@ -323,8 +342,12 @@ mod tests {
         };
         s.failures.insert("12D3bad\"peer".into(), 2);
         s.penalties.insert("12D3bad".into(), 2);
+        s.expires_in = Some(3600);
+        s.stale = false;
         let j = status_json(&s);
         assert_eq!(j["release"]["seq"], 3);
+        assert_eq!(j["release"]["expires_in_secs"], 3600);
+        assert_eq!(j["release"]["stale"], false);
         assert_eq!(j["release"]["channel"], "prod");
         for key in [
             "booted",
@@ -348,6 +371,8 @@ mod tests {
         assert!(m.contains("bootswarm_bytes_received_total{source=\"hub\"} 10"));
         assert!(m.contains("bootswarm_verification_failures_total{source=\"12D3bad\\\"peer\"} 2"));
         assert!(m.contains("bootswarm_release_seq 3"));
+        assert!(m.contains("bootswarm_release_expires_in_seconds 3600"));
+        assert!(m.contains("bootswarm_release_stale 0"));
         assert!(m.contains("bootswarm_peer_penalties_total{peer=\"12D3bad\"} 2"));
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bootswarm_protocol::agent::NodeId;
 use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use sha2::{Digest, Sha256};
 
@@ -19,6 +20,8 @@ const CONTROL_QUEUE: usize = 1024;
 const MAX_KNOWN_PEERS: usize = 4096;
 /// Most mDNS-discovered peers remembered for redialling.
 const MAX_DISCOVERED: usize = 1024;
+/// Most addresses remembered for one discovered peer (an advert cannot replace them).
+const MAX_ADDRS_PER_PEER: usize = 4;
 /// How often static and discovered peers that are not connected are dialled again.
 const REDIAL_EVERY: Duration = Duration::from_secs(5);
 
@@ -34,6 +37,13 @@ pub(crate) fn node_id(peer: &PeerId) -> NodeId {
 struct ControlQueue {
     queue: VecDeque<Vec<u8>>,
     in_flight: bool,
+}
+
+/// A peer mDNS announced: the addresses first heard for it and when it was last dialled.
+#[derive(Debug)]
+struct Discovered {
+    addrs: Vec<Multiaddr>,
+    dialled: Instant,
 }
 
 #[derive(Debug)]
@@ -52,7 +62,7 @@ pub(crate) struct Peers {
     statics: Vec<StaticPeer>,
     /// Peers mDNS announced, redialled like static peers until connected (mDNS reports a
     /// peer once, and a first dial can fail while both ends start).
-    discovered: BTreeMap<PeerId, Multiaddr>,
+    discovered: BTreeMap<PeerId, Discovered>,
     last_redial: Instant,
     control: HashMap<PeerId, ControlQueue>,
 }
@@ -154,16 +164,47 @@ impl Peers {
         Some(pid)
     }
 
-    /// mDNS found `peer` at `addr`: the address to dial, if it is worth dialling.
-    pub(crate) fn discovered(&mut self, peer: PeerId, addr: Multiaddr) -> Option<Multiaddr> {
-        if self.connected.contains_key(&peer) || self.banned.contains(&peer) {
+    /// mDNS found `peer` at `addr`: the address to dial, if it is worth dialling now. An
+    /// advert never replaces an address already known for the peer (a static one, or one
+    /// heard first), adds at most [`MAX_ADDRS_PER_PEER`], and triggers at most one dial per
+    /// peer every [`REDIAL_EVERY`], however often it is repeated.
+    pub(crate) fn discovered(
+        &mut self,
+        peer: PeerId,
+        addr: Multiaddr,
+        now: Instant,
+    ) -> Option<Multiaddr> {
+        if self.connected.contains_key(&peer)
+            || self.banned.contains(&peer)
+            || self.statics.iter().any(|s| s.peer == Some(peer))
+        {
             return None;
         }
         let addr = addr.with_p2p(peer).unwrap_or_else(|a| a);
-        if self.discovered.len() < MAX_DISCOVERED {
-            self.discovered.insert(peer, addr.clone());
+        let room = self.discovered.len() < MAX_DISCOVERED;
+        match self.discovered.get_mut(&peer) {
+            Some(known) => {
+                if known.addrs.len() < MAX_ADDRS_PER_PEER && !known.addrs.contains(&addr) {
+                    known.addrs.push(addr.clone());
+                }
+                if now.duration_since(known.dialled) < REDIAL_EVERY {
+                    return None;
+                }
+                known.dialled = now;
+                Some(addr)
+            }
+            None if room => {
+                self.discovered.insert(
+                    peer,
+                    Discovered {
+                        addrs: vec![addr.clone()],
+                        dialled: now,
+                    },
+                );
+                Some(addr)
+            }
+            None => None,
         }
-        Some(addr)
     }
 
     /// mDNS says `peer` is gone.
@@ -185,16 +226,22 @@ impl Peers {
             .statics
             .iter()
             .filter(|s| s.peer.is_none_or(|p| absent(&p)))
-            .map(|s| s.addr.clone());
+            .map(|s| DialOpts::from(s.addr.clone()));
         let discovered = self
             .discovered
-            .iter()
+            .iter_mut()
             .filter(|(p, _)| absent(p))
-            .map(|(_, a)| a.clone());
-        let pending: Vec<Multiaddr> = statics.chain(discovered).collect();
-        for addr in pending {
-            if let Err(e) = swarm.dial(addr.clone()) {
-                tracing::debug!(%addr, "cannot dial: {e}");
+            .map(|(p, d)| {
+                d.dialled = now.unwrap_or(d.dialled);
+                DialOpts::peer_id(*p)
+                    .addresses(d.addrs.clone())
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build()
+            });
+        let pending: Vec<DialOpts> = statics.chain(discovered).collect();
+        for opts in pending {
+            if let Err(e) = swarm.dial(opts) {
+                tracing::debug!("cannot dial a peer: {e}");
             }
         }
     }
@@ -262,6 +309,55 @@ mod tests {
         assert!(same_transport(&a, &b));
         let c: Multiaddr = "/ip4/127.0.0.1/tcp/4102".parse().unwrap();
         assert!(!same_transport(&a, &c));
+    }
+
+    #[test]
+    fn mdns_adverts_neither_replace_known_addresses_nor_redial_at_will() {
+        let t0 = Instant::now();
+        let stat = PeerId::random();
+        let static_addr: Multiaddr = "/ip4/10.0.0.2/tcp/4101".parse().unwrap();
+        let mut peers = Peers::new(&[static_addr.clone().with_p2p(stat).unwrap()], t0);
+        let evil: Multiaddr = "/ip4/10.6.6.6/tcp/1".parse().unwrap();
+        assert_eq!(
+            peers.discovered(stat, evil.clone(), t0),
+            None,
+            "a static peer"
+        );
+        assert_eq!(peers.statics[0].addr, static_addr.with_p2p(stat).unwrap());
+
+        let p = PeerId::random();
+        let first: Multiaddr = "/ip4/10.0.0.3/tcp/4101".parse().unwrap();
+        let dialled = peers.discovered(p, first.clone(), t0).unwrap();
+        assert_eq!(dialled, first.clone().with_p2p(p).unwrap());
+        // A flood of adverts: no dial before REDIAL_EVERY, the first address kept, a few more
+        // remembered.
+        for i in 0..100u16 {
+            let other: Multiaddr = format!("/ip4/10.6.6.6/tcp/{i}").parse().unwrap();
+            let now = t0 + Duration::from_millis(u64::from(i));
+            assert_eq!(peers.discovered(p, other, now), None);
+        }
+        let known = &peers.discovered[&p].addrs;
+        assert_eq!(known.len(), MAX_ADDRS_PER_PEER);
+        assert_eq!(known[0], first.with_p2p(p).unwrap());
+        assert!(
+            peers
+                .discovered(p, evil.clone(), t0 + REDIAL_EVERY)
+                .is_some()
+        );
+        assert!(peers.discovered(p, evil, t0 + REDIAL_EVERY).is_none());
+
+        // Connected or banned peers are not dialled; the map is bounded.
+        assert_eq!(peers.connected(p, None), Some(node_id(&p)));
+        let addr: Multiaddr = "/ip4/10.0.0.4/tcp/1".parse().unwrap();
+        assert_eq!(
+            peers.discovered(p, addr.clone(), t0 + 2 * REDIAL_EVERY),
+            None
+        );
+        for _ in 0..MAX_DISCOVERED {
+            peers.discovered(PeerId::random(), addr.clone(), t0);
+        }
+        assert_eq!(peers.discovered.len(), MAX_DISCOVERED);
+        assert_eq!(peers.discovered(PeerId::random(), addr, t0), None, "full");
     }
 
     #[test]

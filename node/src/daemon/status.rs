@@ -21,6 +21,10 @@ pub(crate) struct Snapshot {
     pub(crate) channel: String,
     /// Seq and root of the release being booted or booted.
     pub(crate) release: Option<(u64, String)>,
+    /// Seconds until that release expires (negative once it has).
+    pub(crate) expires_in: Option<i64>,
+    /// The release expires within two poll periods (or there is none): every node polls.
+    pub(crate) stale: bool,
     /// Whether the release is booted (and installed, when there is a target).
     pub(crate) booted: bool,
     /// Seconds from start to booted (and installed, when there is a target).
@@ -33,6 +37,8 @@ pub(crate) struct Snapshot {
     pub(crate) total_bytes: u64,
     /// Connected peers.
     pub(crate) peers: usize,
+    /// Connections refused because the other end lacks the swarm key.
+    pub(crate) handshakes_refused: u64,
     /// Bytes received from each peer (verified or not), by peer id.
     pub(crate) bytes_by_peer: BTreeMap<String, u64>,
     pub(crate) bytes_from_peers: u64,

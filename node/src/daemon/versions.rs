@@ -18,6 +18,7 @@ use bootswarm_protocol::follower::Version as Release;
 use bootswarm_protocol::manifest::Flist;
 use bootswarm_protocol::store::BlockStore;
 
+use super::test_hooks::crash_point;
 use crate::error::{Error, Result};
 use crate::fsutil::fsync_dir;
 use crate::materialise::{MaterialiseStats, materialise, placed_from_store as placed_flists, plan};
@@ -28,8 +29,6 @@ use crate::store::SledStore;
 pub(crate) const RELEASES_DIR: &str = "releases";
 /// Symlink under the target naming the version in use.
 pub(crate) const CURRENT_LINK: &str = "current";
-/// Test-only environment variable: abort the process at the named upgrade step.
-pub(crate) const CRASH_ENV: &str = "BOOTSWARM_TEST_CRASH_AT";
 const PARTIAL_PREFIX: &str = ".partial-";
 const GC_PREFIX: &str = ".gc-";
 const LINK_TMP_PREFIX: &str = ".current.tmp-";
@@ -45,14 +44,6 @@ pub(crate) struct Layout {
     pub(crate) channel: String,
     /// Versions kept on disk (at least 1).
     pub(crate) keep: usize,
-}
-
-/// Aborts the process at `step` when the test-only [`CRASH_ENV`] names it.
-pub(crate) fn crash_point(step: &str) {
-    if std::env::var(CRASH_ENV).is_ok_and(|v| v == step) {
-        eprintln!("{CRASH_ENV}={step}: aborting the process as asked");
-        std::process::abort();
-    }
 }
 
 fn io_err(what: &str, path: &Path, e: &io::Error) -> Error {

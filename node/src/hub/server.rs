@@ -6,7 +6,8 @@
 //! - `GET /v1/stats`: [`HubStats`] as JSON.
 //!
 //! Anything else, an unknown block or an unknown channel is a 404 with `{"error": "..."}`.
-//! Every body goes through the optional egress [`TokenBucket`].
+//! Every body goes through the optional egress limit, shared fairly among clients
+//! ([`FairShare`]); connections are capped and timed out ([`Limits`]).
 
 use std::future::Future;
 use std::io;
@@ -18,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -30,7 +31,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::bucket::{SLICE, TokenBucket};
+use super::conn::{ClientAddr, Limits};
+use super::fair::{FairShare, SLICE};
 use crate::error::{Error, Result};
 
 /// Counters of a running hub.
@@ -50,7 +52,7 @@ pub struct HubStats {
 #[derive(Debug)]
 struct Shared {
     dir: PathBuf,
-    bucket: Option<TokenBucket>,
+    egress: Option<FairShare>,
     egress_bytes: AtomicU64,
     requests: AtomicU64,
     blocks_served: AtomicU64,
@@ -61,7 +63,7 @@ impl Shared {
     fn new(dir: PathBuf, rate: Option<u64>) -> Arc<Self> {
         Arc::new(Shared {
             dir,
-            bucket: rate.map(TokenBucket::new),
+            egress: rate.map(FairShare::new),
             egress_bytes: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             blocks_served: AtomicU64::new(0),
@@ -94,31 +96,42 @@ pub async fn bind(addr: &str) -> Result<TcpListener> {
     })
 }
 
-/// Serves the hub directory `dir` on `listener` until an I/O error, limiting egress to
-/// `rate` bytes per second if given.
+/// Serves the hub directory `dir` on `listener` forever, limiting egress to `rate` bytes per
+/// second if given.
 pub async fn serve(dir: PathBuf, listener: TcpListener, rate: Option<u64>) -> Result<()> {
-    serve_until(dir, listener, rate, std::future::pending()).await
+    serve_until(
+        dir,
+        listener,
+        rate,
+        Limits::default(),
+        std::future::pending(),
+    )
+    .await
 }
 
-/// Like [`serve`], stopping gracefully when `shutdown` completes.
+/// Like [`serve`] within `limits`, stopping gracefully when `shutdown` completes.
 pub async fn serve_until(
     dir: PathBuf,
     listener: TcpListener,
     rate: Option<u64>,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    run(Shared::new(dir, rate), listener, shutdown).await
+    run(Shared::new(dir, rate), listener, limits, shutdown).await
 }
 
 async fn run(
     shared: Arc<Shared>,
     listener: TcpListener,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(listener, router(shared))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::new(format!("the hub server stopped ({e})")))
+    let limits = Limits {
+        max_connections: super::conn::fit_open_files(limits.max_connections),
+        ..limits
+    };
+    super::conn::serve(listener, router(shared), limits, shutdown).await;
+    Ok(())
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -141,6 +154,16 @@ pub struct HubHandle {
 
 /// Starts an embedded hub serving `dir` on `addr` (e.g. `127.0.0.1:0`).
 pub async fn start(dir: PathBuf, addr: &str, rate: Option<u64>) -> Result<HubHandle> {
+    start_with(dir, addr, rate, Limits::default()).await
+}
+
+/// Like [`start`], within `limits`.
+pub async fn start_with(
+    dir: PathBuf,
+    addr: &str,
+    rate: Option<u64>,
+    limits: Limits,
+) -> Result<HubHandle> {
     super::check_hub_dir(&dir)?;
     let listener = bind(addr).await?;
     let addr = listener
@@ -148,7 +171,7 @@ pub async fn start(dir: PathBuf, addr: &str, rate: Option<u64>) -> Result<HubHan
         .map_err(|e| Error::new(format!("cannot read the hub's listening address ({e})")))?;
     let shared = Shared::new(dir, rate);
     let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(run(shared.clone(), listener, async {
+    let task = tokio::spawn(run(shared.clone(), listener, limits, async {
         let _ = rx.await;
     }));
     Ok(HubHandle {
@@ -211,6 +234,7 @@ fn bad_path(e: &PathRejection) -> Response {
 
 async fn get_block(
     State(shared): State<Arc<Shared>>,
+    Extension(client): Extension<ClientAddr>,
     cid: std::result::Result<Path<String>, PathRejection>,
 ) -> Response {
     shared.requests.fetch_add(1, Ordering::Relaxed);
@@ -231,7 +255,7 @@ async fn get_block(
     match open(&path).await {
         Ok(Some((file, len))) => {
             shared.blocks_served.fetch_add(1, Ordering::Relaxed);
-            stream_file(shared, file, len, "application/octet-stream")
+            stream_file(shared, client, file, len, "application/octet-stream")
         }
         Ok(None) => json_error(StatusCode::NOT_FOUND, format!("the hub has no block {cid}")),
         Err(e) => {
@@ -246,6 +270,7 @@ async fn get_block(
 
 async fn get_channel(
     State(shared): State<Arc<Shared>>,
+    Extension(client): Extension<ClientAddr>,
     name: std::result::Result<Path<String>, PathRejection>,
 ) -> Response {
     shared.requests.fetch_add(1, Ordering::Relaxed);
@@ -259,7 +284,7 @@ async fn get_channel(
     }
     let path = super::latest_path(&shared.dir, &name);
     match open(&path).await {
-        Ok(Some((file, len))) => stream_file(shared, file, len, "application/cbor"),
+        Ok(Some((file, len))) => stream_file(shared, client, file, len, "application/cbor"),
         Ok(None) => json_error(
             StatusCode::NOT_FOUND,
             format!("the hub has no channel '{name}'"),
@@ -287,27 +312,30 @@ async fn open(path: &std::path::Path) -> io::Result<Option<(tokio::fs::File, u64
     Ok(Some((file, meta.len())))
 }
 
-/// Streams `len` bytes of `file` in slices, each paid for in the token bucket and counted.
+/// Streams `len` bytes of `file` in slices, each granted by the egress limit and counted.
 fn stream_file(
     shared: Arc<Shared>,
+    client: ClientAddr,
     file: tokio::fs::File,
     len: u64,
     content_type: &str,
 ) -> Response {
     let reader = file.take(len);
-    let stream =
-        futures_util::stream::try_unfold((reader, shared), |(mut reader, shared)| async move {
+    let stream = futures_util::stream::try_unfold(
+        (reader, shared),
+        move |(mut reader, shared)| async move {
             let mut buf = BytesMut::with_capacity(SLICE);
             let n = reader.read_buf(&mut buf).await?;
             if n == 0 {
                 return Ok::<_, io::Error>(None);
             }
-            if let Some(bucket) = &shared.bucket {
-                bucket.take(n as u64).await;
+            if let Some(egress) = &shared.egress {
+                egress.take(client.0, n as u64).await;
             }
             shared.egress_bytes.fetch_add(n as u64, Ordering::Relaxed);
             Ok(Some((buf.freeze(), (reader, shared))))
-        });
+        },
+    );
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, content_type)

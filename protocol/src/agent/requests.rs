@@ -15,6 +15,9 @@ use super::plan::{Plan, State};
 use super::timers::{TimerKind, Timers};
 use super::{AgentConfig, Bitfield, NodeId, RequestId, Source, Time, mix64};
 
+#[cfg(any(test, feature = "fuzzing"))]
+mod invariants;
+
 /// Candidates examined per scheduling pass.
 const SCAN_LIMIT: usize = 64;
 

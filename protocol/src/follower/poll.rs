@@ -4,8 +4,9 @@
 //! of the farm agrees on them. In each slot the members are ranked by a rendezvous hash of
 //! (member, slot): the first polls at a random point of the slot's first half whatever it
 //! hears, and passes the answer on to gossip; the second polls in the second half unless it
-//! has heard a release passed on by the first (by author, not by content: a replayed copy
-//! from anyone else covers nothing). Everyone else polls only when the farm has passed
+//! has heard the first pass one release on (by author, not by content: a replayed copy from
+//! anyone else covers nothing, and a first that passes on more than once in a slot is
+//! replaying, not polling). Everyone else polls only when the farm has passed
 //! nothing on for two periods, or when its release nears expiry. So a farm asks the hub about
 //! once per period whatever its size, and no peer can stop it: gossip can cover only the
 //! second, never the first, and the first changes every slot.
@@ -45,8 +46,8 @@ pub(super) struct PollSchedule {
     /// When this node polls in the slot, if it does.
     poll_at: Option<Time>,
     next_slot_at: Time,
-    /// A member ranked above this node passed a release on during the slot.
-    covered: bool,
+    /// Releases the member ranked above this node passed on during the slot.
+    passed_on: u32,
     /// Last sign that the hub was asked: this node's own answered poll, or a release the
     /// farm passed on.
     evidence: Option<Time>,
@@ -74,7 +75,7 @@ impl PollSchedule {
             must: false,
             poll_at: None,
             next_slot_at: now,
-            covered: false,
+            passed_on: 0,
             evidence: None,
             answered: None,
             anchor: (now, unix),
@@ -90,7 +91,7 @@ impl PollSchedule {
         if self.start_up {
             return Some(self.retry_at.unwrap_or(self.anchor.0));
         }
-        let poll = self.retry_at.or(self.poll_at.filter(|_| !self.covered));
+        let poll = self.retry_at.or(self.poll_at.filter(|_| !self.covered()));
         Some(poll.map_or(self.next_slot_at, |p| p.min(self.next_slot_at)))
     }
 
@@ -119,7 +120,7 @@ impl PollSchedule {
             self.retry_at.is_none_or(|t| t <= now)
         } else {
             self.retry_at.is_some_and(|t| t <= now)
-                || (!self.covered && self.poll_at.is_some_and(|t| t <= now))
+                || (!self.covered() && self.poll_at.is_some_and(|t| t <= now))
         };
         if due {
             self.polling = true;
@@ -147,7 +148,7 @@ impl PollSchedule {
             return false;
         }
         self.slot = Some(slot);
-        self.covered = false;
+        self.passed_on = 0;
         self.retry_at = None;
         self.rank = rank(self.me, members, slot);
         let stale = self
@@ -193,20 +194,22 @@ impl PollSchedule {
         }
     }
 
-    /// The farm passed a valid release on, authored by `author` (when known). True when it
-    /// covers this node's poll of the slot.
-    pub(super) fn heard(&mut self, now: Time, author: Option<NodeId>) -> bool {
+    /// The farm passed a valid release on, authored by `author` (when known).
+    pub(super) fn heard(&mut self, now: Time, author: Option<NodeId>) {
         self.evidence = Some(now);
-        let covers = self.rank == DUTY_RANKS
-            && self.poll_at.is_some()
-            && !self.covered
+        // Second in the slot, the one member above is the first.
+        let from_first = self.rank == DUTY_RANKS
             && author
                 .zip(self.slot)
                 .is_some_and(|(a, slot)| a != self.me && score(a, slot) > score(self.me, slot));
-        if covers {
-            self.covered = true;
+        if from_first {
+            self.passed_on = self.passed_on.saturating_add(1);
         }
-        covers
+    }
+
+    /// The first of the slot polled and passed its answer on, once.
+    fn covered(&self) -> bool {
+        self.passed_on == 1
     }
 
     /// Nanoseconds of wall-clock time at `now`.

@@ -289,6 +289,48 @@ fn stale_copies_from_the_hub_peers_and_disk_are_not_refusals() {
     assert!(h.f.status().refusals.is_empty());
 }
 
+#[test]
+fn a_release_heard_again_is_checked_against_the_mark_of_now() {
+    let mut h = Harness::following(cfg());
+    let forged = signed(7, 7, "prod", UNIX + 86_400, 9);
+    for _ in 0..3 {
+        assert!(matches!(
+            h.gossip(forged.clone()),
+            Verdict::Rejected {
+                kind: RefusalKind::UntrustedKey,
+                ..
+            }
+        ));
+    }
+    // The signature check is remembered for the bytes, the rest is not: the same bytes are
+    // new once, then current.
+    assert_eq!(h.gossip(rel(2)), Verdict::New(2));
+    h.feed(Input::Saved { root: root(2) });
+    assert_eq!(h.gossip(rel(2)), Verdict::Current(2));
+}
+
+#[test]
+fn expiry_and_staleness_are_reported() {
+    let h = Harness::following(cfg());
+    assert_eq!(h.f.expires_in(), Some(86_400));
+    assert!(!h.f.stale());
+    let restored = Restored {
+        high_water: Some(HighWater {
+            seq: 1,
+            root: root(1),
+        }),
+        release: Some(signed(1, 1, "prod", UNIX + 150, 1)),
+        ..Restored::default()
+    };
+    let h = Harness::new(cfg(), restored);
+    assert_eq!(h.f.expires_in(), Some(150));
+    assert!(h.f.stale(), "expires within two 100 s periods");
+    assert!(
+        Harness::new(cfg(), Restored::default()).f.stale(),
+        "no release"
+    );
+}
+
 // ----- polls -----
 
 #[test]
@@ -507,6 +549,15 @@ fn the_second_ranked_member_polls_only_when_the_first_passed_nothing_on() {
         }
     });
     assert!(polls.is_empty(), "the first passed its poll on: {polls:?}");
+
+    // A first that passes on more than once in the slot is replaying, not polling.
+    let mut h = member_of(members.clone());
+    let polls = polls_until(&mut h, 200, |h, t| {
+        if t == 120 || t == 130 {
+            passed_on(h, first);
+        }
+    });
+    assert_eq!(polls.len(), 1, "{polls:?}");
 
     // A copy passed on by anyone else (a replay, a lower rank) covers nothing.
     let mut h = member_of(members.clone());

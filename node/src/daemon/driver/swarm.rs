@@ -95,7 +95,7 @@ impl Driver {
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
-                    if let Some(addr) = self.peers.discovered(peer, addr)
+                    if let Some(addr) = self.peers.discovered(peer, addr, Instant::now())
                         && let Err(e) = self.swarm.dial(addr)
                     {
                         tracing::debug!(%peer, "cannot dial a discovered peer: {e}");
@@ -165,6 +165,13 @@ impl Driver {
         request: &[u8],
         channel: ResponseChannel<Vec<u8>>,
     ) {
+        if self.opts.test.withhold() {
+            if self.withheld.len() >= 256 {
+                self.withheld.pop_front();
+            }
+            self.withheld.push_back(channel);
+            return;
+        }
         let (Some(node), Ok(cid)) = (self.peers.node(&peer), Cid::try_from(request)) else {
             let _ = self
                 .swarm
