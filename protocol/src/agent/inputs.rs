@@ -350,6 +350,12 @@ impl<P: Payload> Agent<P> {
                     .push_back(Output::Event(Event::PeerPenalised { peer: p, faults }));
                 if faults >= self.cfg.ban_after {
                     self.ban(p);
+                } else {
+                    // An honest peer verifies every block before it holds it: one that sent a
+                    // corrupt block is no longer trusted to deliver the blocks it owns.
+                    self.forget_owner(p);
+                    let changes = self.neighbours.drop_fetching(p);
+                    self.apply(changes);
                 }
             }
         }
