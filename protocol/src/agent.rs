@@ -267,7 +267,7 @@ impl<P: Payload> Agent<P> {
                 Source::Peer(p) => {
                     let change = self.neighbours.exclude(r.idx, p);
                     self.apply(change);
-                    self.missed(p);
+                    self.missed(p, r.started);
                 }
             }
         }
@@ -349,15 +349,20 @@ impl<P: Payload> Agent<P> {
         }
     }
 
-    /// `peer` failed a request: penalised, and banned after `ban_after` faults.
-    fn missed(&mut self, peer: NodeId) {
-        let faults = self.neighbours.add_miss(peer);
+    /// `peer` failed a request that started at `started`: penalised, and banned after
+    /// `ban_after` faults (failures that overlap count once, see `Neighbours::add_miss`).
+    /// Returns whether it counted.
+    fn missed(&mut self, peer: NodeId, started: Time) -> bool {
+        let Some(faults) = self.neighbours.add_miss(peer, started, self.now) else {
+            return false;
+        };
         self.stats.misses += 1;
         self.out
             .push_back(Output::Event(Event::PeerPenalised { peer, faults }));
         if faults >= self.cfg.ban_after {
             self.ban(peer);
         }
+        true
     }
 
     fn on_stall_tick(&mut self) {

@@ -3,7 +3,7 @@
 
 use super::{
     Agent, Bitfield, Cid, Event, FetchError, HubMode, Message, NodeId, Output, Payload, Plan,
-    RequestId, ServeId, Source, State, TimerKind,
+    RequestId, ServeId, Source, State, Time, TimerKind,
 };
 
 impl<P: Payload> Agent<P> {
@@ -227,13 +227,13 @@ impl<P: Payload> Agent<P> {
                     let until = self.now + self.cfg.busy_backoff;
                     let streak = self.requests.busy(p, self.now, until, &mut self.timers);
                     if streak >= self.cfg.stall_timeout {
-                        self.unproductive(p);
+                        self.unproductive(p, r.started);
                     }
                 }
                 FetchError::NotFound => {
                     let change = self.neighbours.not_found(p, r.idx);
                     self.apply(change);
-                    self.missed(p);
+                    self.missed(p, r.started);
                 }
                 FetchError::Disconnected => {
                     let change = self.neighbours.exclude(r.idx, p);
@@ -242,7 +242,7 @@ impl<P: Payload> Agent<P> {
                 FetchError::HubUnavailable | FetchError::Other => {
                     let change = self.neighbours.exclude(r.idx, p);
                     self.apply(change);
-                    self.missed(p);
+                    self.missed(p, r.started);
                 }
             },
         }
@@ -250,8 +250,8 @@ impl<P: Payload> Agent<P> {
 
     /// A neighbour answered only `Busy` for a stall period: it takes a fault and makes room
     /// for another (it is not picked again for a while).
-    fn unproductive(&mut self, peer: NodeId) {
-        self.missed(peer);
+    fn unproductive(&mut self, peer: NodeId, started: Time) {
+        self.missed(peer, started);
         if self.neighbours.is_banned(peer) {
             return;
         }

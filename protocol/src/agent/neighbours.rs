@@ -74,7 +74,7 @@ pub(super) struct Neighbours {
     faults: BTreeMap<NodeId, u32>,
     /// Requests a peer failed (ran out of time, refused, or answered only `Busy` for a stall
     /// period) since it last delivered one.
-    misses: BTreeMap<NodeId, u32>,
+    misses: BTreeMap<NodeId, Misses>,
     banned: BTreeSet<NodeId>,
     /// When neighbours announced each hub fetch they are making (the latest announcement), and
     /// whether as it started (a `Fetching`, rather than in a `Hello`), bounded.
@@ -519,9 +519,31 @@ impl Neighbours {
     }
 
     /// Counts a request `peer` failed; returns its faults so far.
-    pub(super) fn add_miss(&mut self, peer: NodeId) -> u32 {
-        bump(&mut self.misses, peer);
-        self.faults(peer)
+    ///
+    /// A request that started before the peer's last counted miss overlapped it, and the
+    /// overlapping failures count once: a peer that was slow for a while (under load, or
+    /// behind a congested link) takes one miss for that while, not one per request it had
+    /// in flight. Returns the peer's faults, or `None` if this failure was not counted.
+    pub(super) fn add_miss(&mut self, peer: NodeId, started: Time, now: Time) -> Option<u32> {
+        if let Some(m) = self.misses.get_mut(&peer) {
+            if started <= m.last {
+                return None;
+            }
+            m.count = m.count.saturating_add(1);
+            m.last = now;
+        } else {
+            if self.misses.len() >= TRACKED {
+                self.misses.pop_first();
+            }
+            self.misses.insert(
+                peer,
+                Misses {
+                    count: 1,
+                    last: now,
+                },
+            );
+        }
+        Some(self.faults(peer))
     }
 
     /// `peer` delivered a block that verified: its failed requests are forgiven (its corrupt
@@ -532,8 +554,8 @@ impl Neighbours {
 
     /// The corrupt blocks `peer` sent, plus the requests it failed since it last delivered.
     pub(super) fn faults(&self, peer: NodeId) -> u32 {
-        let get = |m: &BTreeMap<NodeId, u32>| m.get(&peer).copied().unwrap_or(0);
-        get(&self.faults) + get(&self.misses)
+        let corrupt = self.faults.get(&peer).copied().unwrap_or(0);
+        corrupt.saturating_add(self.misses.get(&peer).map_or(0, |m| m.count))
     }
 
     /// `peer` is not asked for `idx` again, nor counted as its holder (until the block is held
@@ -580,6 +602,14 @@ fn counter(counts: &mut Vec<u32>, idx: u32) -> Option<&mut u32> {
 }
 
 /// Counts one more for `peer`, within [`TRACKED`] peers.
+/// The requests a peer failed since it last delivered one.
+#[derive(Debug, Clone, Copy)]
+struct Misses {
+    count: u32,
+    /// When the last counted one failed.
+    last: Time,
+}
+
 fn bump(counts: &mut BTreeMap<NodeId, u32>, peer: NodeId) {
     if counts.len() >= TRACKED && !counts.contains_key(&peer) {
         counts.pop_first();
@@ -688,7 +718,10 @@ mod tests {
         assert_eq!(n.set_members(vec![A, B, C]), [B]);
         assert_eq!(n.members(), [A, C]);
         assert_eq!((n.add_fault(A), n.add_fault(A), n.faults(C)), (1, 2, 0));
-        assert_eq!((n.add_miss(A), n.add_miss(C)), (3, 1));
+        assert_eq!(
+            (n.add_miss(A, t, t), n.add_miss(C, t, t)),
+            (Some(3), Some(1))
+        );
         n.delivered(A);
         n.delivered(C);
         assert_eq!(
@@ -696,6 +729,23 @@ mod tests {
             (2, 0),
             "corrupt blocks are not forgiven"
         );
+    }
+
+    #[test]
+    fn overlapping_failed_requests_count_as_one_miss() {
+        let mut n = Neighbours::new(&AgentConfig::default());
+        let at = |s: u64| Time::ZERO + Duration::from_secs(s);
+        // Three requests in flight together time out one after another: one miss.
+        assert_eq!(n.add_miss(A, at(0), at(3)), Some(1));
+        assert_eq!(n.add_miss(A, at(1), at(4)), None);
+        assert_eq!(n.add_miss(A, at(3), at(5)), None);
+        // A request started after that miss is a new failure.
+        assert_eq!(n.add_miss(A, at(4), at(7)), Some(2));
+        assert_eq!(n.add_miss(A, at(8), at(11)), Some(3));
+        // A delivery forgives them; the next failure starts a new count.
+        n.delivered(A);
+        assert_eq!(n.add_miss(A, at(9), at(12)), Some(1));
+        assert_eq!(n.faults(B), 0);
     }
 
     #[test]
