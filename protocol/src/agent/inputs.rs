@@ -3,7 +3,7 @@
 
 use super::{
     Agent, Bitfield, Cid, Event, FetchError, HubMode, Message, NodeId, Output, Payload, Plan,
-    RequestId, ServeId, Source, State, Time, TimerKind,
+    RequestId, ServeId, Source, State, TimerKind,
 };
 
 impl<P: Payload> Agent<P> {
@@ -16,7 +16,6 @@ impl<P: Payload> Agent<P> {
         }
         self.requests.restart();
         self.neighbours.restart();
-        self.duty.restart();
         let plan = Plan::new(root);
         self.plan = Some(plan);
         self.owners
@@ -67,7 +66,6 @@ impl<P: Payload> Agent<P> {
         if self.neighbours.is_banned(from) || from == self.cfg.id || self.cfg.hub == HubMode::Only {
             return;
         }
-        self.duty.answered(from);
         match msg {
             Message::Hello {
                 release,
@@ -75,7 +73,7 @@ impl<P: Payload> Agent<P> {
                 fetching,
                 reply,
             } => {
-                if !self.neighbours.accept(from, self.now) {
+                if !self.neighbours.accept(from) {
                     self.out.push_back(Output::Send {
                         to: from,
                         msg: Message::Bye,
@@ -85,9 +83,7 @@ impl<P: Payload> Agent<P> {
                 if self.plan.as_ref().map(|p| p.tag) == Some(release) {
                     let changes = self.neighbours.add_bits(from, &bits);
                     self.apply(changes);
-                    let changes =
-                        self.neighbours
-                            .add_fetching(from, fetching.iter(), self.now, false);
+                    let changes = self.neighbours.add_fetching(from, fetching.iter());
                     self.apply(changes);
                 }
                 self.neighbours.mark_greeted(from);
@@ -108,22 +104,12 @@ impl<P: Payload> Agent<P> {
                 if self.plan.as_ref().map(|p| p.tag) != Some(release) {
                     return;
                 }
-                let mut fetched = Vec::new();
-                let changes = self.neighbours.have(from, blocks, &mut fetched);
+                let changes = self.neighbours.have(from, blocks);
                 self.apply(changes);
-                for (idx, start) in fetched {
-                    // A manifest's length is known once held.
-                    let block = self.plan.as_ref().and_then(|p| p.blocks.get(idx as usize));
-                    if let Some(b) = block.filter(|b| !b.manifest || b.state == State::Held) {
-                        self.hub_sample(start, b.len);
-                    }
-                }
             }
             Message::Fetching { release, blocks } => {
                 if self.plan.as_ref().map(|p| p.tag) == Some(release) {
-                    let changes =
-                        self.neighbours
-                            .add_fetching(from, blocks.into_iter(), self.now, true);
+                    let changes = self.neighbours.add_fetching(from, blocks.into_iter());
                     self.apply(changes);
                 }
             }
@@ -132,11 +118,6 @@ impl<P: Payload> Agent<P> {
                 self.drop_neighbour(from, false);
                 self.ensure_neighbours();
             }
-            Message::Ping => self.out.push_back(Output::Send {
-                to: from,
-                msg: Message::Pong,
-            }),
-            Message::Pong => {}
         }
     }
 
@@ -152,7 +133,7 @@ impl<P: Payload> Agent<P> {
         let refuse = |error| Output::Refuse { id, error };
         if !held || self.neighbours.is_banned(from) {
             self.out.push_back(refuse(FetchError::NotFound));
-        } else if !self.serves.start(id, from) {
+        } else if !self.serves.start(id) {
             self.out.push_back(refuse(FetchError::Busy));
         } else {
             self.stats.serves += 1;
@@ -188,13 +169,8 @@ impl<P: Payload> Agent<P> {
                 self.stats.bytes_from_hub += len;
                 let took = self.now.saturating_duration_since(r.started);
                 self.hub.delivered(self.now, took);
-                self.hub_sample(r.started, len as u32);
             }
-            Source::Peer(p) => {
-                self.stats.bytes_from_peers += len;
-                self.neighbours.delivered(p);
-                self.requests.delivered(p);
-            }
+            Source::Peer(_) => self.stats.bytes_from_peers += len,
         }
         for other in self.requests.for_block(r.idx) {
             self.cancel(other);
@@ -225,39 +201,15 @@ impl<P: Payload> Agent<P> {
                 FetchError::Busy => {
                     debug_assert!(self.neighbours.contains(p), "requests go to neighbours");
                     let until = self.now + self.cfg.busy_backoff;
-                    let streak = self.requests.busy(p, self.now, until, &mut self.timers);
-                    if streak >= self.cfg.stall_timeout {
-                        self.unproductive(p, r.started);
-                    }
+                    self.requests.busy(p, until, &mut self.timers);
                 }
                 FetchError::NotFound => {
                     let change = self.neighbours.not_found(p, r.idx);
                     self.apply(change);
-                    self.missed(p, r.started);
                 }
-                FetchError::Disconnected => {
-                    let change = self.neighbours.exclude(r.idx, p);
-                    self.apply(change);
-                }
-                FetchError::HubUnavailable | FetchError::Other => {
-                    let change = self.neighbours.exclude(r.idx, p);
-                    self.apply(change);
-                    self.missed(p, r.started);
-                }
+                _ => self.neighbours.exclude(r.idx, p),
             },
         }
-    }
-
-    /// A neighbour answered only `Busy` for a stall period: it takes a fault and makes room
-    /// for another (it is not picked again for a while).
-    fn unproductive(&mut self, peer: NodeId, started: Time) {
-        self.missed(peer, started);
-        if self.neighbours.is_banned(peer) {
-            return;
-        }
-        self.neighbours.said_bye(peer, self.now);
-        self.drop_neighbour(peer, true);
-        self.ensure_neighbours();
     }
 
     pub(super) fn on_local(&mut self, cid: Cid, block: Option<P>) {
@@ -300,9 +252,7 @@ impl<P: Payload> Agent<P> {
             return;
         }
         let added = manifest.map(|bytes| plan.add_manifest(idx, bytes));
-        let changes = self.neighbours.clear_exclusions(idx);
-        self.apply(changes);
-        self.duty.appeared(idx, self.now);
+        self.neighbours.clear_exclusions(idx);
         self.neighbours.queue_have(idx);
         match added {
             Some(Ok(new)) => {
@@ -343,25 +293,18 @@ impl<P: Payload> Agent<P> {
         match source {
             Source::Hub => self.hub_failed(),
             Source::Peer(p) => {
-                let change = self.neighbours.exclude(idx, p);
-                self.apply(change);
+                self.neighbours.exclude(idx, p);
                 let faults = self.neighbours.add_fault(p);
                 self.out
                     .push_back(Output::Event(Event::PeerPenalised { peer: p, faults }));
                 if faults >= self.cfg.ban_after {
                     self.ban(p);
-                } else {
-                    // An honest peer verifies every block before it holds it: one that sent a
-                    // corrupt block is no longer trusted to deliver the blocks it owns.
-                    self.forget_owner(p);
-                    let changes = self.neighbours.drop_fetching(p);
-                    self.apply(changes);
                 }
             }
         }
     }
 
-    pub(super) fn ban(&mut self, peer: NodeId) {
+    fn ban(&mut self, peer: NodeId) {
         if !self.neighbours.ban(peer) {
             return;
         }
@@ -400,16 +343,14 @@ impl<P: Payload> Agent<P> {
         }
     }
 
-    pub(super) fn ensure_neighbours(&mut self) {
+    fn ensure_neighbours(&mut self) {
         if self.cfg.hub == HubMode::Only {
             return;
         }
-        let picked = self.neighbours.pick_more(&mut self.rng, self.now);
+        let picked = self.neighbours.pick_more(&mut self.rng);
         if picked.is_empty() {
             return;
         }
-        self.timers
-            .arm_earliest(TimerKind::Greet, self.now + self.cfg.greet_timeout);
         let hello = self.hello(true);
         for to in picked {
             self.out.push_back(Output::Send {
@@ -419,7 +360,7 @@ impl<P: Payload> Agent<P> {
         }
     }
 
-    pub(super) fn drop_neighbour(&mut self, id: NodeId, bye: bool) {
+    fn drop_neighbour(&mut self, id: NodeId, bye: bool) {
         let Some(changes) = self.neighbours.remove(id) else {
             return;
         };
