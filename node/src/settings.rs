@@ -253,15 +253,7 @@ fn fill<T>(slot: &mut Option<T>, config: Option<T>, kernel: Option<T>) {
 pub fn resolve_here(args: RunArgs) -> Result<Resolved> {
     let config = ConfigFile::load(args.config.as_deref())?;
     let cmdline = match &args.kernel_cmdline {
-        Some(path) => {
-            let bytes = crate::fsutil::read_capped(path, 64 * 1024).map_err(|e| {
-                Error::new(format!(
-                    "cannot read the kernel command line file {} ({e}); check --kernel-cmdline",
-                    path.display()
-                ))
-            })?;
-            Cmdline::parse(&String::from_utf8_lossy(&bytes))?
-        }
+        Some(path) => Cmdline::read(path)?,
         None => Cmdline::current()?,
     };
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();

@@ -49,6 +49,18 @@ impl Cmdline {
         }
     }
 
+    /// Reads a command line from `path` (`--kernel-cmdline`); a file that cannot be read is one
+    /// sentence.
+    pub fn read(path: &std::path::Path) -> Result<Cmdline> {
+        let bytes = crate::fsutil::read_capped(path, MAX_CMDLINE).map_err(|e| {
+            Error::new(format!(
+                "cannot read the kernel command line file {} ({e}); check --kernel-cmdline",
+                path.display()
+            ))
+        })?;
+        Cmdline::parse(&String::from_utf8_lossy(&bytes))
+    }
+
     /// The value of `key`: its last occurrence with a value.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.params
