@@ -15,6 +15,11 @@
 //! [`StoreError::Corrupted`] and fetched again. Syncing every block cost more than the
 //! network on a farm booting at once; `flush` syncs the index when the node needs it durable.
 //!
+//! With a quota (`--store-quota`) the block bytes never exceed it: a block that would not fit
+//! first evicts the least recently used blocks that are not pinned ([`quota`]), and is refused
+//! with [`StoreError::Full`] when even that is not enough. The index and `state.json` are not
+//! counted (a few MiB).
+//!
 //! A block this process has hashed (before storing it, or on a read) is read back without
 //! hashing for [`TRUSTED_FOR`]: a node serves a block to peers moments after receiving it,
 //! and those reads come from the page cache, where a re-hash finds nothing new but costs as
@@ -22,7 +27,7 @@
 //! and peers verify every block they receive anyway. An install does not rely on that
 //! window: it reads with [`BlockStore::get_unverified`] and hashes every byte it writes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -30,10 +35,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bootswarm_protocol::block::{self, BlockError, Cid, MAX_BLOCK_SIZE, Verified};
-use bootswarm_protocol::store::{BlockStore, StoreError};
+use bootswarm_protocol::store::{BlockStore, NoRoom, StoreError};
 
 use crate::error::{Error, Result};
 use crate::fsutil;
+
+mod quota;
+
+use quota::Usage;
 
 /// sled's cache for the index (CID -> length only), kept small: many nodes share one machine.
 const CACHE_CAPACITY: u64 = 4 * 1024 * 1024;
@@ -53,6 +62,21 @@ pub struct SledStore {
     hashed: Arc<Mutex<HashMap<Cid, Instant>>>,
     /// [`TRUSTED_FOR`] (shorter in tests).
     trusted_for: Duration,
+    /// Sizes, use order and pins, against the quota.
+    usage: Arc<Mutex<Usage>>,
+}
+
+/// How full the store is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreUsage {
+    /// Bytes of the blocks held.
+    pub bytes: u64,
+    /// The quota, if any.
+    pub limit: Option<u64>,
+    /// Bytes that may not be evicted (the releases kept and the one being fetched).
+    pub pinned: u64,
+    /// Blocks evicted to make room since the store was opened.
+    pub evicted: u64,
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -67,6 +91,12 @@ impl SledStore {
     /// Opens (or creates) the store in `dir`, removing block files the index does not know
     /// (an interrupted put) and index entries whose file is missing or has the wrong size.
     pub fn open(dir: &Path) -> Result<SledStore> {
+        SledStore::open_with_quota(dir, None)
+    }
+
+    /// Opens the store with a quota on its block bytes (see the module's notes). A store
+    /// already over it stays as it is until blocks are stored.
+    pub fn open_with_quota(dir: &Path, quota: Option<u64>) -> Result<SledStore> {
         let fail = |e: &dyn std::fmt::Display| {
             Error::new(format!(
                 "cannot open the block store at {} ({e}); check the path and its permissions, \
@@ -87,9 +117,56 @@ impl SledStore {
             blocks,
             hashed: Arc::default(),
             trusted_for: TRUSTED_FOR,
+            usage: Arc::new(Mutex::new(Usage::new(quota))),
         };
         store.reconcile().map_err(|e| fail(&e))?;
+        store.account();
         Ok(store)
+    }
+
+    /// Loads every block's length into the accounting, none pinned.
+    fn account(&self) {
+        let mut usage = self.usage();
+        for (key, value) in self.index.iter().flatten() {
+            if let (Ok(cid), Some(len)) = (Cid::try_from(key.as_ref()), stored_len(&value)) {
+                usage.insert(cid, len);
+            }
+        }
+        usage.begin_boot();
+        if let Some(limit) = usage.limit().filter(|l| usage.bytes() > *l) {
+            tracing::warn!(
+                held = usage.bytes(),
+                limit,
+                "the block store holds more than its quota; blocks not pinned are evicted as new ones arrive"
+            );
+        }
+    }
+
+    fn usage(&self) -> std::sync::MutexGuard<'_, Usage> {
+        // Every method leaves the accounting consistent before it can panic.
+        self.usage.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How full the store is.
+    pub fn usage_now(&self) -> StoreUsage {
+        let usage = self.usage();
+        StoreUsage {
+            bytes: usage.bytes(),
+            limit: usage.limit(),
+            pinned: usage.pinned(),
+            evicted: usage.evicted(),
+        }
+    }
+
+    /// Pins the blocks of the releases the node keeps (replacing the set pinned before).
+    pub fn pin_kept(&self, blocks: HashSet<Cid>) {
+        self.usage().pin_kept(blocks);
+    }
+
+    /// A boot begins: the blocks it uses are pinned from now on, and those the boot before
+    /// used are not any more (unless kept).
+    pub fn begin_boot(&self) {
+        self.usage().begin_boot();
     }
 
     /// Number of blocks stored.
@@ -205,23 +282,73 @@ impl SledStore {
             .is_some_and(|t| t.elapsed() < self.trusted_for)
     }
 
-    /// Stores bytes already checked against `cid`.
+    /// Stores bytes already checked against `cid`, within the quota.
     fn store_checked(&self, cid: &Cid, bytes: &[u8]) -> std::result::Result<(), StoreError> {
         let key = cid.to_bytes();
         if self.index.contains_key(&key).map_err(backend)? {
+            self.usage().touch(cid);
             return Ok(());
         }
         let len = u32::try_from(bytes.len()).map_err(|_| {
             StoreError::Backend(format!("block {cid} is too large for the store's index"))
         })?;
+        self.admit(cid, u64::from(len))?;
         let path = self.block_path(cid);
-        self.write_block(&path, bytes)
-            .map_err(|e| io_backend("write the block file", &path, &e))?;
-        self.index
-            .insert(key, &len.to_le_bytes()[..])
-            .map_err(backend)?;
+        let written = self
+            .write_block(&path, bytes)
+            .map_err(|e| io_backend("write the block file", &path, &e))
+            .and_then(|()| {
+                self.index
+                    .insert(key, &len.to_le_bytes()[..])
+                    .map(|_| ())
+                    .map_err(backend)
+            });
+        if let Err(e) = written {
+            self.usage().remove(cid);
+            return Err(e);
+        }
         self.mark_hashed(cid);
         Ok(())
+    }
+
+    /// Counts a new block against the quota, evicting what must go first: under the lock, so
+    /// the files on disk never add up to more than the quota.
+    fn admit(&self, cid: &Cid, len: u64) -> std::result::Result<(), StoreError> {
+        let mut usage = self.usage();
+        let victims = usage.make_room(len).map_err(|full| {
+            StoreError::Full(Box::new(NoRoom {
+                cid: *cid,
+                len,
+                limit: full.limit,
+                pinned: full.pinned,
+            }))
+        })?;
+        usage.insert(*cid, len);
+        for victim in &victims {
+            if let Err(e) = self.discard(victim) {
+                tracing::warn!(cid = %victim, "cannot evict a block: {e}");
+            }
+        }
+        if !victims.is_empty() {
+            tracing::debug!(
+                evicted = victims.len(),
+                "blocks evicted to stay within the quota"
+            );
+        }
+        Ok(())
+    }
+
+    /// Removes a block's index entry, then its file (the accounting is the caller's).
+    fn discard(&self, cid: &Cid) -> std::result::Result<(), StoreError> {
+        // Index first: a crash in between leaves an orphan file, removed on the next open.
+        self.index.remove(cid.to_bytes()).map_err(backend)?;
+        self.hashed().remove(cid);
+        let path = self.block_path(cid);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_backend("remove the block file", &path, &e)),
+        }
     }
 
     /// Removes a block that no longer verifies and returns the error to report.
@@ -271,6 +398,7 @@ impl BlockStore for SledStore {
         if self.index.get(cid.to_bytes()).map_err(backend)?.is_none() {
             return Ok(None);
         }
+        self.usage().touch(cid);
         let path = self.block_path(cid);
         match fsutil::read_capped(&path, MAX_BLOCK_SIZE) {
             Ok(bytes) => Ok(Some(bytes)),
@@ -289,15 +417,8 @@ impl BlockStore for SledStore {
     }
 
     fn remove(&self, cid: &Cid) -> std::result::Result<(), StoreError> {
-        // Index first: a crash in between leaves an orphan file, removed on the next open.
-        self.index.remove(cid.to_bytes()).map_err(backend)?;
-        self.hashed().remove(cid);
-        let path = self.block_path(cid);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_backend("remove the block file", &path, &e)),
-        }
+        self.usage().remove(cid);
+        self.discard(cid)
     }
 }
 
@@ -475,6 +596,59 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         assert!(!store.contains(&ca).unwrap());
         assert!(store.is_empty());
+    }
+
+    fn bytes_on_disk(store: &SledStore) -> u64 {
+        fs::read_dir(&store.blocks)
+            .unwrap()
+            .flat_map(|b| fs::read_dir(b.unwrap().path()).unwrap())
+            .map(|f| f.unwrap().metadata().unwrap().len())
+            .sum()
+    }
+
+    #[test]
+    fn a_quota_evicts_unpinned_blocks_and_refuses_what_cannot_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocks: Vec<Vec<u8>> = (10..16).map(big).collect();
+        let cids: Vec<Cid> = blocks.iter().map(|b| cid_of(Codec::Raw, b)).collect();
+        let store = SledStore::open_with_quota(dir.path(), Some(3 << 20)).unwrap();
+        for (c, b) in cids.iter().zip(&blocks).take(3) {
+            store.put(c, b).unwrap();
+        }
+        // A new boot: block 0 is kept, block 2 is read by it; block 1 is the one free to go.
+        store.pin_kept(HashSet::from([cids[0]]));
+        store.begin_boot();
+        store.get(&cids[2]).unwrap();
+        store.put(&cids[3], &blocks[3]).unwrap();
+        assert!(
+            !store.contains(&cids[1]).unwrap(),
+            "the unpinned block went"
+        );
+        assert!(!store.block_path(&cids[1]).exists());
+        assert!(bytes_on_disk(&store) <= 3 << 20);
+        let err = store.put(&cids[4], &blocks[4]).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Full(f) if f.cid == cids[4]),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&cids[4].to_string()), "{err}");
+        assert!(!store.block_path(&cids[4]).exists());
+        assert_eq!(
+            store.usage_now(),
+            StoreUsage {
+                bytes: 3 << 20,
+                limit: Some(3 << 20),
+                pinned: 3 << 20,
+                evicted: 1,
+            }
+        );
+        // Reopened, the accounting is rebuilt from the index and nothing is pinned.
+        drop(store);
+        let store = SledStore::open_with_quota(dir.path(), Some(3 << 20)).unwrap();
+        assert_eq!(store.usage_now().bytes, 3 << 20);
+        store.put(&cids[5], &blocks[5]).unwrap();
+        assert_eq!(store.len(), 3);
+        assert!(bytes_on_disk(&store) <= 3 << 20);
     }
 
     #[test]

@@ -21,6 +21,25 @@ pub enum StoreError {
     /// The storage backend failed.
     #[error("block store failed: {0}; check the disk and the store directory")]
     Backend(String),
+    /// The block does not fit in the store's quota even with every unpinned block evicted.
+    #[error("{0}")]
+    Full(Box<NoRoom>),
+}
+
+/// A block that does not fit in the store's quota.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "block {cid} ({len} bytes) does not fit in the store quota of {limit} bytes, of which {pinned} bytes are pinned by the releases kept and the one being fetched; raise the quota"
+)]
+pub struct NoRoom {
+    /// The block.
+    pub cid: Cid,
+    /// Its length.
+    pub len: u64,
+    /// The quota in bytes.
+    pub limit: u64,
+    /// Bytes pinned.
+    pub pinned: u64,
 }
 
 /// A content-addressed block store.
