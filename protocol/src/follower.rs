@@ -121,7 +121,13 @@ impl Follower {
             Input::MemberDown(id) => {
                 self.members.remove(&id);
             }
-            Input::Booted { root } => self.installer.booted(root),
+            Input::Booted { root } => {
+                // A boot given up, or overtaken by a newer release, installs nothing.
+                if self.status.booting == Some(root) {
+                    self.installer.booted(root);
+                }
+            }
+            Input::BootRefused { root, reason } => self.on_boot_refused(root, reason),
             Input::Installed { seq, result } => self.installer.installed(seq, result, &self.ctx()),
             Input::Switched { seq, result } => self.installer.switched(seq, result, &self.ctx()),
             Input::HooksRan { seq, result } => self.installer.hooks_ran(seq, result, &self.ctx()),
@@ -211,6 +217,24 @@ impl Follower {
                 self.out.push_back(Output::InUse { version });
             }
         }
+    }
+
+    fn on_boot_refused(&mut self, root: Cid, reason: String) {
+        if self.status.booting != Some(root) {
+            return;
+        }
+        self.status.booting = None;
+        let Some(&seq) = self.root_seqs.get(&root) else {
+            return;
+        };
+        let failure = Failure {
+            version: Version { seq, root },
+            reason,
+            at: self.unix,
+            rolled_back: false,
+        };
+        self.status.failure = Some(failure.clone());
+        self.out.push_back(Output::InstallFailed { failure });
     }
 
     /// Whether this node polls whatever the farm does: its release is stale.

@@ -154,6 +154,15 @@ pub enum Input {
         /// The booted root.
         root: Cid,
     },
+    /// The driver gave up booting `root` (e.g. it does not fit in the store's quota): the
+    /// node stays on what it runs, and the release is not booted again until it is heard
+    /// anew after a restart or a newer one comes.
+    BootRefused {
+        /// The root whose boot was given up.
+        root: Cid,
+        /// Why, in one sentence.
+        reason: String,
+    },
     /// The answer to [`Output::Install`]: the packages that changed against the previous
     /// version (empty without one), or why the tree could not be written.
     Installed {

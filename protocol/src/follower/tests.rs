@@ -1047,3 +1047,47 @@ fn a_release_booted_during_an_install_waits_its_turn_and_stale_answers_are_ignor
         })
     );
 }
+
+#[test]
+fn a_refused_boot_is_a_failure_and_the_node_stays_on_its_version() {
+    let restored = Restored {
+        high_water: Some(HighWater {
+            seq: 1,
+            root: root(1),
+        }),
+        release: Some(rel(1)),
+        installed: Some(v(1)),
+        installed_on_disk: true,
+        failed: None,
+    };
+    let mut h = Harness::new(versions(false, false), restored);
+    h.feed(Input::Polled(Ok(rel(2))));
+    h.feed(Input::Saved { root: root(2) });
+    assert_eq!(h.take().last(), Some(&Output::Boot { root: root(2) }));
+    let reason = "release seq 2 does not fit in the store".to_string();
+    h.feed(Input::BootRefused {
+        root: root(2),
+        reason: reason.clone(),
+    });
+    let out = h.take();
+    assert!(
+        matches!(&out[..], [Output::InstallFailed { failure }]
+            if failure.version == v(2) && failure.reason == reason && !failure.rolled_back),
+        "{out:?}"
+    );
+    assert_eq!(h.f.status().booting, None);
+    assert_eq!(
+        h.f.status().failure.as_ref().map(|f| f.reason.as_str()),
+        Some(reason.as_str())
+    );
+    // The agent goes back to the version in use: its boot installs nothing.
+    h.feed(Input::Booted { root: root(1) });
+    h.feed(Input::Booted { root: root(2) });
+    assert_eq!(h.take(), []);
+    // Heard again, the refused release is not booted again; a newer one is.
+    h.gossip(rel(2));
+    assert!(!kinds(&h.take()).contains(&"boot"));
+    h.gossip(rel(3));
+    h.feed(Input::Saved { root: root(3) });
+    assert_eq!(h.take().last(), Some(&Output::Boot { root: root(3) }));
+}
