@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod keygen;
 pub mod keys;
 pub mod materialise;
+mod progress;
 pub mod publish;
 pub mod rfs;
 pub mod settings;

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::{fsync_dir, write_atomic, write_new_atomic};
 use crate::hub;
 use crate::keys;
+use crate::progress::Progress;
 use crate::units::{format_size, parse_duration};
 
 /// Arguments of `bootswarm publish`.
@@ -144,6 +145,14 @@ pub fn publish(hub_dir: &Path, packages: &[PathBuf], opts: &PublishOptions) -> R
     let version = opts.version.clone().unwrap_or_default();
 
     let mut writer = BlockWriter::new(hub_dir)?;
+    let total: u64 = trees
+        .iter()
+        .flat_map(|(_, _, found)| found)
+        .filter(|f| f.kind == EntryKind::File)
+        .filter_map(|f| fs::metadata(&f.abs).ok())
+        .map(|m| m.len())
+        .sum();
+    writer.progress = Progress::new("publishing", total);
     let mut children = Vec::with_capacity(trees.len());
     for (name, dir, found) in trees {
         let mut entries = Vec::with_capacity(found.len());
@@ -178,6 +187,7 @@ pub fn publish(hub_dir: &Path, packages: &[PathBuf], opts: &PublishOptions) -> R
         writer.write_block(&cid, &bytes)?;
         children.push(ChildRef { name, cid });
     }
+    writer.progress.finish();
     sign_release(hub_dir, &mut writer, children, version, seq, opts)
 }
 
@@ -438,6 +448,8 @@ pub(crate) struct BlockWriter {
     total_bytes: u64,
     new_blocks: usize,
     new_bytes: u64,
+    /// Shown while files are chunked.
+    progress: Progress,
 }
 
 impl BlockWriter {
@@ -456,6 +468,7 @@ impl BlockWriter {
             total_bytes: 0,
             new_blocks: 0,
             new_bytes: 0,
+            progress: Progress::hidden(),
         })
     }
 
@@ -523,6 +536,7 @@ impl BlockWriter {
                 key: None,
             });
             size += n as u64;
+            self.progress.add(n as u64);
             buf.drain(..n);
         }
         Ok((size, chunks))
