@@ -25,6 +25,7 @@ mod peers;
 mod status;
 mod tasks;
 mod test_hooks;
+mod upload;
 mod versions;
 
 pub use test_hooks::TestHooks;
@@ -137,6 +138,18 @@ pub struct RunArgs {
     /// Versions kept in TARGET/releases (with their blocks in the store); older ones are removed.
     #[arg(long, default_value_t = 2, value_name = "K")]
     pub keep: usize,
+    /// Most block bytes the store holds, e.g. 20GiB: blocks of the versions kept and of the
+    /// release being fetched stay, others are evicted least recently used first, and a release
+    /// that cannot fit is refused [default: no limit].
+    #[arg(long, env = "BOOTSWARM_STORE_QUOTA", value_name = "SIZE")]
+    pub store_quota: Option<String>,
+    /// Most the node uploads to peers in total, e.g. 200mbit; shared fairly among the peers
+    /// it serves [default: no limit].
+    #[arg(long, env = "BOOTSWARM_UPLOAD_RATE", value_name = "RATE")]
+    pub upload_rate: Option<String>,
+    /// Most peers served at once; others are told the node is busy and ask another holder.
+    #[arg(long, env = "BOOTSWARM_MAX_UPLOAD_PEERS", value_name = "N")]
+    pub max_upload_peers: Option<usize>,
     /// Swarm options.
     #[command(flatten)]
     pub swarm: SwarmArgs,
@@ -213,10 +226,23 @@ pub struct DaemonOptions {
     pub(crate) hooks: hooks::Hooks,
     /// Versions kept on disk.
     pub keep: usize,
+    /// Most block bytes in the store.
+    pub store_quota: Option<u64>,
+    /// Upload limits towards peers.
+    pub upload: UploadLimits,
     /// Roots for https://.
     pub tls: crate::tls::Tls,
     /// Where rfs blocks no peer has are fetched.
     pub upstreams: std::sync::Arc<crate::rfs::upstream::Upstreams>,
+}
+
+/// How much the node uploads to its peers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadLimits {
+    /// Bytes per second in total.
+    pub rate: Option<u64>,
+    /// Peers served at once.
+    pub max_peers: Option<usize>,
 }
 
 /// What a daemon run did.
@@ -387,10 +413,38 @@ impl DaemonOptions {
             } else {
                 args.keep
             },
+            store_quota: args
+                .store_quota
+                .as_deref()
+                .map(|q| crate::units::parse_size(q).map_err(|e| flag_error("--store-quota", &e)))
+                .transpose()?,
+            upload: upload_limits(args)?,
             tls: swarm.tls,
             upstreams: swarm.upstreams,
         })
     }
+}
+
+fn flag_error(flag: &str, e: &Error) -> Error {
+    Error::new(format!("{flag}: {e}"))
+}
+
+/// The `--upload-rate` and `--max-upload-peers` limits.
+fn upload_limits(args: &RunArgs) -> Result<UploadLimits> {
+    let rate = args
+        .upload_rate
+        .as_deref()
+        .map(|r| crate::units::parse_rate(r).map_err(|e| flag_error("--upload-rate", &e)))
+        .transpose()?;
+    if args.max_upload_peers == Some(0) {
+        return Err(Error::new(
+            "--max-upload-peers 0 would serve no peer; give at least 1 or leave it out",
+        ));
+    }
+    Ok(UploadLimits {
+        rate,
+        max_peers: args.max_upload_peers,
+    })
 }
 
 /// A local endpoint's address (`flag`, e.g. `--http`), refused off loopback unless its
@@ -578,6 +632,8 @@ pub fn boot_once(args: OnceArgs<'_>) -> Result<DaemonReport> {
         once: true,
         hooks: hooks::Hooks::default(),
         keep: 1,
+        store_quota: None,
+        upload: UploadLimits::default(),
         tls: swarm.tls,
         upstreams: swarm.upstreams,
     };

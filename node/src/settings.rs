@@ -6,7 +6,8 @@
 //! Kernel parameters read: `runmode` (→ channel, as Zero-OS's bootstrap picks its taglink),
 //! `version=v3light`, `farmer_id` (→ farm scope), `zos-debug` (→ debug log) and the namespaced
 //! `bootswarm.hub`, `bootswarm.channel`, `bootswarm.trust`, `bootswarm.peers` (comma
-//! separated), `bootswarm.store`, `bootswarm.farm` and `bootswarm.off`.
+//! separated), `bootswarm.store`, `bootswarm.farm`, `bootswarm.store_quota`,
+//! `bootswarm.upload_rate` and `bootswarm.off`.
 
 use std::path::{Path, PathBuf};
 
@@ -60,6 +61,12 @@ pub struct ConfigFile {
     pub health_check: Option<String>,
     /// Poll interval.
     pub poll_interval: Option<String>,
+    /// Store quota.
+    pub store_quota: Option<String>,
+    /// Upload rate limit.
+    pub upload_rate: Option<String>,
+    /// Most peers served at once.
+    pub max_upload_peers: Option<usize>,
     /// Debug logging.
     #[serde(default)]
     pub debug: bool,
@@ -182,6 +189,17 @@ pub fn resolve(
     fill(&mut args.on_change, config.on_change.clone(), None);
     fill(&mut args.health_check, config.health_check.clone(), None);
     fill(&mut args.poll_interval, config.poll_interval.clone(), None);
+    fill(
+        &mut args.store_quota,
+        config.store_quota.clone(),
+        kernel("store_quota"),
+    );
+    fill(
+        &mut args.upload_rate,
+        config.upload_rate.clone(),
+        kernel("upload_rate"),
+    );
+    fill(&mut args.max_upload_peers, config.max_upload_peers, None);
     if args.swarm.peers.is_empty() {
         args.swarm.peers = if !config.peers.is_empty() {
             config.peers.clone()

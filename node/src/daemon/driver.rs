@@ -19,6 +19,7 @@ use bootswarm_protocol::follower::{
     self, Follower, FollowerConfig, InstallMode, Output as Action, Restored, Verdict, Via,
 };
 use bootswarm_protocol::release::RefusalKind;
+use bootswarm_protocol::store::StoreError;
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -64,9 +65,11 @@ const ANNOUNCE_QUEUE: usize = 16;
 
 mod install;
 mod misbehave;
+mod quota;
 mod report;
 mod setup;
 mod swarm;
+mod upload;
 
 /// How a fetch in flight can be abandoned.
 enum FetchHandle {
@@ -128,7 +131,12 @@ pub(crate) struct Driver {
     fetches: HashMap<RequestId, FetchHandle>,
     block_out: HashMap<OutboundRequestId, (RequestId, Cid)>,
     serves: HashMap<ServeId, (ResponseChannel<Vec<u8>>, PeerId)>,
-    serve_in: HashMap<request_response::InboundRequestId, ServeId>,
+    /// Requests being answered, and by whom they were asked.
+    serve_in: HashMap<request_response::InboundRequestId, (ServeId, PeerId)>,
+    /// Responses waiting for `--upload-rate`.
+    uploads: Option<upload::Uploads>,
+    /// Length of the blocks served lately (a moving average).
+    served_len: u64,
     next_serve: u64,
     lookups: VecDeque<Cid>,
     lookups_in_flight: usize,
@@ -137,6 +145,8 @@ pub(crate) struct Driver {
     unstored: HashMap<Cid, Arc<Block>>,
     /// A root the agent holds every block of, reported to the follower once they are stored.
     held: Option<Cid>,
+    /// The root whose size was checked against the store quota.
+    quota_checked: Option<Cid>,
     /// Bumped each time a block is stored (the local block endpoint waits on it).
     stored: tokio::sync::watch::Sender<u64>,
     // Releases and installs.
@@ -174,7 +184,8 @@ impl Driver {
     pub(crate) async fn start(opts: DaemonOptions, shared: Shared) -> Result<Driver> {
         let hub = HubClient::with_tls(&opts.hub_url, &opts.tls)?;
         let dir = opts.store_dir.clone();
-        let store = blocking(move || SledStore::open(&dir)).await?;
+        let quota = opts.store_quota;
+        let store = blocking(move || SledStore::open_with_quota(&dir, quota)).await?;
         let dir = opts.store_dir.clone();
         let state = blocking(move || NodeState::load(&dir)).await?;
 
@@ -261,12 +272,18 @@ impl Driver {
             block_out: HashMap::new(),
             serves: HashMap::new(),
             serve_in: HashMap::new(),
+            uploads: opts
+                .upload
+                .rate
+                .map(|r| upload::Uploads::new(r, Instant::now())),
+            served_len: bootswarm_protocol::block::MAX_BLOCK_SIZE as u64,
             next_serve: 0,
             lookups: VecDeque::new(),
             lookups_in_flight: 0,
             unstored: HashMap::new(),
             stored: tokio::sync::watch::Sender::new(0),
             held: None,
+            quota_checked: None,
             state: Arc::new(Mutex::new(state)),
             layout,
             upgrading: None,
@@ -287,6 +304,14 @@ impl Driver {
             exit: None,
             opts,
         };
+        if let Some(layout) = driver.layout.clone() {
+            let (store, state) = (Arc::clone(&driver.tasks.store), Arc::clone(&driver.state));
+            blocking(move || {
+                versions::pin_kept(&store, &state, &layout);
+                Ok(())
+            })
+            .await?;
+        }
         driver.peers.redial(&mut driver.swarm, None);
         driver.drain_follower();
         Ok(driver)
@@ -333,6 +358,13 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
+            let upload_at = self.uploads.as_ref().and_then(upload::Uploads::next_at);
+            let upload = async move {
+                match upload_at {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(msg) = self.rx.recv() => self.on_task(msg),
@@ -342,6 +374,8 @@ impl Driver {
                     self.tell(follower::Input::Timeout);
                 }
                 _ = tick.tick() => {}
+                // The responses now allowed leave in the housekeeping above.
+                () = upload => {}
                 _ = &mut shutdown => {
                     tracing::info!("shutting down");
                     self.exit = Some(Ok(()));
@@ -399,7 +433,9 @@ impl Driver {
         self.replay();
         self.forge_flood();
         self.report_held();
+        self.check_quota();
         self.pump_lookups();
+        self.release_uploads();
         self.publish_snapshot();
     }
 
@@ -607,7 +643,7 @@ impl Driver {
                 self.unstored.remove(&cid);
                 match result {
                     Ok(()) => self.stored.send_modify(|n| *n += 1),
-                    Err(e) => tracing::warn!(%cid, "storing a verified block failed: {e}"),
+                    Err(e) => self.on_store_failed(cid, &e),
                 }
                 self.report_held();
             }
@@ -635,42 +671,6 @@ impl Driver {
                 );
                 self.hub_down_logged = true;
             }
-        }
-    }
-
-    fn on_served(&mut self, id: ServeId, bytes: Option<Vec<u8>>) {
-        let Some((ch, peer)) = self.serves.remove(&id) else {
-            self.feed(Input::ServeDone { id });
-            return;
-        };
-        let response = match bytes {
-            Some(mut bytes) => {
-                if self.opts.test.corrupt_serving() && !bytes.is_empty() {
-                    let mid = bytes.len() / 2;
-                    bytes[mid] ^= 0x01;
-                }
-                self.snap.bytes_served += bytes.len() as u64;
-                super::ledger::add_bytes(
-                    &mut self.snap.bytes_to_peer,
-                    peer.to_string(),
-                    bytes.len() as u64,
-                );
-                self.snap.blocks_served += 1;
-                let mut r = Vec::with_capacity(1 + bytes.len());
-                r.push(STATUS_OK);
-                r.extend_from_slice(&bytes);
-                r
-            }
-            None => vec![STATUS_NOT_FOUND],
-        };
-        if self
-            .swarm
-            .behaviour_mut()
-            .blocks
-            .send_response(ch, response)
-            .is_err()
-        {
-            self.feed(Input::ServeDone { id });
         }
     }
 
@@ -712,7 +712,7 @@ impl Driver {
                 tracing::info!(%root, peers = self.peers.count(), "boot started");
                 self.snap.held_after = None;
                 self.snap.release_bytes_from_hub = 0;
-                self.feed(Input::Boot { root });
+                self.begin_boot(root);
             }
             Action::InUse { version } => {
                 let secs = self.epoch.elapsed().as_secs_f64();

@@ -46,6 +46,10 @@ pub(crate) struct Snapshot {
     pub(crate) bytes_from_peers: u64,
     pub(crate) bytes_from_hub: u64,
     pub(crate) bytes_served: u64,
+    /// Block requests turned away busy by `--upload-rate` or `--max-upload-peers`.
+    pub(crate) uploads_refused: u64,
+    /// How full the store is.
+    pub(crate) store: crate::store::StoreUsage,
     /// Bytes served to each peer, by peer id (capped like `bytes_by_peer`).
     pub(crate) bytes_to_peer: BTreeMap<String, u64>,
     /// Hub bytes since the current release's boot started.

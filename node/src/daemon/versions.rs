@@ -246,7 +246,39 @@ pub(crate) fn commit(
     if let Err(e) = collect_garbage(store, state, layout, version.seq, collect_blocks) {
         tracing::warn!("garbage collection failed: {e}");
     }
+    pin_kept(store, state, layout);
     Ok(())
+}
+
+/// Pins in the store the blocks of the versions that stay when the next one is installed:
+/// the newest `--keep` − 1 (the oldest kept version may then be evicted while a newer one
+/// is fetched; its tree in the target stays whole).
+pub(crate) fn pin_kept(store: &SledStore, state: &Mutex<NodeState>, layout: &Layout) {
+    let mut versions = lock(state).versions.clone();
+    versions.sort_by_key(|v| std::cmp::Reverse(v.seq));
+    let mut pinned = HashSet::new();
+    for v in versions.iter().take(layout.keep.saturating_sub(1)) {
+        match parse_cid(&v.root)
+            .ok()
+            .and_then(|root| version_blocks(store, &root))
+        {
+            Some(blocks) => pinned.extend(blocks),
+            None => tracing::warn!(
+                seq = v.seq,
+                "cannot read the blocks of a kept version to pin them"
+            ),
+        }
+    }
+    store.pin_kept(pinned);
+}
+
+/// Every block `root`'s version consists of (flists and chunks), if all its flists are held.
+fn version_blocks(store: &SledStore, root: &Cid) -> Option<HashSet<Cid>> {
+    let flists = placed_flists(store, root).ok()?;
+    let tree = plan(&flists).ok()?;
+    let mut blocks: HashSet<Cid> = flists.iter().map(|f| f.cid).collect();
+    blocks.extend(tree.chunks().iter().map(|(c, _)| *c));
+    Some(blocks)
 }
 
 /// Records `version` as the one installed in the target.
@@ -351,18 +383,14 @@ fn collect_garbage(
     }
     let mut referenced = HashSet::new();
     for v in &kept {
-        let Ok(root) = parse_cid(&v.root) else {
-            return Ok(());
-        };
         // A kept version whose blocks cannot all be read: keep every block.
-        let Ok(flists) = placed_flists(store, &root) else {
+        let Some(blocks) = parse_cid(&v.root)
+            .ok()
+            .and_then(|root| version_blocks(store, &root))
+        else {
             return Ok(());
         };
-        let Ok(tree) = plan(&flists) else {
-            return Ok(());
-        };
-        referenced.extend(flists.iter().map(|f| f.cid));
-        referenced.extend(tree.chunks().iter().map(|(c, _)| *c));
+        referenced.extend(blocks);
     }
     let mut removed = 0usize;
     for cid in store.cids() {

@@ -449,3 +449,33 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// The body of `GET path` from `addr` (host:port).
+pub fn http_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+}
+
+/// `GET path` from `addr` as JSON.
+pub fn http_json(addr: &str, path: &str) -> serde_json::Value {
+    let body = http_get(addr, path);
+    serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{path} {body:?}: {e}"))
+}
+
+/// The value of `series` (a name, with its labels if it has any) in `/metrics` text.
+pub fn metric_value(metrics: &str, series: &str) -> u64 {
+    let prefix = format!("{series} ");
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}

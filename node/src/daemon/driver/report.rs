@@ -161,6 +161,7 @@ impl Driver {
         s.total_bytes = p.total_bytes;
         s.peers = self.peers.count();
         s.handshakes_refused = self.refused.get();
+        s.store = self.tasks.store.usage_now();
         let f = self.follower.status();
         s.release = self
             .follower

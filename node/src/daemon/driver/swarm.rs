@@ -159,7 +159,7 @@ impl Driver {
                 }
             }
             E::InboundFailure { request_id, .. } | E::ResponseSent { request_id, .. } => {
-                if let Some(id) = self.serve_in.remove(&request_id) {
+                if let Some((id, _)) = self.serve_in.remove(&request_id) {
                     self.serves.remove(&id);
                     self.feed(Input::ServeDone { id });
                 }
@@ -189,6 +189,14 @@ impl Driver {
                 .send_response(channel, vec![STATUS_OTHER]);
             return;
         };
+        if self.upload_refused(peer) {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .blocks
+                .send_response(channel, vec![STATUS_BUSY]);
+            return;
+        }
         if check_cid(&cid).is_err() {
             let _ = self
                 .swarm
@@ -200,7 +208,7 @@ impl Driver {
         let id = ServeId(self.next_serve);
         self.next_serve += 1;
         self.serves.insert(id, (channel, peer));
-        self.serve_in.insert(request_id, id);
+        self.serve_in.insert(request_id, (id, peer));
         self.feed(Input::BlockRequest {
             from: node,
             id,
