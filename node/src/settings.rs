@@ -330,11 +330,11 @@ mod tests {
     #[test]
     fn flags_beat_the_config_file_which_beats_the_kernel_command_line() {
         let cmdline = Cmdline::parse(
-            "runmode=prod bootswarm.hub=http://kernel bootswarm.trust=/kernel bootswarm.store=/kernel",
+            "runmode=prod bootswarm.hub=http://kernel bootswarm.trust=/kernel bootswarm.store=/kernel bootswarm.store_quota=9GiB bootswarm.upload_rate=1gbit",
         )
         .unwrap();
         let config = ConfigFile::parse(
-            "hub = \"http://config\"\nchannel = \"config\"\n",
+            "hub = \"http://config\"\nchannel = \"config\"\nupload_rate = \"200mbit\"\nmax_upload_peers = 4\n",
             Path::new("c.toml"),
         )
         .unwrap();
@@ -349,6 +349,9 @@ mod tests {
         assert_eq!(r.args.channel.as_deref(), Some("config"));
         assert_eq!(r.args.trust.as_deref(), Some(Path::new("/kernel")));
         assert_eq!(r.args.store.as_deref(), Some(Path::new("/kernel")));
+        assert_eq!(r.args.store_quota.as_deref(), Some("9GiB"));
+        assert_eq!(r.args.upload_rate.as_deref(), Some("200mbit"));
+        assert_eq!(r.args.max_upload_peers, Some(4));
         assert!(r.notes.is_empty());
     }
 

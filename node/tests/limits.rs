@@ -319,3 +319,55 @@ fn an_upload_rate_caps_what_a_node_serves_to_its_peers() {
     );
     assert!((0.9..=1.1).contains(&ratio), "{ratio:.3} of the cap");
 }
+
+#[test]
+fn max_upload_peers_turns_further_peers_away_and_they_still_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, trust) = keygen(dir.path(), "publisher.key");
+    let hub_dir = dir.path().join("hub");
+    let pkg = dir.path().join("pkg/data");
+    fs::create_dir_all(&pkg).unwrap();
+    fs::write(pkg.join("blob"), noise(90, 12 << 20)).unwrap();
+    publish(&hub_dir, &key, CHANNEL, &[pkg]);
+    let mut hub = Hub::start(&hub_dir);
+    let seed = Daemon::spawn(node_cmd(&hub.url, &trust, &dir.path().join("seed")).args([
+        "--max-upload-peers",
+        "1",
+        "--upload-rate",
+        "40mbit",
+    ]));
+    seed.wait_booted();
+    hub.stop();
+    let release = hub_dir.join(format!("channels/{CHANNEL}/1.release"));
+    // Both fetchers start before either is told of the release: 12 MiB at 40 Mbit/s takes
+    // 2.5 s each, so they overlap.
+    let fetchers: Vec<Daemon> = (0..2)
+        .map(|i| {
+            Daemon::spawn(
+                node_cmd(&hub.url, &trust, &dir.path().join(format!("f{i}")))
+                    .args(["--peer", &seed.addr]),
+            )
+        })
+        .collect();
+    for f in &fetchers {
+        let out = run(&[
+            "announce",
+            "--node",
+            &f.http,
+            "--release",
+            release.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "announce: {}", stderr_of(&out));
+    }
+    for f in &fetchers {
+        f.wait_booted();
+    }
+    let status = http_json(&seed.http, "/status");
+    let refused = status["uploads_refused"].as_u64().unwrap();
+    println!(
+        "{refused} requests turned away; bytes to each peer: {}",
+        status["bytes_to_peer"]
+    );
+    assert!(refused > 0, "one peer at a time: the other was turned away");
+    assert_eq!(status["bytes_to_peer"].as_object().unwrap().len(), 2);
+}
