@@ -13,7 +13,6 @@
 //! command-line handler.
 
 pub mod fetch;
-mod progress;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -32,8 +31,8 @@ use crate::task::blocking;
 use crate::units::format_size;
 
 pub use crate::materialise::{MaterialiseStats, Tree, TreeEntry};
+use crate::progress::Progress;
 pub use fetch::FetchStats;
-use progress::Progress;
 
 /// Default number of blocks fetched from the hub at once.
 pub const DEFAULT_CONCURRENCY: usize = 8;

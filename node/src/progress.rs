@@ -1,108 +1,71 @@
-//! A progress line on stderr for long commands (`publish`), drawn only on a terminal and at
-//! most ten times a second, and erased when done.
+//! A progress bar on stderr for `bootswarm boot` and `bootswarm publish`, drawn only when
+//! stderr is a terminal.
 
-use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::units::format_size;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-const REDRAW: Duration = Duration::from_millis(100);
-const BAR: usize = 30;
-
-/// Bytes done of a known total, shown as a bar.
-#[derive(Debug)]
-pub(crate) struct Progress {
-    label: &'static str,
-    total: u64,
-    done: u64,
-    drawn: Option<Instant>,
-    enabled: bool,
-}
+/// A progress bar, or nothing when disabled. Cheap to clone; safe to share between tasks.
+#[derive(Debug, Clone)]
+pub(crate) struct Progress(Option<ProgressBar>);
 
 impl Progress {
-    /// A progress line for `total` bytes, drawn when stderr is a terminal.
-    pub(crate) fn new(label: &'static str, total: u64) -> Self {
-        Progress {
-            label,
-            total,
-            done: 0,
-            drawn: None,
-            enabled: std::io::stderr().is_terminal(),
+    /// A bar on stderr when `enabled`, else a no-op.
+    pub(crate) fn new(enabled: bool) -> Progress {
+        if !enabled {
+            return Progress(None);
+        }
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Progress(Some(bar))
+    }
+
+    fn restart(&self, total: u64, message: String) {
+        if let Some(bar) = &self.0 {
+            if let Ok(style) = ProgressStyle::with_template(
+                "{msg:>12} [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_length(total);
+            bar.set_position(0);
+            bar.set_message(message);
         }
     }
 
-    /// A progress line never drawn.
-    pub(crate) fn hidden() -> Self {
-        Progress {
-            enabled: false,
-            ..Progress::new("", 0)
+    /// Fetching `blocks` missing blocks of `total` bytes from the hub.
+    pub(crate) fn fetching(&self, total: u64, blocks: usize) {
+        self.restart(total, format!("fetch {blocks}"));
+    }
+
+    /// Chunking and hashing `total` bytes of package files.
+    pub(crate) fn publishing(&self, total: u64) {
+        self.restart(total, "publish".to_string());
+    }
+
+    /// Writing `total` bytes of files into the target.
+    pub(crate) fn materialising(&self, total: u64) {
+        self.restart(total, "install".to_string());
+    }
+
+    /// `n` more bytes done.
+    pub(crate) fn inc(&self, n: u64) {
+        if let Some(bar) = &self.0 {
+            bar.inc(n);
         }
     }
 
-    /// Counts `n` more bytes done.
-    pub(crate) fn add(&mut self, n: u64) {
-        self.done = self.done.saturating_add(n);
-        if !self.enabled || self.drawn.is_some_and(|t| t.elapsed() < REDRAW) {
-            return;
-        }
-        self.drawn = Some(Instant::now());
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r{}", line(self.label, self.done, self.total));
-        let _ = err.flush();
-    }
-
-    /// Erases the line.
-    pub(crate) fn finish(&mut self) {
-        if self.drawn.take().is_some() {
-            let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
+    /// Done: the bar is removed.
+    pub(crate) fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
         }
     }
-}
 
-impl Drop for Progress {
-    fn drop(&mut self) {
-        self.finish();
-    }
-}
-
-/// `label [#####-----] done of total (pct%)`.
-fn line(label: &str, done: u64, total: u64) -> String {
-    let done = done.min(total);
-    let part = |whole: u64| {
-        (u128::from(done) * u128::from(whole))
-            .checked_div(u128::from(total))
-            .map_or(whole, |p| u64::try_from(p).unwrap_or(whole))
-    };
-    let filled = usize::try_from(part(BAR as u64)).unwrap_or(BAR);
-    let pct = part(100);
-    format!(
-        "{label} [{}{}] {} of {} ({pct}%)",
-        "#".repeat(filled),
-        "-".repeat(BAR - filled),
-        format_size(done),
-        format_size(total),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_bar_fills_with_the_bytes_done() {
-        assert_eq!(
-            line("hashing", 0, 4 << 20),
-            format!("hashing [{}] 0 B of 4.00 MiB (0%)", "-".repeat(30))
-        );
-        assert_eq!(
-            line("hashing", 1 << 20, 4 << 20),
-            format!(
-                "hashing [{}{}] 1.00 MiB of 4.00 MiB (25%)",
-                "#".repeat(7),
-                "-".repeat(23)
-            )
-        );
-        assert!(line("hashing", 9 << 20, 4 << 20).ends_with("4.00 MiB of 4.00 MiB (100%)"));
-        assert!(line("hashing", 0, 0).ends_with("(100%)"));
+    /// Failed: the bar is removed so that the error stands alone.
+    pub(crate) fn abandon(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
     }
 }

@@ -16,6 +16,8 @@ use bootswarm_protocol::manifest::{
 use bootswarm_protocol::release::{Release, SignedRelease};
 use ed25519_dalek::SigningKey;
 
+use std::io::IsTerminal;
+
 use crate::error::{Error, Result};
 use crate::fsutil::{fsync_dir, write_atomic, write_new_atomic};
 use crate::hub;
@@ -152,7 +154,8 @@ pub fn publish(hub_dir: &Path, packages: &[PathBuf], opts: &PublishOptions) -> R
         .filter_map(|f| fs::metadata(&f.abs).ok())
         .map(|m| m.len())
         .sum();
-    writer.progress = Progress::new("publishing", total);
+    writer.progress = Progress::new(std::io::stderr().is_terminal());
+    writer.progress.publishing(total);
     let mut children = Vec::with_capacity(trees.len());
     for (name, dir, found) in trees {
         let mut entries = Vec::with_capacity(found.len());
@@ -468,7 +471,7 @@ impl BlockWriter {
             total_bytes: 0,
             new_blocks: 0,
             new_bytes: 0,
-            progress: Progress::hidden(),
+            progress: Progress::new(false),
         })
     }
 
@@ -536,7 +539,7 @@ impl BlockWriter {
                 key: None,
             });
             size += n as u64;
-            self.progress.add(n as u64);
+            self.progress.inc(n as u64);
             buf.drain(..n);
         }
         Ok((size, chunks))

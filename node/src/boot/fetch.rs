@@ -11,10 +11,10 @@ use bootswarm_protocol::store::{BlockStore, StoreError};
 use bootswarm_protocol::walk::{Placed, Walk};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
-use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::hub::client::HubClient;
 use crate::materialise::{Tree, plan};
+use crate::progress::Progress;
 use crate::rfs::upstream::Upstreams;
 use crate::task::blocking;
 
