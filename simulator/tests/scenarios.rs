@@ -94,7 +94,7 @@ scenario_tests! {
 }
 
 /// The issue-13 targets for 1 Gbit racks behind 3:1 uplinks, which wait for the rack-aware
-/// agent (today 2.7 × T_min and 75 × racks × F): `cargo test --release -- --ignored`.
+/// agent (today 3.2 × T_min and 91 × racks × F): `cargo test --release -- --ignored`.
 #[test]
 #[ignore]
 fn racks_1g() {
