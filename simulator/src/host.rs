@@ -186,6 +186,10 @@ pub struct WorldStats {
     pub hub_egress_to_corrupt: u64,
     /// Bytes moved on flows (peers and hub).
     pub data_bytes: u64,
+    /// Bytes of the blocks nodes came to hold that they did not hold before (what they needed).
+    pub needed_bytes: u64,
+    /// Bytes that entered a rack from outside it (another rack or the hub); 0 when flat.
+    pub inter_rack_bytes: u64,
     /// Control bytes (messages, requests, refusals, cancellations).
     pub control_bytes: u64,
     /// Corrupt blocks the agents stored.
@@ -469,6 +473,9 @@ impl<'a> World<'a> {
     }
 
     fn hold(&mut self, n: u32, b: u32) {
+        if !self.holds(n, b) {
+            self.stats.needed_bytes += self.rel.blocks[b as usize].len as u64;
+        }
         self.hosts[n as usize].held[b as usize / 64] |= 1 << (b % 64);
     }
 
@@ -562,6 +569,10 @@ impl<'a> World<'a> {
 
     fn count_data(&mut self, src: u32, dst: u32, bytes: u64) {
         self.stats.data_bytes += bytes;
+        let topo = self.net.topology();
+        if topo.racks > 0 && (src == HUB || topo.rack(src) != topo.rack(dst)) {
+            self.stats.inter_rack_bytes += bytes;
+        }
         if src == HUB {
             self.stats.hub_egress += bytes;
             if self.hosts.get(dst as usize).is_some_and(|h| h.corrupt) {

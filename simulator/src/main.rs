@@ -62,6 +62,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// The process's peak resident memory so far (`VmHWM` of /proc/self/status), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib as f64 / 1024.0)
+}
+
 fn simulate(
     scenario: PathBuf,
     seed: Option<u64>,
@@ -80,7 +94,8 @@ fn simulate(
     let mut results = Vec::new();
     for s in seeds {
         match run_seed(&sc, s, Options { no_baseline }) {
-            Ok(r) => {
+            Ok(mut r) => {
+                r.peak_rss_mib = peak_rss_mib();
                 if json {
                     println!("{}", report::json_line(&r));
                 }

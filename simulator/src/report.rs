@@ -57,6 +57,18 @@ pub fn table(results: &[SeedResult]) -> String {
             r.wall_s,
             checks.join(" ")
         );
+        let _ = write!(
+            s,
+            "{:>6}   LAN bytes {} for {} B needed = {:.3}",
+            "", r.data_bytes, r.needed_bytes, r.lan_bytes_vs_needed
+        );
+        if let (Some(b), Some(v)) = (r.inter_rack_bytes, r.inter_rack_vs_racks_f) {
+            let _ = write!(s, "; inter-rack {b} B = {v:.3} × racks × F");
+        }
+        if let Some(m) = r.peak_rss_mib {
+            let _ = write!(s, "; peak RSS {m:.0} MiB");
+        }
+        let _ = writeln!(s);
         for c in r.checks.iter().filter(|c| !c.pass) {
             let _ = writeln!(s, "{:>6}   FAIL {}: {}", "", c.name, c.detail);
         }
@@ -141,6 +153,11 @@ pub fn json_value(r: &SeedResult) -> serde_json::Value {
         "injectors": r.injectors.0,
         "injectors_penalised": r.injectors.1,
         "honest_gossip_penalised": r.honest_gossip_penalised,
+        "needed_bytes": r.needed_bytes,
+        "lan_bytes_vs_needed": r.lan_bytes_vs_needed,
+        "inter_rack_bytes": r.inter_rack_bytes,
+        "inter_rack_vs_racks_f": r.inter_rack_vs_racks_f,
+        "peak_rss_mib": r.peak_rss_mib,
     });
     if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
         obj.extend(more);

@@ -62,6 +62,16 @@ pub struct SeedResult {
     pub data_bytes: u64,
     /// control_bytes / data_bytes.
     pub control_vs_data: f64,
+    /// Bytes of the blocks the nodes came to hold and did not hold before.
+    pub needed_bytes: u64,
+    /// data_bytes / needed_bytes: the LAN bytes moved per byte the nodes needed.
+    pub lan_bytes_vs_needed: f64,
+    /// Bytes that entered a rack from another rack or the hub, when there are racks.
+    pub inter_rack_bytes: Option<u64>,
+    /// inter_rack_bytes / (racks × F): 1 when each block enters each rack once.
+    pub inter_rack_vs_racks_f: Option<f64>,
+    /// Peak resident memory of the process so far (MiB), when the caller measured it.
+    pub peak_rss_mib: Option<f64>,
     /// Corrupt blocks stored.
     pub corrupt_accepted: u64,
     /// Corrupt blocks rejected.
@@ -286,6 +296,12 @@ fn summarise(
         control_bytes: s.control_bytes,
         data_bytes: s.data_bytes,
         control_vs_data: ratio(s.control_bytes, s.data_bytes),
+        needed_bytes: s.needed_bytes,
+        lan_bytes_vs_needed: ratio(s.data_bytes, s.needed_bytes),
+        inter_rack_bytes: (sc.racks > 0).then_some(s.inter_rack_bytes),
+        inter_rack_vs_racks_f: (sc.racks > 0)
+            .then(|| ratio(s.inter_rack_bytes, sc.racks as u64 * f)),
+        peak_rss_mib: None,
         corrupt_accepted: s.corrupt_accepted,
         corrupt_rejected: s.corrupt_rejected,
         banned: s.banned.iter().filter(|b| **b).count(),

@@ -27,6 +27,7 @@ pub use host::HostCpu;
 pub use nodes::NodeSel;
 pub use sim::DEFAULT_SOLVE_QUANTUM;
 pub use testbed::{Discovery, TestbedExpect, TestbedSettings};
+pub use topology::RackLabels;
 pub use units::{parse_duration, parse_rate, parse_size};
 
 use serde::Deserialize;
@@ -79,6 +80,9 @@ pub struct Scenario {
     pub rack_uplink: u64,
     /// Extra one-way latency between racks (ns).
     pub rack_latency: u64,
+    /// Whether each node is told its rack; where an agent is configured
+    /// (`World::agent_config`), its rack is `topology.rack(n)` unless hidden.
+    pub rack_labels: RackLabels,
     /// Packages in the release.
     pub packages: u32,
     /// Bytes of file content in the release.

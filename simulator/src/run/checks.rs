@@ -101,6 +101,13 @@ fn figures(out: &mut Checks, x: &Expect, r: &SeedResult) {
             format!("{:.4} <= {m}", r.control_vs_data),
         );
     }
+    if let Some(m) = x.inter_rack_vs_racks_f_max {
+        out.push(
+            "inter_rack_vs_racks_f",
+            r.inter_rack_vs_racks_f.is_some_and(|v| v <= m),
+            format!("{} <= {m}", fmt(r.inter_rack_vs_racks_f)),
+        );
+    }
     if let Some(m) = x.corrupt_accepted {
         out.push(
             "corrupt_accepted",

@@ -19,6 +19,8 @@ pub struct Expect {
     pub hub_egress_bytes_max: Option<u64>,
     /// Control bytes over data bytes.
     pub control_vs_data_max: Option<f64>,
+    /// Bytes entering racks over racks × release bytes.
+    pub inter_rack_vs_racks_f_max: Option<f64>,
     /// Corrupt blocks accepted (at most).
     pub corrupt_accepted: Option<u64>,
     /// Every honest booting node boots before this time (ns since the start).
@@ -56,6 +58,7 @@ pub(super) struct RawExpect {
     honest_hub_egress_vs_f_max: Option<f64>,
     hub_egress_bytes_max: Option<RawNodes>,
     control_vs_data_max: Option<f64>,
+    inter_rack_vs_racks_f_max: Option<f64>,
     corrupt_accepted: Option<u64>,
     booted_before: Option<String>,
     none_booted_before: Option<String>,
@@ -88,6 +91,7 @@ pub(super) fn parse(cx: &Ctx<'_>, x: &RawExpect, sc: &mut Scenario) -> Result<()
         honest_hub_egress_vs_f_max: x.honest_hub_egress_vs_f_max,
         hub_egress_bytes_max,
         control_vs_data_max: x.control_vs_data_max,
+        inter_rack_vs_racks_f_max: x.inter_rack_vs_racks_f_max,
         corrupt_accepted: x.corrupt_accepted,
         booted_before: x
             .booted_before

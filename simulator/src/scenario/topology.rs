@@ -19,9 +19,21 @@ pub(super) struct RawTopology {
     racks: Option<u32>,
     rack_uplink: Option<String>,
     rack_latency: Option<String>,
+    rack_labels: Option<String>,
 }
 
-/// Fills `nodes`, `nic_up`, `nic_down`, `racks`, `rack_uplink`, `hub_link` and the latencies.
+/// Whether the nodes are told their rack (`[topology] rack_labels`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RackLabels {
+    /// Each node is configured with its rack.
+    #[default]
+    Shown,
+    /// The nodes are not told: they must infer their locality.
+    Hidden,
+}
+
+/// Fills `nodes`, `nic_up`, `nic_down`, `racks`, `rack_uplink`, `rack_labels`, `hub_link` and
+/// the latencies.
 pub(super) fn parse(cx: &Ctx<'_>, t: &RawTopology, sc: &mut Scenario) -> Result<(), ScenarioError> {
     if t.nodes == 0 {
         return Err(cx.err("[topology] nodes must be at least 1".into()));
@@ -55,6 +67,18 @@ pub(super) fn parse(cx: &Ctx<'_>, t: &RawTopology, sc: &mut Scenario) -> Result<
             return Err(cx.err("[topology] rack_uplink is missing although racks is set".into()));
         }
     };
+    sc.rack_labels = match t.rack_labels.as_deref() {
+        None | Some("shown") => RackLabels::Shown,
+        Some("hidden") => RackLabels::Hidden,
+        Some(v) => {
+            return Err(cx.err(format!(
+                "[topology] rack_labels = {v:?} is neither \"shown\" nor \"hidden\""
+            )));
+        }
+    };
+    if sc.rack_labels == RackLabels::Hidden && racks == 0 {
+        return Err(cx.err("[topology] rack_labels = \"hidden\" needs racks".into()));
+    }
     sc.hub_link = cx.rate("[topology] hub_link", &t.hub_link)?;
     let dur_or = |key: &str, v: &Option<String>, default: u64| {
         v.as_deref()
@@ -66,4 +90,29 @@ pub(super) fn parse(cx: &Ctx<'_>, t: &RawTopology, sc: &mut Scenario) -> Result<
     sc.hub_latency = dur_or("[topology] hub_latency", &t.hub_latency, 20_000_000)?;
     sc.rack_latency = dur_or("[topology] rack_latency", &t.rack_latency, 0)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::OK;
+    use super::*;
+
+    #[test]
+    fn rack_labels_are_shown_unless_hidden() {
+        let racks = OK.replace(
+            "hub_link = ",
+            "racks = 2\nrack_uplink = \"20Gbit\"\nhub_link = ",
+        );
+        let s = Scenario::parse("r.toml", &racks).unwrap();
+        assert_eq!(s.rack_labels, RackLabels::Shown);
+        let hidden = racks.replace("racks = 2", "racks = 2\nrack_labels = \"hidden\"");
+        let s = Scenario::parse("r.toml", &hidden).unwrap();
+        assert_eq!(s.rack_labels, RackLabels::Hidden);
+        let bad = racks.replace("racks = 2", "racks = 2\nrack_labels = \"secret\"");
+        let e = Scenario::parse("r.toml", &bad).unwrap_err().to_string();
+        assert!(e.contains("[topology] rack_labels"), "{e}");
+        let flat = OK.replace("hub_link = ", "rack_labels = \"hidden\"\nhub_link = ");
+        let e = Scenario::parse("r.toml", &flat).unwrap_err().to_string();
+        assert!(e.contains("needs racks"), "{e}");
+    }
 }
