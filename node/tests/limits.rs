@@ -145,6 +145,32 @@ fn announce(node: &Daemon, hub_dir: &Path, seq: u64) {
     assert!(out.status.success(), "announce: {}", stderr_of(&out));
 }
 
+/// A seed node started with `limits` that boots from the hub, then (with the hub gone) `n`
+/// nodes that know only the seed, each told of release 1 once all are up.
+fn seed_and_fetchers(
+    dir: &Path,
+    hub_dir: &Path,
+    trust: &Path,
+    limits: &[&str],
+    n: usize,
+) -> (Daemon, Vec<Daemon>) {
+    let mut hub = Hub::start(hub_dir);
+    let seed = Daemon::spawn(node_cmd(&hub.url, trust, &dir.join("seed")).args(limits));
+    seed.wait_booted();
+    hub.stop();
+    let fetchers: Vec<Daemon> = (0..n)
+        .map(|i| {
+            Daemon::spawn(
+                node_cmd(&hub.url, trust, &dir.join(format!("f{i}"))).args(["--peer", &seed.addr]),
+            )
+        })
+        .collect();
+    for f in &fetchers {
+        announce(f, hub_dir, 1);
+    }
+    (seed, fetchers)
+}
+
 #[test]
 fn a_store_quota_of_one_and_a_half_releases_holds_through_upgrades() {
     let dir = tempfile::tempdir().unwrap();
@@ -258,32 +284,13 @@ fn an_upload_rate_caps_what_a_node_serves_to_its_peers() {
         })
         .collect();
     publish(&hub_dir, &key, CHANNEL, &pkgs);
-    let mut hub = Hub::start(&hub_dir);
-    let seed = Daemon::spawn(
-        node_cmd(&hub.url, &trust, &dir.path().join("seed")).args(["--upload-rate", "20mbit"]),
+    let (seed, fetchers) = seed_and_fetchers(
+        dir.path(),
+        &hub_dir,
+        &trust,
+        &["--upload-rate", "20mbit"],
+        3,
     );
-    seed.wait_booted();
-    // With the hub gone, the fetchers (which know only the seed) get every block from it.
-    hub.stop();
-    let fetchers: Vec<Daemon> = (0..3)
-        .map(|i| {
-            Daemon::spawn(
-                node_cmd(&hub.url, &trust, &dir.path().join(format!("f{i}")))
-                    .args(["--peer", &seed.addr]),
-            )
-        })
-        .collect();
-    let release = hub_dir.join(format!("channels/{CHANNEL}/1.release"));
-    for f in &fetchers {
-        let out = run(&[
-            "announce",
-            "--node",
-            &f.http,
-            "--release",
-            release.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "announce: {}", stderr_of(&out));
-    }
     let served = || {
         metric_value(
             &http_get(&seed.http, "/metrics"),
@@ -329,36 +336,15 @@ fn max_upload_peers_turns_further_peers_away_and_they_still_boot() {
     fs::create_dir_all(&pkg).unwrap();
     fs::write(pkg.join("blob"), noise(90, 12 << 20)).unwrap();
     publish(&hub_dir, &key, CHANNEL, &[pkg]);
-    let mut hub = Hub::start(&hub_dir);
-    let seed = Daemon::spawn(node_cmd(&hub.url, &trust, &dir.path().join("seed")).args([
-        "--max-upload-peers",
-        "1",
-        "--upload-rate",
-        "40mbit",
-    ]));
-    seed.wait_booted();
-    hub.stop();
-    let release = hub_dir.join(format!("channels/{CHANNEL}/1.release"));
-    // Both fetchers start before either is told of the release: 12 MiB at 40 Mbit/s takes
-    // 2.5 s each, so they overlap.
-    let fetchers: Vec<Daemon> = (0..2)
-        .map(|i| {
-            Daemon::spawn(
-                node_cmd(&hub.url, &trust, &dir.path().join(format!("f{i}")))
-                    .args(["--peer", &seed.addr]),
-            )
-        })
-        .collect();
-    for f in &fetchers {
-        let out = run(&[
-            "announce",
-            "--node",
-            &f.http,
-            "--release",
-            release.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "announce: {}", stderr_of(&out));
-    }
+    // Both fetchers are told of the release at once: 12 MiB at 40 Mbit/s takes 2.5 s
+    // each, so they overlap.
+    let (seed, fetchers) = seed_and_fetchers(
+        dir.path(),
+        &hub_dir,
+        &trust,
+        &["--max-upload-peers", "1", "--upload-rate", "40mbit"],
+        2,
+    );
     for f in &fetchers {
         f.wait_booted();
     }

@@ -4,8 +4,6 @@
 mod boot_common;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -15,24 +13,6 @@ use boot_common::*;
 
 /// How long a test waits for every node to boot.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A hub process with an egress limit.
-fn http_get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
-}
-
-fn http_get_json(addr: &str, path: &str) -> serde_json::Value {
-    let body = http_get(addr, path);
-    serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{path} {body:?}: {e}"))
-}
 
 /// One `bootswarm run` process; its stdout lines arrive on a channel.
 struct Node {
@@ -105,7 +85,7 @@ impl Node {
     }
 
     fn status(&self) -> serde_json::Value {
-        http_get_json(&self.http, "/status")
+        http_json(&self.http, "/status")
     }
 
     fn metrics(&self) -> String {

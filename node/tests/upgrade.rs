@@ -19,23 +19,6 @@ use bootswarm_protocol::release::{Release, SignedRelease};
 
 const WAIT: Duration = Duration::from_secs(90);
 
-fn http(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
-}
-
-fn http_json(addr: &str, path: &str) -> serde_json::Value {
-    let body = http(addr, path);
-    serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{path} {body:?}: {e}"))
-}
-
 fn hub_stats(hub: &Hub) -> serde_json::Value {
     http_json(hub.url.trim_start_matches("http://"), "/v1/stats")
 }
@@ -211,7 +194,7 @@ impl Node {
     }
 
     fn metrics(&self) -> String {
-        http(&self.http, "/metrics")
+        http_get(&self.http, "/metrics")
     }
 
     fn target(&self) -> PathBuf {

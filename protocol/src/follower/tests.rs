@@ -683,8 +683,8 @@ fn versions(hooks: bool, health_check: bool) -> FollowerConfig {
     }
 }
 
-/// A follower running version 1 installed in the target, which has just booted version 2.
-fn upgrading(cfg: FollowerConfig) -> Harness {
+/// A follower running version 1 installed in the target.
+fn on_v1(cfg: FollowerConfig) -> Harness {
     let restored = Restored {
         high_water: Some(HighWater {
             seq: 1,
@@ -695,7 +695,12 @@ fn upgrading(cfg: FollowerConfig) -> Harness {
         installed_on_disk: true,
         failed: None,
     };
-    let mut h = Harness::new(cfg, restored);
+    Harness::new(cfg, restored)
+}
+
+/// A follower running version 1 installed in the target, which has just booted version 2.
+fn upgrading(cfg: FollowerConfig) -> Harness {
+    let mut h = on_v1(cfg);
     h.feed(Input::Polled(Ok(rel(2))));
     h.feed(Input::Saved { root: root(2) });
     h.feed(Input::Booted { root: root(2) });
@@ -1050,17 +1055,7 @@ fn a_release_booted_during_an_install_waits_its_turn_and_stale_answers_are_ignor
 
 #[test]
 fn a_refused_boot_is_a_failure_and_the_node_stays_on_its_version() {
-    let restored = Restored {
-        high_water: Some(HighWater {
-            seq: 1,
-            root: root(1),
-        }),
-        release: Some(rel(1)),
-        installed: Some(v(1)),
-        installed_on_disk: true,
-        failed: None,
-    };
-    let mut h = Harness::new(versions(false, false), restored);
+    let mut h = on_v1(versions(false, false));
     h.feed(Input::Polled(Ok(rel(2))));
     h.feed(Input::Saved { root: root(2) });
     assert_eq!(h.take().last(), Some(&Output::Boot { root: root(2) }));
