@@ -515,6 +515,13 @@ fn the_farm_page_shows_the_farm_in_a_browser_and_metrics_match_their_documentati
         "the farm took {farm_hub} hub bytes for F = {f}"
     );
     assert!(element(&dom, "farm-hub").contains("× F"));
+    let store: u64 = attribute(&dom, "store", "data-bytes").parse().unwrap();
+    assert!(store > 0, "the store's size is shown");
+    assert!(
+        element(&dom, "store").ends_with("(no quota)"),
+        "{}",
+        element(&dom, "store")
+    );
     let refusals = &dom[dom.find("id=\"refusals\"").unwrap()..];
     assert!(
         refusals.contains(&format!(">{kind}<")) && refusals.contains(">operator<"),
