@@ -303,7 +303,13 @@ fn assert_refused(
 ) {
     let out = node.announce(release);
     assert_one_sentence(&out, needle);
-    let s = node.status();
+    // The answer comes from the follower; /status is refreshed right after it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut s = node.status();
+    while s["releases_refused"][kind] != 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        s = node.status();
+    }
     assert_eq!(s["releases_refused"][kind], 1, "{s}");
     assert_eq!(s["installed"]["seq"], seq, "{s}");
     assert!(s["last_refusal"].as_str().unwrap().contains(needle), "{s}");
