@@ -22,6 +22,7 @@ mod http;
 mod ledger;
 mod payload;
 mod peers;
+mod prewrite;
 mod status;
 mod tasks;
 mod test_hooks;

@@ -25,6 +25,10 @@ use crate::error::{Error, Result};
 use crate::fsutil::fsync_dir;
 use bootswarm_protocol::walk::{Placed as PlacedFlist, Walk, WalkError};
 
+mod stream;
+
+pub use stream::Streamer;
+
 /// Prefix of the materialiser's temporary names: `.bootswarm-tmp.<pid>-<run>-<n>`.
 pub const TEMP_PREFIX: &str = ".bootswarm-tmp.";
 
@@ -157,6 +161,8 @@ pub struct MaterialiseStats {
     pub symlinks: u64,
     /// Bytes of the files written.
     pub bytes: u64,
+    /// Of the files, those written while the boot was still fetching ([`Streamer`]).
+    pub streamed: u64,
 }
 
 impl Tree {
@@ -301,6 +307,19 @@ pub fn materialise<S: BlockStore + ?Sized>(
     target: &Path,
     on_bytes: &dyn Fn(u64),
 ) -> Result<MaterialiseStats> {
+    materialise_rest(store, tree, target, on_bytes, &HashSet::new())
+}
+
+/// [`materialise`] into a target where a [`Streamer`] of this process already wrote the
+/// files named in `streamed` (relative paths): those are checked to be in place, not written
+/// again.
+pub fn materialise_rest<S: BlockStore + ?Sized>(
+    store: &S,
+    tree: &Tree,
+    target: &Path,
+    on_bytes: &dyn Fn(u64),
+    streamed: &HashSet<String>,
+) -> Result<MaterialiseStats> {
     // An rfs block that does not decode is refused before the target is touched.
     crate::rfs::block::check_tree(store, tree)?;
     match fs::metadata(target) {
@@ -316,20 +335,13 @@ pub fn materialise<S: BlockStore + ?Sized>(
         }
         Err(e) => return Err(io_error("access the target", target, &e)),
     }
-    let mut w = Writer {
-        target,
-        run: ActiveRun::start(),
-        stats: MaterialiseStats::default(),
-        known_dirs: HashSet::new(),
-        touched: Vec::new(),
-        cleaned: HashSet::new(),
-        dir_modes: Vec::new(),
-    };
+    let mut w = Writer::new(target);
     for e in &tree.entries {
         w.ensure_parents(&e.path)?;
         let full = target.join(&e.path);
         match e.entry.kind {
             EntryKind::Dir => w.dir(&e.path, &full, e.entry.mode)?,
+            EntryKind::File if streamed.contains(&e.path) && w.in_place(&full, &e.entry) => {}
             EntryKind::File => w.file(store, &e.path, &full, &e.entry, on_bytes)?,
             EntryKind::Symlink => w.symlink(&e.path, &full, &e.entry)?,
         }
@@ -368,7 +380,34 @@ struct Writer<'a> {
     dir_modes: Vec<(PathBuf, u32)>,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    fn new(target: &'a Path) -> Self {
+        Writer {
+            target,
+            run: ActiveRun::start(),
+            stats: MaterialiseStats::default(),
+            known_dirs: HashSet::new(),
+            touched: Vec::new(),
+            cleaned: HashSet::new(),
+            dir_modes: Vec::new(),
+        }
+    }
+
+    /// Whether a file written earlier by a [`Streamer`] is in place with its length (then
+    /// counted as written).
+    fn in_place(&mut self, full: &Path, entry: &Entry) -> bool {
+        let placed = fs::symlink_metadata(full)
+            .is_ok_and(|m| m.file_type().is_file() && m.len() == entry.size);
+        if placed {
+            self.stats.files += 1;
+            self.stats.bytes += entry.size;
+            self.stats.streamed += 1;
+            self.touched
+                .push(crate::fsutil::parent_dir(full).to_path_buf());
+        }
+        placed
+    }
+
     /// A temp path beside `full`, after clearing stale temp files from its directory once.
     fn temp_for(&mut self, full: &Path) -> Result<PathBuf> {
         let dir = crate::fsutil::parent_dir(full);

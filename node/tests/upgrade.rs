@@ -1077,3 +1077,26 @@ fn a_hook_that_times_out_is_killed_with_everything_it_started() {
         "the hooks' children outlived them: {left:?}"
     );
 }
+
+#[test]
+fn files_are_written_while_the_boot_still_fetches() {
+    let farm = Farm::new();
+    // 4.5 MB at 8 Mbit/s: the first package's files are whole seconds before the last.
+    let hub = Hub::start_rated(&farm.hub_dir, Some("8mbit"));
+    let node = start_hourly(&farm, &hub, &[], &[]);
+    node.wait_installed(1);
+    assert_current(&node.target(), 1, &farm.v1);
+    let install = &node.status()["last_install"];
+    println!("first install: {install}");
+    let files = install["files"].as_u64().unwrap();
+    let ahead = install["written_ahead"].as_u64().unwrap();
+    assert!(
+        ahead >= 1 && ahead <= files,
+        "no file was written before the last block arrived: {install}"
+    );
+    assert_eq!(
+        versions(&node.target()),
+        vec![1],
+        "no staging directory is left"
+    );
+}

@@ -147,6 +147,10 @@ pub(crate) struct Driver {
     held: Option<Cid>,
     /// The root whose size was checked against the store quota.
     quota_checked: Option<Cid>,
+    /// The version whose files are being written ahead of its install.
+    prewrite: Option<super::prewrite::Prewrite>,
+    /// The last root considered for writing ahead.
+    prewrite_root: Option<Cid>,
     /// Bumped each time a block is stored (the local block endpoint waits on it).
     stored: tokio::sync::watch::Sender<u64>,
     // Releases and installs.
@@ -284,6 +288,8 @@ impl Driver {
             stored: tokio::sync::watch::Sender::new(0),
             held: None,
             quota_checked: None,
+            prewrite: None,
+            prewrite_root: None,
             state: Arc::new(Mutex::new(state)),
             layout,
             upgrading: None,
@@ -434,6 +440,7 @@ impl Driver {
         self.forge_flood();
         self.report_held();
         self.check_quota();
+        self.maybe_prewrite();
         self.pump_lookups();
         self.release_uploads();
         self.publish_snapshot();
@@ -650,6 +657,7 @@ impl Driver {
             TaskMsg::Follower(fact, wrote) => {
                 if let Some(stats) = wrote {
                     self.wrote = Some(stats);
+                    self.snap.last_install = Some(stats);
                 }
                 if let follower::Input::Polled(result) = &fact {
                     self.log_poll(result);

@@ -187,6 +187,11 @@ pub(crate) fn status_json(s: &Snapshot) -> serde_json::Value {
         "bytes_from_hub": s.bytes_from_hub,
         "bytes_served": s.bytes_served,
         "uploads_refused": s.uploads_refused,
+        "last_install": s.last_install.map(|t| serde_json::json!({
+            "files": t.files,
+            "bytes": t.bytes,
+            "written_ahead": t.streamed,
+        })),
         "store": {
             "bytes": s.store.bytes,
             "quota": s.store.limit,

@@ -50,6 +50,8 @@ pub(crate) struct Snapshot {
     pub(crate) uploads_refused: u64,
     /// How full the store is.
     pub(crate) store: crate::store::StoreUsage,
+    /// What the last install wrote (files written ahead of it among them).
+    pub(crate) last_install: Option<crate::materialise::MaterialiseStats>,
     /// Bytes served to each peer, by peer id (capped like `bytes_by_peer`).
     pub(crate) bytes_to_peer: BTreeMap<String, u64>,
     /// Hub bytes since the current release's boot started.

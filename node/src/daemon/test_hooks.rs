@@ -89,6 +89,15 @@ pub(crate) const TAMPER_ENV: &str = "BOOTSWARM_TEST_TAMPER_AT_SEQ";
 
 /// Flips a byte in the store's file of the last of `chunks` when [`TAMPER_ENV`] names `seq`
 /// (with the `test-hooks` feature).
+/// Whether the daemon may write a version's files while its boot still fetches: not when the
+/// tamper point is set, since it changes a block after the fetch for the install to catch.
+pub(crate) fn writes_ahead() -> bool {
+    #[cfg(feature = "test-hooks")]
+    return std::env::var(TAMPER_ENV).is_err();
+    #[cfg(not(feature = "test-hooks"))]
+    true
+}
+
 pub(crate) fn tamper_point(store: &crate::store::SledStore, seq: u64, chunks: &[(Cid, u32)]) {
     #[cfg(feature = "test-hooks")]
     if std::env::var(TAMPER_ENV).is_ok_and(|v| v == seq.to_string())

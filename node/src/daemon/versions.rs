@@ -21,7 +21,9 @@ use bootswarm_protocol::store::BlockStore;
 use super::test_hooks::{crash_point, tamper_point};
 use crate::error::{Error, Result};
 use crate::fsutil::fsync_dir;
-use crate::materialise::{MaterialiseStats, materialise, placed_from_store as placed_flists, plan};
+use crate::materialise::{
+    MaterialiseStats, materialise, materialise_rest, placed_from_store as placed_flists, plan,
+};
 use crate::state::{FailedUpgrade, Installed, NodeState, Version};
 use crate::store::SledStore;
 
@@ -88,14 +90,22 @@ fn remove_version_dir(releases: &Path, name: &str) -> Result<()> {
     fs::remove_dir_all(&gone).map_err(|e| io_err("remove", &gone, &e))
 }
 
-/// Removes half-written versions, directories half-deleted and temporary links left by a
-/// crash.
-fn clean_leftovers(target: &Path) -> Result<()> {
+/// The directory a version is staged in until it is whole.
+pub(crate) fn staging(target: &Path, seq: u64) -> PathBuf {
+    releases(target).join(format!("{PARTIAL_PREFIX}{seq}"))
+}
+
+/// Removes half-written versions (but `keep`, staged by this process), directories
+/// half-deleted and temporary links left by a crash.
+fn clean_leftovers(target: &Path, keep: Option<&Path>) -> Result<()> {
     let rel = releases(target);
     for entry in fs::read_dir(&rel).map_err(|e| io_err("read", &rel, &e))? {
         let entry = entry.map_err(|e| io_err("read", &rel, &e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
+        if keep == Some(entry.path().as_path()) {
+            continue;
+        }
         if name.starts_with(PARTIAL_PREFIX) || name.starts_with(GC_PREFIX) {
             let path = entry.path();
             fs::remove_dir_all(&path).map_err(|e| io_err("remove", &path, &e))?;
@@ -162,14 +172,16 @@ pub(crate) struct Written {
     pub(crate) stats: Option<MaterialiseStats>,
 }
 
-/// Writes `version` into `TARGET/releases/<seq>` unless it is already there, records it among
-/// the kept versions, and lists the packages changed against `previous`.
+/// Writes `version` into `TARGET/releases/<seq>` unless it is already there (`streamed`: the
+/// files this process already wrote into its staging directory), records it among the kept
+/// versions, and lists the packages changed against `previous`.
 pub(crate) fn write_version(
     store: &SledStore,
     state: &Mutex<NodeState>,
     layout: &Layout,
     version: Release,
     previous: Option<Release>,
+    streamed: &HashSet<String>,
 ) -> Result<Written> {
     // The store's index is flushed lazily; a crash could otherwise lose blocks this version
     // (and the next upgrade's hook diff) relies on.
@@ -177,7 +189,8 @@ pub(crate) fn write_version(
     let target = &layout.target;
     let rel = releases(target);
     fs::create_dir_all(&rel).map_err(|e| io_err("create", &rel, &e))?;
-    clean_leftovers(target)?;
+    let partial = staging(target, version.seq);
+    clean_leftovers(target, (!streamed.is_empty()).then_some(partial.as_path()))?;
     if previous.is_some() {
         crash_point("after-fetch");
     }
@@ -195,11 +208,10 @@ pub(crate) fn write_version(
     let stats = if dir.is_dir() {
         None
     } else {
-        let partial = rel.join(format!("{PARTIAL_PREFIX}{seq}"));
         let flists = placed_flists(store, &version.root)?;
         let tree = plan(&flists)?;
         tamper_point(store, seq, tree.chunks());
-        let stats = match materialise(store, &tree, &partial, &|_| {}) {
+        let stats = match materialise_rest(store, &tree, &partial, &|_| {}, streamed) {
             Ok(stats) => stats,
             Err(e) => {
                 // Nothing of a version that failed stays in the target.
@@ -427,7 +439,7 @@ mod tests {
         );
         fs::create_dir_all(t.join("releases/.partial-3/x")).unwrap();
         fs::write(t.join(".current.tmp-1"), b"").unwrap();
-        clean_leftovers(t).unwrap();
+        clean_leftovers(t, None).unwrap();
         assert!(!t.join("releases/.partial-3").exists());
         assert!(!t.join(".current.tmp-1").exists());
     }
@@ -478,7 +490,7 @@ mod tests {
         fs::create_dir(&layout.target).unwrap();
         let state = Mutex::new(NodeState::default());
         let v1 = version_with_file(&store, 1, "kernel", b"version one");
-        write_version(&store, &state, &layout, v1, None).unwrap();
+        write_version(&store, &state, &layout, v1, None, &HashSet::new()).unwrap();
         switch(&layout.target, 1).unwrap();
 
         let v2 = version_with_file(&store, 2, "kernel", b"version two");
@@ -493,7 +505,7 @@ mod tests {
             "within the trust window the store's own reads skip the hash"
         );
 
-        let err = write_version(&store, &state, &layout, v2, Some(v1))
+        let err = write_version(&store, &state, &layout, v2, Some(v1), &HashSet::new())
             .unwrap_err()
             .to_string();
         assert_eq!(

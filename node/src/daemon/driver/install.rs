@@ -1,6 +1,8 @@
 //! The install steps the follower asks for, each carried out in a task that answers it.
 
 use super::*;
+use crate::daemon::prewrite::Prewrite;
+use crate::daemon::test_hooks::writes_ahead;
 
 impl Driver {
     /// Carries out one install step in a task; its answer goes back to the follower.
@@ -14,13 +16,17 @@ impl Driver {
             Action::Install { version, previous } => {
                 self.upgrading = previous.map(|_| version.seq);
                 let seq = version.seq;
+                let ahead = self.prewrite.take().filter(|p| p.seq == seq);
                 self.tasks.step(move |store| {
+                    let streamed = ahead.map(Prewrite::finish).unwrap_or_default();
                     let written = if direct {
                         versions::install_direct(store, &version.root, &layout.target)
                             .map(|stats| (Vec::new(), Some(stats)))
                     } else {
-                        versions::write_version(store, &state, &layout, version, previous)
-                            .map(|w| (w.changed, w.stats))
+                        versions::write_version(
+                            store, &state, &layout, version, previous, &streamed,
+                        )
+                        .map(|w| (w.changed, w.stats))
                     };
                     match written {
                         Ok((changed, stats)) => (
@@ -107,6 +113,38 @@ impl Driver {
             }
             _ => {}
         }
+    }
+
+    /// Starts writing the booting version's files into its staging directory once its
+    /// manifests are all held, so the install overlaps the fetch (daemon layout only).
+    pub(super) fn maybe_prewrite(&mut self) {
+        let Some(root) = self.follower.status().booting else {
+            return;
+        };
+        if self.prewrite_root == Some(root) || self.opts.once || !self.agent.progress().complete {
+            return;
+        }
+        let Some(layout) = &self.layout else {
+            return;
+        };
+        let Some(seq) = self
+            .follower
+            .current()
+            .filter(|c| c.version.root == root)
+            .map(|c| c.version.seq)
+        else {
+            return;
+        };
+        self.prewrite_root = Some(root);
+        if !writes_ahead() || versions::on_disk(&layout.target, seq) {
+            return;
+        }
+        self.prewrite = Some(Prewrite::start(
+            Arc::clone(&self.tasks.store),
+            seq,
+            root,
+            versions::staging(&layout.target, seq),
+        ));
     }
 
     // ----- swarm events -----
