@@ -45,6 +45,12 @@ const SHIPPED: &[&str] = &[
     "upgrade-1000",
     "upgrade-attacks",
     "lan-8-upgrade",
+    "byzantine-200",
+    "byzantine-200-sybil",
+    "byzantine-200-withhold",
+    "byzantine-200-trickle",
+    "byzantine-200-hub-unreachable",
+    "byzantine-200-replay",
 ];
 
 #[test]
@@ -90,6 +96,12 @@ scenario_tests! {
     lan_8_upgrade => "lan-8-upgrade",
     lan_8 => "lan-8",
     lan_16 => "lan-16",
+    byzantine_200 => "byzantine-200",
+    byzantine_200_sybil => "byzantine-200-sybil",
+    byzantine_200_withhold => "byzantine-200-withhold",
+    byzantine_200_trickle => "byzantine-200-trickle",
+    byzantine_200_hub_unreachable => "byzantine-200-hub-unreachable",
+    byzantine_200_replay => "byzantine-200-replay",
 }
 
 /// Minutes of CPU and about 4 GiB: run it with `cargo test --release -- --ignored`.
