@@ -3,9 +3,13 @@
 //! For each block this node ranks 2 to [`FOLLOW_DEPTH`] it *watches* the owners above it, so
 //! that it can take the block over as soon as they have all failed it. A watched owner's
 //! *blocks* are those it ranks first (in this node's view), and its *clock* restarts whenever
-//! one of them appears (held here or by a neighbour), when its blocks change (it inherited
-//! some from a deposed or departed owner), and at this node's own hub failures (the hub may
-//! have been down for everyone). Relayed blocks of other owners do not restart it.
+//! it shows progress: one of its blocks appears (held here or by a neighbour), or, being a
+//! neighbour, it completes a hub fetch it announced, of any block (views of who owns what
+//! differ while owners are deposed: what it fetches may be another owner's here, but it is
+//! working through its own queue, and all its neighbours see the same fetches). The clock
+//! also restarts when its blocks change (it inherited some from a deposed or departed owner),
+//! and at this node's own hub failures (the hub may have been down for everyone). Relayed
+//! blocks do not restart it.
 //!
 //! The yardstick is the hub itself: the hub fetches this node sees complete, its own and its
 //! neighbours' (a `Fetching`, then a `Have`). Whether the hub shares its link per fetch or per
@@ -17,9 +21,13 @@
 //! whatever the hub does (it may have gone quiet, with no such fetch to compare), an owner is
 //! late once twice the time all its pending blocks take one after the other (each at the best
 //! rate seen, and no quicker than the quickest fetch seen) has passed. A
-//! slow hub slows the judgement down with it. Besides, each watched owner is pinged once: one that does not answer within the
-//! greeting timeout is *silent*. The agent deposes late and silent owners: their blocks move
-//! to the next rank, whose clock starts then.
+//! slow hub slows the judgement down with it. And an owner seen completing hub fetches is
+//! given [`PACE_SLACK`] times its own mean interval between them before it is late: on a
+//! loaded machine an owner works slowly but steadily, and is judged by its own pace, not by
+//! one quick fetch elsewhere (only its own fetches set the pace: its blocks may appear by
+//! others' work). Besides, each watched owner is pinged
+//! once: one that does not answer within the greeting timeout is *silent*. The agent deposes
+//! late and silent owners: their blocks move to the next rank, whose clock starts then.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -33,6 +41,9 @@ pub(super) const FOLLOW_DEPTH: u32 = 8;
 const SAMPLES: usize = 32;
 /// An owner has at most this many times the transfer time of all its pending blocks.
 const QUIET_SLACK: f64 = 2.0;
+/// An owner that has shown progress has at most this many times its mean interval between
+/// progress.
+const PACE_SLACK: u32 = 3;
 
 /// A hub fetch that completed: when it started, how long the block is, when it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +60,34 @@ struct Watched {
     blocks: Vec<u32>,
     /// Its last sign of delivering (see the module documentation).
     clock: Time,
+    /// Its first and last completed hub fetches seen (for this release).
+    fetched: Option<(Time, Time)>,
+    /// Its completed hub fetches seen after the first.
+    progress: u32,
+}
+
+impl Watched {
+    /// The silence its own pace allows: [`PACE_SLACK`] × its mean interval between completed
+    /// hub fetches (none before it has completed two).
+    fn pace_allows(&self) -> Duration {
+        let Some((first, last)) = self.fetched.filter(|_| self.progress > 0) else {
+            return Duration::ZERO;
+        };
+        let span = last.saturating_duration_since(first);
+        (span / self.progress).saturating_mul(PACE_SLACK)
+    }
+
+    /// It completed a hub fetch.
+    fn fetched(&mut self, now: Time) {
+        self.fetched = Some(match self.fetched {
+            Some((first, _)) => {
+                self.progress = self.progress.saturating_add(1);
+                (first, now)
+            }
+            None => (now, now),
+        });
+        self.clock = now;
+    }
 }
 
 #[derive(Debug)]
@@ -130,11 +169,21 @@ impl Duty {
         let old = std::mem::take(&mut self.watched);
         for t in watched {
             let blocks = blocks.remove(&t).unwrap_or_default();
-            let clock = old
-                .get(&t)
+            let before = old.get(&t);
+            let clock = before
                 .filter(|o| o.blocks == blocks)
                 .map_or(now, |o| o.clock);
-            self.watched.insert(t, Watched { blocks, clock });
+            // Its pace is its own, whatever blocks it has now.
+            let (fetched, progress) = before.map_or((None, 0), |o| (o.fetched, o.progress));
+            self.watched.insert(
+                t,
+                Watched {
+                    blocks,
+                    clock,
+                    fetched,
+                    progress,
+                },
+            );
         }
     }
 
@@ -142,6 +191,15 @@ impl Duty {
     pub(super) fn appeared(&mut self, idx: u32, now: Time) {
         if let Some(w) = self.top_of.get(&idx).and_then(|t| self.watched.get_mut(t)) {
             w.clock = now;
+        }
+    }
+
+    /// Neighbour `by` completed a hub fetch it announced: progress, whichever block it was
+    /// (whose it is differs between views while owners are deposed; every neighbour of `by`
+    /// sees the same fetches).
+    pub(super) fn fetched_by(&mut self, by: NodeId, now: Time) {
+        if let Some(w) = self.watched.get_mut(&by) {
+            w.fetched(now);
         }
     }
 
@@ -254,7 +312,7 @@ impl Duty {
             let Some(due) = compared.into_iter().chain(quiet).min() else {
                 continue;
             };
-            let due = due + self.grace;
+            let due = (due + self.grace).max(clock + w.pace_allows());
             if due <= now {
                 late.push(t);
             } else {
@@ -415,5 +473,67 @@ mod tests {
         assert_eq!((silent.len(), next), (0, Some(ms(2_010))));
         let (silent, _) = duty.silent(ms(2_010), timeout);
         assert_eq!(silent, pinged[1..]);
+    }
+
+    /// A duty whose hub fetches take 10 ms: one completes just after each watched owner's
+    /// clock, so by the yardstick alone every owner with blocks pending is due at 1.01 s.
+    fn quick_hub(duty: &mut Duty, at: u64) {
+        duty.sample(Sample {
+            start: ms(at),
+            len: 4,
+            done: ms(at + 10),
+        });
+    }
+
+    #[test]
+    fn a_slow_but_steady_owner_is_judged_by_its_own_pace() {
+        let (mut duty, plan, _) = setup();
+        let (t, idx) = some_owner(&duty);
+        quick_hub(&mut duty, 0);
+        // Nothing pending appears: due by the yardstick, a grace after the quick fetch.
+        let pending = |i: u32| i == 0;
+        assert!(duty.late(&plan, ms(1_010), pending).0.contains(&t));
+        // The owner completes a hub fetch every 2 s (a loaded machine), far slower than the
+        // hub answers here: it keeps its blocks for 3 × 2 s after its last one.
+        for k in 1..=3 {
+            duty.fetched_by(t, ms(2_000 * k));
+        }
+        quick_hub(&mut duty, 6_000);
+        let (late, next) = duty.late(&plan, ms(11_999), pending);
+        assert!(!late.contains(&t), "within its own pace");
+        assert!(next.is_some_and(|n| n <= ms(12_000)));
+        assert!(duty.late(&plan, ms(12_000), pending).0.contains(&t));
+        // A single fetch after a long silence sets no pace.
+        let (mut duty, plan, _) = setup();
+        quick_hub(&mut duty, 0);
+        duty.fetched_by(t, ms(5_000));
+        quick_hub(&mut duty, 5_000);
+        assert!(duty.late(&plan, ms(6_010), pending).0.contains(&t));
+        // Its block appearing (perhaps by others' work) restarts its clock but sets no pace.
+        let (mut duty, plan, _) = setup();
+        duty.fetched_by(t, ms(1_000));
+        duty.fetched_by(t, ms(2_000));
+        duty.appeared(idx, ms(20_000));
+        quick_hub(&mut duty, 20_000);
+        let pending = |i: u32| i == 0 || i == idx;
+        assert!(!duty.late(&plan, ms(22_999), pending).0.contains(&t));
+        assert!(duty.late(&plan, ms(23_000), pending).0.contains(&t));
+    }
+
+    #[test]
+    fn a_neighbours_completed_hub_fetch_is_progress_whichever_block() {
+        let (mut duty, plan, _) = setup();
+        let (t, _) = some_owner(&duty);
+        quick_hub(&mut duty, 0);
+        duty.fetched_by(t, ms(900));
+        let pending = |i: u32| i == 0;
+        assert!(!duty.late(&plan, ms(1_010), pending).0.contains(&t));
+        quick_hub(&mut duty, 900);
+        assert!(duty.late(&plan, ms(1_910), pending).0.contains(&t));
+        // Fetches by an owner this node does not watch change nothing.
+        let before: Vec<Time> = duty.watched.values().map(|w| w.clock).collect();
+        duty.fetched_by(NodeId(99), ms(1_500));
+        let after: Vec<Time> = duty.watched.values().map(|w| w.clock).collect();
+        assert_eq!(before, after);
     }
 }

@@ -112,6 +112,7 @@ impl<P: Payload> Agent<P> {
                 let changes = self.neighbours.have(from, blocks, &mut fetched);
                 self.apply(changes);
                 for (idx, start) in fetched {
+                    self.duty.fetched_by(from, self.now);
                     // A manifest's length is known once held.
                     let block = self.plan.as_ref().and_then(|p| p.blocks.get(idx as usize));
                     if let Some(b) = block.filter(|b| !b.manifest || b.state == State::Held) {
