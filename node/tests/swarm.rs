@@ -660,3 +660,147 @@ fn a_flooder_of_forged_releases_is_graylisted() {
     );
     assert_eq!(a.status()["peers"], 1, "graylisted, not disconnected");
 }
+
+/// The `booted` seconds of the slowest node.
+fn slowest(nodes: &[Node]) -> f64 {
+    nodes
+        .iter()
+        .map(|n| n.booted.expect("booted"))
+        .fold(0.0, f64::max)
+}
+
+/// Two healthy nodes, the second dialling the first and `others`; returns them booted.
+fn two_healthy(farm: &Farm, hub: &str, dir: &Path, others: &[Node]) -> Vec<Node> {
+    let mut healthy: Vec<Node> = Vec::new();
+    for i in 0..2 {
+        let mut peers: Vec<&Node> = others.iter().collect();
+        peers.extend(healthy.iter());
+        let mut extra: Vec<String> = peers
+            .iter()
+            .flat_map(|n| ["--peer".to_string(), n.addr.clone()])
+            .collect();
+        extra.extend([
+            "--min-peers".into(),
+            peers.len().to_string(),
+            "--peer-wait".into(),
+            "20s".into(),
+        ]);
+        healthy.push(Node::start(
+            dir,
+            &format!("ok{i}"),
+            hub,
+            &farm.trust,
+            &extra,
+        ));
+    }
+    wait_booted(&mut healthy);
+    for n in &healthy {
+        assert_tree_matches(&n.root.join("current"), &farm.packages);
+    }
+    healthy
+}
+
+/// Issue 10's bound, not met yet: on 2 cores the healthy nodes took 90.7 s next to 8 broken
+/// members against 4.9 s alone (18.4 x; before the byzantine rules they had not booted after
+/// 120 s). Run it with `cargo test -p bootswarm-node --test swarm -- --ignored`.
+#[test]
+#[ignore = "issue 10 open: ~18x instead of 1.5x; run with --ignored"]
+fn healthy_nodes_boot_next_to_peers_whose_hub_route_is_broken() {
+    let farm = farm();
+    let hub = Hub::start_rated(&farm.hub_dir, Some("50mbit"));
+    let alone = two_healthy(&farm, &hub.url, &farm.dir.path().join("alone"), &[]);
+    let t_alone = slowest(&alone);
+    drop(alone);
+
+    // Eight members whose --hub goes nowhere: they learn the release by gossip, own blocks
+    // they can never fetch, and relay what they get.
+    let dir = farm.dir.path().join("broken");
+    let mut broken: Vec<Node> = Vec::new();
+    for i in 0..8 {
+        let extra: Vec<String> = broken
+            .first()
+            .map(|n| vec!["--peer".to_string(), n.addr.clone()])
+            .unwrap_or_default();
+        broken.push(Node::start(
+            &dir,
+            &format!("b{i}"),
+            "http://127.0.0.1:9",
+            &farm.trust,
+            &extra,
+        ));
+    }
+    let healthy = two_healthy(&farm, &hub.url, &dir, &broken);
+    let t_with = slowest(&healthy);
+    let ratio = t_with / t_alone;
+    eprintln!("alone {t_alone:.2} s, next to 8 broken members {t_with:.2} s = {ratio:.2} x");
+    assert!(
+        ratio <= 1.5,
+        "healthy nodes took {t_with:.2} s next to broken members, {ratio:.2} x their {t_alone:.2} s alone"
+    );
+}
+
+#[test]
+fn a_withholding_peer_and_a_corrupt_peer_are_banned_and_the_honest_nodes_boot() {
+    let farm = farm();
+    let hub = Hub::start_rated(&farm.hub_dir, Some("200mbit"));
+    let dir = farm.dir.path().join("nodes");
+    let mut bad = vec![
+        Node::start(
+            &dir,
+            "withhold",
+            &hub.url,
+            &farm.trust,
+            &["--test-withhold".into()],
+        ),
+        Node::start(
+            &dir,
+            "corrupt",
+            &hub.url,
+            &farm.trust,
+            &["--test-corrupt-serving".into()],
+        ),
+    ];
+    wait_booted(&mut bad);
+    let bad_ids: Vec<String> = bad.iter().map(|n| n.peer_id.clone()).collect();
+    let mut honest: Vec<Node> = Vec::new();
+    for i in 0..3 {
+        let mut extra: Vec<String> = bad
+            .iter()
+            .chain(honest.iter())
+            .flat_map(|n| ["--peer".to_string(), n.addr.clone()])
+            .collect();
+        extra.extend([
+            "--min-peers".into(),
+            (2 + i).to_string(),
+            "--peer-wait".into(),
+            "20s".into(),
+        ]);
+        honest.push(Node::start(
+            &dir,
+            &format!("h{i}"),
+            &hub.url,
+            &farm.trust,
+            &extra,
+        ));
+    }
+    wait_booted(&mut honest);
+    let banned_by = |id: &str| {
+        honest
+            .iter()
+            .filter(|n| {
+                n.status()["banned"]
+                    .as_array()
+                    .is_some_and(|b| b.iter().any(|p| p == id))
+            })
+            .count()
+    };
+    for n in &honest {
+        assert_tree_matches(&n.root.join("current"), &farm.packages);
+        assert_eq!(banned_by(&n.peer_id), 0, "honest {} was banned", n.peer_id);
+    }
+    for (id, what) in bad_ids.iter().zip(["withholding", "corrupt"]) {
+        let by = banned_by(id);
+        eprintln!("the {what} peer was banned by {by} of 3 honest nodes");
+        assert!(by > 0, "no honest node banned the {what} peer {id}");
+    }
+}

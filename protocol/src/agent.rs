@@ -13,18 +13,23 @@
 //!   and its whole holdings when a link opens (Hello);
 //! - blocks are requested from neighbours by boot tier, rarest first, random among equals,
 //!   from the least-loaded holder, with per-peer pipelining and an endgame for the last few;
-//! - when nothing progresses for a stall period, the next-ranked owners and then anyone fetch
-//!   what has no holder from the hub; hub errors back off with jitter;
-//! - a block that fails verification blames the peer that sent it; repeated faults ban it.
+//! - an owner that does not deliver its blocks in time, judged against the hub fetches this
+//!   node sees complete, is deposed and its blocks move to the next rank; when nothing
+//!   progresses for a stall period, the next-ranked owners and then anyone fetch what has no
+//!   holder from the hub; hub errors back off with jitter;
+//! - a block that fails verification blames the peer that sent it, and so does a request it
+//!   fails; repeated faults ban it; a neighbour that never answers is dropped.
 //!
 //! The [`Agent`] coordinates parts that each keep their own state and invariants: `owners`
-//! (owner set, ranks, joiner grace), `neighbours` (members, links, holdings, faults, bans),
-//! `requests` (fetches, deadlines, loads, the ready set), `hub` (back-off, stall levels),
-//! `serve` (upload slots) and one `timers` table. `inputs` routes each [`Input`] to them and
-//! `schedule` starts fetches.
+//! (owner set, ranks, joiner grace), `duty` (the owners this node follows and whether they
+//! deliver), `neighbours` (members, links, holdings, faults, bans), `requests` (fetches,
+//! deadlines, loads, the ready set), `hub` (back-off, stall levels), `serve` (upload slots)
+//! and one `timers` table. `inputs` routes each [`Input`] to them and `schedule` starts
+//! fetches.
 
 mod bitfield;
 mod config;
+mod duty;
 mod hub;
 mod inputs;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -53,6 +58,7 @@ pub use rng::{Rng, mix64};
 pub use time::Time;
 
 use crate::block::{BlockError, Cid};
+use duty::{Duty, Sample};
 use hub::Hub;
 use neighbours::{Change, Neighbours};
 use owners::Owners;
@@ -125,6 +131,7 @@ pub struct Agent<P> {
     now: Time,
     plan: Option<Plan>,
     owners: Owners,
+    duty: Duty,
     neighbours: Neighbours,
     requests: Requests,
     serves: Serves,
@@ -142,9 +149,10 @@ impl<P: Payload> Agent<P> {
             rng: Rng::new(mix64(cfg.seed ^ mix64(cfg.id.0))),
             hub: Hub::new(&cfg),
             owners: Owners::new(&cfg),
+            duty: Duty::new(cfg.duty_grace),
             neighbours: Neighbours::new(&cfg),
             requests: Requests::new(&cfg),
-            serves: Serves::new(cfg.max_serves),
+            serves: Serves::new(cfg.max_serves, cfg.max_serves_per_peer),
             cfg,
             now: Time::ZERO,
             plan: None,
@@ -243,6 +251,8 @@ impl<P: Payload> Agent<P> {
             TimerKind::HelloGrace => self.end_grace(),
             TimerKind::StallTick => self.on_stall_tick(),
             TimerKind::Escalate => self.on_escalate(),
+            TimerKind::Greet => self.on_greet(),
+            TimerKind::Duty => self.on_duty(),
         }
     }
 
@@ -255,13 +265,104 @@ impl<P: Payload> Agent<P> {
             match r.source {
                 Source::Hub => self.hub_failed(),
                 Source::Peer(p) => {
-                    self.neighbours.exclude(r.idx, p);
-                    let faults = self.neighbours.faults(p);
-                    self.out
-                        .push_back(Output::Event(Event::PeerPenalised { peer: p, faults }));
+                    let change = self.neighbours.exclude(r.idx, p);
+                    self.apply(change);
+                    self.missed(p, r.started);
                 }
             }
         }
+    }
+
+    /// Drops the neighbours this node picked that did not answer its `Hello` in time: they
+    /// are penalised, not picked again for a while, and no longer count as owners. Deposes the
+    /// owners it pinged that did not answer.
+    fn on_greet(&mut self) {
+        let timeout = self.cfg.greet_timeout;
+        let (silent, next) = self.neighbours.silent(self.now, timeout);
+        for &peer in &silent {
+            self.neighbours.said_bye(peer, self.now);
+            self.drop_neighbour(peer, true);
+            self.stats.silent_dropped += 1;
+        }
+        let (mute, next_ping) = self.duty.silent(self.now, timeout);
+        self.timers
+            .set(TimerKind::Greet, next.into_iter().chain(next_ping).min());
+        let mut gone: Vec<NodeId> = silent.iter().chain(&mute).copied().collect();
+        gone.sort_unstable();
+        gone.dedup();
+        self.depose(&gone);
+        if !silent.is_empty() {
+            self.ensure_neighbours();
+        }
+    }
+
+    /// Deposes the owners that did not deliver a block in time, and voids the announced hub
+    /// fetches that did not complete in time (see `duty`).
+    fn on_duty(&mut self) {
+        let Some(plan) = self.plan.as_ref().filter(|_| !self.booted) else {
+            return;
+        };
+        let (duty, now) = (&self.duty, self.now);
+        let changes = self
+            .neighbours
+            .void_overdue(|since, idx| duty.overdue(plan, since, idx, now));
+        self.apply(changes);
+        let Some(plan) = self.plan.as_ref() else {
+            return;
+        };
+        let neighbours = &self.neighbours;
+        let (late, next) = self
+            .duty
+            .late(plan, self.now, |i| appeared(plan, neighbours, i));
+        self.timers.set(TimerKind::Duty, next);
+        self.stats.owners_deposed += late.len() as u64;
+        self.depose(&late);
+    }
+
+    /// `peers` no longer count as owners (and their announced hub fetches are void); each is
+    /// penalised.
+    fn depose(&mut self, peers: &[NodeId]) {
+        let mut changed = false;
+        for &peer in peers {
+            let changes = self.neighbours.drop_fetching(peer);
+            self.apply(changes);
+            changed |= self.owners.forget(peer, self.plan.as_ref());
+            let faults = self.neighbours.faults(peer);
+            self.out
+                .push_back(Output::Event(Event::PeerPenalised { peer, faults }));
+        }
+        if changed {
+            self.hub.wake();
+            self.rebuild_duty();
+        }
+    }
+
+    /// A hub fetch completed (this node's or a neighbour's): a yardstick for the owners, and
+    /// a sign that the hub works.
+    fn hub_sample(&mut self, start: Time, len: u32) {
+        let done = self.now;
+        self.duty.sample(Sample { start, len, done });
+        self.hub.works(self.now, &mut self.timers);
+        if !self.booted {
+            self.timers
+                .arm_earliest(TimerKind::Duty, self.now + self.cfg.duty_grace);
+        }
+    }
+
+    /// `peer` failed a request that started at `started`: penalised, and banned after
+    /// `ban_after` faults (failures that overlap count once, see `Neighbours::add_miss`).
+    /// Returns whether it counted.
+    fn missed(&mut self, peer: NodeId, started: Time) -> bool {
+        let Some(faults) = self.neighbours.add_miss(peer, started, self.now) else {
+            return false;
+        };
+        self.stats.misses += 1;
+        self.out
+            .push_back(Output::Event(Event::PeerPenalised { peer, faults }));
+        if faults >= self.cfg.ban_after {
+            self.ban(peer);
+        }
+        true
     }
 
     fn on_stall_tick(&mut self) {
@@ -305,6 +406,9 @@ impl<P: Payload> Agent<P> {
         if let Some(plan) = self.plan.as_ref() {
             self.requests.ready_remove(plan, before, idx);
         }
+        if before == 0 && after > 0 {
+            self.duty.appeared(idx, self.now);
+        }
         let missing = self
             .plan
             .as_ref()
@@ -341,6 +445,30 @@ impl<P: Payload> Agent<P> {
             self.owners.rank(plan, range);
             self.hub.wake();
         }
+        self.rebuild_duty();
+    }
+
+    /// What this node follows after the owners or the plan changed.
+    fn rebuild_duty(&mut self) {
+        if self.cfg.hub != HubMode::Fallback {
+            return;
+        }
+        if let Some(plan) = self.plan.as_ref() {
+            let (owners, ranks) = (self.owners.owners(), self.owners.ranks());
+            self.duty
+                .rebuild(self.cfg.id, owners, ranks, plan, self.now);
+        }
+        let pings = self.duty.take_unpinged(self.now);
+        if !pings.is_empty() {
+            self.timers
+                .arm_earliest(TimerKind::Greet, self.now + self.cfg.greet_timeout);
+        }
+        for to in pings {
+            self.out.push_back(Output::Send {
+                to,
+                msg: Message::Ping,
+            });
+        }
     }
 
     fn rerank_all(&mut self) {
@@ -351,6 +479,7 @@ impl<P: Payload> Agent<P> {
     fn forget_owner(&mut self, id: NodeId) {
         if self.owners.forget(id, self.plan.as_ref()) {
             self.hub.wake();
+            self.rebuild_duty();
         }
     }
 
@@ -374,6 +503,7 @@ impl<P: Payload> Agent<P> {
 
     fn hub_failed(&mut self) {
         self.hub.failed(self.now, &mut self.rng, &mut self.timers);
+        self.duty.hub_failed(self.now);
     }
 
     /// The neighbours have answered (or had their time): if they already hold blocks of the
@@ -382,6 +512,14 @@ impl<P: Payload> Agent<P> {
         self.timers.clear(TimerKind::HelloGrace);
         self.hub.wake();
     }
+}
+
+/// Whether block `idx` has appeared: held (or looked up) here, or held by a neighbour.
+fn appeared(plan: &Plan, neighbours: &Neighbours, idx: u32) -> bool {
+    plan.blocks
+        .get(idx as usize)
+        .is_none_or(|b| b.state != State::Missing)
+        || neighbours.holders_of(idx) > 0
 }
 
 #[cfg(test)]

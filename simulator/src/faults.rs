@@ -62,13 +62,29 @@ pub fn resolve(sc: &Scenario, seed: u64) -> Roles {
         boots = starts.iter().map(|&(x, _, _)| x).collect();
         boots.sort_unstable();
     }
+    // Adversaries are distinct nodes: each adversary fault picks among those no earlier one
+    // took.
+    let mut taken = vec![false; n as usize];
     let fault_nodes = sc
         .faults
         .iter()
         .enumerate()
         .map(|(i, f)| {
             let mut r = crate::rng::stream(seed, i as u64, purpose::PICK);
-            select(&f.nodes, &boots, Some(&mut r))
+            let adversary = f.kind.is_attacker() || f.kind.is_faulty_node();
+            if !adversary {
+                return select(&f.nodes, &boots, Some(&mut r));
+            }
+            let free: Vec<u32> = boots
+                .iter()
+                .copied()
+                .filter(|&x| !taken[x as usize])
+                .collect();
+            let picked = select(&f.nodes, &free, Some(&mut r));
+            for &x in &picked {
+                taken[x as usize] = true;
+            }
+            picked
         })
         .collect();
     Roles {

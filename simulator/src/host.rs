@@ -19,13 +19,14 @@ use crate::time::{SimTime, transfer_nanos};
 use crate::topology::{HUB, INSTALL, Topology};
 use crate::trace::{Kind, Trace};
 use bootswarm_protocol::agent::{
-    Agent, AgentConfig, Event, FetchError, HubMode, Input, Message, NodeId, Output, RequestId,
-    ServeId, Source, Time,
+    Agent, AgentConfig, Bitfield, Event, FetchError, HubMode, Input, Message, NodeId, Output,
+    RequestId, ServeId, Source, Time,
 };
 use bootswarm_protocol::block::Cid;
 use bootswarm_protocol::follower::{self, Follower, Restored, Verdict};
 use std::collections::BTreeMap;
 
+mod adversaries;
 mod lifecycle;
 mod releases;
 mod requests;
@@ -108,6 +109,21 @@ enum Ev {
         flood: u32,
         idx: usize,
     },
+    /// A fault that acts periodically acts again.
+    Repeat {
+        idx: usize,
+    },
+}
+
+/// What runs on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// bootswarm: the agent and the follower.
+    Node,
+    /// A silent attacker: it never answers (its sybil identities neither).
+    Silent,
+    /// An attacker that claims every block and withholds it, or trickles it out.
+    Claim { trickle: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +180,15 @@ struct Host {
     polled: bool,
     /// The follower is being started: it has no gossip links yet.
     starting: bool,
+    role: Role,
+    /// Not honest: an attacker, or a node with a fault of an adversary kind.
+    adversary: bool,
+    /// Its hub fetches and polls fail (`hub_unreachable`).
+    hub_unreachable: bool,
+    /// A claiming attacker whose fault has started.
+    claiming: bool,
+    /// Member identities beyond its own (a sybil attacker's), as node ids.
+    extra_ids: Vec<u64>,
 }
 
 /// Per-run results of the world.
@@ -182,7 +207,8 @@ pub struct WorldStats {
     pub failures: BTreeMap<String, u64>,
     /// Bytes the hub sent.
     pub hub_egress: u64,
-    /// Bytes the hub sent to nodes that serve corrupt data (banned nodes fall back to the hub).
+    /// Bytes the hub sent to nodes that serve corrupt data (banned nodes fall back to the hub)
+    /// and to adversaries.
     pub hub_egress_to_corrupt: u64,
     /// Bytes moved on flows (peers and hub).
     pub data_bytes: u64,
@@ -196,10 +222,13 @@ pub struct WorldStats {
     pub corrupt_accepted: u64,
     /// Blocks the agents rejected.
     pub corrupt_rejected: u64,
-    /// Nodes banned by at least one other node.
+    /// Identities banned by at least one node (indexed by node id; sybil identities follow
+    /// the nodes).
     pub banned: Vec<bool>,
-    /// Nodes penalised by at least one other node.
+    /// Identities penalised by at least one node.
     pub penalised: Vec<bool>,
+    /// The host of each identity: a node's own id is its index; sybil identities follow.
+    pub identity_host: Vec<u32>,
     /// Ban events.
     pub ban_events: u64,
     /// `(time, cumulative hub bytes)` at every hub chunk completion.
@@ -259,6 +288,8 @@ pub struct World<'a> {
     pending_upgrades: Option<usize>,
     /// The verdict of the follower that judged a release last.
     verdict: Option<Verdict>,
+    /// What withholding and trickling attackers claim: every block of the first release.
+    claim_bits: Bitfield,
 }
 
 /// The queue channel of a flow's next milestone (each push follows a generation bump).
@@ -321,8 +352,15 @@ impl<'a> World<'a> {
                 install_seq: None,
                 polled: false,
                 starting: false,
+                role: Role::Node,
+                adversary: false,
+                hub_unreachable: false,
+                claiming: false,
+                extra_ids: Vec::new(),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut hosts = hosts;
+        let identity_host = adversaries::assign(sc, roles, &mut hosts);
         let mut q = EventQueue::new();
         let mut batches: Vec<Vec<(u32, EventKind)>> = Vec::new();
         let mut last: Option<u64> = None;
@@ -352,6 +390,7 @@ impl<'a> World<'a> {
             .iter()
             .filter_map(|f| match f.kind {
                 FaultKind::Inject(i) => Some(i),
+                FaultKind::ForgeFlood { .. } => Some(Injection::Forged),
                 _ => None,
             })
             .collect();
@@ -366,10 +405,18 @@ impl<'a> World<'a> {
             booted_at: vec![None; n],
             held_at: vec![None; n],
             first_stall: vec![None; n],
-            banned: vec![false; n],
-            penalised: vec![false; n],
+            banned: vec![false; identity_host.len()],
+            penalised: vec![false; identity_host.len()],
+            identity_host,
             ..WorldStats::default()
         };
+        let pending_boots = (0..n)
+            .filter(|&i| roles.booting[i] && !hosts[i].adversary)
+            .count();
+        let mut claim_bits = Bitfield::new();
+        for b in 0..rel.v1_blocks as u32 {
+            claim_bits.set(b);
+        }
         World {
             sc,
             rel,
@@ -389,11 +436,12 @@ impl<'a> World<'a> {
             flow_out: Vec::new(),
             trace: Trace::new(),
             stats,
-            pending_boots: roles.booting.iter().filter(|b| **b).count(),
+            pending_boots,
             gossip,
             hub_latest: 0,
             pending_upgrades: sc.publish.as_ref().map(|_| usize::MAX),
             verdict: None,
+            claim_bits,
         }
     }
 
@@ -519,7 +567,9 @@ impl<'a> World<'a> {
                 epoch,
                 msg,
             } => {
-                if self.hosts[to as usize].epoch == epoch && self.reachable(from, to) {
+                if self.hosts[to as usize].role != Role::Node {
+                    self.attacker_heard(from, to, msg);
+                } else if self.hosts[to as usize].epoch == epoch && self.reachable(from, to) {
                     self.trace.record(
                         self.now,
                         to,
@@ -564,6 +614,7 @@ impl<'a> World<'a> {
                 flood,
                 idx,
             } => self.hear(from, to, flood, idx),
+            Ev::Repeat { idx } => self.repeat(idx),
         }
     }
 
@@ -575,7 +626,11 @@ impl<'a> World<'a> {
         }
         if src == HUB {
             self.stats.hub_egress += bytes;
-            if self.hosts.get(dst as usize).is_some_and(|h| h.corrupt) {
+            if self
+                .hosts
+                .get(dst as usize)
+                .is_some_and(|h| h.corrupt || h.adversary)
+            {
                 self.stats.hub_egress_to_corrupt += bytes;
             }
             self.stats
@@ -671,7 +726,7 @@ impl<'a> World<'a> {
     fn booted(&mut self, i: usize) {
         if self.stats.booted_at[i].is_none() {
             self.stats.booted_at[i] = Some(self.now);
-            if self.roles.booting[i] && !self.hosts[i].corrupt {
+            if self.roles.booting[i] && !self.hosts[i].corrupt && !self.hosts[i].adversary {
                 self.pending_boots = self.pending_boots.saturating_sub(1);
             }
         }

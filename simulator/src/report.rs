@@ -118,6 +118,34 @@ pub fn table(results: &[SeedResult]) -> String {
         if let Some(p) = r.hub_polls_per_period {
             let _ = writeln!(s, "{:>6}   hub release polls per period (farm): {p:.2}", "");
         }
+        if let Some(a) = &r.adversaries {
+            let _ = writeln!(
+                s,
+                "{:>6}   adversaries: {}/{} penalised, {} honest nodes banned; honest all booted {} s against {} s without faults ({})",
+                "",
+                a.penalised,
+                a.identities,
+                a.honest_banned,
+                opt(r.all_booted_s, 3),
+                opt(a.clean_all_booted_s, 3),
+                opt(a.honest_time_vs_clean, 3)
+            );
+        }
+        if let Some(v) = r.hub_recovery_s {
+            let _ = writeln!(
+                s,
+                "{:>6}   hub outage: all booted {v:.3} s after the hub's return ({:.3} x T_min)",
+                "",
+                v / r.t_min_s
+            );
+        }
+        if let Some(v) = r.rejoin_boot_s {
+            let _ = writeln!(
+                s,
+                "{:>6}   restarted nodes booted within {v:.3} s of their return",
+                ""
+            );
+        }
         if r.injectors.0 > 0 || r.bad_installs > 0 {
             let _ = writeln!(
                 s,
@@ -161,6 +189,34 @@ pub fn json_value(r: &SeedResult) -> serde_json::Value {
     });
     if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
         obj.extend(more);
+    }
+    // Figures only some scenarios have appear only in theirs.
+    let a = r.adversaries.as_ref();
+    let optional = [
+        ("adversaries", a.map(|a| json!(a.identities))),
+        ("adversaries_penalised", a.map(|a| json!(a.penalised))),
+        ("honest_banned", a.map(|a| json!(a.honest_banned))),
+        (
+            "clean_all_booted_s",
+            a.and_then(|a| a.clean_all_booted_s).map(|v| json!(v)),
+        ),
+        (
+            "honest_time_vs_clean",
+            a.and_then(|a| a.honest_time_vs_clean).map(|v| json!(v)),
+        ),
+        ("hub_recovery_s", r.hub_recovery_s.map(|v| json!(v))),
+        ("rejoin_boot_s", r.rejoin_boot_s.map(|v| json!(v))),
+        (
+            "announce_all_s",
+            up.and_then(|u| u.announce_all_s).map(|v| json!(v)),
+        ),
+    ];
+    if let Some(obj) = v.as_object_mut() {
+        for (k, val) in optional {
+            if let Some(val) = val {
+                obj.insert(k.to_string(), val);
+            }
+        }
     }
     v
 }

@@ -125,6 +125,29 @@ pub struct SeedResult {
     pub injectors: (usize, usize),
     /// Honest nodes (not injecting) penalised for what they gossiped.
     pub honest_gossip_penalised: usize,
+    /// The adversaries: what the scenario's faults make of its nodes.
+    pub adversaries: Option<AdversaryResult>,
+    /// Seconds from the end of the last hub outage until every honest node booted, when a
+    /// hub outage ends before that.
+    pub hub_recovery_s: Option<f64>,
+    /// Longest time from a crashed node's restart to its boot, when crashed nodes restart
+    /// unbooted.
+    pub rejoin_boot_s: Option<f64>,
+}
+
+/// What adversaries did to the honest nodes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdversaryResult {
+    /// Adversary identities that can be caught (all but replayers of a valid release).
+    pub identities: usize,
+    /// Of them, those some node penalised, banned, or rejected the gossip of.
+    pub penalised: usize,
+    /// Honest nodes some node banned.
+    pub honest_banned: usize,
+    /// all_booted_s of the honest nodes in the same scenario without its faults, when asked.
+    pub clean_all_booted_s: Option<f64>,
+    /// all_booted_s / clean_all_booted_s.
+    pub honest_time_vs_clean: Option<f64>,
 }
 
 /// How the published release spread and installed.
@@ -136,6 +159,8 @@ pub struct UpgradeResult {
     pub upgraded: usize,
     /// Time for 99 % of the nodes to hear of it (s).
     pub announce_p99_s: Option<f64>,
+    /// Time for every node to hear of it (s).
+    pub announce_all_s: Option<f64>,
     /// Time from the publication until every node installed it (s).
     pub all_upgraded_s: Option<f64>,
     /// Bytes the new release adds.
@@ -203,6 +228,14 @@ pub fn run_seed(sc: &Scenario, seed: u64, opts: Options) -> Result<SeedResult, S
     let hz = horizon(sc, f, n_boot);
     let swarm = World::new(sc, &rel, &roles, seed, HubMode::Fallback).run(hz);
     let swarm_wall_s = wall.elapsed().as_secs_f64();
+    let clean = sc.expect.honest_time_vs_clean_max.map(|_| {
+        let clean = Scenario {
+            faults: Vec::new(),
+            ..sc.clone()
+        };
+        let clean_roles = resolve(&clean, seed);
+        World::new(&clean, &rel, &clean_roles, seed, HubMode::Fallback).run(hz)
+    });
     let base = if opts.no_baseline {
         None
     } else {
@@ -211,7 +244,56 @@ pub fn run_seed(sc: &Scenario, seed: u64, opts: Options) -> Result<SeedResult, S
     let wall_s = wall.elapsed().as_secs_f64();
     let mut r = summarise(sc, seed, &rel, &roles, &swarm, base.as_ref(), wall_s);
     r.swarm_wall_s = swarm_wall_s;
+    if let (Some(clean), Some(a)) = (clean.as_ref(), r.adversaries.as_mut()) {
+        let honest = honest_nodes(sc, &roles);
+        let t0 = first_start(&roles);
+        let last = honest
+            .iter()
+            .map(|&n| clean.booted_at[n as usize])
+            .try_fold(0, |m, b| b.map(|b| m.max(b)));
+        a.clean_all_booted_s = last
+            .filter(|_| clean.aborted.is_none())
+            .map(|l| secs(l.saturating_sub(t0)));
+        a.honest_time_vs_clean = match (r.all_booted_s, a.clean_all_booted_s) {
+            (Some(x), Some(c)) if c > 0.0 => Some(x / c),
+            _ => None,
+        };
+        r.checks = checks::checks(sc, &roles, &corrupt_nodes(sc, &roles), &honest, &swarm, &r);
+    }
     Ok(r)
+}
+
+/// The booting nodes that are neither corrupt nor adversaries.
+fn honest_nodes(sc: &Scenario, roles: &Roles) -> Vec<u32> {
+    let corrupt = corrupt_nodes(sc, roles);
+    let adversary = adversary_nodes(sc, roles);
+    (0..sc.nodes)
+        .filter(|&n| roles.booting[n as usize] && !corrupt[n as usize] && !adversary[n as usize])
+        .collect()
+}
+
+/// When the first booting node starts (ns).
+fn first_start(roles: &Roles) -> u64 {
+    roles
+        .starts
+        .iter()
+        .filter(|&&(n, _, _)| roles.booting[n as usize])
+        .map(|&(_, at, _)| at)
+        .min()
+        .unwrap_or(0)
+}
+
+/// Nodes made adversaries by an attacker or faulty-node fault.
+fn adversary_nodes(sc: &Scenario, roles: &Roles) -> Vec<bool> {
+    let mut a = vec![false; sc.nodes as usize];
+    for (f, nodes) in sc.faults.iter().zip(&roles.fault_nodes) {
+        if f.kind.is_attacker() || f.kind.is_faulty_node() {
+            for &n in nodes {
+                a[n as usize] = true;
+            }
+        }
+    }
+    a
 }
 
 fn corrupt_nodes(sc: &Scenario, roles: &Roles) -> Vec<bool> {
@@ -241,11 +323,7 @@ fn summarise(
     let booting: Vec<u32> = (0..sc.nodes)
         .filter(|&n| roles.booting[n as usize])
         .collect();
-    let honest: Vec<u32> = booting
-        .iter()
-        .copied()
-        .filter(|&n| !corrupt[n as usize])
-        .collect();
+    let honest = honest_nodes(sc, roles);
     let t0 = booting
         .iter()
         .filter_map(|n| start.get(n))
@@ -340,6 +418,9 @@ fn summarise(
         honest_gossip_penalised: (0..sc.nodes as usize)
             .filter(|&n| s.gossip_penalised[n] && !is_injector(sc, roles, n as u32))
             .count(),
+        adversaries: adversary_result(sc, roles, &honest, s),
+        hub_recovery_s: hub_recovery(sc, &honest, s),
+        rejoin_boot_s: rejoin(sc, roles, s),
     };
     r.checks = checks::checks(sc, roles, &corrupt, &honest, s, &r);
     r
@@ -387,6 +468,9 @@ fn upgrade_result(sc: &Scenario, rel: &SimRelease, s: &WorldStats) -> Option<Upg
     heard.sort_unstable();
     let need = ((alive.len() as f64 * 0.99).ceil() as usize).max(1);
     let announce_p99_s = (heard.len() >= need).then(|| secs(heard[need - 1]));
+    let announce_all_s = (heard.len() == alive.len())
+        .then(|| heard.last().map(|&t| secs(t)))
+        .flatten();
     let upgraded: Vec<u64> = alive.iter().filter_map(|&n| s.upgraded_at[n]).collect();
     let all_upgraded_s = (upgraded.len() == alive.len())
         .then(|| upgraded.iter().max().map(|t| secs(t.saturating_sub(p.at))))
@@ -396,11 +480,84 @@ fn upgrade_result(sc: &Scenario, rel: &SimRelease, s: &WorldStats) -> Option<Upg
         nodes: alive.len(),
         upgraded: upgraded.len(),
         announce_p99_s,
+        announce_all_s,
         all_upgraded_s,
         changed_bytes: v2.new_bytes,
         hub_bytes,
         hub_upgrade_bytes_vs_changed: hub_bytes as f64 / v2.new_bytes.max(1) as f64,
     })
+}
+
+/// The adversaries of a scenario that has some: how many were caught, how many honest nodes
+/// were banned.
+fn adversary_result(
+    sc: &Scenario,
+    roles: &Roles,
+    honest: &[u32],
+    s: &WorldStats,
+) -> Option<AdversaryResult> {
+    let mut catchable = vec![false; sc.nodes as usize];
+    let mut any = false;
+    for (f, nodes) in sc.faults.iter().zip(&roles.fault_nodes) {
+        if f.kind.is_attacker() || f.kind.is_faulty_node() {
+            any = true;
+            let replayer = matches!(f.kind, FaultKind::Replay { .. });
+            for &n in nodes {
+                catchable[n as usize] |= !replayer;
+            }
+        }
+    }
+    if !any {
+        return None;
+    }
+    let ids: Vec<usize> = (0..s.identity_host.len())
+        .filter(|&i| catchable[s.identity_host[i] as usize])
+        .collect();
+    let caught = |i: usize| {
+        let host = s.identity_host[i] as usize;
+        s.penalised[i] || s.banned[i] || s.gossip_penalised[host]
+    };
+    Some(AdversaryResult {
+        identities: ids.len(),
+        penalised: ids.iter().filter(|&&i| caught(i)).count(),
+        honest_banned: honest.iter().filter(|&&n| s.banned[n as usize]).count(),
+        clean_all_booted_s: None,
+        honest_time_vs_clean: None,
+    })
+}
+
+/// Seconds from the end of the last hub outage that ended before every honest node booted,
+/// until they all had.
+fn hub_recovery(sc: &Scenario, honest: &[u32], s: &WorldStats) -> Option<f64> {
+    let mut last = 0;
+    for &n in honest {
+        last = last.max(s.booted_at[n as usize]?);
+    }
+    let end = sc
+        .faults
+        .iter()
+        .filter(|f| f.kind == FaultKind::HubOutage)
+        .filter_map(|f| f.until)
+        .filter(|&u| u <= last)
+        .max()?;
+    Some(secs(last - end))
+}
+
+/// The longest time from a crashed node's restart to its first boot, over the nodes that
+/// restarted before booting.
+fn rejoin(sc: &Scenario, roles: &Roles, s: &WorldStats) -> Option<f64> {
+    let mut worst: Option<u64> = None;
+    for (f, nodes) in sc.faults.iter().zip(&roles.fault_nodes) {
+        let (FaultKind::Crash, Some(until)) = (&f.kind, f.until) else {
+            continue;
+        };
+        for &n in nodes {
+            if let Some(b) = s.booted_at[n as usize].filter(|&b| b >= until) {
+                worst = Some(worst.unwrap_or(0).max(b - until));
+            }
+        }
+    }
+    worst.map(secs)
 }
 
 fn is_injector(sc: &Scenario, roles: &Roles, n: u32) -> bool {

@@ -287,6 +287,77 @@ hub_egress_bytes_max = "9MiB"
     }
 
     #[test]
+    fn parses_adversaries() {
+        let faults = r#"
+[[fault]]
+at = "0s"
+kind = "sybil"
+nodes = 2
+identities = 5
+[[fault]]
+at = "1s"
+kind = "trickle"
+nodes = 1
+rate = "64KiB/s"
+[[fault]]
+at = "0s"
+kind = "replay"
+nodes = 1
+period = "10s"
+[[fault]]
+at = "0s"
+kind = "forge_flood"
+nodes = 1
+per_second = 5
+[[fault]]
+at = "0s"
+kind = "hub_unreachable"
+fraction = 0.1
+until = "30s"
+[[fault]]
+at = "0s"
+kind = "withhold"
+nodes = 1
+"#;
+        let s = Scenario::parse("a.toml", &format!("{OK}{faults}")).unwrap();
+        let kinds: Vec<&FaultKind> = s.faults.iter().map(|f| &f.kind).collect();
+        assert_eq!(
+            kinds[1..],
+            [
+                &FaultKind::Sybil { identities: 5 },
+                &FaultKind::Trickle { rate: 64 << 10 },
+                &FaultKind::Replay {
+                    period: 10_000_000_000
+                },
+                &FaultKind::ForgeFlood { rate: 5.0 },
+                &FaultKind::HubUnreachable,
+                &FaultKind::Withhold,
+            ]
+        );
+        assert!(kinds[1].is_attacker() && !kinds[1].is_faulty_node());
+        assert!(kinds[5].is_faulty_node() && !kinds[5].is_attacker());
+        for (bad, key) in [
+            ("identities = 5", "identities = 0"),
+            ("period = \"10s\"", "period = \"0s\""),
+            ("per_second = 5", "per_second = -1.0"),
+            (
+                "kind = \"withhold\"\nnodes = 1",
+                "kind = \"withhold\"\nnodes = 1\nuntil = \"9s\"",
+            ),
+        ] {
+            let text = format!("{OK}{}", faults.replace(bad, key));
+            assert!(Scenario::parse("a.toml", &text).is_err(), "{key}");
+        }
+        // Adversaries are distinct nodes.
+        let roles = crate::faults::resolve(&s, 1);
+        let mut all: Vec<u32> = roles.fault_nodes[1..].concat();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n);
+    }
+
+    #[test]
     fn errors_name_file_and_key() {
         let bad = OK.replace("nic = \"10Gbit\"", "nic = \"10Gbt\"");
         let e = Scenario::parse("x.toml", &bad).unwrap_err().to_string();

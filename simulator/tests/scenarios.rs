@@ -46,6 +46,12 @@ const SHIPPED: &[&str] = &[
     "upgrade-1000",
     "upgrade-attacks",
     "lan-8-upgrade",
+    "byzantine-200",
+    "byzantine-200-sybil",
+    "byzantine-200-withhold",
+    "byzantine-200-trickle",
+    "byzantine-200-hub-unreachable",
+    "byzantine-200-replay",
 ];
 
 #[test]
@@ -91,6 +97,12 @@ scenario_tests! {
     lan_8_upgrade => "lan-8-upgrade",
     lan_8 => "lan-8",
     lan_16 => "lan-16",
+    byzantine_200 => "byzantine-200",
+    byzantine_200_sybil => "byzantine-200-sybil",
+    byzantine_200_withhold => "byzantine-200-withhold",
+    byzantine_200_trickle => "byzantine-200-trickle",
+    byzantine_200_hub_unreachable => "byzantine-200-hub-unreachable",
+    byzantine_200_replay => "byzantine-200-replay",
 }
 
 /// The issue-13 targets for 1 Gbit racks behind 3:1 uplinks, which wait for the rack-aware

@@ -32,6 +32,9 @@ pub struct AgentConfig {
     pub max_peer_downloads: usize,
     /// Uploads at once; more requests are refused as busy.
     pub max_serves: usize,
+    /// Uploads at once to one peer (an honest requester asks at most `peer_pipeline` of one
+    /// peer); more requests from it are refused as busy.
+    pub max_serves_per_peer: usize,
     /// Neighbours this node picks.
     pub neighbours: usize,
     /// Neighbours in total, including those that picked this node.
@@ -51,6 +54,12 @@ pub struct AgentConfig {
     pub escalate_after: Duration,
     /// How long a node waits for its neighbours' holdings before fetching owned blocks.
     pub hello_grace: Duration,
+    /// A neighbour this node picked that has not answered its `Hello` within this is dropped,
+    /// penalised, and no longer counted as an owner.
+    pub greet_timeout: Duration,
+    /// An owner is late with a block once a hub fetch no smaller than it, started after the
+    /// block was due, completed this long ago (time for the block to reach a neighbour).
+    pub duty_grace: Duration,
     /// Fixed part of a peer request's deadline.
     pub peer_timeout: Duration,
     /// Throughput below which a peer request times out (bytes per second).
@@ -69,7 +78,8 @@ pub struct AgentConfig {
     pub busy_backoff: Duration,
     /// Remaining blocks at or below which requests are duplicated (endgame).
     pub endgame_blocks: usize,
-    /// Verification failures after which a peer is banned.
+    /// Faults after which a peer is banned: corrupt blocks, plus requests it failed (timed
+    /// out, refused, or answered only busy for `stall_timeout`) since it last delivered one.
     pub ban_after: u32,
 }
 
@@ -83,6 +93,7 @@ impl Default for AgentConfig {
             peer_pipeline: 4,
             max_peer_downloads: 32,
             max_serves: 32,
+            max_serves_per_peer: 4,
             neighbours: 8,
             max_neighbours: 32,
             stall_timeout: Duration::from_secs(2),
@@ -90,6 +101,8 @@ impl Default for AgentConfig {
             join_window: Duration::from_secs(5),
             join_grace: Duration::from_secs(4),
             hello_grace: Duration::from_millis(50),
+            greet_timeout: Duration::from_secs(2),
+            duty_grace: Duration::from_secs(1),
             peer_timeout: Duration::from_secs(3),
             peer_min_rate: 1 << 20,
             hub_timeout: Duration::from_secs(30),

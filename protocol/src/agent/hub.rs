@@ -1,6 +1,8 @@
 //! The hub part: when this node may fetch from the hub. Hub errors back off exponentially with
-//! jitter; while nothing progresses, the fallback widens by stall levels (rank 1, then rank 2,
-//! then anyone), stretched when the hub itself is slow and never while it fails.
+//! jitter, and a back-off ends early (at most once per first back-off) when a neighbour's hub
+//! fetch completes: the hub is back. While nothing progresses, the fallback widens by stall
+//! levels (rank 1, then rank 2, then anyone), stretched when the hub itself is slow and never
+//! while it fails.
 
 use std::time::Duration;
 
@@ -24,6 +26,8 @@ pub(super) struct Hub {
     offset_seed: u64,
     backoff: Duration,
     failing: bool,
+    /// This node's last hub failure.
+    failed_at: Time,
     /// Something changed that may let a hub fetch start.
     dirty: bool,
     /// Leading blocks of the plan order that are held (skipped by full scans).
@@ -45,6 +49,7 @@ impl Hub {
             offset_seed: cfg.seed ^ mix64(cfg.id.0),
             backoff: cfg.hub_backoff,
             failing: false,
+            failed_at: Time::ZERO,
             dirty: false,
             cursor: 0,
             last_progress: Time::ZERO,
@@ -128,10 +133,22 @@ impl Hub {
     /// A hub fetch failed: back off with ±25 % jitter, doubling up to the maximum.
     pub(super) fn failed(&mut self, now: Time, rng: &mut Rng, timers: &mut Timers) {
         self.failing = true;
+        self.failed_at = now;
         let jitter = 0.75 + rng.below(500) as f64 / 1000.0;
         let wait = self.backoff.mul_f64(jitter);
         timers.arm(TimerKind::HubRetry, now + wait);
         self.backoff = (self.backoff * 2).min(self.backoff_max);
+    }
+
+    /// Someone's hub fetch completed: the hub works, so a back-off ends now, or one first
+    /// back-off after this node's last failure (a node whose own route to the hub is broken
+    /// retries at that pace, not at every completion it hears of).
+    pub(super) fn works(&mut self, now: Time, timers: &mut Timers) {
+        if !self.failing || !timers.is_armed(TimerKind::HubRetry) {
+            return;
+        }
+        let retry = now.max(self.failed_at + self.backoff_first);
+        timers.arm_earliest(TimerKind::HubRetry, retry);
     }
 
     /// Bytes arrived on one of this node's hub fetches: not a stall, but no new level either.

@@ -3,7 +3,7 @@
 
 use super::{
     Agent, Bitfield, Cid, Event, FetchError, HubMode, Message, NodeId, Output, Payload, Plan,
-    RequestId, ServeId, Source, State, TimerKind,
+    RequestId, ServeId, Source, State, Time, TimerKind,
 };
 
 impl<P: Payload> Agent<P> {
@@ -16,6 +16,7 @@ impl<P: Payload> Agent<P> {
         }
         self.requests.restart();
         self.neighbours.restart();
+        self.duty.restart();
         let plan = Plan::new(root);
         self.plan = Some(plan);
         self.owners
@@ -66,6 +67,7 @@ impl<P: Payload> Agent<P> {
         if self.neighbours.is_banned(from) || from == self.cfg.id || self.cfg.hub == HubMode::Only {
             return;
         }
+        self.duty.answered(from);
         match msg {
             Message::Hello {
                 release,
@@ -73,7 +75,7 @@ impl<P: Payload> Agent<P> {
                 fetching,
                 reply,
             } => {
-                if !self.neighbours.accept(from) {
+                if !self.neighbours.accept(from, self.now) {
                     self.out.push_back(Output::Send {
                         to: from,
                         msg: Message::Bye,
@@ -83,7 +85,9 @@ impl<P: Payload> Agent<P> {
                 if self.plan.as_ref().map(|p| p.tag) == Some(release) {
                     let changes = self.neighbours.add_bits(from, &bits);
                     self.apply(changes);
-                    let changes = self.neighbours.add_fetching(from, fetching.iter());
+                    let changes =
+                        self.neighbours
+                            .add_fetching(from, fetching.iter(), self.now, false);
                     self.apply(changes);
                 }
                 self.neighbours.mark_greeted(from);
@@ -104,12 +108,23 @@ impl<P: Payload> Agent<P> {
                 if self.plan.as_ref().map(|p| p.tag) != Some(release) {
                     return;
                 }
-                let changes = self.neighbours.have(from, blocks);
+                let mut fetched = Vec::new();
+                let changes = self.neighbours.have(from, blocks, &mut fetched);
                 self.apply(changes);
+                for (idx, start) in fetched {
+                    self.duty.fetched_by(from, self.now);
+                    // A manifest's length is known once held.
+                    let block = self.plan.as_ref().and_then(|p| p.blocks.get(idx as usize));
+                    if let Some(b) = block.filter(|b| !b.manifest || b.state == State::Held) {
+                        self.hub_sample(start, b.len);
+                    }
+                }
             }
             Message::Fetching { release, blocks } => {
                 if self.plan.as_ref().map(|p| p.tag) == Some(release) {
-                    let changes = self.neighbours.add_fetching(from, blocks.into_iter());
+                    let changes =
+                        self.neighbours
+                            .add_fetching(from, blocks.into_iter(), self.now, true);
                     self.apply(changes);
                 }
             }
@@ -118,6 +133,11 @@ impl<P: Payload> Agent<P> {
                 self.drop_neighbour(from, false);
                 self.ensure_neighbours();
             }
+            Message::Ping => self.out.push_back(Output::Send {
+                to: from,
+                msg: Message::Pong,
+            }),
+            Message::Pong => {}
         }
     }
 
@@ -133,7 +153,7 @@ impl<P: Payload> Agent<P> {
         let refuse = |error| Output::Refuse { id, error };
         if !held || self.neighbours.is_banned(from) {
             self.out.push_back(refuse(FetchError::NotFound));
-        } else if !self.serves.start(id) {
+        } else if !self.serves.start(id, from) {
             self.out.push_back(refuse(FetchError::Busy));
         } else {
             self.stats.serves += 1;
@@ -169,8 +189,13 @@ impl<P: Payload> Agent<P> {
                 self.stats.bytes_from_hub += len;
                 let took = self.now.saturating_duration_since(r.started);
                 self.hub.delivered(self.now, took);
+                self.hub_sample(r.started, len as u32);
             }
-            Source::Peer(_) => self.stats.bytes_from_peers += len,
+            Source::Peer(p) => {
+                self.stats.bytes_from_peers += len;
+                self.neighbours.delivered(p);
+                self.requests.delivered(p);
+            }
         }
         for other in self.requests.for_block(r.idx) {
             self.cancel(other);
@@ -201,15 +226,39 @@ impl<P: Payload> Agent<P> {
                 FetchError::Busy => {
                     debug_assert!(self.neighbours.contains(p), "requests go to neighbours");
                     let until = self.now + self.cfg.busy_backoff;
-                    self.requests.busy(p, until, &mut self.timers);
+                    let streak = self.requests.busy(p, self.now, until, &mut self.timers);
+                    if streak >= self.cfg.stall_timeout {
+                        self.unproductive(p, r.started);
+                    }
                 }
                 FetchError::NotFound => {
                     let change = self.neighbours.not_found(p, r.idx);
                     self.apply(change);
+                    self.missed(p, r.started);
                 }
-                _ => self.neighbours.exclude(r.idx, p),
+                FetchError::Disconnected => {
+                    let change = self.neighbours.exclude(r.idx, p);
+                    self.apply(change);
+                }
+                FetchError::HubUnavailable | FetchError::Other => {
+                    let change = self.neighbours.exclude(r.idx, p);
+                    self.apply(change);
+                    self.missed(p, r.started);
+                }
             },
         }
+    }
+
+    /// A neighbour answered only `Busy` for a stall period: it takes a fault and makes room
+    /// for another (it is not picked again for a while).
+    fn unproductive(&mut self, peer: NodeId, started: Time) {
+        self.missed(peer, started);
+        if self.neighbours.is_banned(peer) {
+            return;
+        }
+        self.neighbours.said_bye(peer, self.now);
+        self.drop_neighbour(peer, true);
+        self.ensure_neighbours();
     }
 
     pub(super) fn on_local(&mut self, cid: Cid, block: Option<P>) {
@@ -252,7 +301,9 @@ impl<P: Payload> Agent<P> {
             return;
         }
         let added = manifest.map(|bytes| plan.add_manifest(idx, bytes));
-        self.neighbours.clear_exclusions(idx);
+        let changes = self.neighbours.clear_exclusions(idx);
+        self.apply(changes);
+        self.duty.appeared(idx, self.now);
         self.neighbours.queue_have(idx);
         match added {
             Some(Ok(new)) => {
@@ -293,18 +344,25 @@ impl<P: Payload> Agent<P> {
         match source {
             Source::Hub => self.hub_failed(),
             Source::Peer(p) => {
-                self.neighbours.exclude(idx, p);
+                let change = self.neighbours.exclude(idx, p);
+                self.apply(change);
                 let faults = self.neighbours.add_fault(p);
                 self.out
                     .push_back(Output::Event(Event::PeerPenalised { peer: p, faults }));
                 if faults >= self.cfg.ban_after {
                     self.ban(p);
+                } else {
+                    // An honest peer verifies every block before it holds it: one that sent a
+                    // corrupt block is no longer trusted to deliver the blocks it owns.
+                    self.forget_owner(p);
+                    let changes = self.neighbours.drop_fetching(p);
+                    self.apply(changes);
                 }
             }
         }
     }
 
-    fn ban(&mut self, peer: NodeId) {
+    pub(super) fn ban(&mut self, peer: NodeId) {
         if !self.neighbours.ban(peer) {
             return;
         }
@@ -343,14 +401,16 @@ impl<P: Payload> Agent<P> {
         }
     }
 
-    fn ensure_neighbours(&mut self) {
+    pub(super) fn ensure_neighbours(&mut self) {
         if self.cfg.hub == HubMode::Only {
             return;
         }
-        let picked = self.neighbours.pick_more(&mut self.rng);
+        let picked = self.neighbours.pick_more(&mut self.rng, self.now);
         if picked.is_empty() {
             return;
         }
+        self.timers
+            .arm_earliest(TimerKind::Greet, self.now + self.cfg.greet_timeout);
         let hello = self.hello(true);
         for to in picked {
             self.out.push_back(Output::Send {
@@ -360,7 +420,7 @@ impl<P: Payload> Agent<P> {
         }
     }
 
-    fn drop_neighbour(&mut self, id: NodeId, bye: bool) {
+    pub(super) fn drop_neighbour(&mut self, id: NodeId, bye: bool) {
         let Some(changes) = self.neighbours.remove(id) else {
             return;
         };

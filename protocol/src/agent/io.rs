@@ -242,4 +242,10 @@ pub struct AgentStats {
     pub timeouts: u64,
     /// Uploads started.
     pub serves: u64,
+    /// Requests peers failed (timed out, refused, or answered only busy for a stall period).
+    pub misses: u64,
+    /// Owners deposed for not delivering in time.
+    pub owners_deposed: u64,
+    /// Neighbours dropped for not answering a `Hello`.
+    pub silent_dropped: u64,
 }

@@ -11,6 +11,8 @@ const TAG_HELLO: u8 = 1;
 const TAG_HAVE: u8 = 2;
 const TAG_BYE: u8 = 3;
 const TAG_FETCHING: u8 = 4;
+const TAG_PING: u8 = 5;
+const TAG_PONG: u8 = 6;
 
 /// A control message. Block indices refer to the release plan both sides derive from the
 /// release's manifests; `release` is the [`release_tag`](super::release_tag) of that release.
@@ -44,6 +46,11 @@ pub enum Message {
     },
     /// The sender closes the neighbour link (full, banned, or leaving).
     Bye,
+    /// Asks for a `Pong`: the sender counts on the receiver as an owner and checks that it
+    /// is there at all.
+    Ping,
+    /// The answer to a `Ping`.
+    Pong,
 }
 
 /// Why bytes are not a valid [`Message`].
@@ -103,6 +110,8 @@ impl Message {
                 }
             }
             Message::Bye => out.push(TAG_BYE),
+            Message::Ping => out.push(TAG_PING),
+            Message::Pong => out.push(TAG_PONG),
         }
         out
     }
@@ -116,7 +125,7 @@ impl Message {
             Message::Have { blocks, .. } | Message::Fetching { blocks, .. } => {
                 1 + 8 + 2 + 4 * blocks.len().min(MAX_HAVE_BLOCKS)
             }
-            Message::Bye => 1,
+            Message::Bye | Message::Ping | Message::Pong => 1,
         }
     }
 
@@ -164,6 +173,8 @@ impl Message {
                 }
             }
             TAG_BYE => Message::Bye,
+            TAG_PING => Message::Ping,
+            TAG_PONG => Message::Pong,
             tag => return Err(MessageError::UnknownTag(tag)),
         };
         if !r.0.is_empty() {
@@ -247,6 +258,8 @@ mod tests {
                 blocks: vec![1, 2, 900],
             },
             Message::Bye,
+            Message::Ping,
+            Message::Pong,
         ]
     }
 

@@ -3,9 +3,10 @@
 //! each peer is trusted (faults, bans, per-block exclusions).
 //!
 //! Invariants: `holders[b]` is the number of neighbours whose holdings include block `b` and
-//! `fetchers[b]` the number that announced a hub fetch of it; a banned node is neither a member
-//! nor a neighbour. Every change of a count is reported as a [`Change`] so the agent can
-//! update what depends on it.
+//! that are not excluded for it (a holder that failed to deliver `b` does not count as one),
+//! and `fetchers[b]` the number that announced a hub fetch of it; a banned node is neither a
+//! member nor a neighbour. Every change of a count is reported as a [`Change`] so the agent
+//! can update what depends on it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -14,8 +15,14 @@ use super::{
     AgentConfig, Bitfield, MAX_BLOCKS, MAX_HAVE_BLOCKS, Message, NodeId, Output, Rng, Time,
 };
 
-/// How long a node that said `Bye` is not picked again.
+/// How long a node that said `Bye`, or was dropped, is not picked again.
 const BYE_QUIET: Duration = Duration::from_secs(10);
+/// Peers whose faults, failed requests or ban are remembered (each map apart); beyond it the
+/// oldest-keyed entry is forgotten, so identities minted in bulk cost bounded memory.
+const TRACKED: usize = 4096;
+/// Announced hub fetches remembered (to time them when their `Have` comes, and to void
+/// those that do not come in time).
+const ANNOUNCED: usize = 512;
 
 /// A change in how many neighbours hold or fetch a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,15 +42,18 @@ struct Peer {
     fetching: Bitfield,
     /// Its `Hello` arrived.
     greeted: bool,
+    /// When this node's `Hello` went to it (for one this node picked).
+    hello_at: Time,
 }
 
 impl Peer {
-    fn new(outbound: bool) -> Self {
+    fn new(outbound: bool, now: Time) -> Self {
         Peer {
             outbound,
             bits: Bitfield::new(),
             fetching: Bitfield::new(),
-            greeted: false,
+            greeted: !outbound,
+            hello_at: now,
         }
     }
 }
@@ -60,8 +70,15 @@ pub(super) struct Neighbours {
     peers: BTreeMap<NodeId, Peer>,
     /// Nodes that said `Bye`, not picked again before the time given.
     said_bye: BTreeMap<NodeId, Time>,
+    /// Corrupt blocks sent, per peer (never forgiven).
     faults: BTreeMap<NodeId, u32>,
+    /// Requests a peer failed (ran out of time, refused, or answered only `Busy` for a stall
+    /// period) since it last delivered one.
+    misses: BTreeMap<NodeId, Misses>,
     banned: BTreeSet<NodeId>,
+    /// When neighbours announced each hub fetch they are making (the latest announcement), and
+    /// whether as it started (a `Fetching`, rather than in a `Hello`), bounded.
+    announced: BTreeMap<(NodeId, u32), (Time, bool)>,
     /// Peers not asked again for a block (at most `max` per block).
     excluded: BTreeMap<u32, Vec<NodeId>>,
     holders: Vec<u32>,
@@ -81,7 +98,9 @@ impl Neighbours {
             peers: BTreeMap::new(),
             said_bye: BTreeMap::new(),
             faults: BTreeMap::new(),
+            misses: BTreeMap::new(),
             banned: BTreeSet::new(),
+            announced: BTreeMap::new(),
             excluded: BTreeMap::new(),
             holders: Vec::new(),
             fetchers: Vec::new(),
@@ -142,7 +161,7 @@ impl Neighbours {
 
     /// Picks random members as new outbound neighbours until this node has `want` of them
     /// (a bounded number of draws). Returns them in the order picked; each needs a `Hello`.
-    pub(super) fn pick_more(&mut self, rng: &mut Rng) -> Vec<NodeId> {
+    pub(super) fn pick_more(&mut self, rng: &mut Rng, now: Time) -> Vec<NodeId> {
         let mut picked = Vec::new();
         if self.members.is_empty() {
             return picked;
@@ -156,7 +175,7 @@ impl Neighbours {
             if self.peers.contains_key(&pick) || self.said_bye.contains_key(&pick) {
                 continue;
             }
-            self.peers.insert(pick, Peer::new(true));
+            self.peers.insert(pick, Peer::new(true, now));
             picked.push(pick);
             need -= 1;
         }
@@ -164,14 +183,14 @@ impl Neighbours {
     }
 
     /// Takes `from`, whose `Hello` arrived, as a neighbour; false when the set is full.
-    pub(super) fn accept(&mut self, from: NodeId) -> bool {
+    pub(super) fn accept(&mut self, from: NodeId, now: Time) -> bool {
         if self.peers.contains_key(&from) {
             return true;
         }
         if self.peers.len() >= self.max {
             return false;
         }
-        self.peers.insert(from, Peer::new(false));
+        self.peers.insert(from, Peer::new(false, now));
         true
     }
 
@@ -183,10 +202,23 @@ impl Neighbours {
 
     /// Whether every neighbour this node picked has sent its `Hello`.
     pub(super) fn all_outbound_greeted(&self) -> bool {
-        self.peers
-            .values()
-            .filter(|p| p.outbound)
-            .all(|p| p.greeted)
+        self.peers.values().all(|p| p.greeted)
+    }
+
+    /// The neighbours this node picked that have not answered its `Hello` within `timeout`,
+    /// and when the next one would be due.
+    pub(super) fn silent(&self, now: Time, timeout: Duration) -> (Vec<NodeId>, Option<Time>) {
+        let mut silent = Vec::new();
+        let mut next: Option<Time> = None;
+        for (&id, p) in self.peers.iter().filter(|(_, p)| !p.greeted) {
+            let due = p.hello_at + timeout;
+            if due <= now {
+                silent.push(id);
+            } else {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        (silent, next)
     }
 
     /// Removes a neighbour and what it held and fetched.
@@ -194,15 +226,31 @@ impl Neighbours {
         let peer = self.peers.remove(&id)?;
         let mut changes = Vec::new();
         for b in peer.bits.iter() {
-            changes.extend(self.add_holder(b, -1));
+            if !self.is_excluded(b, id) {
+                changes.extend(self.add_holder(b, -1));
+            }
         }
         for b in peer.fetching.iter() {
             changes.extend(self.add_fetcher(b, -1));
         }
+        self.announced.retain(|(p, _), _| *p != id);
         Some(changes)
     }
 
-    /// `from` said `Bye`: it is not picked again for a while.
+    /// A deposed owner's announced hub fetches no longer count.
+    pub(super) fn drop_fetching(&mut self, id: NodeId) -> Vec<Change> {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return Vec::new();
+        };
+        let fetching = std::mem::take(&mut peer.fetching);
+        self.announced.retain(|(p, _), _| *p != id);
+        fetching
+            .iter()
+            .filter_map(|b| self.add_fetcher(b, -1))
+            .collect()
+    }
+
+    /// `from` said `Bye` (or was dropped): it is not picked again for a while.
     pub(super) fn said_bye(&mut self, from: NodeId, now: Time) {
         self.said_bye.insert(from, now + BYE_QUIET);
     }
@@ -218,6 +266,7 @@ impl Neighbours {
         self.holders.clear();
         self.fetchers.clear();
         self.excluded.clear();
+        self.announced.clear();
         for peer in self.peers.values_mut() {
             peer.bits = Bitfield::new();
             peer.fetching = Bitfield::new();
@@ -250,6 +299,10 @@ impl Neighbours {
             .map(|(id, _)| *id)
     }
 
+    fn is_excluded(&self, idx: u32, id: NodeId) -> bool {
+        self.excluded.get(&idx).is_some_and(|e| e.contains(&id))
+    }
+
     /// Adds holdings from a `Hello`. Holdings only grow during a release (a `NotFound` answer
     /// clears one bit), so a union is right even when a `Hello` overtakes a `Have`.
     pub(super) fn add_bits(&mut self, id: NodeId, bits: &Bitfield) -> Vec<Change> {
@@ -257,32 +310,72 @@ impl Neighbours {
             return Vec::new();
         };
         let added: Vec<u32> = bits.iter().filter(|b| peer.bits.set(*b)).collect();
-        added
+        let counted: Vec<u32> = added
+            .into_iter()
+            .filter(|&b| !self.is_excluded(b, id))
+            .collect();
+        counted
             .into_iter()
             .filter_map(|b| self.add_holder(b, 1))
             .collect()
     }
 
-    /// Records hub fetches a neighbour announced (of blocks it does not hold yet).
+    /// Records hub fetches a neighbour announced at `now` (of blocks it does not hold yet),
+    /// `started` if as they started (a `Fetching`, not a `Hello`). A repeated announcement is
+    /// a retry: its time replaces the earlier one.
     pub(super) fn add_fetching(
         &mut self,
         id: NodeId,
         blocks: impl Iterator<Item = u32>,
+        now: Time,
+        started: bool,
     ) -> Vec<Change> {
         let Some(peer) = self.peers.get_mut(&id) else {
             return Vec::new();
         };
-        let added: Vec<u32> = blocks
-            .filter(|b| !peer.bits.get(*b) && peer.fetching.set(*b))
-            .collect();
+        let mut added = Vec::new();
+        for b in blocks.filter(|b| !peer.bits.get(*b) && *b < MAX_BLOCKS) {
+            if peer.fetching.set(b) {
+                added.push(b);
+            }
+            let room = self.announced.len() < ANNOUNCED || self.announced.contains_key(&(id, b));
+            if room {
+                self.announced.insert((id, b), (now, started));
+            }
+        }
         added
             .into_iter()
             .filter_map(|b| self.add_fetcher(b, 1))
             .collect()
     }
 
-    /// A neighbour's `Have`: the blocks are held, no longer fetched.
-    pub(super) fn have(&mut self, id: NodeId, blocks: Vec<u32>) -> Vec<Change> {
+    /// Voids the announced hub fetches that `overdue(announced at, block)` says should have
+    /// completed by now: they no longer count.
+    pub(super) fn void_overdue(&mut self, overdue: impl Fn(Time, u32) -> bool) -> Vec<Change> {
+        let stale: Vec<(NodeId, u32)> = self
+            .announced
+            .iter()
+            .filter(|&(&(_, b), &(t, _))| overdue(t, b))
+            .map(|(&k, _)| k)
+            .collect();
+        let mut changes = Vec::new();
+        for (id, b) in stale {
+            self.announced.remove(&(id, b));
+            if self.peers.get_mut(&id).is_some_and(|p| p.fetching.clear(b)) {
+                changes.extend(self.add_fetcher(b, -1));
+            }
+        }
+        changes
+    }
+
+    /// A neighbour's `Have`: the blocks are held, no longer fetched. The hub fetches it had
+    /// announced go to `fetched` with their start.
+    pub(super) fn have(
+        &mut self,
+        id: NodeId,
+        blocks: Vec<u32>,
+        fetched: &mut Vec<(u32, Time)>,
+    ) -> Vec<Change> {
         let Some(peer) = self.peers.get_mut(&id) else {
             return Vec::new();
         };
@@ -296,10 +389,16 @@ impl Neighbours {
                 done.push(b);
             }
         }
+        for &b in &done {
+            if let Some((start, true)) = self.announced.remove(&(id, b)) {
+                fetched.push((b, start));
+            }
+        }
         let mut changes: Vec<Change> = done
             .into_iter()
             .filter_map(|b| self.add_fetcher(b, -1))
             .collect();
+        new.retain(|&b| !self.is_excluded(b, id));
         changes.extend(new.into_iter().filter_map(|b| self.add_holder(b, 1)));
         changes
     }
@@ -310,7 +409,7 @@ impl Neighbours {
             .peers
             .get_mut(&id)
             .is_some_and(|peer| peer.bits.clear(idx));
-        if cleared {
+        if cleared && !self.is_excluded(idx, id) {
             self.add_holder(idx, -1)
         } else {
             None
@@ -406,32 +505,87 @@ impl Neighbours {
         if !self.banned.insert(id) {
             return false;
         }
+        if self.banned.len() > TRACKED {
+            self.banned.pop_first();
+        }
         self.remove_member(id);
         true
     }
 
-    /// Counts a fault of `peer`; returns its faults so far.
+    /// Counts a corrupt block from `peer`; returns its faults so far (see [`Self::faults`]).
     pub(super) fn add_fault(&mut self, peer: NodeId) -> u32 {
-        let faults = self.faults.entry(peer).or_insert(0);
-        *faults += 1;
-        *faults
+        bump(&mut self.faults, peer);
+        self.faults(peer)
     }
 
+    /// Counts a request `peer` failed; returns its faults so far.
+    ///
+    /// A request that started before the peer's last counted miss overlapped it, and the
+    /// overlapping failures count once: a peer that was slow for a while (under load, or
+    /// behind a congested link) takes one miss for that while, not one per request it had
+    /// in flight. Returns the peer's faults, or `None` if this failure was not counted.
+    pub(super) fn add_miss(&mut self, peer: NodeId, started: Time, now: Time) -> Option<u32> {
+        if let Some(m) = self.misses.get_mut(&peer) {
+            if started <= m.last {
+                return None;
+            }
+            m.count = m.count.saturating_add(1);
+            m.last = now;
+        } else {
+            if self.misses.len() >= TRACKED {
+                self.misses.pop_first();
+            }
+            self.misses.insert(
+                peer,
+                Misses {
+                    count: 1,
+                    last: now,
+                },
+            );
+        }
+        Some(self.faults(peer))
+    }
+
+    /// `peer` delivered a block that verified: its failed requests are forgiven (its corrupt
+    /// blocks are not).
+    pub(super) fn delivered(&mut self, peer: NodeId) {
+        self.misses.remove(&peer);
+    }
+
+    /// The corrupt blocks `peer` sent, plus the requests it failed since it last delivered.
     pub(super) fn faults(&self, peer: NodeId) -> u32 {
-        self.faults.get(&peer).copied().unwrap_or(0)
+        let corrupt = self.faults.get(&peer).copied().unwrap_or(0);
+        corrupt.saturating_add(self.misses.get(&peer).map_or(0, |m| m.count))
     }
 
-    /// `peer` is not asked for `idx` again (until the block is held or the release changes).
-    pub(super) fn exclude(&mut self, idx: u32, peer: NodeId) {
+    /// `peer` is not asked for `idx` again, nor counted as its holder (until the block is held
+    /// or the release changes).
+    pub(super) fn exclude(&mut self, idx: u32, peer: NodeId) -> Option<Change> {
         let list = self.excluded.entry(idx).or_default();
-        if !list.contains(&peer) && list.len() < self.max {
-            list.push(peer);
+        if list.contains(&peer) || list.len() >= self.max {
+            return None;
+        }
+        list.push(peer);
+        let holds = self.peers.get(&peer).is_some_and(|p| p.bits.get(idx));
+        if holds {
+            self.add_holder(idx, -1)
+        } else {
+            None
         }
     }
 
-    /// `idx` is held: its exclusions are moot.
-    pub(super) fn clear_exclusions(&mut self, idx: u32) {
-        self.excluded.remove(&idx);
+    /// `idx` is held: its exclusions are moot, and its excluded holders count again.
+    pub(super) fn clear_exclusions(&mut self, idx: u32) -> Vec<Change> {
+        let Some(list) = self.excluded.remove(&idx) else {
+            return Vec::new();
+        };
+        let back: Vec<NodeId> = list
+            .into_iter()
+            .filter(|id| self.peers.get(id).is_some_and(|p| p.bits.get(idx)))
+            .collect();
+        back.into_iter()
+            .filter_map(|_| self.add_holder(idx, 1))
+            .collect()
     }
 }
 
@@ -445,6 +599,23 @@ fn counter(counts: &mut Vec<u32>, idx: u32) -> Option<&mut u32> {
         counts.resize(i + 1, 0);
     }
     Some(&mut counts[i])
+}
+
+/// Counts one more for `peer`, within [`TRACKED`] peers.
+/// The requests a peer failed since it last delivered one.
+#[derive(Debug, Clone, Copy)]
+struct Misses {
+    count: u32,
+    /// When the last counted one failed.
+    last: Time,
+}
+
+fn bump(counts: &mut BTreeMap<NodeId, u32>, peer: NodeId) {
+    if counts.len() >= TRACKED && !counts.contains_key(&peer) {
+        counts.pop_first();
+    }
+    let n = counts.entry(peer).or_insert(0);
+    *n = n.saturating_add(1);
 }
 
 #[cfg(test)]
@@ -470,7 +641,7 @@ mod tests {
     #[test]
     fn holder_and_fetcher_counts_follow_hellos_haves_and_departures() {
         let mut n = Neighbours::new(&AgentConfig::default());
-        assert!(n.accept(A) && n.accept(B));
+        assert!(n.accept(A, Time::ZERO) && n.accept(B, Time::ZERO));
         let changes = n.add_bits(A, &bits(&[1, 2]));
         assert_eq!(
             changes,
@@ -488,17 +659,23 @@ mod tests {
             ]
         );
         // Block 1 is held by A already: not counted as fetched by A.
-        n.add_fetching(A, [1, 3].into_iter());
-        n.add_fetching(B, [3].into_iter());
+        n.add_fetching(A, [1, 3].into_iter(), Time::ZERO, true);
+        n.add_fetching(B, [3].into_iter(), Time::ZERO, true);
         assert_eq!(n.fetchers_of(3), 2);
         assert_eq!(n.fetchers_of(1), 0);
-        let changes = n.have(B, vec![2, 3, 3]);
+        let mut fetched = Vec::new();
+        let changes = n.have(B, vec![2, 3, 3], &mut fetched);
+        assert_eq!(fetched, [(3, Time::ZERO)], "B's hub fetch of 3 completed");
         assert_eq!(changes[0], Change::Fetchers { idx: 3, after: 1 });
         assert_eq!(changes.len(), 3);
         assert_eq!(holders(&n, &[1, 2, 3]), [1, 2, 1]);
         assert_eq!(n.holders(2).collect::<Vec<_>>(), [A, B]);
         n.exclude(2, A);
         assert_eq!(n.holders(2).collect::<Vec<_>>(), [B]);
+        assert_eq!(holders(&n, &[2]), [1], "an excluded holder does not count");
+        n.clear_exclusions(2);
+        assert_eq!(holders(&n, &[2]), [2]);
+        n.exclude(2, A);
         assert_eq!(
             n.not_found(B, 3),
             Some(Change::Holders {
@@ -509,7 +686,11 @@ mod tests {
         );
         assert_eq!(n.not_found(B, 3), None);
         n.remove(A).unwrap();
-        assert_eq!(holders(&n, &[1, 2, 3]), [0, 1, 0]);
+        assert_eq!(
+            holders(&n, &[1, 2, 3]),
+            [0, 1, 0],
+            "A was not counted for 2"
+        );
         assert_eq!(n.fetchers_of(3), 0);
         assert!(n.remove(A).is_none());
         n.restart();
@@ -528,7 +709,8 @@ mod tests {
         let gone = n.set_members(vec![C, A, NodeId(9), B, A]);
         assert!(gone.is_empty());
         assert_eq!(n.members(), [A, B, C]);
-        assert!(n.accept(A) && n.accept(B) && !n.accept(C));
+        let t = Time::ZERO;
+        assert!(n.accept(A, t) && n.accept(B, t) && !n.accept(C, t));
         assert!(n.ban(B) && !n.ban(B));
         assert!(n.is_banned(B) && !n.add_member(B) && !n.add_member(NodeId(9)));
         assert_eq!(n.members(), [A, C]);
@@ -536,13 +718,41 @@ mod tests {
         assert_eq!(n.set_members(vec![A, B, C]), [B]);
         assert_eq!(n.members(), [A, C]);
         assert_eq!((n.add_fault(A), n.add_fault(A), n.faults(C)), (1, 2, 0));
+        assert_eq!(
+            (n.add_miss(A, t, t), n.add_miss(C, t, t)),
+            (Some(3), Some(1))
+        );
+        n.delivered(A);
+        n.delivered(C);
+        assert_eq!(
+            (n.faults(A), n.faults(C)),
+            (2, 0),
+            "corrupt blocks are not forgiven"
+        );
+    }
+
+    #[test]
+    fn overlapping_failed_requests_count_as_one_miss() {
+        let mut n = Neighbours::new(&AgentConfig::default());
+        let at = |s: u64| Time::ZERO + Duration::from_secs(s);
+        // Three requests in flight together time out one after another: one miss.
+        assert_eq!(n.add_miss(A, at(0), at(3)), Some(1));
+        assert_eq!(n.add_miss(A, at(1), at(4)), None);
+        assert_eq!(n.add_miss(A, at(3), at(5)), None);
+        // A request started after that miss is a new failure.
+        assert_eq!(n.add_miss(A, at(4), at(7)), Some(2));
+        assert_eq!(n.add_miss(A, at(8), at(11)), Some(3));
+        // A delivery forgives them; the next failure starts a new count.
+        n.delivered(A);
+        assert_eq!(n.add_miss(A, at(9), at(12)), Some(1));
+        assert_eq!(n.faults(B), 0);
     }
 
     #[test]
     fn announcements_go_once_to_neighbours_that_lack_the_blocks() {
         let mut n = Neighbours::new(&AgentConfig::default());
-        n.accept(A);
-        n.accept(B);
+        n.accept(A, Time::ZERO);
+        n.accept(B, Time::ZERO);
         n.add_bits(A, &bits(&[5]));
         n.queue_have(5);
         n.queue_have(6);

@@ -4,19 +4,21 @@
 //! owners: the members present when its boot started, less those that left or were banned
 //! since. A member that arrives later never takes ownership, so ownership cannot move away
 //! from a node that may already be fetching. Ranks (1 + the owners that outrank this node) are
-//! counted up to [`RANK_CAP`] and updated in O(blocks) when an owner leaves. A node that joined
-//! a swarm under way leaves the chunks it ranks first to the nodes already there for a grace.
+//! counted up to [`RANK_CAP`] and updated in O(blocks) when an owner leaves or is deposed. A
+//! node that joined a swarm under way leaves the chunks it ranks first to the nodes already
+//! there for a grace.
 
 use std::ops::Range;
 use std::time::Duration;
 
+use super::duty::FOLLOW_DEPTH;
 use super::hub::ANYONE_LEVEL;
 use super::plan::{Plan, State};
 use super::timers::{TimerKind, Timers};
 use super::{AgentConfig, Bitfield, NodeId, Time, mix64};
 
-/// Ranks are counted up to here: beyond the last fallback level they all mean "not yet".
-const RANK_CAP: u32 = ANYONE_LEVEL + 1;
+/// Ranks are counted up to here: beyond the ranks a node follows they all mean "not yet".
+const RANK_CAP: u32 = FOLLOW_DEPTH + 1;
 
 /// What the other parts know of a block, for the decision to fetch it from the hub.
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +63,17 @@ impl Owners {
             boot_started: Time::ZERO,
             joiner_decided: false,
         }
+    }
+
+    /// The owners, sorted.
+    pub(super) fn owners(&self) -> &[NodeId] {
+        &self.owners
+    }
+
+    /// Per block of the plan, 1 + the owners above this node (counted up to a cap beyond the
+    /// ranks a node follows).
+    pub(super) fn ranks(&self) -> &[u32] {
+        &self.ranks
     }
 
     /// The cohort has members (again).
@@ -215,7 +228,7 @@ fn score(member: NodeId, key: u64) -> u64 {
 }
 
 /// 1 + the members that outrank `me` for `key`, counted up to [`RANK_CAP`] (ranks beyond the
-/// last fallback level are all alike, and the early stop keeps this cheap).
+/// ones a node follows are all alike, and the early stop keeps this cheap).
 fn rank_of(members: &[NodeId], me: NodeId, key: u64) -> u32 {
     let mine = score(me, key);
     let mut rank = 1;
@@ -245,11 +258,11 @@ mod tests {
     #[test]
     fn a_departed_owner_moves_its_blocks_to_the_next_ranked() {
         let plan = test_plan(200);
-        let members: Vec<NodeId> = (1..8).map(NodeId).collect();
+        let members: Vec<NodeId> = (1..14).map(NodeId).collect();
         let mut owners = owners_of(&members, &plan);
         assert!(owners.ranks.contains(&RANK_CAP));
         assert!(owners.ranks.contains(&1));
-        for gone in [NodeId(3), NodeId(6), NodeId(1)] {
+        for gone in [NodeId(3), NodeId(6), NodeId(1), NodeId(9), NodeId(12)] {
             assert!(owners.forget(gone, Some(&plan)));
             assert!(!owners.forget(gone, Some(&plan)), "already gone");
             let left: Vec<NodeId> = owners.owners.clone();

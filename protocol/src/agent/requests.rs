@@ -41,6 +41,8 @@ struct PeerLoad {
     inflight: u32,
     /// A `Busy` answer: not asked again before.
     busy_until: Time,
+    /// The first `Busy` answer since the peer last delivered.
+    busy_since: Option<Time>,
 }
 
 #[derive(Debug)]
@@ -262,10 +264,27 @@ impl Requests {
 
     // ----- peers -----
 
-    /// `peer` answered busy: leave it alone until `until`.
-    pub(super) fn busy(&mut self, peer: NodeId, until: Time, timers: &mut Timers) {
-        self.loads.entry(peer).or_default().busy_until = until;
+    /// `peer` answered busy at `now`: leave it alone until `until`. Returns how long it has
+    /// answered only `Busy` (since its first `Busy` after its last delivery).
+    pub(super) fn busy(
+        &mut self,
+        peer: NodeId,
+        now: Time,
+        until: Time,
+        timers: &mut Timers,
+    ) -> Duration {
+        let load = self.loads.entry(peer).or_default();
+        load.busy_until = until;
+        let since = *load.busy_since.get_or_insert(now);
         timers.arm_earliest(TimerKind::BusyWake, until);
+        now.saturating_duration_since(since)
+    }
+
+    /// `peer` delivered a block: its `Busy` streak ends.
+    pub(super) fn delivered(&mut self, peer: NodeId) {
+        if let Some(load) = self.loads.get_mut(&peer) {
+            load.busy_since = None;
+        }
     }
 
     /// `peer` is no longer a neighbour (its requests are finished).
@@ -432,8 +451,17 @@ mod tests {
         reqs.start(&plan, 2, 1, Source::Peer(A), Time::ZERO, &mut timers);
         assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), Some(B));
         assert_eq!(reqs.single_sourced(), vec![(1, A)]);
-        reqs.busy(B, secs(1), &mut timers);
+        assert_eq!(
+            reqs.busy(B, Time::ZERO, secs(1), &mut timers),
+            Duration::ZERO
+        );
         assert_eq!(timers.next(), Some(secs(1)));
+        assert_eq!(
+            reqs.busy(B, secs(1), secs(1), &mut timers),
+            secs(1).saturating_duration_since(Time::ZERO)
+        );
+        reqs.delivered(B);
+        assert_eq!(reqs.busy(B, secs(1), secs(1), &mut timers), Duration::ZERO);
         assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), None);
         assert_eq!(reqs.pick_holder(2, both(), None, secs(1)), Some(B));
         assert_eq!(reqs.pick_holder(2, both(), Some(B), secs(1)), None);

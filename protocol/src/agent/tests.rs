@@ -101,6 +101,10 @@ struct Net {
     hub_ms: u64,
     corrupt: BTreeSet<usize>,
     silent: BTreeSet<usize>,
+    /// Nodes that answer every block request with `Other`.
+    withhold: BTreeSet<usize>,
+    /// Nodes whose every hub fetch fails.
+    no_hub: BTreeSet<usize>,
     hub_fetches: Vec<(usize, Cid, Time)>,
     fetches: Vec<(usize, Source, Cid, Time)>,
     sent: Vec<(usize, usize, Message)>,
@@ -131,6 +135,8 @@ impl Net {
             hub_ms: 5,
             corrupt: BTreeSet::new(),
             silent: BTreeSet::new(),
+            withhold: BTreeSet::new(),
+            no_hub: BTreeSet::new(),
             hub_fetches: Vec::new(),
             fetches: Vec::new(),
             sent: Vec::new(),
@@ -247,7 +253,7 @@ impl Net {
                 match from {
                     Source::Hub => {
                         self.hub_fetches.push((node, cid, self.now));
-                        let input = if self.hub_up {
+                        let input = if self.hub_up && !self.no_hub.contains(&node) {
                             Input::Block {
                                 req,
                                 payload: self.rel.blocks[&cid].clone(),
@@ -264,7 +270,10 @@ impl Net {
                         let id = self.next_serve;
                         self.next_serve += 1;
                         self.serve_map.insert(id, (node, req));
-                        if !self.silent.contains(&(p.0 as usize)) {
+                        if self.withhold.contains(&(p.0 as usize)) {
+                            let error = FetchError::Other;
+                            self.after(1, Ev::Input(node, Input::FetchFailed { req, error }));
+                        } else if !self.silent.contains(&(p.0 as usize)) {
                             self.after(
                                 1,
                                 Ev::Input(
@@ -971,4 +980,56 @@ fn unknown_answers_and_garbage_inputs_do_not_panic() {
         outs.iter()
             .any(|o| matches!(o, Output::Event(Event::Failed { .. })))
     );
+}
+
+#[test]
+fn a_holder_that_advertises_and_never_delivers_is_banned() {
+    let rel = release(2, 10);
+    let mut net = Net::new(rel, 3, |_| AgentConfig {
+        hub: HubMode::Off,
+        ..AgentConfig::default()
+    });
+    net.seed(1);
+    net.seed(2);
+    net.withhold.insert(1);
+    net.members(&[0, 1, 2]);
+    net.boot(1);
+    net.boot(2);
+    net.run_until(100);
+    net.boot(0);
+    net.run_until(20_000);
+    assert!(net.booted(0));
+    let agent = net.agents[0].as_ref().unwrap();
+    assert!(agent.is_banned(NodeId(1)), "failed requests are faults");
+    assert!(!agent.is_banned(NodeId(2)));
+    assert!(agent.stats().misses >= u64::from(AgentConfig::default().ban_after));
+}
+
+#[test]
+fn an_owner_that_cannot_reach_the_hub_loses_its_blocks_within_seconds() {
+    // Node 3's own route to the hub is broken: it answers messages, owns a quarter of the
+    // blocks, and never delivers them. The others take them over long before stall level 3.
+    let rel = release(3, 10);
+    let mut net = Net::new(rel, 4, cfg(7));
+    net.no_hub.insert(3);
+    net.members(&[0, 1, 2, 3]);
+    for i in 0..4 {
+        net.boot(i);
+    }
+    net.run_until(2_000);
+    assert!(
+        (0..3).all(|i| net.booted(i)),
+        "booted within the first stall period"
+    );
+    let deposed: u64 = (0..3)
+        .map(|i| net.agents[i].as_ref().unwrap().stats().owners_deposed)
+        .sum();
+    assert!(deposed >= 1);
+    assert!((0..3).any(|i| net.events_of(i).any(|e| matches!(
+        e,
+        Event::PeerPenalised {
+            peer: NodeId(3),
+            ..
+        }
+    ))));
 }

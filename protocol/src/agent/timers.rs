@@ -24,6 +24,10 @@ pub(super) enum TimerKind {
     Escalate,
     /// A node that joined a swarm under way may fetch the chunks it ranks first.
     JoinerGrace,
+    /// A neighbour this node picked may have failed to answer its `Hello`.
+    Greet,
+    /// An owner may have failed to deliver a block in time.
+    Duty,
 }
 
 /// When each armed timer is due.

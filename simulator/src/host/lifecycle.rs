@@ -36,7 +36,7 @@ impl World<'_> {
             let cfg = self.agent_config(n);
             let host = &mut self.hosts[n as usize];
             host.alive = true;
-            host.agent = Some(Box::new(Agent::new(cfg)));
+            host.agent = (host.role == Role::Node).then(|| Box::new(Agent::new(cfg)));
             host.timer = None;
             host.timer_gen = host.timer_gen.wrapping_add(1);
         }
@@ -53,7 +53,7 @@ impl World<'_> {
                             .filter(|&x| {
                                 self.hosts[x as usize].alive && self.hosts[x as usize].group == g
                             })
-                            .map(|x| NodeId(x as u64))
+                            .flat_map(|x| self.identities(x))
                             .collect()
                     })
                     .clone()
@@ -76,24 +76,25 @@ impl World<'_> {
     /// Tells node `o` (its agent, and its follower when it ranks pollers) that `n` joined or
     /// left.
     fn member(&mut self, o: u32, n: u32, up: bool) {
-        let id = NodeId(n as u64);
-        if self.peers_mode() {
-            self.input(
-                o,
-                if up {
-                    Input::MemberUp(id)
+        for id in self.identities(n) {
+            if self.peers_mode() {
+                self.input(
+                    o,
+                    if up {
+                        Input::MemberUp(id)
+                    } else {
+                        Input::MemberDown(id)
+                    },
+                );
+            }
+            if self.followers_rank() {
+                let fact = if up {
+                    follower::Input::MemberUp(id)
                 } else {
-                    Input::MemberDown(id)
-                },
-            );
-        }
-        if self.followers_rank() {
-            let fact = if up {
-                follower::Input::MemberUp(id)
-            } else {
-                follower::Input::MemberDown(id)
-            };
-            self.tell(o, fact);
+                    follower::Input::MemberDown(id)
+                };
+                self.tell(o, fact);
+            }
         }
     }
 
@@ -225,6 +226,15 @@ impl World<'_> {
                     }
                 }
             }
+            (
+                FaultKind::Sybil { .. }
+                | FaultKind::Withhold
+                | FaultKind::Trickle { .. }
+                | FaultKind::Replay { .. }
+                | FaultKind::ForgeFlood { .. }
+                | FaultKind::HubUnreachable,
+                on,
+            ) => self.adversary_fault(idx, on),
             (FaultKind::Loss { p }, on) => {
                 let all = f.nodes == crate::scenario::NodeSel::All;
                 for n in 0..self.sc.nodes {

@@ -42,6 +42,9 @@ impl World<'_> {
     /// goes nowhere: a process that just started has no gossip links yet.
     pub(super) fn start_follower(&mut self, n: u32, members: Option<Vec<NodeId>>) {
         let h = &self.hosts[n as usize];
+        if h.role != Role::Node {
+            return;
+        }
         let cfg = FollowerConfig {
             me: NodeId(n as u64),
             seed: mix(&[self.seed, n as u64, purpose::FOLLOWER, h.incarnation]),
@@ -305,7 +308,7 @@ impl World<'_> {
         }
         self.stats.control_bytes += REQUEST_BYTES;
         let epoch = self.hosts[n as usize].epoch;
-        let ok = self.hub_up;
+        let ok = self.hub_up && !self.hosts[n as usize].hub_unreachable;
         self.at(
             2 * self.sc.hub_latency,
             Ev::PollAnswer { node: n, epoch, ok },

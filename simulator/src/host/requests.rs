@@ -60,7 +60,7 @@ impl World<'_> {
             return;
         }
         if r.src == HUB {
-            if self.hub_up {
+            if self.hub_up && !self.hosts[r.requester as usize].hub_unreachable {
                 self.reqs[h as usize].stage = Stage::OnFlow;
                 let len = self.rel.blocks[r.block as usize].len as u64;
                 self.net.enqueue(
@@ -99,6 +99,10 @@ impl World<'_> {
             );
             return;
         }
+        if self.hosts[r.src as usize].role != Role::Node {
+            self.attacker_request(h, g, &r);
+            return;
+        }
         self.reqs[h as usize].stage = Stage::AtServer;
         let cid = self.rel.blocks[r.block as usize].cid;
         self.input(
@@ -118,21 +122,7 @@ impl World<'_> {
                 if to >= self.sc.nodes || to == n {
                     return;
                 }
-                let bytes = msg.encoded_len() as u64 + FRAME_BYTES;
-                let d = self.ctl_delay(n, to, bytes);
-                if self.lost(n, to) || !self.reachable(n, to) {
-                    return;
-                }
-                let epoch = self.hosts[to as usize].epoch;
-                self.at(
-                    d,
-                    Ev::Msg {
-                        from: n,
-                        to,
-                        epoch,
-                        msg,
-                    },
-                );
+                self.send(n, to, msg);
             }
             Output::Fetch { req, from, cid, .. } => self.fetch(n, req, from, cid),
             Output::Cancel { req } => {
@@ -191,6 +181,25 @@ impl World<'_> {
             }
             Output::Event(e) => self.event(n, e),
         }
+    }
+
+    /// Sends a control message from host `n` to host `to`.
+    pub(super) fn send(&mut self, n: u32, to: u32, msg: Message) {
+        let bytes = msg.encoded_len() as u64 + FRAME_BYTES;
+        let d = self.ctl_delay(n, to, bytes);
+        if self.lost(n, to) || !self.reachable(n, to) {
+            return;
+        }
+        let epoch = self.hosts[to as usize].epoch;
+        self.at(
+            d,
+            Ev::Msg {
+                from: n,
+                to,
+                epoch,
+                msg,
+            },
+        );
     }
 
     /// The server's agent agreed to serve: the chunk joins the connection's flow.
@@ -275,7 +284,7 @@ impl World<'_> {
         }
         if src == HUB {
             self.stats.control_bytes += REQUEST_BYTES;
-            if self.hub_up {
+            if self.hub_up && !self.hosts[n as usize].hub_unreachable {
                 self.at(self.sc.hub_latency, Ev::ReqArrive { h, g });
             } else {
                 self.reqs[h as usize].stage = Stage::Returning;

@@ -50,6 +50,8 @@ pub(super) fn checks(
         );
     }
     upgrade(&mut out, x, r);
+    adversaries(&mut out, x, r);
+    recovery(&mut out, x, r);
     if let Some(why) = &r.aborted {
         out.push("no_abort", false, why.clone());
     }
@@ -254,6 +256,72 @@ fn upgrade(out: &mut Checks, x: &Expect, r: &SeedResult) {
                 "{penalised}/{all} injectors penalised, {} honest nodes penalised",
                 r.honest_gossip_penalised
             ),
+        );
+    }
+}
+
+/// Adversaries: honest nodes as fast as without them, every adversary caught, no honest node
+/// banned.
+fn adversaries(out: &mut Checks, x: &Expect, r: &SeedResult) {
+    let a = r.adversaries.as_ref();
+    if let Some(m) = x.honest_time_vs_clean_max {
+        let v = a.and_then(|a| a.honest_time_vs_clean);
+        let clean = a.and_then(|a| a.clean_all_booted_s);
+        out.push(
+            "honest_time_vs_clean",
+            v.is_some_and(|v| v <= m),
+            format!("{} <= {m} (clean {} s)", fmt(v), fmt(clean)),
+        );
+    }
+    if let Some(want) = x.each_adversary_penalised {
+        let got = a.is_some_and(|a| a.identities > 0 && a.penalised == a.identities);
+        out.push(
+            "each_adversary_penalised",
+            got == want,
+            a.map_or("no adversaries".into(), |a| {
+                format!("{}/{} adversaries penalised", a.penalised, a.identities)
+            }),
+        );
+    }
+    if let Some(want) = x.no_honest_banned {
+        let banned = a.map_or(0, |a| a.honest_banned);
+        out.push(
+            "no_honest_banned",
+            (banned == 0) == want,
+            format!("{banned} honest nodes banned"),
+        );
+    }
+}
+
+/// How soon the farm recovers once a fault ends.
+fn recovery(out: &mut Checks, x: &Expect, r: &SeedResult) {
+    if let Some(m) = x.hub_recovery_vs_tmin_max {
+        let v = r.hub_recovery_s.map(|s| s / r.t_min_s);
+        out.push(
+            "hub_recovery_vs_tmin",
+            v.is_some_and(|v| v <= m),
+            format!(
+                "{} <= {m} ({} s after the hub's return)",
+                fmt(v),
+                fmt(r.hub_recovery_s)
+            ),
+        );
+    }
+    if let Some(m) = x.rejoin_boot_max {
+        let m = secs(m);
+        out.push(
+            "rejoin_boot",
+            r.rejoin_boot_s.is_some_and(|v| v <= m),
+            format!("{} s <= {m} s", fmt(r.rejoin_boot_s)),
+        );
+    }
+    if let Some(m) = x.announce_all_max {
+        let m = secs(m);
+        let v = r.upgrade.as_ref().and_then(|u| u.announce_all_s);
+        out.push(
+            "announce_all",
+            v.is_some_and(|v| v <= m),
+            format!("{} s <= {m} s", fmt(v)),
         );
     }
 }

@@ -47,6 +47,19 @@ pub struct Expect {
     pub bad_installs: Option<u64>,
     /// Every node that injects a bad release is penalised by some honest node.
     pub each_injector_penalised: Option<bool>,
+    /// Honest nodes' all-booted time over that of the same scenario without its faults.
+    pub honest_time_vs_clean_max: Option<f64>,
+    /// Every adversary identity (but replayers of a valid release) is penalised, banned or
+    /// has its gossip rejected by some node.
+    pub each_adversary_penalised: Option<bool>,
+    /// No honest node is banned by anyone.
+    pub no_honest_banned: Option<bool>,
+    /// Time from the end of the last hub outage until all honest nodes booted, over T_min.
+    pub hub_recovery_vs_tmin_max: Option<f64>,
+    /// Longest time from a crashed node's restart to its boot (ns).
+    pub rejoin_boot_max: Option<u64>,
+    /// Time for every node to hear of the published release (ns).
+    pub announce_all_max: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -72,6 +85,12 @@ pub(super) struct RawExpect {
     hub_polls_per_period_max: Option<f64>,
     bad_installs: Option<u64>,
     each_injector_penalised: Option<bool>,
+    honest_time_vs_clean_max: Option<f64>,
+    each_adversary_penalised: Option<bool>,
+    no_honest_banned: Option<bool>,
+    hub_recovery_vs_tmin_max: Option<f64>,
+    rejoin_boot_max: Option<String>,
+    announce_all_max: Option<String>,
 }
 
 /// Fills `expect`.
@@ -113,6 +132,20 @@ pub(super) fn parse(cx: &Ctx<'_>, x: &RawExpect, sc: &mut Scenario) -> Result<()
         hub_polls_per_period_max: x.hub_polls_per_period_max,
         bad_installs: x.bad_installs,
         each_injector_penalised: x.each_injector_penalised,
+        honest_time_vs_clean_max: x.honest_time_vs_clean_max,
+        each_adversary_penalised: x.each_adversary_penalised,
+        no_honest_banned: x.no_honest_banned,
+        hub_recovery_vs_tmin_max: x.hub_recovery_vs_tmin_max,
+        rejoin_boot_max: x
+            .rejoin_boot_max
+            .as_deref()
+            .map(|v| cx.dur("[expect] rejoin_boot_max", v))
+            .transpose()?,
+        announce_all_max: x
+            .announce_all_max
+            .as_deref()
+            .map(|v| cx.dur("[expect] announce_all_max", v))
+            .transpose()?,
     };
     Ok(())
 }

@@ -58,6 +58,56 @@ pub enum FaultKind {
     },
     /// The nodes gossip a bad release.
     Inject(Injection),
+    /// Each node is an attacker presenting `identities` member identities (its own among
+    /// them), all on its host and all silent: members from the attacker's start, they never
+    /// answer anything.
+    Sybil {
+        /// Identities per attacker.
+        identities: u32,
+    },
+    /// From `at`, the nodes claim every block and never serve one (each request gets no
+    /// answer, `Busy` or `Other`).
+    Withhold,
+    /// From `at`, the nodes claim every block and serve it at `rate` bytes/s in all.
+    Trickle {
+        /// The attacker's upload rate (bytes/s).
+        rate: u64,
+    },
+    /// The nodes re-gossip the release they started with every `period`, unjudged.
+    Replay {
+        /// Between two replays (ns).
+        period: u64,
+    },
+    /// The nodes gossip forged releases (signed by an untrusted key), `rate` per second each.
+    ForgeFlood {
+        /// Forged releases per second and node.
+        rate: f64,
+    },
+    /// Not hostile: the nodes' route to the hub is broken, so their hub fetches and polls
+    /// fail (a bad uplink, a wrong `--hub`).
+    HubUnreachable,
+}
+
+impl FaultKind {
+    /// Whether the nodes stop running bootswarm and act as scripted attackers for the whole
+    /// run (they boot nothing and are not honest).
+    pub fn is_attacker(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::Sybil { .. } | FaultKind::Withhold | FaultKind::Trickle { .. }
+        )
+    }
+
+    /// Whether the nodes are adversaries (not honest) without being [`attackers`]: they run
+    /// bootswarm but misbehave or cannot reach the hub.
+    ///
+    /// [`attackers`]: FaultKind::is_attacker
+    pub fn is_faulty_node(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::Replay { .. } | FaultKind::ForgeFlood { .. } | FaultKind::HubUnreachable
+        )
+    }
 }
 
 /// The keys of a `[[fault]]`; beyond `at`, `kind`, `nodes`/`fraction` and `until`, each
@@ -74,6 +124,9 @@ pub(super) struct RawFault {
     rate: Option<String>,
     p: Option<f64>,
     release: Option<String>,
+    identities: Option<u32>,
+    period: Option<String>,
+    per_second: Option<f64>,
 }
 
 /// Reads the keys of one kind of `[[fault]]`: the context, the fault's key
@@ -89,6 +142,12 @@ const KINDS: &[(&str, KindParser)] = &[
     ("slow_nic", slow_nic),
     ("loss", loss),
     ("inject", inject),
+    ("sybil", sybil),
+    ("withhold", |_, _, _| Ok(FaultKind::Withhold)),
+    ("trickle", trickle),
+    ("replay", replay),
+    ("forge_flood", forge_flood),
+    ("hub_unreachable", |_, _, _| Ok(FaultKind::HubUnreachable)),
 ];
 
 /// Every injected release, by its `release = "..."` name.
@@ -125,10 +184,17 @@ pub(super) fn parse(
                 names.join(", ")
             )));
         };
+        let kind = kind(cx, &key, f)?;
+        if kind.is_attacker() && until.is_some() {
+            return Err(cx.err(format!(
+                "{key}.until is set, but a {} attacker stays one for the whole run",
+                f.kind
+            )));
+        }
         faults.push(Fault {
             at,
             until,
-            kind: kind(cx, &key, f)?,
+            kind,
             nodes: nodes::select(cx, &key, f.nodes.as_ref(), f.fraction, sc.nodes)?,
         });
     }
@@ -173,4 +239,43 @@ fn inject(cx: &Ctx<'_>, key: &str, f: &RawFault) -> Result<FaultKind, ScenarioEr
             )))
         }
     }
+}
+
+fn sybil(cx: &Ctx<'_>, key: &str, f: &RawFault) -> Result<FaultKind, ScenarioError> {
+    let identities = f.identities.unwrap_or(20);
+    if !(1..=1000).contains(&identities) {
+        return Err(cx.err(format!(
+            "{key}.identities = {identities} must be between 1 and 1000"
+        )));
+    }
+    Ok(FaultKind::Sybil { identities })
+}
+
+fn trickle(cx: &Ctx<'_>, key: &str, f: &RawFault) -> Result<FaultKind, ScenarioError> {
+    let rate = match f.rate.as_deref() {
+        Some(v) => cx.rate(&format!("{key}.rate"), v)?,
+        None => 64 << 10,
+    };
+    Ok(FaultKind::Trickle { rate })
+}
+
+fn replay(cx: &Ctx<'_>, key: &str, f: &RawFault) -> Result<FaultKind, ScenarioError> {
+    let period = match f.period.as_deref() {
+        Some(v) => cx.dur(&format!("{key}.period"), v)?,
+        None => 10_000_000_000,
+    };
+    if period == 0 {
+        return Err(cx.err(format!("{key}.period must be above zero")));
+    }
+    Ok(FaultKind::Replay { period })
+}
+
+fn forge_flood(cx: &Ctx<'_>, key: &str, f: &RawFault) -> Result<FaultKind, ScenarioError> {
+    let rate = f.per_second.unwrap_or(1.0);
+    if !(rate > 0.0 && rate <= 1000.0) {
+        return Err(cx.err(format!(
+            "{key}.per_second = {rate} must be above 0 and at most 1000"
+        )));
+    }
+    Ok(FaultKind::ForgeFlood { rate })
 }
