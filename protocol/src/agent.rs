@@ -31,6 +31,7 @@ mod bitfield;
 mod config;
 mod duty;
 mod hub;
+mod id_map;
 mod inputs;
 #[cfg(any(test, feature = "fuzzing"))]
 mod invariants;

@@ -232,7 +232,8 @@ impl Duty {
 
     /// `from` answered a ping (or otherwise showed it is there).
     pub(super) fn answered(&mut self, from: NodeId) {
-        if self.pinged.contains_key(&from) {
+        // `answered` is a subset of `pinged`: once they are as large, nobody is left to answer.
+        if self.answered.len() < self.pinged.len() && self.pinged.contains_key(&from) {
             self.answered.insert(from);
         }
     }

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
+use super::id_map::IdMap;
 use super::{
     AgentConfig, Bitfield, MAX_BLOCKS, MAX_HAVE_BLOCKS, Message, NodeId, Output, Rng, Time,
 };
@@ -67,7 +68,7 @@ pub(super) struct Neighbours {
     max: usize,
     /// Live, unbanned cohort members other than this node, sorted.
     members: Vec<NodeId>,
-    peers: BTreeMap<NodeId, Peer>,
+    peers: IdMap<Peer>,
     /// Nodes that said `Bye`, not picked again before the time given.
     said_bye: BTreeMap<NodeId, Time>,
     /// Corrupt blocks sent, per peer (never forgiven).
@@ -95,7 +96,7 @@ impl Neighbours {
             want: cfg.neighbours,
             max: cfg.max_neighbours,
             members: Vec::new(),
-            peers: BTreeMap::new(),
+            peers: IdMap::new(),
             said_bye: BTreeMap::new(),
             faults: BTreeMap::new(),
             misses: BTreeMap::new(),
@@ -376,28 +377,26 @@ impl Neighbours {
         blocks: Vec<u32>,
         fetched: &mut Vec<(u32, Time)>,
     ) -> Vec<Change> {
-        let Some(peer) = self.peers.get_mut(&id) else {
+        let Neighbours {
+            peers,
+            announced,
+            fetchers,
+            ..
+        } = self;
+        let Some(peer) = peers.get_mut(&id) else {
             return Vec::new();
         };
-        let mut new = Vec::new();
-        let mut done = Vec::new();
-        for b in blocks {
-            if peer.bits.set(b) {
-                new.push(b);
-            }
+        let mut changes = Vec::new();
+        let mut new = blocks;
+        new.retain(|&b| {
             if peer.fetching.clear(b) {
-                done.push(b);
+                if let Some((start, true)) = announced.remove(&(id, b)) {
+                    fetched.push((b, start));
+                }
+                changes.extend(fetcher_change(fetchers, b, -1));
             }
-        }
-        for &b in &done {
-            if let Some((start, true)) = self.announced.remove(&(id, b)) {
-                fetched.push((b, start));
-            }
-        }
-        let mut changes: Vec<Change> = done
-            .into_iter()
-            .filter_map(|b| self.add_fetcher(b, -1))
-            .collect();
+            peer.bits.set(b)
+        });
         new.retain(|&b| !self.is_excluded(b, id));
         changes.extend(new.into_iter().filter_map(|b| self.add_holder(b, 1)));
         changes
@@ -428,9 +427,7 @@ impl Neighbours {
     }
 
     fn add_fetcher(&mut self, idx: u32, delta: i32) -> Option<Change> {
-        let n = counter(&mut self.fetchers, idx)?;
-        *n = n.saturating_add_signed(delta);
-        Some(Change::Fetchers { idx, after: *n })
+        fetcher_change(&mut self.fetchers, idx, delta)
     }
 
     // ----- announcements -----
@@ -467,15 +464,14 @@ impl Neighbours {
         };
         let have = std::mem::take(&mut self.new_haves);
         let fetching = std::mem::take(&mut self.new_fetches);
-        for (&id, peer) in &self.peers {
+        for (&id, peer) in self.peers.iter() {
             for (blocks, is_have) in [(&have, true), (&fetching, false)] {
-                let news: Vec<u32> = blocks
-                    .iter()
-                    .copied()
-                    .filter(|b| !peer.bits.get(*b))
-                    .collect();
-                for part in news.chunks(MAX_HAVE_BLOCKS) {
-                    let blocks = part.to_vec();
+                let mut news = blocks.iter().copied().filter(|b| !peer.bits.get(*b));
+                loop {
+                    let blocks: Vec<u32> = news.by_ref().take(MAX_HAVE_BLOCKS).collect();
+                    if blocks.is_empty() {
+                        break;
+                    }
                     let msg = if is_have {
                         Message::Have {
                             release: tag,
@@ -599,6 +595,13 @@ fn counter(counts: &mut Vec<u32>, idx: u32) -> Option<&mut u32> {
         counts.resize(i + 1, 0);
     }
     Some(&mut counts[i])
+}
+
+/// Adds `delta` to the fetchers of `idx`.
+fn fetcher_change(fetchers: &mut Vec<u32>, idx: u32, delta: i32) -> Option<Change> {
+    let n = counter(fetchers, idx)?;
+    *n = n.saturating_add_signed(delta);
+    Some(Change::Fetchers { idx, after: *n })
 }
 
 /// Counts one more for `peer`, within [`TRACKED`] peers.

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use super::id_map::IdMap;
 use super::plan::{Plan, State};
 use super::timers::{TimerKind, Timers};
 use super::{AgentConfig, Bitfield, NodeId, RequestId, Source, Time, mix64};
@@ -65,7 +66,7 @@ pub(super) struct Requests {
     hub_downloads: usize,
     inflight: Vec<u8>,
     /// The neighbours asked so far (dropped with the neighbour).
-    loads: BTreeMap<NodeId, PeerLoad>,
+    loads: IdMap<PeerLoad>,
     ready: BTreeSet<ReadyKey>,
     /// Something changed that may let a peer request start.
     dirty: bool,
@@ -90,7 +91,7 @@ impl Requests {
             peer_downloads: 0,
             hub_downloads: 0,
             inflight: Vec::new(),
-            loads: BTreeMap::new(),
+            loads: IdMap::new(),
             ready: BTreeSet::new(),
             dirty: false,
         }
@@ -180,7 +181,7 @@ impl Requests {
             Source::Hub => self.hub_downloads += 1,
             Source::Peer(p) => {
                 self.peer_downloads += 1;
-                self.loads.entry(p).or_default().inflight += 1;
+                self.loads.entry_or_default(p).inflight += 1;
             }
         }
         self.requests.insert(
@@ -273,7 +274,7 @@ impl Requests {
         until: Time,
         timers: &mut Timers,
     ) -> Duration {
-        let load = self.loads.entry(peer).or_default();
+        let load = self.loads.entry_or_default(peer);
         load.busy_until = until;
         let since = *load.busy_since.get_or_insert(now);
         timers.arm_earliest(TimerKind::BusyWake, until);
@@ -323,11 +324,14 @@ impl Requests {
                 .map_or((0, Time::ZERO), |l| (l.inflight, l.busy_until))
         };
         holders
-            .filter(|id| {
-                let (inflight, busy_until) = load(id);
-                inflight < self.pipeline && busy_until <= now && Some(*id) != not
+            .filter(|id| Some(*id) != not)
+            .filter_map(|id| {
+                let (inflight, busy_until) = load(&id);
+                (inflight < self.pipeline && busy_until <= now)
+                    .then(|| (inflight, mix64(id.0 ^ salt), id))
             })
-            .min_by_key(|id| (load(id).0, mix64(id.0 ^ salt)))
+            .min_by_key(|&(inflight, tie, _)| (inflight, tie))
+            .map(|(_, _, id)| id)
     }
 
     /// Whether every missing block with a holder is in flight.
@@ -349,8 +353,11 @@ impl Requests {
     // ----- the ready set -----
 
     fn ready_key(&self, plan: &Plan, holders: u32, idx: u32) -> Option<ReadyKey> {
+        if holders == 0 || self.inflight(idx) != 0 {
+            return None;
+        }
         let b = plan.blocks.get(idx as usize)?;
-        (b.state == State::Missing && self.inflight(idx) == 0 && holders > 0)
+        (b.state == State::Missing)
             .then(|| (b.tier, holders, mix64(self.tie_seed ^ u64::from(idx)), idx))
     }
 
@@ -393,7 +400,7 @@ mod tests {
         let p2 = reqs.start(&plan, 1, 3, Source::Peer(A), Time::ZERO, &mut timers);
         assert_eq!(reqs.hub_room(), cfg.hub_concurrency - 1);
         assert_eq!((reqs.peer_downloads, reqs.hub_downloads), (2, 1));
-        assert_eq!(reqs.loads[&A].inflight, 2);
+        assert_eq!(reqs.loads.get(&A).unwrap().inflight, 2);
         assert_eq!(
             (reqs.inflight(1), reqs.inflight(2), reqs.inflight(4)),
             (1, 1, 0)
@@ -408,7 +415,7 @@ mod tests {
         assert!(reqs.finish(p1, &mut timers).is_some());
         assert!(reqs.finish(p1, &mut timers).is_none());
         assert!(reqs.finish(p2, &mut timers).is_some());
-        assert_eq!(reqs.loads[&A].inflight, 0);
+        assert_eq!(reqs.loads.get(&A).unwrap().inflight, 0);
         assert_eq!(timers.next(), Some(secs(6)));
         assert!(reqs.pop_expired(secs(5), &mut timers).is_none());
         let (id, r) = reqs.pop_expired(secs(6), &mut timers).unwrap();

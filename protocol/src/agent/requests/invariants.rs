@@ -48,7 +48,7 @@ impl Requests {
             assert_eq!(state, Some(State::Missing), "{id:?} for block {}", r.idx);
         }
         assert_eq!((self.hub_downloads, self.peer_downloads), (hub, peer));
-        for (p, load) in &self.loads {
+        for (p, load) in self.loads.iter() {
             let n = per_peer.get(p).copied().unwrap_or(0);
             assert_eq!(load.inflight, n, "load of {p}");
         }
