@@ -40,6 +40,8 @@ pub(crate) struct Usage {
     kept: HashSet<Cid>,
     /// Blocks used since the current boot began.
     booting: HashSet<Cid>,
+    /// Bytes of the blocks held that are in `kept` or `booting`.
+    pinned: u64,
     evicted: u64,
 }
 
@@ -73,11 +75,24 @@ impl Usage {
 
     /// Bytes of the blocks held that may not be evicted.
     pub(crate) fn pinned(&self) -> u64 {
-        self.blocks
+        self.pinned
+    }
+
+    fn recount_pinned(&mut self) {
+        self.pinned = self
+            .blocks
             .iter()
             .filter(|(cid, _)| self.pinned_at(cid))
             .map(|(_, e)| e.len)
-            .sum()
+            .sum();
+    }
+
+    /// Marks a held block as used by the current boot.
+    fn pin_booting(&mut self, cid: Cid, len: u64) {
+        if !self.pinned_at(&cid) {
+            self.pinned += len;
+        }
+        self.booting.insert(cid);
     }
 
     /// Records a block held (at open, or once stored) as used now; a block already known is
@@ -97,7 +112,7 @@ impl Usage {
         );
         self.order.insert(self.tick, cid);
         self.bytes += len;
-        self.booting.insert(cid);
+        self.pin_booting(cid, len);
     }
 
     /// Records a use of a held block (a read, a lookup).
@@ -108,8 +123,9 @@ impl Usage {
         self.tick += 1;
         self.order.remove(&entry.used);
         entry.used = self.tick;
+        let len = entry.len;
         self.order.insert(self.tick, *cid);
-        self.booting.insert(*cid);
+        self.pin_booting(*cid, len);
     }
 
     /// Forgets a block removed from the store.
@@ -117,6 +133,9 @@ impl Usage {
         if let Some(entry) = self.blocks.remove(cid) {
             self.order.remove(&entry.used);
             self.bytes -= entry.len;
+            if self.pinned_at(cid) {
+                self.pinned -= entry.len;
+            }
         }
         self.booting.remove(cid);
     }
@@ -145,7 +164,7 @@ impl Usage {
         if self.bytes - freed + len > limit {
             return Err(OverQuota {
                 limit,
-                pinned: self.pinned(),
+                pinned: self.pinned,
             });
         }
         for cid in &victims {
@@ -158,12 +177,14 @@ impl Usage {
     /// Replaces the blocks pinned as the releases kept.
     pub(crate) fn pin_kept(&mut self, blocks: HashSet<Cid>) {
         self.kept = blocks;
+        self.recount_pinned();
     }
 
     /// A boot begins: blocks used from now on are pinned as its release's, and those used
     /// by the boot before are not any more (unless kept).
     pub(crate) fn begin_boot(&mut self) {
         self.booting.clear();
+        self.recount_pinned();
     }
 }
 
@@ -179,6 +200,9 @@ mod tests {
     fn store(usage: &mut Usage, n: u32, len: u64) -> Result<Vec<Cid>, OverQuota> {
         let victims = usage.make_room(len)?;
         usage.insert(cid(n), len);
+        let counted = usage.pinned;
+        usage.recount_pinned();
+        assert_eq!(counted, usage.pinned, "pinned bytes kept up to date");
         Ok(victims)
     }
 
