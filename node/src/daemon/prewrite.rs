@@ -9,12 +9,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bootswarm_protocol::block::Cid;
+use tokio::sync::watch;
 
 use crate::materialise::{Streamer, placed_from_store, plan};
 use crate::store::SledStore;
 
-/// Pause between passes that wrote nothing.
-const IDLE: Duration = Duration::from_millis(20);
+/// Pause between passes that wrote nothing (a pass runs only if blocks were stored since).
+const IDLE: Duration = Duration::from_millis(50);
 
 /// A version being written ahead.
 #[derive(Debug)]
@@ -27,12 +28,18 @@ pub(crate) struct Prewrite {
 
 impl Prewrite {
     /// Starts writing `root`'s files into `dir` as their chunks reach `store`.
-    pub(crate) fn start(store: Arc<SledStore>, seq: u64, root: Cid, dir: PathBuf) -> Prewrite {
+    pub(crate) fn start(
+        store: Arc<SledStore>,
+        stored: watch::Receiver<u64>,
+        seq: u64,
+        root: Cid,
+        dir: PathBuf,
+    ) -> Prewrite {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name(format!("prewrite-{seq}"))
-            .spawn(move || run(&store, root, &dir, &flag))
+            .spawn(move || run(&store, stored, root, &dir, &flag))
             .map_err(|e| tracing::warn!("cannot start writing files ahead ({e})"))
             .ok();
         Prewrite { seq, stop, thread }
@@ -54,7 +61,13 @@ impl Drop for Prewrite {
     }
 }
 
-fn run(store: &SledStore, root: Cid, dir: &std::path::Path, stop: &AtomicBool) -> HashSet<String> {
+fn run(
+    store: &SledStore,
+    mut stored: watch::Receiver<u64>,
+    root: Cid,
+    dir: &std::path::Path,
+    stop: &AtomicBool,
+) -> HashSet<String> {
     // The flists are all held when this starts, but may still be on their way to the store.
     let tree = loop {
         if stop.load(Ordering::Relaxed) {
@@ -73,8 +86,14 @@ fn run(store: &SledStore, root: Cid, dir: &std::path::Path, stop: &AtomicBool) -
         }
     };
     while streamer.remaining() > 0 && !stop.load(Ordering::Relaxed) {
+        stored.borrow_and_update();
         match streamer.pass(store, &tree) {
-            Ok(0) => std::thread::sleep(IDLE),
+            Ok(0) => {
+                // Nothing new to write until more blocks are stored.
+                while !stop.load(Ordering::Relaxed) && !stored.has_changed().unwrap_or(false) {
+                    std::thread::sleep(IDLE);
+                }
+            }
             Ok(_) => {}
             Err(e) => {
                 // The install writes the rest, and reports the error if it is still there.

@@ -22,8 +22,9 @@ use crate::error::Result;
 #[derive(Debug)]
 pub struct Streamer {
     dir: PathBuf,
-    /// Indices in the tree's entries of the files not written yet.
-    pending: Vec<usize>,
+    /// The files not written yet: their index in the tree's entries, and how many of their
+    /// chunks (from the first) are known to be in the store.
+    pending: Vec<(usize, usize)>,
     written: HashSet<String>,
 }
 
@@ -44,7 +45,7 @@ impl Streamer {
             .iter()
             .enumerate()
             .filter(|(_, e)| e.entry.kind == EntryKind::File)
-            .map(|(i, _)| i)
+            .map(|(i, _)| (i, 0))
             .collect();
         Ok(Streamer {
             dir: dir.to_path_buf(),
@@ -59,17 +60,18 @@ impl Streamer {
         let mut wrote = 0;
         let mut still = Vec::with_capacity(self.pending.len());
         let mut pending = std::mem::take(&mut self.pending).into_iter();
-        for i in pending.by_ref() {
+        for (i, known) in pending.by_ref() {
             let Some(e) = tree.entries.get(i) else {
                 continue;
             };
-            let ready = e
-                .entry
-                .chunks
+            // Chunks stay once stored during a boot: only those not seen yet are looked up.
+            let present = e.entry.chunks[known.min(e.entry.chunks.len())..]
                 .iter()
-                .all(|c| store.contains(&c.cid).unwrap_or(false));
-            if !ready {
-                still.push(i);
+                .take_while(|c| store.contains(&c.cid).unwrap_or(false))
+                .count();
+            let known = known + present;
+            if known < e.entry.chunks.len() {
+                still.push((i, known));
                 continue;
             }
             let full = self.dir.join(&e.path);
@@ -77,7 +79,7 @@ impl Streamer {
                 .ensure_parents(&e.path)
                 .and_then(|()| w.file(store, &e.path, &full, &e.entry, &|_| {}));
             if let Err(err) = result {
-                still.push(i);
+                still.push((i, 0));
                 still.extend(pending);
                 self.pending = still;
                 return Err(err);

@@ -141,6 +141,7 @@ impl Driver {
         }
         self.prewrite = Some(Prewrite::start(
             Arc::clone(&self.tasks.store),
+            self.stored.subscribe(),
             seq,
             root,
             versions::staging(&layout.target, seq),
