@@ -240,7 +240,10 @@ impl<P: Payload> Agent<P> {
             self.fire(kind);
         }
         let now = self.now;
-        self.neighbours.expire_byes(now);
+        // A member rotated out may be picked again (it may be the only one left).
+        if self.neighbours.expire_byes(now) && !self.booted {
+            self.ensure_neighbours();
+        }
     }
 
     /// What each timer does; a new [`TimerKind`] gets its arm here.

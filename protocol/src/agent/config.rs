@@ -79,7 +79,8 @@ pub struct AgentConfig {
     /// Remaining blocks at or below which requests are duplicated (endgame).
     pub endgame_blocks: usize,
     /// Faults after which a peer is banned: corrupt blocks, plus requests it failed (timed
-    /// out, refused, or answered only busy for `stall_timeout`) since it last delivered one.
+    /// out, refused, or answered only busy for 3 × `stall_timeout`) since it last delivered
+    /// one.
     pub ban_after: u32,
 }
 

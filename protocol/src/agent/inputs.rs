@@ -3,8 +3,12 @@
 
 use super::{
     Agent, Bitfield, Cid, Event, FetchError, HubMode, Message, NodeId, Output, Payload, Plan,
-    RequestId, ServeId, Source, State, Time, TimerKind,
+    RequestId, ServeId, Source, State, TimerKind,
 };
+
+/// Stall periods of `Busy`-only answers after which a neighbour takes a fault: a server at
+/// its upload limit keeps a peer waiting for a while, one withholding blocks forever.
+const BUSY_FAULT_STALLS: u32 = 3;
 
 impl<P: Payload> Agent<P> {
     pub(super) fn on_boot(&mut self, root: Cid) {
@@ -227,8 +231,11 @@ impl<P: Payload> Agent<P> {
                     debug_assert!(self.neighbours.contains(p), "requests go to neighbours");
                     let until = self.now + self.cfg.busy_backoff;
                     let streak = self.requests.busy(p, self.now, until, &mut self.timers);
+                    if streak >= self.cfg.stall_timeout * BUSY_FAULT_STALLS {
+                        self.missed(p, r.started);
+                    }
                     if streak >= self.cfg.stall_timeout {
-                        self.unproductive(p, r.started);
+                        self.unproductive(p);
                     }
                 }
                 FetchError::NotFound => {
@@ -249,10 +256,11 @@ impl<P: Payload> Agent<P> {
         }
     }
 
-    /// A neighbour answered only `Busy` for a stall period: it takes a fault and makes room
-    /// for another (it is not picked again for a while).
-    fn unproductive(&mut self, peer: NodeId, started: Time) {
-        self.missed(peer, started);
+    /// A neighbour answered only `Busy` for a stall period: it makes room for another (it is
+    /// not picked again for a while). `Busy` is a server's honest back-pressure (upload limits
+    /// answer it to every peer beyond their share), so only a streak of
+    /// [`BUSY_FAULT_STALLS`] stall periods is a fault as well.
+    fn unproductive(&mut self, peer: NodeId) {
         if self.neighbours.is_banned(peer) {
             return;
         }

@@ -242,7 +242,7 @@ pub struct AgentStats {
     pub timeouts: u64,
     /// Uploads started.
     pub serves: u64,
-    /// Requests peers failed (timed out, refused, or answered only busy for a stall period).
+    /// Requests peers failed (timed out, refused, or answered only busy for 3 stall periods).
     pub misses: u64,
     /// Owners deposed for not delivering in time.
     pub owners_deposed: u64,

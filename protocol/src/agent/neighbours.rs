@@ -73,8 +73,8 @@ pub(super) struct Neighbours {
     said_bye: BTreeMap<NodeId, Time>,
     /// Corrupt blocks sent, per peer (never forgiven).
     faults: BTreeMap<NodeId, u32>,
-    /// Requests a peer failed (ran out of time, refused, or answered only `Busy` for a stall
-    /// period) since it last delivered one.
+    /// Requests a peer failed (ran out of time, refused, or answered only `Busy` for 3 stall
+    /// periods) since it last delivered one.
     misses: BTreeMap<NodeId, Misses>,
     banned: BTreeSet<NodeId>,
     /// When neighbours announced each hub fetch they are making (the latest announcement), and
@@ -256,8 +256,11 @@ impl Neighbours {
         self.said_bye.insert(from, now + BYE_QUIET);
     }
 
-    pub(super) fn expire_byes(&mut self, now: Time) {
+    /// Forgets the byes whose quiet time is over; whether any was.
+    pub(super) fn expire_byes(&mut self, now: Time) -> bool {
+        let before = self.said_bye.len();
         self.said_bye.retain(|_, t| *t > now);
+        self.said_bye.len() < before
     }
 
     // ----- holdings -----
