@@ -176,7 +176,7 @@ fn a_store_quota_of_one_and_a_half_releases_holds_through_upgrades() {
     let dir = tempfile::tempdir().unwrap();
     let (key, trust) = keygen(dir.path(), "publisher.key");
     let hub_dir = dir.path().join("hub");
-    let version = |v: u64| packages(&dir.path().join(format!("v{v}")), v, 5);
+    let version = |v: u64| packages(&dir.path().join(format!("v{v}")), v, 6);
     publish(&hub_dir, &key, CHANNEL, &version(1));
     let release = hub_bytes(&hub_dir);
     let quota = release * 3 / 2;
@@ -192,7 +192,8 @@ fn a_store_quota_of_one_and_a_half_releases_holds_through_upgrades() {
     );
     wait_installed(&node, 1);
 
-    for v in 2..=4 {
+    // Three upgrades, then a fourth that must still boot.
+    for v in 2..=5 {
         publish(&hub_dir, &key, CHANNEL, &version(v));
         announce(&node, &hub_dir, v);
         wait_installed(&node, v);
@@ -208,7 +209,7 @@ fn a_store_quota_of_one_and_a_half_releases_holds_through_upgrades() {
         "each upgrade needs the oldest version's blocks evicted"
     );
 
-    // The quota node's store holds all of seq 4: a new node whose hub is unreachable boots
+    // The quota node's store holds all of seq 5: a new node whose hub is unreachable boots
     // it from there alone.
     let peer_dir = dir.path().join("peer");
     let peer = Daemon::spawn(
@@ -217,43 +218,34 @@ fn a_store_quota_of_one_and_a_half_releases_holds_through_upgrades() {
             .arg(peer_dir.join("root"))
             .args(["--peer", &node.addr]),
     );
-    let release4 = hub_dir.join(format!("channels/{CHANNEL}/4.release"));
-    let out = run(&[
-        "announce",
-        "--node",
-        &peer.http,
-        "--release",
-        release4.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "announce: {}", stderr_of(&out));
-    wait_installed(&peer, 4);
-    assert_tree_matches(&peer_dir.join("root/current"), &version(4));
-
+    announce(&peer, &hub_dir, 5);
+    wait_installed(&peer, 5);
+    assert_tree_matches(&peer_dir.join("root/current"), &version(5));
     drop(peer);
 
-    // Seq 5 changes every package: beside the pinned seq 4 it cannot fit, so it is refused
-    // in one sentence naming the sizes, and the node stays on seq 4.
-    publish(&hub_dir, &key, CHANNEL, &version(5));
-    announce(&node, &hub_dir, 5);
+    // Seq 6 changes every package: beside the pinned seq 5 it cannot fit, so it is refused
+    // in one sentence naming the sizes, and the node stays on seq 5.
+    publish(&hub_dir, &key, CHANNEL, &version(6));
+    announce(&node, &hub_dir, 6);
     let deadline = Instant::now() + WAIT;
     let failure = loop {
         let s = http_json(&node.http, "/status");
         if let Some(reason) = s["upgrade_failure"]["reason"].as_str() {
             break reason.to_string();
         }
-        assert!(Instant::now() < deadline, "seq 5 was not refused: {s}");
+        assert!(Instant::now() < deadline, "seq 6 was not refused: {s}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    println!("seq 5: {failure}");
-    assert!(failure.starts_with("release seq 5 ("), "{failure}");
+    println!("seq 6: {failure}");
+    assert!(failure.starts_with("release seq 6 ("), "{failure}");
     assert!(failure.contains("--store-quota"), "{failure}");
     assert!(
         !failure.trim_end_matches('.').contains(". "),
         "one sentence: {failure}"
     );
     let s = http_json(&node.http, "/status");
-    assert_eq!(s["installed"]["seq"], 4, "{s}");
-    assert_tree_matches(&node_dir.join("root/current"), &version(4));
+    assert_eq!(s["installed"]["seq"], 5, "{s}");
+    assert_tree_matches(&node_dir.join("root/current"), &version(5));
 
     let peak = sampler.peak();
     let samples = sampler.samples.load(Ordering::Relaxed);
