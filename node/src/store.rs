@@ -286,7 +286,7 @@ impl SledStore {
     fn store_checked(&self, cid: &Cid, bytes: &[u8]) -> std::result::Result<(), StoreError> {
         let key = cid.to_bytes();
         if self.index.contains_key(&key).map_err(backend)? {
-            self.usage().touch(cid);
+            self.usage().touch(cid, true);
             return Ok(());
         }
         let len = u32::try_from(bytes.len()).map_err(|_| {
@@ -351,6 +351,50 @@ impl SledStore {
         }
     }
 
+    /// A block read for `by`, verified (unless hashed here lately).
+    fn read(&self, cid: &Cid, by: Use) -> std::result::Result<Option<Vec<u8>>, StoreError> {
+        let Some(bytes) = self.read_raw(cid, by)? else {
+            return Ok(None);
+        };
+        if self.recently_hashed(cid) {
+            return Ok(Some(bytes));
+        }
+        match block::verify(cid, &bytes) {
+            Ok(()) => {
+                self.mark_hashed(cid);
+                Ok(Some(bytes))
+            }
+            Err(e @ BlockError::Cid { .. }) => Err(e.into()),
+            Err(_) => Err(self.drop_corrupted(cid, "its bytes no longer match its CID")),
+        }
+    }
+
+    /// A block for a peer's request: verified like [`BlockStore::get`], but what a peer asks
+    /// for is not pinned as the boot's (a peer could otherwise pin old blocks and have a
+    /// release refused for want of room).
+    pub fn get_for_peer(&self, cid: &Cid) -> std::result::Result<Option<Vec<u8>>, StoreError> {
+        self.read(cid, Use::Peer)
+    }
+
+    /// A block's bytes as stored, its use recorded for `by`.
+    fn read_raw(&self, cid: &Cid, by: Use) -> std::result::Result<Option<Vec<u8>>, StoreError> {
+        if self.index.get(cid.to_bytes()).map_err(backend)?.is_none() {
+            return Ok(None);
+        }
+        self.usage().touch(cid, by == Use::Boot);
+        let path = self.block_path(cid);
+        match fsutil::read_capped(&path, MAX_BLOCK_SIZE) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(self.drop_corrupted(cid, "its file is missing"))
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Err(self.drop_corrupted(cid, "its file is too large"))
+            }
+            Err(e) => Err(io_backend("read the block file", &path, &e)),
+        }
+    }
+
     /// Removes a block that no longer verifies and returns the error to report.
     fn drop_corrupted(&self, cid: &Cid, why: &str) -> StoreError {
         tracing::warn!(%cid, why, "stored block failed verification; dropping it");
@@ -359,6 +403,13 @@ impl SledStore {
             Err(e) => e,
         }
     }
+}
+
+/// Who reads a block: the node itself (its boot, its install), or a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Boot,
+    Peer,
 }
 
 /// The length recorded in an index entry.
@@ -378,38 +429,11 @@ impl BlockStore for SledStore {
     }
 
     fn get(&self, cid: &Cid) -> std::result::Result<Option<Vec<u8>>, StoreError> {
-        let Some(bytes) = self.get_unverified(cid)? else {
-            return Ok(None);
-        };
-        if self.recently_hashed(cid) {
-            return Ok(Some(bytes));
-        }
-        match block::verify(cid, &bytes) {
-            Ok(()) => {
-                self.mark_hashed(cid);
-                Ok(Some(bytes))
-            }
-            Err(e @ BlockError::Cid { .. }) => Err(e.into()),
-            Err(_) => Err(self.drop_corrupted(cid, "its bytes no longer match its CID")),
-        }
+        self.read(cid, Use::Boot)
     }
 
     fn get_unverified(&self, cid: &Cid) -> std::result::Result<Option<Vec<u8>>, StoreError> {
-        if self.index.get(cid.to_bytes()).map_err(backend)?.is_none() {
-            return Ok(None);
-        }
-        self.usage().touch(cid);
-        let path = self.block_path(cid);
-        match fsutil::read_capped(&path, MAX_BLOCK_SIZE) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(self.drop_corrupted(cid, "its file is missing"))
-            }
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                Err(self.drop_corrupted(cid, "its file is too large"))
-            }
-            Err(e) => Err(io_backend("read the block file", &path, &e)),
-        }
+        self.read_raw(cid, Use::Boot)
     }
 
     fn contains(&self, cid: &Cid) -> std::result::Result<bool, StoreError> {
@@ -649,6 +673,27 @@ mod tests {
         store.put(&cids[5], &blocks[5]).unwrap();
         assert_eq!(store.len(), 3);
         assert!(bytes_on_disk(&store) <= 3 << 20);
+    }
+
+    #[test]
+    fn what_a_peer_reads_is_not_pinned_as_the_boot_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocks: Vec<Vec<u8>> = (20..23).map(big).collect();
+        let cids: Vec<Cid> = blocks.iter().map(|b| cid_of(Codec::Raw, b)).collect();
+        let store = SledStore::open_with_quota(dir.path(), Some(2 << 20)).unwrap();
+        store.put(&cids[0], &blocks[0]).unwrap();
+        store.put(&cids[1], &blocks[1]).unwrap();
+        store.begin_boot();
+        // A peer asks for block 0 during the boot; the boot itself reads block 1.
+        assert!(store.get_for_peer(&cids[0]).unwrap().is_some());
+        store.get(&cids[1]).unwrap();
+        assert_eq!(store.usage_now().pinned, 1 << 20);
+        store.put(&cids[2], &blocks[2]).unwrap();
+        assert!(
+            !store.contains(&cids[0]).unwrap(),
+            "the peer's block made room"
+        );
+        assert!(store.contains(&cids[1]).unwrap());
     }
 
     #[test]

@@ -176,7 +176,7 @@ impl Tasks {
     pub(crate) fn serve(&self, id: ServeId, cid: Cid) {
         self.disk(move |store| TaskMsg::Served {
             id,
-            bytes: store.get(&cid).ok().flatten(),
+            bytes: store.get_for_peer(&cid).ok().flatten(),
         });
     }
 

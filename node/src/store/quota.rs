@@ -99,7 +99,7 @@ impl Usage {
     /// only touched.
     pub(crate) fn insert(&mut self, cid: Cid, len: u64) {
         if self.blocks.contains_key(&cid) {
-            self.touch(&cid);
+            self.touch(&cid, true);
             return;
         }
         self.tick += 1;
@@ -115,8 +115,9 @@ impl Usage {
         self.pin_booting(cid, len);
     }
 
-    /// Records a use of a held block (a read, a lookup).
-    pub(crate) fn touch(&mut self, cid: &Cid) {
+    /// Records a use of a held block (a read, a lookup); `by_boot`: the current boot uses it,
+    /// so it is pinned.
+    pub(crate) fn touch(&mut self, cid: &Cid, by_boot: bool) {
         let Some(entry) = self.blocks.get_mut(cid) else {
             return;
         };
@@ -125,7 +126,9 @@ impl Usage {
         entry.used = self.tick;
         let len = entry.len;
         self.order.insert(self.tick, *cid);
-        self.pin_booting(*cid, len);
+        if by_boot {
+            self.pin_booting(*cid, len);
+        }
     }
 
     /// Forgets a block removed from the store.
@@ -223,7 +226,7 @@ mod tests {
         }
         u.begin_boot();
         // Block 0 read again: now the most recently used.
-        u.touch(&cid(0));
+        u.touch(&cid(0), true);
         // 1 and 2 are the oldest; one of them is enough for a 100-byte block.
         assert_eq!(store(&mut u, 4, 100), Ok(vec![cid(1)]));
         assert_eq!(store(&mut u, 5, 150), Ok(vec![cid(2), cid(3)]));
@@ -277,7 +280,7 @@ mod tests {
         store(&mut u, 1, 100).unwrap();
         assert!(store(&mut u, 2, 100).is_err());
         u.begin_boot();
-        u.touch(&cid(1));
+        u.touch(&cid(1), true);
         assert_eq!(store(&mut u, 2, 100), Ok(vec![cid(0)]));
         u.remove(&cid(1));
         assert_eq!(u.bytes(), 100);
