@@ -21,20 +21,28 @@ pub(super) type Uploads = Pacer<PeerId, Ready>;
 
 impl Driver {
     /// Whether a block request from `peer` is turned away by the upload limits: the queue
-    /// already holds [`MAX_BACKLOG`] at the rate, or `--max-upload-peers` others are being
-    /// served.
+    /// already holds [`MAX_BACKLOG`] at the rate and `peer` has a request of its own in it
+    /// (a peer with none is always let in, so one that keeps the queue full cannot starve
+    /// the others), or `--max-upload-peers` others are being served.
     pub(super) fn upload_refused(&mut self, peer: PeerId) -> bool {
+        if self.uploads.is_none() && self.opts.upload.max_peers.is_none() {
+            return false;
+        }
+        let served: HashSet<&PeerId> = self.serve_in.values().map(|(_, p)| p).collect();
+        let waiting = served.contains(&peer);
         // Requests accepted but still being read from the store count at the size of the
         // blocks read lately.
         let reading = self.serves.len() as u64 * self.served_len;
-        let backlogged = self
-            .uploads
-            .as_ref()
-            .is_some_and(|u| u.backlog(reading) >= MAX_BACKLOG);
-        let crowded = self.opts.upload.max_peers.is_some_and(|max| {
-            let served: HashSet<&PeerId> = self.serve_in.values().map(|(_, p)| p).collect();
-            !served.contains(&peer) && served.len() >= max
-        });
+        let backlogged = waiting
+            && self
+                .uploads
+                .as_ref()
+                .is_some_and(|u| u.backlog(reading) >= MAX_BACKLOG);
+        let crowded = self
+            .opts
+            .upload
+            .max_peers
+            .is_some_and(|max| !waiting && served.len() >= max);
         if backlogged || crowded {
             self.snap.uploads_refused += 1;
         }
