@@ -257,6 +257,8 @@ impl<P: Payload> Agent<P> {
             TimerKind::Escalate => self.on_escalate(),
             TimerKind::Greet => self.on_greet(),
             TimerKind::Duty => self.on_duty(),
+            // `schedule` after the timers asks the second holders.
+            TimerKind::SecondHolder => {}
         }
     }
 
@@ -357,9 +359,10 @@ impl<P: Payload> Agent<P> {
     /// `ban_after` faults (failures that overlap count once, see `Neighbours::add_miss`).
     /// Returns whether it counted.
     fn missed(&mut self, peer: NodeId, started: Time) -> bool {
-        let Some(faults) = self.neighbours.add_miss(peer, started, self.now) else {
+        let Some((faults, changes)) = self.neighbours.add_miss(peer, started, self.now) else {
             return false;
         };
+        self.apply(changes);
         self.stats.misses += 1;
         self.out
             .push_back(Output::Event(Event::PeerPenalised { peer, faults }));
@@ -395,6 +398,7 @@ impl<P: Payload> Agent<P> {
         for change in changes {
             match change {
                 Change::Holders { idx, before, after } => self.holders_changed(idx, before, after),
+                Change::Relied { idx, before, after } => self.relied_changed(idx, before, after),
                 Change::Fetchers { after, .. } => {
                     if after == 0 {
                         self.hub.wake();
@@ -404,8 +408,8 @@ impl<P: Payload> Agent<P> {
         }
     }
 
-    /// A missing block that gains its first holder is progress; one that loses its last may
-    /// have to come from the hub; either way its place in the ready set moves.
+    /// A block's holders changed: its place in the ready set moves, and its first holder is
+    /// its owner's progress (a claim never served is excluded once asked).
     fn holders_changed(&mut self, idx: u32, before: u32, after: u32) {
         if let Some(plan) = self.plan.as_ref() {
             self.requests.ready_remove(plan, before, idx);
@@ -413,6 +417,12 @@ impl<P: Payload> Agent<P> {
         if before == 0 && after > 0 {
             self.duty.appeared(idx, self.now);
         }
+        self.ready_insert(idx);
+    }
+
+    /// A missing block that gains its first holder relied on is progress; one that loses its
+    /// last may have to come from the hub.
+    fn relied_changed(&mut self, idx: u32, before: u32, after: u32) {
         let missing = self
             .plan
             .as_ref()
@@ -426,7 +436,6 @@ impl<P: Payload> Agent<P> {
                 self.hub.wake();
             }
         }
-        self.ready_insert(idx);
     }
 
     fn ready_remove(&mut self, idx: u32) {
@@ -461,6 +470,12 @@ impl<P: Payload> Agent<P> {
             let (owners, ranks) = (self.owners.owners(), self.owners.ranks());
             self.duty
                 .rebuild(self.cfg.id, owners, ranks, plan, self.now);
+            // The owners watched now are judged from now on (the timer is otherwise armed
+            // only by hub fetches completing, which a farm of broken owners never sees).
+            if !self.booted {
+                self.timers
+                    .arm_earliest(TimerKind::Duty, self.now + self.cfg.duty_grace);
+            }
         }
         let pings = self.duty.take_unpinged(self.now);
         if !pings.is_empty() {
@@ -518,7 +533,9 @@ impl<P: Payload> Agent<P> {
     }
 }
 
-/// Whether block `idx` has appeared: held (or looked up) here, or held by a neighbour.
+/// Whether block `idx` has appeared: held (or looked up) here, or claimed by a neighbour not
+/// excluded for it (a claim is excluded as soon as a request on it fails, so a claim never
+/// served stops counting once asked).
 fn appeared(plan: &Plan, neighbours: &Neighbours, idx: u32) -> bool {
     plan.blocks
         .get(idx as usize)

@@ -78,6 +78,9 @@ pub struct AgentConfig {
     pub busy_backoff: Duration,
     /// Remaining blocks at or below which requests are duplicated (endgame).
     pub endgame_blocks: usize,
+    /// A block asked only of holders not relied on (see `Neighbours`) for this long is also
+    /// asked of one relied on, if there is one.
+    pub second_holder_after: Duration,
     /// Faults after which a peer is banned: corrupt blocks, plus requests it failed (timed
     /// out, refused, or answered only busy for 3 × `stall_timeout`) since it last delivered
     /// one.
@@ -113,6 +116,7 @@ impl Default for AgentConfig {
             hub_backoff_max: Duration::from_secs(8),
             busy_backoff: Duration::from_millis(20),
             endgame_blocks: 8,
+            second_holder_after: Duration::from_secs(1),
             ban_after: 3,
         }
     }

@@ -197,7 +197,8 @@ impl<P: Payload> Agent<P> {
             }
             Source::Peer(p) => {
                 self.stats.bytes_from_peers += len;
-                self.neighbours.delivered(p);
+                let changes = self.neighbours.delivered(p);
+                self.apply(changes);
                 self.requests.delivered(p);
             }
         }
@@ -354,7 +355,8 @@ impl<P: Payload> Agent<P> {
             Source::Peer(p) => {
                 let change = self.neighbours.exclude(idx, p);
                 self.apply(change);
-                let faults = self.neighbours.add_fault(p);
+                let (faults, changes) = self.neighbours.add_fault(p);
+                self.apply(changes);
                 self.out
                     .push_back(Output::Event(Event::PeerPenalised { peer: p, faults }));
                 if faults >= self.cfg.ban_after {

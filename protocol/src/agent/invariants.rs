@@ -19,6 +19,16 @@ impl<P: Payload> Agent<P> {
                     holding,
                     "holders of block {idx} (not excluded for it)"
                 );
+                let relied = self
+                    .neighbours
+                    .holders(idx)
+                    .filter(|&p| self.neighbours.is_relied(p))
+                    .count();
+                assert_eq!(
+                    self.neighbours.relied_of(idx) as usize,
+                    relied,
+                    "relied holders of block {idx}"
+                );
             }
         }
         assert_eq!(self.booted, plan.is_some_and(Plan::is_booted), "booted");

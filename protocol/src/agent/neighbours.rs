@@ -4,9 +4,16 @@
 //!
 //! Invariants: `holders[b]` is the number of neighbours whose holdings include block `b` and
 //! that are not excluded for it (a holder that failed to deliver `b` does not count as one),
-//! and `fetchers[b]` the number that announced a hub fetch of it; a banned node is neither a
-//! member nor a neighbour. Every change of a count is reported as a [`Change`] so the agent
-//! can update what depends on it.
+//! `relied[b]` the number of those whose claims are *relied on*, and `fetchers[b]` the number
+//! that announced a hub fetch of it; a banned node is neither a member nor a neighbour. Every
+//! change of a count is reported as a [`Change`] so the agent can update what depends on it.
+//!
+//! What a neighbour holds is its claim. Claims are relied on only from a neighbour that has
+//! delivered a verified block to this node, has not failed a request since and never sent a
+//! corrupt one. Every claim is still asked (that is how a neighbour proves itself, and how an
+//! honest one under load recovers), but only relied claims keep owners from the hub and count
+//! as an owner's block appearing: a peer that claims blocks it never serves cannot hold the
+//! farm back for longer than it takes to ask it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -30,6 +37,8 @@ const ANNOUNCED: usize = 512;
 pub(super) enum Change {
     /// The neighbours holding `idx` went from `before` to `after`.
     Holders { idx: u32, before: u32, after: u32 },
+    /// The holders of `idx` relied on went from `before` to `after`.
+    Relied { idx: u32, before: u32, after: u32 },
     /// `after` neighbours now announce a hub fetch of `idx`.
     Fetchers { idx: u32, after: u32 },
 }
@@ -76,6 +85,8 @@ pub(super) struct Neighbours {
     /// Requests a peer failed (ran out of time, refused, or answered only `Busy` for 3 stall
     /// periods) since it last delivered one.
     misses: BTreeMap<NodeId, Misses>,
+    /// Peers that delivered a verified block to this node (bounded like the others).
+    proven: BTreeMap<NodeId, ()>,
     banned: BTreeSet<NodeId>,
     /// When neighbours announced each hub fetch they are making (the latest announcement), and
     /// whether as it started (a `Fetching`, rather than in a `Hello`), bounded.
@@ -83,6 +94,7 @@ pub(super) struct Neighbours {
     /// Peers not asked again for a block (at most `max` per block).
     excluded: BTreeMap<u32, Vec<NodeId>>,
     holders: Vec<u32>,
+    relied: Vec<u32>,
     fetchers: Vec<u32>,
     /// Blocks verified and hub fetches started, not yet announced.
     new_haves: Vec<u32>,
@@ -100,10 +112,12 @@ impl Neighbours {
             said_bye: BTreeMap::new(),
             faults: BTreeMap::new(),
             misses: BTreeMap::new(),
+            proven: BTreeMap::new(),
             banned: BTreeSet::new(),
             announced: BTreeMap::new(),
             excluded: BTreeMap::new(),
             holders: Vec::new(),
+            relied: Vec::new(),
             fetchers: Vec::new(),
             new_haves: Vec::new(),
             new_fetches: Vec::new(),
@@ -226,9 +240,10 @@ impl Neighbours {
     pub(super) fn remove(&mut self, id: NodeId) -> Option<Vec<Change>> {
         let peer = self.peers.remove(&id)?;
         let mut changes = Vec::new();
+        let relied = self.is_relied(id);
         for b in peer.bits.iter() {
             if !self.is_excluded(b, id) {
-                changes.extend(self.add_holder(b, -1));
+                self.add_holder(b, -1, relied, &mut changes);
             }
         }
         for b in peer.fetching.iter() {
@@ -268,6 +283,7 @@ impl Neighbours {
     /// Forgets every holding and announcement of the previous release.
     pub(super) fn restart(&mut self) {
         self.holders.clear();
+        self.relied.clear();
         self.fetchers.clear();
         self.excluded.clear();
         self.announced.clear();
@@ -282,6 +298,11 @@ impl Neighbours {
     /// Neighbours holding `idx`.
     pub(super) fn holders_of(&self, idx: u32) -> u32 {
         self.holders.get(idx as usize).copied().unwrap_or(0)
+    }
+
+    /// Neighbours holding `idx` whose claims are relied on.
+    pub(super) fn relied_of(&self, idx: u32) -> u32 {
+        self.relied.get(idx as usize).copied().unwrap_or(0)
     }
 
     /// Neighbours fetching `idx` from the hub.
@@ -318,10 +339,12 @@ impl Neighbours {
             .into_iter()
             .filter(|&b| !self.is_excluded(b, id))
             .collect();
-        counted
-            .into_iter()
-            .filter_map(|b| self.add_holder(b, 1))
-            .collect()
+        let relied = self.is_relied(id);
+        let mut changes = Vec::new();
+        for b in counted {
+            self.add_holder(b, 1, relied, &mut changes);
+        }
+        changes
     }
 
     /// Records hub fetches a neighbour announced at `now` (of blocks it does not hold yet),
@@ -401,32 +424,69 @@ impl Neighbours {
             peer.bits.set(b)
         });
         new.retain(|&b| !self.is_excluded(b, id));
-        changes.extend(new.into_iter().filter_map(|b| self.add_holder(b, 1)));
+        let relied = self.is_relied(id);
+        for b in new {
+            self.add_holder(b, 1, relied, &mut changes);
+        }
         changes
     }
 
     /// A neighbour said it does not have `idx` after all.
-    pub(super) fn not_found(&mut self, id: NodeId, idx: u32) -> Option<Change> {
+    pub(super) fn not_found(&mut self, id: NodeId, idx: u32) -> Vec<Change> {
         let cleared = self
             .peers
             .get_mut(&id)
             .is_some_and(|peer| peer.bits.clear(idx));
+        let mut changes = Vec::new();
         if cleared && !self.is_excluded(idx, id) {
-            self.add_holder(idx, -1)
-        } else {
-            None
+            let relied = self.is_relied(id);
+            self.add_holder(idx, -1, relied, &mut changes);
+        }
+        changes
+    }
+
+    /// Counts a holder of `idx` in or out (`relied`: one relied on, counted there too).
+    fn add_holder(&mut self, idx: u32, delta: i32, relied: bool, changes: &mut Vec<Change>) {
+        if let Some(n) = counter(&mut self.holders, idx) {
+            let before = *n;
+            *n = before.saturating_add_signed(delta);
+            changes.push(Change::Holders {
+                idx,
+                before,
+                after: *n,
+            });
+        }
+        if relied {
+            changes.extend(self.add_relied(idx, delta));
         }
     }
 
-    fn add_holder(&mut self, idx: u32, delta: i32) -> Option<Change> {
-        let n = counter(&mut self.holders, idx)?;
+    fn add_relied(&mut self, idx: u32, delta: i32) -> Option<Change> {
+        let n = counter(&mut self.relied, idx)?;
         let before = *n;
         *n = before.saturating_add_signed(delta);
-        Some(Change::Holders {
+        Some(Change::Relied {
             idx,
             before,
             after: *n,
         })
+    }
+
+    /// `id` is no longer relied on (`delta` -1) or is now (+1): its counted holdings move out
+    /// of or into the relied counts.
+    fn rely_on(&mut self, id: NodeId, delta: i32) -> Vec<Change> {
+        let Some(peer) = self.peers.get(&id) else {
+            return Vec::new();
+        };
+        let blocks: Vec<u32> = peer
+            .bits
+            .iter()
+            .filter(|&b| !self.is_excluded(b, id))
+            .collect();
+        blocks
+            .into_iter()
+            .filter_map(|b| self.add_relied(b, delta))
+            .collect()
     }
 
     fn add_fetcher(&mut self, idx: u32, delta: i32) -> Option<Change> {
@@ -511,19 +571,65 @@ impl Neighbours {
         true
     }
 
-    /// Counts a corrupt block from `peer`; returns its faults so far (see [`Self::faults`]).
-    pub(super) fn add_fault(&mut self, peer: NodeId) -> u32 {
-        bump(&mut self.faults, peer);
-        self.faults(peer)
+    /// Whether `peer`'s claims are relied on: it delivered a verified block to this node, has
+    /// not failed a request since, and never sent a corrupt one.
+    pub(super) fn is_relied(&self, peer: NodeId) -> bool {
+        self.proven.contains_key(&peer) && self.faults(peer) == 0
     }
 
-    /// Counts a request `peer` failed; returns its faults so far.
+    /// `peer` was relied on (`was`) before a change of its record: moves its counted
+    /// holdings into or out of the relied counts if that changed.
+    fn retrust(&mut self, peer: NodeId, was: bool) -> Vec<Change> {
+        match (was, self.is_relied(peer)) {
+            (false, true) => self.rely_on(peer, 1),
+            (true, false) => self.rely_on(peer, -1),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Counts a corrupt block from `peer`; returns its faults so far (see [`Self::faults`])
+    /// and the changes of the relied counts.
+    pub(super) fn add_fault(&mut self, peer: NodeId) -> (u32, Vec<Change>) {
+        let was = self.is_relied(peer);
+        let mut changes = Vec::new();
+        if self.faults.len() >= TRACKED && !self.faults.contains_key(&peer) {
+            changes.extend(self.forget_first(|n| &mut n.faults));
+        }
+        let n = self.faults.entry(peer).or_insert(0);
+        *n = n.saturating_add(1);
+        changes.extend(self.retrust(peer, was));
+        (self.faults(peer), changes)
+    }
+
+    /// Forgets the lowest-keyed peer of a bounded record to make room, keeping the relied
+    /// counts true.
+    fn forget_first<V>(
+        &mut self,
+        record: impl Fn(&mut Self) -> &mut BTreeMap<NodeId, V>,
+    ) -> Vec<Change> {
+        let Some(id) = record(self).keys().next().copied() else {
+            return Vec::new();
+        };
+        let was = self.is_relied(id);
+        record(self).remove(&id);
+        self.retrust(id, was)
+    }
+
+    /// Counts a request `peer` failed.
     ///
     /// A request that started before the peer's last counted miss overlapped it, and the
     /// overlapping failures count once: a peer that was slow for a while (under load, or
     /// behind a congested link) takes one miss for that while, not one per request it had
-    /// in flight. Returns the peer's faults, or `None` if this failure was not counted.
-    pub(super) fn add_miss(&mut self, peer: NodeId, started: Time, now: Time) -> Option<u32> {
+    /// in flight. Returns the peer's faults and the changes of the relied counts, or `None`
+    /// if this failure was not counted.
+    pub(super) fn add_miss(
+        &mut self,
+        peer: NodeId,
+        started: Time,
+        now: Time,
+    ) -> Option<(u32, Vec<Change>)> {
+        let was = self.is_relied(peer);
+        let mut changes = Vec::new();
         if let Some(m) = self.misses.get_mut(&peer) {
             if started <= m.last {
                 return None;
@@ -532,7 +638,7 @@ impl Neighbours {
             m.last = now;
         } else {
             if self.misses.len() >= TRACKED {
-                self.misses.pop_first();
+                changes.extend(self.forget_first(|n| &mut n.misses));
             }
             self.misses.insert(
                 peer,
@@ -542,13 +648,22 @@ impl Neighbours {
                 },
             );
         }
-        Some(self.faults(peer))
+        changes.extend(self.retrust(peer, was));
+        Some((self.faults(peer), changes))
     }
 
-    /// `peer` delivered a block that verified: its failed requests are forgiven (its corrupt
-    /// blocks are not).
-    pub(super) fn delivered(&mut self, peer: NodeId) {
+    /// `peer` delivered a block that verified: it is proven, its failed requests are forgiven
+    /// (its corrupt blocks are not), and its claims are relied on unless it sent one.
+    pub(super) fn delivered(&mut self, peer: NodeId) -> Vec<Change> {
+        let was = self.is_relied(peer);
+        let mut changes = Vec::new();
+        if !self.proven.contains_key(&peer) && self.proven.len() >= TRACKED {
+            changes.extend(self.forget_first(|n| &mut n.proven));
+        }
+        self.proven.insert(peer, ());
         self.misses.remove(&peer);
+        changes.extend(self.retrust(peer, was));
+        changes
     }
 
     /// The corrupt blocks `peer` sent, plus the requests it failed since it last delivered.
@@ -559,18 +674,19 @@ impl Neighbours {
 
     /// `peer` is not asked for `idx` again, nor counted as its holder (until the block is held
     /// or the release changes).
-    pub(super) fn exclude(&mut self, idx: u32, peer: NodeId) -> Option<Change> {
+    pub(super) fn exclude(&mut self, idx: u32, peer: NodeId) -> Vec<Change> {
         let list = self.excluded.entry(idx).or_default();
         if list.contains(&peer) || list.len() >= self.max {
-            return None;
+            return Vec::new();
         }
         list.push(peer);
         let holds = self.peers.get(&peer).is_some_and(|p| p.bits.get(idx));
+        let mut changes = Vec::new();
         if holds {
-            self.add_holder(idx, -1)
-        } else {
-            None
+            let relied = self.is_relied(peer);
+            self.add_holder(idx, -1, relied, &mut changes);
         }
+        changes
     }
 
     /// `idx` is held: its exclusions are moot, and its excluded holders count again.
@@ -582,9 +698,12 @@ impl Neighbours {
             .into_iter()
             .filter(|id| self.peers.get(id).is_some_and(|p| p.bits.get(idx)))
             .collect();
-        back.into_iter()
-            .filter_map(|_| self.add_holder(idx, 1))
-            .collect()
+        let mut changes = Vec::new();
+        for id in back {
+            let relied = self.is_relied(id);
+            self.add_holder(idx, 1, relied, &mut changes);
+        }
+        changes
     }
 }
 
@@ -614,14 +733,6 @@ struct Misses {
     count: u32,
     /// When the last counted one failed.
     last: Time,
-}
-
-fn bump(counts: &mut BTreeMap<NodeId, u32>, peer: NodeId) {
-    if counts.len() >= TRACKED && !counts.contains_key(&peer) {
-        counts.pop_first();
-    }
-    let n = counts.entry(peer).or_insert(0);
-    *n = n.saturating_add(1);
 }
 
 #[cfg(test)]
@@ -684,13 +795,14 @@ mod tests {
         n.exclude(2, A);
         assert_eq!(
             n.not_found(B, 3),
-            Some(Change::Holders {
+            [Change::Holders {
                 idx: 3,
                 before: 1,
                 after: 0
-            })
+            }],
+            "B was not relied on: only the holders changed"
         );
-        assert_eq!(n.not_found(B, 3), None);
+        assert_eq!(n.not_found(B, 3), []);
         n.remove(A).unwrap();
         assert_eq!(
             holders(&n, &[1, 2, 3]),
@@ -723,9 +835,10 @@ mod tests {
         // The agent drops a banned peer as a neighbour; a new member list does too.
         assert_eq!(n.set_members(vec![A, B, C]), [B]);
         assert_eq!(n.members(), [A, C]);
-        assert_eq!((n.add_fault(A), n.add_fault(A), n.faults(C)), (1, 2, 0));
+        assert_eq!((n.add_fault(A).0, n.add_fault(A).0, n.faults(C)), (1, 2, 0));
+        let faults = |m: Option<(u32, Vec<Change>)>| m.map(|(f, _)| f);
         assert_eq!(
-            (n.add_miss(A, t, t), n.add_miss(C, t, t)),
+            (faults(n.add_miss(A, t, t)), faults(n.add_miss(C, t, t))),
             (Some(3), Some(1))
         );
         n.delivered(A);
@@ -738,19 +851,61 @@ mod tests {
     }
 
     #[test]
+    fn claims_are_relied_on_only_from_a_peer_that_delivered_and_has_not_failed_since() {
+        let mut n = Neighbours::new(&AgentConfig::default());
+        let t = Time::ZERO;
+        n.accept(A, t);
+        n.accept(B, t);
+        n.add_bits(A, &bits(&[1, 2]));
+        n.add_bits(B, &bits(&[2]));
+        let relied = |n: &Neighbours| [1, 2].map(|b| n.relied_of(b));
+        assert_eq!(holders(&n, &[1, 2]), [1, 2]);
+        assert_eq!(relied(&n), [0, 0], "nobody has delivered yet");
+        let changes = n.delivered(A);
+        assert_eq!(relied(&n), [1, 1]);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        // A new claim of a relied peer is relied on at once; an excluded one is not.
+        n.add_bits(A, &bits(&[3]));
+        assert_eq!(n.relied_of(3), 1);
+        n.exclude(3, A);
+        assert_eq!((n.holders_of(3), n.relied_of(3)), (0, 0));
+        // A failure takes A's claims out of the relied counts, the next delivery back in.
+        let (_, changes) = n.add_miss(A, t, t).expect("counted");
+        assert_eq!(relied(&n), [0, 0]);
+        assert!(
+            changes
+                .iter()
+                .all(|c| matches!(c, Change::Relied { after: 0, .. }))
+        );
+        assert_eq!(holders(&n, &[1, 2]), [1, 2], "still asked");
+        n.delivered(A);
+        assert_eq!(relied(&n), [1, 1]);
+        // A corrupt block is never forgiven.
+        n.add_fault(A);
+        n.delivered(A);
+        assert_eq!(relied(&n), [0, 0]);
+        assert!(!n.is_relied(A));
+        n.delivered(B);
+        assert_eq!(relied(&n), [0, 1]);
+        n.remove(B).expect("a neighbour");
+        assert_eq!(relied(&n), [0, 0]);
+    }
+
+    #[test]
     fn overlapping_failed_requests_count_as_one_miss() {
         let mut n = Neighbours::new(&AgentConfig::default());
         let at = |s: u64| Time::ZERO + Duration::from_secs(s);
+        let mut miss = |started, now| n.add_miss(A, at(started), at(now)).map(|(f, _)| f);
         // Three requests in flight together time out one after another: one miss.
-        assert_eq!(n.add_miss(A, at(0), at(3)), Some(1));
-        assert_eq!(n.add_miss(A, at(1), at(4)), None);
-        assert_eq!(n.add_miss(A, at(3), at(5)), None);
+        assert_eq!(miss(0, 3), Some(1));
+        assert_eq!(miss(1, 4), None);
+        assert_eq!(miss(3, 5), None);
         // A request started after that miss is a new failure.
-        assert_eq!(n.add_miss(A, at(4), at(7)), Some(2));
-        assert_eq!(n.add_miss(A, at(8), at(11)), Some(3));
+        assert_eq!(miss(4, 7), Some(2));
+        assert_eq!(miss(8, 11), Some(3));
         // A delivery forgives them; the next failure starts a new count.
         n.delivered(A);
-        assert_eq!(n.add_miss(A, at(9), at(12)), Some(1));
+        assert_eq!(n.add_miss(A, at(9), at(12)).map(|(f, _)| f), Some(1));
         assert_eq!(n.faults(B), 0);
     }
 

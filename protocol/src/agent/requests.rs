@@ -130,6 +130,51 @@ impl Requests {
         self.inflight.get(idx as usize).copied().unwrap_or(0)
     }
 
+    /// The blocks asked only of peers `relied` does not rely on, the last of them `after` ago
+    /// or longer, with the peers asked; and when the next such block will have waited that
+    /// long.
+    pub(super) fn unsure(
+        &self,
+        now: Time,
+        after: Duration,
+        relied: impl Fn(NodeId) -> bool,
+    ) -> (Vec<(u32, Vec<NodeId>)>, Option<Time>) {
+        // Per block: the peers asked and the last ask, or `None` once one is sure.
+        let mut blocks: BTreeMap<u32, Option<(Vec<NodeId>, Time)>> = BTreeMap::new();
+        for r in self.requests.values() {
+            let entry = blocks
+                .entry(r.idx)
+                .or_insert_with(|| Some((Vec::new(), r.started)));
+            match (r.source, entry.as_mut()) {
+                (Source::Peer(p), Some((asked, first))) if !relied(p) => {
+                    asked.push(p);
+                    *first = (*first).max(r.started);
+                }
+                _ => *entry = None,
+            }
+        }
+        let mut due = Vec::new();
+        let mut next: Option<Time> = None;
+        for (idx, (asked, first)) in blocks.into_iter().filter_map(|(i, e)| Some((i, e?))) {
+            let at = first + after;
+            if at <= now {
+                due.push((idx, asked));
+            } else {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        (due, next)
+    }
+
+    /// Whether block `idx` is being fetched from the hub.
+    pub(super) fn hub_inflight(&self, idx: u32) -> bool {
+        self.inflight(idx) > 0
+            && self
+                .requests
+                .values()
+                .any(|r| r.idx == idx && r.source == Source::Hub)
+    }
+
     /// The blocks being fetched from the hub.
     pub(super) fn hub_fetching(&self) -> Bitfield {
         let mut fetching = Bitfield::new();
@@ -309,12 +354,13 @@ impl Requests {
     }
 
     /// The least-loaded of `holders` (in id order) under the pipeline cap and not busy, other
-    /// than `not`; ties broken by a hash of the block.
+    /// than `not`, those `relied` on first; ties broken by a hash of the block.
     pub(super) fn pick_holder(
         &self,
         idx: u32,
         holders: impl Iterator<Item = NodeId>,
         not: Option<NodeId>,
+        relied: impl Fn(NodeId) -> bool,
         now: Time,
     ) -> Option<NodeId> {
         let salt = mix64(self.seed ^ u64::from(idx));
@@ -328,10 +374,10 @@ impl Requests {
             .filter_map(|id| {
                 let (inflight, busy_until) = load(&id);
                 (inflight < self.pipeline && busy_until <= now)
-                    .then(|| (inflight, mix64(id.0 ^ salt), id))
+                    .then(|| (!relied(id), inflight, mix64(id.0 ^ salt), id))
             })
-            .min_by_key(|&(inflight, tie, _)| (inflight, tie))
-            .map(|(_, _, id)| id)
+            .min_by_key(|&(unrelied, inflight, tie, _)| (unrelied, inflight, tie))
+            .map(|(_, _, _, id)| id)
     }
 
     /// Whether every missing block with a holder is in flight.
@@ -456,7 +502,10 @@ mod tests {
         let mut timers = Timers::default();
         let both = || [A, B].into_iter();
         reqs.start(&plan, 2, 1, Source::Peer(A), Time::ZERO, &mut timers);
-        assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), Some(B));
+        assert_eq!(
+            reqs.pick_holder(2, both(), None, |_| true, Time::ZERO),
+            Some(B)
+        );
         assert_eq!(reqs.single_sourced(), vec![(1, A)]);
         assert_eq!(
             reqs.busy(B, Time::ZERO, secs(1), &mut timers),
@@ -469,10 +518,22 @@ mod tests {
         );
         reqs.delivered(B);
         assert_eq!(reqs.busy(B, secs(1), secs(1), &mut timers), Duration::ZERO);
-        assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), None);
-        assert_eq!(reqs.pick_holder(2, both(), None, secs(1)), Some(B));
-        assert_eq!(reqs.pick_holder(2, both(), Some(B), secs(1)), None);
+        assert_eq!(
+            reqs.pick_holder(2, both(), None, |_| true, Time::ZERO),
+            None
+        );
+        assert_eq!(
+            reqs.pick_holder(2, both(), None, |_| true, secs(1)),
+            Some(B)
+        );
+        assert_eq!(
+            reqs.pick_holder(2, both(), Some(B), |_| true, secs(1)),
+            None
+        );
         reqs.forget_peer(B);
-        assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), Some(B));
+        assert_eq!(
+            reqs.pick_holder(2, both(), None, |_| true, Time::ZERO),
+            Some(B)
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! and fallback level, endgame duplicates, and the announcements of the call.
 
 use super::owners::Supply;
+use super::timers::TimerKind;
 use super::{Agent, HubMode, NodeId, Output, Payload, Request, RequestId, Source, State};
 
 impl<P: Payload> Agent<P> {
@@ -12,6 +13,7 @@ impl<P: Payload> Agent<P> {
         }
         if self.cfg.hub != HubMode::Only {
             self.schedule_peers();
+            self.second_holders();
         }
         self.schedule_hub();
         self.endgame();
@@ -31,6 +33,36 @@ impl<P: Payload> Agent<P> {
         }
     }
 
+    /// A block asked only of holders not relied on, the last `second_holder_after` ago, is
+    /// asked of one more holder (one relied on first): a peer that claims blocks and never
+    /// serves them holds a block back for that long, not for a whole deadline.
+    fn second_holders(&mut self) {
+        let neighbours = &self.neighbours;
+        let (due, next) = self
+            .requests
+            .unsure(self.now, self.cfg.second_holder_after, |p| {
+                neighbours.is_relied(p)
+            });
+        self.timers.set(TimerKind::SecondHolder, next);
+        for (idx, asked) in due {
+            if !self.requests.peer_room() {
+                break;
+            }
+            let neighbours = &self.neighbours;
+            let holders = neighbours.holders(idx).filter(|p| !asked.contains(p));
+            let pick = self.requests.pick_holder(
+                idx,
+                holders,
+                None,
+                |p| neighbours.is_relied(p),
+                self.now,
+            );
+            if let Some(peer) = pick {
+                self.start_fetch(idx, Source::Peer(peer));
+            }
+        }
+    }
+
     fn schedule_hub(&mut self) {
         if !self.hub.take_wake(&self.timers) {
             return;
@@ -42,14 +74,18 @@ impl<P: Payload> Agent<P> {
         if room == 0 {
             return;
         }
+        // A request to a holder not relied on does not keep an owner from the hub: a peer
+        // that claims a block and never serves it would hold it back for a whole deadline.
         let idle = |idx: u32| {
-            plan.blocks[idx as usize].state == State::Missing && self.requests.inflight(idx) == 0
+            plan.blocks[idx as usize].state == State::Missing
+                && (self.requests.inflight(idx) == 0
+                    || (self.neighbours.relied_of(idx) == 0 && !self.requests.hub_inflight(idx)))
         };
         let picks = if self.hub.takes_anything() {
             self.hub.scan_any(plan, room, idle)
         } else {
             let supply = |idx: u32| Supply {
-                holders: self.neighbours.holders_of(idx),
+                holders: self.neighbours.relied_of(idx),
                 fetchers: self.neighbours.fetchers_of(idx),
                 idle: idle(idx),
             };
@@ -95,8 +131,9 @@ impl<P: Payload> Agent<P> {
     }
 
     fn pick_holder(&self, idx: u32, not: Option<NodeId>) -> Option<NodeId> {
+        let relied = |p| self.neighbours.is_relied(p);
         self.requests
-            .pick_holder(idx, self.neighbours.holders(idx), not, self.now)
+            .pick_holder(idx, self.neighbours.holders(idx), not, relied, self.now)
     }
 
     fn start_fetch(&mut self, idx: u32, source: Source) {

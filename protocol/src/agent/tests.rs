@@ -811,6 +811,7 @@ fn a_peer_that_never_answers_times_out_and_the_block_is_asked_elsewhere() {
     let mut net = Net::new(rel, 3, |_| AgentConfig {
         hub: HubMode::Off,
         endgame_blocks: 0,
+        second_holder_after: std::time::Duration::from_secs(3600),
         ..AgentConfig::default()
     });
     net.seed(1);
@@ -832,6 +833,29 @@ fn a_peer_that_never_answers_times_out_and_the_block_is_asked_elsewhere() {
             ..
         }
     )));
+}
+
+#[test]
+fn a_block_asked_only_of_a_peer_not_relied_on_is_asked_of_another_within_a_second() {
+    let rel = release(1, 6);
+    let mut net = Net::new(rel, 3, |_| AgentConfig {
+        hub: HubMode::Off,
+        endgame_blocks: 0,
+        ..AgentConfig::default()
+    });
+    net.seed(1);
+    net.seed(2);
+    net.members(&[0, 1, 2]);
+    net.boot(1);
+    net.boot(2);
+    net.run_until(100);
+    net.silent.insert(1);
+    net.boot(0);
+    // The peer deadline is 3 s: the blocks asked of the silent peer come from the other
+    // holder after `second_holder_after` instead.
+    net.run_until(2_500);
+    assert!(net.booted(0));
+    assert_eq!(net.agents[0].as_ref().unwrap().stats().timeouts, 0);
 }
 
 #[test]

@@ -28,6 +28,8 @@ pub(super) enum TimerKind {
     Greet,
     /// An owner may have failed to deliver a block in time.
     Duty,
+    /// A request to a holder not relied on may need a second holder.
+    SecondHolder,
 }
 
 /// When each armed timer is due.
