@@ -805,6 +805,18 @@ fn corrupt_blocks_blame_the_sender_who_is_banned_and_the_boot_goes_on() {
     );
 }
 
+/// Nodes 1 and 2 hold the release and boot; node 1 then goes silent and node 0 boots.
+fn silent_first_holder(net: &mut Net) {
+    net.seed(1);
+    net.seed(2);
+    net.members(&[0, 1, 2]);
+    net.boot(1);
+    net.boot(2);
+    net.run_until(100);
+    net.silent.insert(1);
+    net.boot(0);
+}
+
 #[test]
 fn a_peer_that_never_answers_times_out_and_the_block_is_asked_elsewhere() {
     let rel = release(1, 6);
@@ -814,14 +826,7 @@ fn a_peer_that_never_answers_times_out_and_the_block_is_asked_elsewhere() {
         second_holder_after: std::time::Duration::from_secs(3600),
         ..AgentConfig::default()
     });
-    net.seed(1);
-    net.seed(2);
-    net.members(&[0, 1, 2]);
-    net.boot(1);
-    net.boot(2);
-    net.run_until(100);
-    net.silent.insert(1);
-    net.boot(0);
+    silent_first_holder(&mut net);
     net.run_until(30_000);
     assert!(net.booted(0));
     assert!(net.agents[0].as_ref().unwrap().stats().timeouts >= 1);
@@ -843,14 +848,7 @@ fn a_block_asked_only_of_a_peer_not_relied_on_is_asked_of_another_within_a_secon
         endgame_blocks: 0,
         ..AgentConfig::default()
     });
-    net.seed(1);
-    net.seed(2);
-    net.members(&[0, 1, 2]);
-    net.boot(1);
-    net.boot(2);
-    net.run_until(100);
-    net.silent.insert(1);
-    net.boot(0);
+    silent_first_holder(&mut net);
     // The peer deadline is 3 s: the blocks asked of the silent peer come from the other
     // holder after `second_holder_after` instead.
     net.run_until(2_500);
@@ -889,14 +887,7 @@ fn endgame_duplicates_the_last_requests_to_another_holder() {
         peer_pipeline: 8,
         ..AgentConfig::default()
     });
-    net.seed(1);
-    net.seed(2);
-    net.members(&[0, 1, 2]);
-    net.boot(1);
-    net.boot(2);
-    net.run_until(100);
-    net.silent.insert(1);
-    net.boot(0);
+    silent_first_holder(&mut net);
     net.run_until(30_000);
     assert!(net.booted(0));
     // Blocks first asked from the silent node were duplicated to node 2 before any timeout.
