@@ -507,7 +507,9 @@ impl<P: Payload> Agent<P> {
         let Some(plan) = self.plan.as_ref() else {
             return;
         };
-        let holdings = self.neighbours.holdings();
+        // Only claims relied on: peers claiming every block would make every node leave its
+        // chunks to the others.
+        let holdings = self.neighbours.relied_holdings();
         if self
             .owners
             .decide_joiner(plan, self.now, holdings, &mut self.timers)

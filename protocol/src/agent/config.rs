@@ -78,8 +78,9 @@ pub struct AgentConfig {
     pub busy_backoff: Duration,
     /// Remaining blocks at or below which requests are duplicated (endgame).
     pub endgame_blocks: usize,
-    /// A block asked only of holders not relied on (see `Neighbours`) for this long is also
-    /// asked of one relied on, if there is one.
+    /// The most a block asked only of holders not relied on waits before another holder (and
+    /// its owner, the hub) is asked: twice the slowest recent peer delivery, capped here. A
+    /// holder not relied on that is outrun after this long takes a miss.
     pub second_holder_after: Duration,
     /// Faults after which a peer is banned: corrupt blocks, plus requests it failed (timed
     /// out, refused, or answered only busy for 3 × `stall_timeout`) since it last delivered

@@ -199,12 +199,11 @@ impl<P: Payload> Agent<P> {
                 self.stats.bytes_from_peers += len;
                 let changes = self.neighbours.delivered(p);
                 self.apply(changes);
-                self.requests.delivered(p);
+                let took = self.now.saturating_duration_since(r.started);
+                self.requests.delivered(p, took);
             }
         }
-        for other in self.requests.for_block(r.idx) {
-            self.cancel(other);
-        }
+        self.outrun(r.idx);
         let manifest_bytes = if manifest {
             payload.bytes().map(<[u8]>::to_vec)
         } else {
@@ -213,6 +212,25 @@ impl<P: Payload> Agent<P> {
         self.out.push_back(Output::Store { cid, payload });
         self.touch_progress();
         self.held(r.idx, len, manifest_bytes.as_deref());
+    }
+
+    /// Block `idx` arrived: its other requests are cancelled. A holder not relied on that had
+    /// it for `second_holder_after` or longer was outrun by the one asked after it: that is
+    /// a miss (a peer that claims blocks and never serves them is banned even when every
+    /// block it was asked for came from elsewhere).
+    fn outrun(&mut self, idx: u32) {
+        for other in self.requests.for_block(idx) {
+            let Some(r) = self.finish_request(other) else {
+                continue;
+            };
+            self.out.push_back(Output::Cancel { req: other });
+            if let Source::Peer(p) = r.source {
+                let waited = self.now.saturating_duration_since(r.started);
+                if !self.neighbours.is_relied(p) && waited >= self.cfg.second_holder_after {
+                    self.missed(p, r.started);
+                }
+            }
+        }
     }
 
     pub(super) fn on_progress(&mut self, req: RequestId) {

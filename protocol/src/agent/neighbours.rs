@@ -310,9 +310,12 @@ impl Neighbours {
         self.fetchers.get(idx as usize).copied().unwrap_or(0)
     }
 
-    /// The neighbours' holdings, one bitfield each.
-    pub(super) fn holdings(&self) -> impl Iterator<Item = &Bitfield> + '_ {
-        self.peers.values().map(|p| &p.bits)
+    /// The holdings of the neighbours relied on, one bitfield each.
+    pub(super) fn relied_holdings(&self) -> impl Iterator<Item = &Bitfield> + '_ {
+        self.peers
+            .iter()
+            .filter(|(id, _)| self.is_relied(**id))
+            .map(|(_, p)| &p.bits)
     }
 
     /// The neighbours holding `idx` that are not excluded for it, in id order.
@@ -813,7 +816,7 @@ mod tests {
         assert!(n.remove(A).is_none());
         n.restart();
         assert_eq!(holders(&n, &[2]), [0]);
-        assert_eq!(n.holdings().map(Bitfield::count).sum::<u32>(), 0);
+        assert_eq!(n.peers.values().map(|p| p.bits.count()).sum::<u32>(), 0);
     }
 
     #[test]
@@ -861,8 +864,11 @@ mod tests {
         let relied = |n: &Neighbours| [1, 2].map(|b| n.relied_of(b));
         assert_eq!(holders(&n, &[1, 2]), [1, 2]);
         assert_eq!(relied(&n), [0, 0], "nobody has delivered yet");
+        assert_eq!(n.relied_holdings().count(), 0);
         let changes = n.delivered(A);
         assert_eq!(relied(&n), [1, 1]);
+        let held: Vec<u32> = n.relied_holdings().flat_map(Bitfield::iter).collect();
+        assert_eq!(held, [1, 2], "A's claims only");
         assert_eq!(changes.len(), 2, "{changes:?}");
         // A new claim of a relied peer is relied on at once; an excluded one is not.
         n.add_bits(A, &bits(&[3]));

@@ -8,7 +8,7 @@
 //! `(tier, holders, per-node tie-break, index)`; the agent calls [`Requests::ready_remove`] /
 //! [`Requests::ready_insert`] around every change of a block's state or holder count.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use super::id_map::IdMap;
@@ -21,6 +21,10 @@ mod invariants;
 
 /// Candidates examined per scheduling pass.
 const SCAN_LIMIT: usize = 64;
+/// Peer deliveries whose times are remembered.
+const TOOK: usize = 16;
+/// The least a holder not relied on is given before another is asked.
+const MIN_DOUBT: Duration = Duration::from_millis(50);
 
 type ReadyKey = (u32, u32, u64, u32);
 
@@ -70,6 +74,9 @@ pub(super) struct Requests {
     ready: BTreeSet<ReadyKey>,
     /// Something changed that may let a peer request start.
     dirty: bool,
+    second_holder_after: Duration,
+    /// How long the last peer deliveries took (at most [`TOOK`]).
+    took: VecDeque<Duration>,
 }
 
 impl Requests {
@@ -94,6 +101,8 @@ impl Requests {
             loads: IdMap::new(),
             ready: BTreeSet::new(),
             dirty: false,
+            second_holder_after: cfg.second_holder_after,
+            took: VecDeque::new(),
         }
     }
 
@@ -130,15 +139,15 @@ impl Requests {
         self.inflight.get(idx as usize).copied().unwrap_or(0)
     }
 
-    /// The blocks asked only of peers `relied` does not rely on, the last of them `after` ago
-    /// or longer, with the peers asked; and when the next such block will have waited that
-    /// long.
+    /// The blocks asked only of peers `relied` does not rely on, the last of them
+    /// [`Self::doubt_after`] ago or longer, with the peers asked; and when the next such block
+    /// will have waited that long.
     pub(super) fn unsure(
         &self,
         now: Time,
-        after: Duration,
         relied: impl Fn(NodeId) -> bool,
     ) -> (Vec<(u32, Vec<NodeId>)>, Option<Time>) {
+        let after = self.doubt_after();
         // Per block: the peers asked and the last ask, or `None` once one is sure.
         let mut blocks: BTreeMap<u32, Option<(Vec<NodeId>, Time)>> = BTreeMap::new();
         for r in self.requests.values() {
@@ -164,15 +173,6 @@ impl Requests {
             }
         }
         (due, next)
-    }
-
-    /// Whether block `idx` is being fetched from the hub.
-    pub(super) fn hub_inflight(&self, idx: u32) -> bool {
-        self.inflight(idx) > 0
-            && self
-                .requests
-                .values()
-                .any(|r| r.idx == idx && r.source == Source::Hub)
     }
 
     /// The blocks being fetched from the hub.
@@ -326,11 +326,27 @@ impl Requests {
         now.saturating_duration_since(since)
     }
 
-    /// `peer` delivered a block: its `Busy` streak ends.
-    pub(super) fn delivered(&mut self, peer: NodeId) {
+    /// `peer` delivered a block, asked `took` ago: its `Busy` streak ends.
+    pub(super) fn delivered(&mut self, peer: NodeId, took: Duration) {
         if let Some(load) = self.loads.get_mut(&peer) {
             load.busy_since = None;
         }
+        if self.took.len() >= TOOK {
+            self.took.pop_front();
+        }
+        self.took.push_back(took);
+    }
+
+    /// How long a request to a holder not relied on may go undelivered before another holder
+    /// (and the owner, the hub) is asked: twice the slowest of the last peer deliveries, at
+    /// least [`MIN_DOUBT`] and at most `second_holder_after` (all of it before any delivery).
+    pub(super) fn doubt_after(&self) -> Duration {
+        self.took
+            .iter()
+            .max()
+            .map_or(self.second_holder_after, |&m| {
+                (m * 2).clamp(MIN_DOUBT, self.second_holder_after.max(MIN_DOUBT))
+            })
     }
 
     /// `peer` is no longer a neighbour (its requests are finished).
@@ -436,6 +452,29 @@ mod tests {
     }
 
     #[test]
+    fn doubt_follows_the_slowest_recent_peer_delivery_within_bounds() {
+        let cfg = AgentConfig::default();
+        let mut reqs = Requests::new(&cfg);
+        let ms = Duration::from_millis;
+        assert_eq!(
+            reqs.doubt_after(),
+            cfg.second_holder_after,
+            "nothing delivered yet"
+        );
+        reqs.delivered(NodeId(1), ms(5));
+        assert_eq!(reqs.doubt_after(), MIN_DOUBT);
+        reqs.delivered(NodeId(1), ms(200));
+        assert_eq!(reqs.doubt_after(), ms(400));
+        reqs.delivered(NodeId(2), ms(900));
+        assert_eq!(reqs.doubt_after(), cfg.second_holder_after);
+        // Only the last deliveries count.
+        for _ in 0..TOOK {
+            reqs.delivered(NodeId(2), ms(30));
+        }
+        assert_eq!(reqs.doubt_after(), ms(60));
+    }
+
+    #[test]
     fn counters_and_the_deadline_timer_follow_the_requests() {
         let cfg = AgentConfig::default();
         let plan = test_plan(3);
@@ -516,7 +555,7 @@ mod tests {
             reqs.busy(B, secs(1), secs(1), &mut timers),
             secs(1).saturating_duration_since(Time::ZERO)
         );
-        reqs.delivered(B);
+        reqs.delivered(B, Duration::ZERO);
         assert_eq!(reqs.busy(B, secs(1), secs(1), &mut timers), Duration::ZERO);
         assert_eq!(
             reqs.pick_holder(2, both(), None, |_| true, Time::ZERO),

@@ -33,16 +33,12 @@ impl<P: Payload> Agent<P> {
         }
     }
 
-    /// A block asked only of holders not relied on, the last `second_holder_after` ago, is
+    /// A block asked only of holders not relied on, the last `Requests::doubt_after` ago, is
     /// asked of one more holder (one relied on first): a peer that claims blocks and never
     /// serves them holds a block back for that long, not for a whole deadline.
     fn second_holders(&mut self) {
         let neighbours = &self.neighbours;
-        let (due, next) = self
-            .requests
-            .unsure(self.now, self.cfg.second_holder_after, |p| {
-                neighbours.is_relied(p)
-            });
+        let (due, next) = self.requests.unsure(self.now, |p| neighbours.is_relied(p));
         self.timers.set(TimerKind::SecondHolder, next);
         for (idx, asked) in due {
             if !self.requests.peer_room() {
@@ -74,18 +70,26 @@ impl<P: Payload> Agent<P> {
         if room == 0 {
             return;
         }
-        // A request to a holder not relied on does not keep an owner from the hub: a peer
-        // that claims a block and never serves it would hold it back for a whole deadline.
+        // Holders not relied on keep an owner from the hub only until they have been asked
+        // for `doubt_after`: a peer that claims a block and never serves it would hold it back
+        // for a whole request deadline, then for the next claimant's.
+        let neighbours = &self.neighbours;
+        let (unsure, _) = self.requests.unsure(self.now, |p| neighbours.is_relied(p));
+        let doubted =
+            |idx: u32| self.neighbours.relied_of(idx) == 0 && unsure.iter().any(|(i, _)| *i == idx);
         let idle = |idx: u32| {
             plan.blocks[idx as usize].state == State::Missing
-                && (self.requests.inflight(idx) == 0
-                    || (self.neighbours.relied_of(idx) == 0 && !self.requests.hub_inflight(idx)))
+                && (self.requests.inflight(idx) == 0 || doubted(idx))
         };
         let picks = if self.hub.takes_anything() {
             self.hub.scan_any(plan, room, idle)
         } else {
             let supply = |idx: u32| Supply {
-                holders: self.neighbours.relied_of(idx),
+                holders: if doubted(idx) {
+                    0
+                } else {
+                    self.neighbours.holders_of(idx)
+                },
                 fetchers: self.neighbours.fetchers_of(idx),
                 idle: idle(idx),
             };

@@ -854,6 +854,21 @@ fn a_block_asked_only_of_a_peer_not_relied_on_is_asked_of_another_within_a_secon
     net.run_until(2_500);
     assert!(net.booted(0));
     assert_eq!(net.agents[0].as_ref().unwrap().stats().timeouts, 0);
+    // Outrun by the second holder, the silent one took a miss all the same.
+    assert!(net.events_of(0).any(|e| matches!(
+        e,
+        Event::PeerPenalised {
+            peer: NodeId(1),
+            ..
+        }
+    )));
+    assert!(!net.events_of(0).any(|e| matches!(
+        e,
+        Event::PeerPenalised {
+            peer: NodeId(2),
+            ..
+        }
+    )));
 }
 
 #[test]
