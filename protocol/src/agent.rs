@@ -290,7 +290,7 @@ impl<P: Payload> Agent<P> {
             self.drop_neighbour(peer, true);
             self.stats.silent_dropped += 1;
         }
-        let (mute, next_ping) = self.duty.silent(self.now, timeout);
+        let (mute, next_ping) = self.duty.silent(self.now, self.duty.ping_timeout(timeout));
         self.timers
             .set(TimerKind::Greet, next.into_iter().chain(next_ping).min());
         let mut gone: Vec<NodeId> = silent.iter().chain(&mute).copied().collect();
@@ -479,8 +479,9 @@ impl<P: Payload> Agent<P> {
         }
         let pings = self.duty.take_unpinged(self.now);
         if !pings.is_empty() {
+            let timeout = self.duty.ping_timeout(self.cfg.greet_timeout);
             self.timers
-                .arm_earliest(TimerKind::Greet, self.now + self.cfg.greet_timeout);
+                .arm_earliest(TimerKind::Greet, self.now + timeout);
         }
         for to in pings {
             self.out.push_back(Output::Send {

@@ -44,6 +44,12 @@ const QUIET_SLACK: f64 = 2.0;
 /// An owner that has shown progress has at most this many times its mean interval between
 /// progress.
 const PACE_SLACK: u32 = 3;
+/// Ping round trips remembered.
+const RTTS: usize = 16;
+/// A ping is answered within this many times the slowest round trip remembered...
+const PING_SLACK: u32 = 4;
+/// ...but never has less than this.
+const PING_FLOOR: Duration = Duration::from_millis(250);
 
 /// A hub fetch that completed: when it started, how long the block is, when it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +103,8 @@ pub(super) struct Duty {
     /// Block → the watched owner that ranks it first.
     top_of: BTreeMap<u32, NodeId>,
     samples: VecDeque<Sample>,
+    /// The round trips of the last pings answered.
+    rtts: VecDeque<Duration>,
     /// This node's last hub failure.
     paused_at: Time,
     /// Owners pinged, and when.
@@ -112,6 +120,7 @@ impl Duty {
             watched: BTreeMap::new(),
             top_of: BTreeMap::new(),
             samples: VecDeque::new(),
+            rtts: VecDeque::new(),
             paused_at: Time::ZERO,
             pinged: BTreeMap::new(),
             answered: BTreeSet::new(),
@@ -230,12 +239,37 @@ impl Duty {
         new
     }
 
-    /// `from` answered a ping (or otherwise showed it is there).
-    pub(super) fn answered(&mut self, from: NodeId) {
+    /// `from` answered a ping (`pong`) or otherwise showed it is there.
+    pub(super) fn answered(&mut self, from: NodeId, now: Time, pong: bool) {
         // `answered` is a subset of `pinged`: once they are as large, nobody is left to answer.
-        if self.answered.len() < self.pinged.len() && self.pinged.contains_key(&from) {
-            self.answered.insert(from);
+        if self.answered.len() >= self.pinged.len() {
+            return;
         }
+        let Some(&at) = self.pinged.get(&from) else {
+            return;
+        };
+        if self.answered.insert(from) && pong {
+            self.round_trip(now.saturating_duration_since(at));
+        }
+    }
+
+    /// A message's round trip to a peer (a ping's, or a greeting's).
+    pub(super) fn round_trip(&mut self, rtt: Duration) {
+        if self.rtts.len() >= RTTS {
+            self.rtts.pop_front();
+        }
+        self.rtts.push_back(rtt);
+    }
+
+    /// How long a watched owner has to answer its ping: [`PING_SLACK`] × the slowest round
+    /// trip of the last pings answered, at least [`PING_FLOOR`], at most `cap` (all of it
+    /// before any answer). Pings are answered by the event loop, not the disk or the hub, so
+    /// their round trips are a fair yardstick; silent identities minted in bulk are deposed
+    /// in a fraction of the greeting timeout once one owner has answered.
+    pub(super) fn ping_timeout(&self, cap: Duration) -> Duration {
+        self.rtts.iter().max().map_or(cap, |&m| {
+            m.saturating_mul(PING_SLACK).clamp(PING_FLOOR.min(cap), cap)
+        })
     }
 
     /// Watched owners that did not answer their ping within `timeout`, and when the next
@@ -468,12 +502,40 @@ mod tests {
         let pinged = duty.take_unpinged(ms(10));
         assert_eq!(pinged.len(), duty.watched.len());
         assert_eq!(duty.take_unpinged(ms(20)), [], "pinged once");
-        duty.answered(pinged[0]);
+        duty.answered(pinged[0], ms(30), true);
         let timeout = Duration::from_secs(2);
         let (silent, next) = duty.silent(ms(1_000), timeout);
         assert_eq!((silent.len(), next), (0, Some(ms(2_010))));
         let (silent, _) = duty.silent(ms(2_010), timeout);
         assert_eq!(silent, pinged[1..]);
+    }
+
+    #[test]
+    fn the_ping_timeout_follows_the_round_trips_seen() {
+        let (mut duty, _, _) = setup();
+        let cap = Duration::from_secs(2);
+        assert_eq!(duty.ping_timeout(cap), cap, "no round trip seen yet");
+        let pinged = duty.take_unpinged(ms(10));
+        assert!(pinged.len() >= 2);
+        // A message other than a pong shows the owner is there but measures nothing.
+        duty.answered(pinged[0], ms(11), false);
+        assert_eq!(duty.ping_timeout(cap), cap);
+        duty.answered(pinged[1], ms(12), true);
+        assert_eq!(
+            duty.ping_timeout(cap),
+            PING_FLOOR,
+            "2 ms x 4 is below the floor"
+        );
+        duty.round_trip(Duration::from_millis(300));
+        assert_eq!(duty.ping_timeout(cap), Duration::from_millis(1_200));
+        duty.round_trip(Duration::from_secs(1));
+        assert_eq!(duty.ping_timeout(cap), cap);
+        // The others are silent once the shorter time has passed.
+        for _ in 0..RTTS {
+            duty.round_trip(Duration::from_millis(1));
+        }
+        let (silent, _) = duty.silent(ms(10) + PING_FLOOR, duty.ping_timeout(cap));
+        assert_eq!(silent, pinged[2..]);
     }
 
     /// A duty whose hub fetches take 10 ms: one completes just after each watched owner's

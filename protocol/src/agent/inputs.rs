@@ -71,7 +71,8 @@ impl<P: Payload> Agent<P> {
         if self.neighbours.is_banned(from) || from == self.cfg.id || self.cfg.hub == HubMode::Only {
             return;
         }
-        self.duty.answered(from);
+        self.duty
+            .answered(from, self.now, matches!(msg, Message::Pong));
         match msg {
             Message::Hello {
                 release,
@@ -94,7 +95,10 @@ impl<P: Payload> Agent<P> {
                             .add_fetching(from, fetching.iter(), self.now, false);
                     self.apply(changes);
                 }
-                self.neighbours.mark_greeted(from);
+                if let Some(rtt) = self.neighbours.mark_greeted(from, self.now) {
+                    self.duty.round_trip(rtt);
+                    self.rearm_pings();
+                }
                 if reply {
                     let hello = self.hello(false);
                     self.out.push_back(Output::Send {
@@ -141,7 +145,21 @@ impl<P: Payload> Agent<P> {
                 to: from,
                 msg: Message::Pong,
             }),
-            Message::Pong => {}
+            Message::Pong => self.rearm_pings(),
+        }
+    }
+
+    /// A round trip was measured: the pings out may have less time now.
+    fn rearm_pings(&mut self) {
+        let timeout = self.duty.ping_timeout(self.cfg.greet_timeout);
+        let (mute, next) = self.duty.silent(self.now, timeout);
+        let due = if mute.is_empty() {
+            next
+        } else {
+            Some(self.now)
+        };
+        if let Some(t) = due {
+            self.timers.arm_earliest(TimerKind::Greet, t);
         }
     }
 

@@ -209,10 +209,12 @@ impl Neighbours {
         true
     }
 
-    pub(super) fn mark_greeted(&mut self, id: NodeId) {
-        if let Some(peer) = self.peers.get_mut(&id) {
-            peer.greeted = true;
-        }
+    /// `id`'s `Hello` arrived; returns the round trip if this node's `Hello` awaited it.
+    pub(super) fn mark_greeted(&mut self, id: NodeId, now: Time) -> Option<Duration> {
+        let peer = self.peers.get_mut(&id)?;
+        let waited = !peer.greeted;
+        peer.greeted = true;
+        waited.then(|| now.saturating_duration_since(peer.hello_at))
     }
 
     /// Whether every neighbour this node picked has sent its `Hello`.
