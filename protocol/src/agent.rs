@@ -363,6 +363,7 @@ impl<P: Payload> Agent<P> {
             return false;
         };
         self.apply(changes);
+        self.doubt_requests_to(peer);
         self.stats.misses += 1;
         self.out
             .push_back(Output::Event(Event::PeerPenalised { peer, faults }));
@@ -397,8 +398,19 @@ impl<P: Payload> Agent<P> {
     fn apply(&mut self, changes: impl IntoIterator<Item = Change>) {
         for change in changes {
             match change {
-                Change::Holders { idx, before, after } => self.holders_changed(idx, before, after),
-                Change::Relied { idx, before, after } => self.relied_changed(idx, before, after),
+                Change::Holders {
+                    idx,
+                    before,
+                    after,
+                    relied: [was, now],
+                } => {
+                    if before != after {
+                        self.holders_changed(idx, before, after);
+                    }
+                    if was != now {
+                        self.relied_changed(idx, was, now);
+                    }
+                }
                 Change::Fetchers { after, .. } => {
                     if after == 0 {
                         self.hub.wake();
@@ -516,6 +528,13 @@ impl<P: Payload> Agent<P> {
             .decide_joiner(plan, self.now, holdings, &mut self.timers)
         {
             self.hub.wake();
+        }
+    }
+
+    /// `peer` is no longer relied on: its requests in flight are to a holder not relied on.
+    pub(super) fn doubt_requests_to(&mut self, peer: NodeId) {
+        for req in self.requests.to_peer(peer) {
+            self.requests.mark_unsure(req);
         }
     }
 

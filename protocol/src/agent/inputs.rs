@@ -393,6 +393,7 @@ impl<P: Payload> Agent<P> {
                 self.apply(change);
                 let (faults, changes) = self.neighbours.add_fault(p);
                 self.apply(changes);
+                self.doubt_requests_to(p);
                 self.out
                     .push_back(Output::Event(Event::PeerPenalised { peer: p, faults }));
                 if faults >= self.cfg.ban_after {

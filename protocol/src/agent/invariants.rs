@@ -13,7 +13,7 @@ impl<P: Payload> Agent<P> {
         if let Some(plan) = plan {
             check_plan(plan);
             for idx in 0..plan.blocks.len() as u32 {
-                let holding = self.neighbours.holders(idx).count();
+                let holding = self.neighbours.holders_trusted(idx).count();
                 assert_eq!(
                     self.neighbours.holders_of(idx) as usize,
                     holding,
@@ -21,8 +21,8 @@ impl<P: Payload> Agent<P> {
                 );
                 let relied = self
                     .neighbours
-                    .holders(idx)
-                    .filter(|&p| self.neighbours.is_relied(p))
+                    .holders_trusted(idx)
+                    .filter(|&(_, relied)| relied)
                     .count();
                 assert_eq!(
                     self.neighbours.relied_of(idx) as usize,
@@ -31,6 +31,7 @@ impl<P: Payload> Agent<P> {
                 );
             }
         }
+        assert!(self.neighbours.relied_flags_agree(), "cached trust");
         assert_eq!(self.booted, plan.is_some_and(Plan::is_booted), "booted");
         for id in self.neighbours.ids() {
             assert!(!self.neighbours.is_banned(id), "banned {id} is a neighbour");

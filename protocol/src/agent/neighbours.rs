@@ -35,10 +35,14 @@ const ANNOUNCED: usize = 512;
 /// A change in how many neighbours hold or fetch a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Change {
-    /// The neighbours holding `idx` went from `before` to `after`.
-    Holders { idx: u32, before: u32, after: u32 },
-    /// The holders of `idx` relied on went from `before` to `after`.
-    Relied { idx: u32, before: u32, after: u32 },
+    /// The neighbours holding `idx` went from `before` to `after`, and those relied on from
+    /// `relied[0]` to `relied[1]` (either may be unchanged).
+    Holders {
+        idx: u32,
+        before: u32,
+        after: u32,
+        relied: [u32; 2],
+    },
     /// `after` neighbours now announce a hub fetch of `idx`.
     Fetchers { idx: u32, after: u32 },
 }
@@ -54,16 +58,19 @@ struct Peer {
     greeted: bool,
     /// When this node's `Hello` went to it (for one this node picked).
     hello_at: Time,
+    /// Its claims are relied on ([`Neighbours::is_relied`], kept here for the hot paths).
+    relied: bool,
 }
 
 impl Peer {
-    fn new(outbound: bool, now: Time) -> Self {
+    fn new(outbound: bool, now: Time, relied: bool) -> Self {
         Peer {
             outbound,
             bits: Bitfield::new(),
             fetching: Bitfield::new(),
             greeted: !outbound,
             hello_at: now,
+            relied,
         }
     }
 }
@@ -190,7 +197,8 @@ impl Neighbours {
             if self.peers.contains_key(&pick) || self.said_bye.contains_key(&pick) {
                 continue;
             }
-            self.peers.insert(pick, Peer::new(true, now));
+            let relied = self.is_relied(pick);
+            self.peers.insert(pick, Peer::new(true, now, relied));
             picked.push(pick);
             need -= 1;
         }
@@ -205,7 +213,8 @@ impl Neighbours {
         if self.peers.len() >= self.max {
             return false;
         }
-        self.peers.insert(from, Peer::new(false, now));
+        let relied = self.is_relied(from);
+        self.peers.insert(from, Peer::new(false, now, relied));
         true
     }
 
@@ -321,12 +330,18 @@ impl Neighbours {
     }
 
     /// The neighbours holding `idx` that are not excluded for it, in id order.
+    #[cfg(test)]
     pub(super) fn holders(&self, idx: u32) -> impl Iterator<Item = NodeId> + '_ {
+        self.holders_trusted(idx).map(|(id, _)| id)
+    }
+
+    /// [`Self::holders`], each with whether it is relied on.
+    pub(super) fn holders_trusted(&self, idx: u32) -> impl Iterator<Item = (NodeId, bool)> + '_ {
         let excluded = self.excluded.get(&idx);
         self.peers
             .iter()
             .filter(move |(id, p)| p.bits.get(idx) && !excluded.is_some_and(|e| e.contains(id)))
-            .map(|(id, _)| *id)
+            .map(|(id, p)| (*id, p.relied))
     }
 
     fn is_excluded(&self, idx: u32, id: NodeId) -> bool {
@@ -452,34 +467,50 @@ impl Neighbours {
 
     /// Counts a holder of `idx` in or out (`relied`: one relied on, counted there too).
     fn add_holder(&mut self, idx: u32, delta: i32, relied: bool, changes: &mut Vec<Change>) {
-        if let Some(n) = counter(&mut self.holders, idx) {
-            let before = *n;
-            *n = before.saturating_add_signed(delta);
-            changes.push(Change::Holders {
-                idx,
-                before,
-                after: *n,
-            });
-        }
-        if relied {
-            changes.extend(self.add_relied(idx, delta));
-        }
-    }
-
-    fn add_relied(&mut self, idx: u32, delta: i32) -> Option<Change> {
-        let n = counter(&mut self.relied, idx)?;
+        let Some(n) = counter(&mut self.holders, idx) else {
+            return;
+        };
         let before = *n;
         *n = before.saturating_add_signed(delta);
-        Some(Change::Relied {
+        let after = *n;
+        let relied = self.count_relied(idx, if relied { delta } else { 0 });
+        changes.push(Change::Holders {
             idx,
             before,
-            after: *n,
+            after,
+            relied,
+        });
+    }
+
+    /// Moves the relied count of `idx` by `delta`; returns it before and after.
+    fn count_relied(&mut self, idx: u32, delta: i32) -> [u32; 2] {
+        let Some(n) = counter(&mut self.relied, idx) else {
+            return [0, 0];
+        };
+        let before = *n;
+        *n = before.saturating_add_signed(delta);
+        [before, *n]
+    }
+
+    /// A relied count alone moved (the holders did not).
+    fn add_relied(&mut self, idx: u32, delta: i32) -> Option<Change> {
+        let holders = self.holders_of(idx);
+        let relied = self.count_relied(idx, delta);
+        Some(Change::Holders {
+            idx,
+            before: holders,
+            after: holders,
+            relied,
         })
     }
 
     /// `id` is no longer relied on (`delta` -1) or is now (+1): its counted holdings move out
     /// of or into the relied counts.
     fn rely_on(&mut self, id: NodeId, delta: i32) -> Vec<Change> {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return Vec::new();
+        };
+        peer.relied = delta > 0;
         let Some(peer) = self.peers.get(&id) else {
             return Vec::new();
         };
@@ -574,6 +605,14 @@ impl Neighbours {
         }
         self.remove_member(id);
         true
+    }
+
+    /// Whether every neighbour's cached trust agrees with [`Self::is_relied`].
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(super) fn relied_flags_agree(&self) -> bool {
+        self.peers
+            .iter()
+            .all(|(id, p)| p.relied == self.is_relied(*id))
     }
 
     /// Whether `peer`'s claims are relied on: it delivered a verified block to this node, has
@@ -771,12 +810,14 @@ mod tests {
                 Change::Holders {
                     idx: 1,
                     before: 0,
-                    after: 1
+                    after: 1,
+                    relied: [0, 0]
                 },
                 Change::Holders {
                     idx: 2,
                     before: 0,
-                    after: 1
+                    after: 1,
+                    relied: [0, 0]
                 }
             ]
         );
@@ -803,7 +844,8 @@ mod tests {
             [Change::Holders {
                 idx: 3,
                 before: 1,
-                after: 0
+                after: 0,
+                relied: [0, 0]
             }],
             "B was not relied on: only the holders changed"
         );
@@ -883,7 +925,7 @@ mod tests {
         assert!(
             changes
                 .iter()
-                .all(|c| matches!(c, Change::Relied { after: 0, .. }))
+                .all(|c| matches!(c, Change::Holders { relied: [1, 0], .. }))
         );
         assert_eq!(holders(&n, &[1, 2]), [1, 2], "still asked");
         n.delivered(A);

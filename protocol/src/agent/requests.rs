@@ -77,6 +77,10 @@ pub(super) struct Requests {
     second_holder_after: Duration,
     /// How long the last peer deliveries took (at most [`TOOK`]).
     took: VecDeque<Duration>,
+    /// [`Self::doubt_after`], kept current as deliveries come.
+    doubt: Duration,
+    /// The peer requests that went to a holder not relied on, by start (see [`Self::unsure`]).
+    unsure: BTreeSet<(Time, RequestId)>,
 }
 
 impl Requests {
@@ -103,6 +107,8 @@ impl Requests {
             dirty: false,
             second_holder_after: cfg.second_holder_after,
             took: VecDeque::new(),
+            doubt: cfg.second_holder_after,
+            unsure: BTreeSet::new(),
         }
     }
 
@@ -142,30 +148,49 @@ impl Requests {
     /// The blocks asked only of peers `relied` does not rely on, the last of them
     /// [`Self::doubt_after`] ago or longer, with the peers asked; and when the next such block
     /// will have waited that long.
+    ///
+    /// Only the blocks of requests marked [`Self::mark_unsure`] as they started, and that
+    /// old, are looked at: in the steady state of a swarm, none.
     pub(super) fn unsure(
         &self,
         now: Time,
         relied: impl Fn(NodeId) -> bool,
     ) -> (Vec<(u32, Vec<NodeId>)>, Option<Time>) {
         let after = self.doubt_after();
-        // Per block: the peers asked and the last ask, or `None` once one is sure.
-        let mut blocks: BTreeMap<u32, Option<(Vec<NodeId>, Time)>> = BTreeMap::new();
-        for r in self.requests.values() {
-            let entry = blocks
-                .entry(r.idx)
-                .or_insert_with(|| Some((Vec::new(), r.started)));
-            match (r.source, entry.as_mut()) {
-                (Source::Peer(p), Some((asked, first))) if !relied(p) => {
-                    asked.push(p);
-                    *first = (*first).max(r.started);
-                }
-                _ => *entry = None,
-            }
-        }
-        let mut due = Vec::new();
+        let mut due: Vec<(u32, Vec<NodeId>)> = Vec::new();
         let mut next: Option<Time> = None;
-        for (idx, (asked, first)) in blocks.into_iter().filter_map(|(i, e)| Some((i, e?))) {
-            let at = first + after;
+        let mut seen: Vec<u32> = Vec::new();
+        for &(started, req) in &self.unsure {
+            if started + after > now {
+                let at = started + after;
+                next = Some(next.map_or(at, |n| n.min(at)));
+                break;
+            }
+            let Some(idx) = self.requests.get(&req).map(|r| r.idx) else {
+                continue;
+            };
+            if seen.contains(&idx) {
+                continue;
+            }
+            seen.push(idx);
+            // Every request of the block must be to a holder not relied on; the last one
+            // decides when it is doubted.
+            let mut asked = Vec::new();
+            let mut last = started;
+            let sure = self.requests.values().filter(|r| r.idx == idx).any(|r| {
+                last = last.max(r.started);
+                match r.source {
+                    Source::Peer(p) if !relied(p) => {
+                        asked.push(p);
+                        false
+                    }
+                    _ => true,
+                }
+            });
+            if sure {
+                continue;
+            }
+            let at = last + after;
             if at <= now {
                 due.push((idx, asked));
             } else {
@@ -173,6 +198,13 @@ impl Requests {
             }
         }
         (due, next)
+    }
+
+    /// Request `req` went to a holder not relied on.
+    pub(super) fn mark_unsure(&mut self, req: RequestId) {
+        if let Some(r) = self.requests.get(&req) {
+            self.unsure.insert((r.started, req));
+        }
     }
 
     /// The blocks being fetched from the hub.
@@ -249,6 +281,7 @@ impl Requests {
     pub(super) fn finish(&mut self, req: RequestId, timers: &mut Timers) -> Option<Request> {
         let r = self.requests.remove(&req)?;
         self.deadlines.remove(&(r.effective, req));
+        self.unsure.remove(&(r.started, req));
         self.sync(timers);
         match r.source {
             Source::Hub => self.hub_downloads -= 1,
@@ -335,18 +368,15 @@ impl Requests {
             self.took.pop_front();
         }
         self.took.push_back(took);
+        let slowest = self.took.iter().max().copied().unwrap_or_default();
+        self.doubt = (slowest * 2).clamp(MIN_DOUBT, self.second_holder_after.max(MIN_DOUBT));
     }
 
     /// How long a request to a holder not relied on may go undelivered before another holder
     /// (and the owner, the hub) is asked: twice the slowest of the last peer deliveries, at
     /// least [`MIN_DOUBT`] and at most `second_holder_after` (all of it before any delivery).
     pub(super) fn doubt_after(&self) -> Duration {
-        self.took
-            .iter()
-            .max()
-            .map_or(self.second_holder_after, |&m| {
-                (m * 2).clamp(MIN_DOUBT, self.second_holder_after.max(MIN_DOUBT))
-            })
+        self.doubt
     }
 
     /// `peer` is no longer a neighbour (its requests are finished).
@@ -370,13 +400,13 @@ impl Requests {
     }
 
     /// The least-loaded of `holders` (in id order) under the pipeline cap and not busy, other
-    /// than `not`, those `relied` on first; ties broken by a hash of the block.
+    /// than `not`, those relied on (the flag beside each) first; ties broken by a hash of the
+    /// block.
     pub(super) fn pick_holder(
         &self,
         idx: u32,
-        holders: impl Iterator<Item = NodeId>,
+        holders: impl Iterator<Item = (NodeId, bool)>,
         not: Option<NodeId>,
-        relied: impl Fn(NodeId) -> bool,
         now: Time,
     ) -> Option<NodeId> {
         let salt = mix64(self.seed ^ u64::from(idx));
@@ -386,11 +416,11 @@ impl Requests {
                 .map_or((0, Time::ZERO), |l| (l.inflight, l.busy_until))
         };
         holders
-            .filter(|id| Some(*id) != not)
-            .filter_map(|id| {
+            .filter(|(id, _)| Some(*id) != not)
+            .filter_map(|(id, relied)| {
                 let (inflight, busy_until) = load(&id);
                 (inflight < self.pipeline && busy_until <= now)
-                    .then(|| (!relied(id), inflight, mix64(id.0 ^ salt), id))
+                    .then(|| (!relied, inflight, mix64(id.0 ^ salt), id))
             })
             .min_by_key(|&(unrelied, inflight, tie, _)| (unrelied, inflight, tie))
             .map(|(_, _, _, id)| id)
@@ -539,12 +569,9 @@ mod tests {
         let plan = test_plan(4);
         let mut reqs = Requests::new(&cfg);
         let mut timers = Timers::default();
-        let both = || [A, B].into_iter();
+        let both = || [(A, true), (B, true)].into_iter();
         reqs.start(&plan, 2, 1, Source::Peer(A), Time::ZERO, &mut timers);
-        assert_eq!(
-            reqs.pick_holder(2, both(), None, |_| true, Time::ZERO),
-            Some(B)
-        );
+        assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), Some(B));
         assert_eq!(reqs.single_sourced(), vec![(1, A)]);
         assert_eq!(
             reqs.busy(B, Time::ZERO, secs(1), &mut timers),
@@ -557,22 +584,10 @@ mod tests {
         );
         reqs.delivered(B, Duration::ZERO);
         assert_eq!(reqs.busy(B, secs(1), secs(1), &mut timers), Duration::ZERO);
-        assert_eq!(
-            reqs.pick_holder(2, both(), None, |_| true, Time::ZERO),
-            None
-        );
-        assert_eq!(
-            reqs.pick_holder(2, both(), None, |_| true, secs(1)),
-            Some(B)
-        );
-        assert_eq!(
-            reqs.pick_holder(2, both(), Some(B), |_| true, secs(1)),
-            None
-        );
+        assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), None);
+        assert_eq!(reqs.pick_holder(2, both(), None, secs(1)), Some(B));
+        assert_eq!(reqs.pick_holder(2, both(), Some(B), secs(1)), None);
         reqs.forget_peer(B);
-        assert_eq!(
-            reqs.pick_holder(2, both(), None, |_| true, Time::ZERO),
-            Some(B)
-        );
+        assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), Some(B));
     }
 }

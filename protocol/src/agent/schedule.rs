@@ -33,9 +33,10 @@ impl<P: Payload> Agent<P> {
         }
     }
 
-    /// A block asked only of holders not relied on, the last `Requests::doubt_after` ago, is
-    /// asked of one more holder (one relied on first): a peer that claims blocks and never
-    /// serves them holds a block back for that long, not for a whole deadline.
+    /// Blocks asked only of holders not relied on, the last `Requests::doubt_after` ago, are
+    /// doubted: each is asked of one more holder (one relied on first), and its owner no
+    /// longer waits for those holders (see `schedule_hub`). A peer that claims blocks and
+    /// never serves them holds a block back for that long, not for a whole deadline.
     fn second_holders(&mut self) {
         let neighbours = &self.neighbours;
         let (due, next) = self.requests.unsure(self.now, |p| neighbours.is_relied(p));
@@ -44,16 +45,11 @@ impl<P: Payload> Agent<P> {
             if !self.requests.peer_room() {
                 break;
             }
-            let neighbours = &self.neighbours;
-            let holders = neighbours.holders(idx).filter(|p| !asked.contains(p));
-            let pick = self.requests.pick_holder(
-                idx,
-                holders,
-                None,
-                |p| neighbours.is_relied(p),
-                self.now,
-            );
-            if let Some(peer) = pick {
+            let holders = self
+                .neighbours
+                .holders_trusted(idx)
+                .filter(|(p, _)| !asked.contains(p));
+            if let Some(peer) = self.requests.pick_holder(idx, holders, None, self.now) {
                 self.start_fetch(idx, Source::Peer(peer));
             }
         }
@@ -135,9 +131,8 @@ impl<P: Payload> Agent<P> {
     }
 
     fn pick_holder(&self, idx: u32, not: Option<NodeId>) -> Option<NodeId> {
-        let relied = |p| self.neighbours.is_relied(p);
-        self.requests
-            .pick_holder(idx, self.neighbours.holders(idx), not, relied, self.now)
+        let holders = self.neighbours.holders_trusted(idx);
+        self.requests.pick_holder(idx, holders, not, self.now)
     }
 
     fn start_fetch(&mut self, idx: u32, source: Source) {
@@ -152,6 +147,11 @@ impl<P: Payload> Agent<P> {
             .start(plan, holders, idx, source, self.now, &mut self.timers);
         if source == Source::Hub && self.cfg.hub == HubMode::Fallback {
             self.neighbours.queue_fetching(idx);
+        }
+        if let Source::Peer(p) = source
+            && !self.neighbours.is_relied(p)
+        {
+            self.requests.mark_unsure(req);
         }
         self.out.push_back(Output::Fetch {
             req,
