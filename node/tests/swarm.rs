@@ -704,7 +704,7 @@ fn two_healthy(farm: &Farm, hub: &str, dir: &Path, others: &[Node]) -> Vec<Node>
 /// members against 4.9 s alone (18.4 x; before the byzantine rules they had not booted after
 /// 120 s). Run it with `cargo test -p bootswarm-node --test swarm -- --ignored`.
 #[test]
-#[ignore = "issue 10 open: ~18x instead of 1.5x; run with --ignored"]
+#[ignore = "issue 10 open: ~14x instead of 1.5x; run with --ignored"]
 fn healthy_nodes_boot_next_to_peers_whose_hub_route_is_broken() {
     let farm = farm();
     let hub = Hub::start_rated(&farm.hub_dir, Some("50mbit"));
