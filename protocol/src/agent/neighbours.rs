@@ -93,7 +93,7 @@ pub(super) struct Neighbours {
     /// periods) since it last delivered one.
     misses: BTreeMap<NodeId, Misses>,
     /// Peers that delivered a verified block to this node (bounded like the others).
-    proven: BTreeMap<NodeId, ()>,
+    proven: BTreeSet<NodeId>,
     banned: BTreeSet<NodeId>,
     /// When neighbours announced each hub fetch they are making (the latest announcement), and
     /// whether as it started (a `Fetching`, rather than in a `Hello`), bounded.
@@ -119,7 +119,7 @@ impl Neighbours {
             said_bye: BTreeMap::new(),
             faults: BTreeMap::new(),
             misses: BTreeMap::new(),
-            proven: BTreeMap::new(),
+            proven: BTreeSet::new(),
             banned: BTreeSet::new(),
             announced: BTreeMap::new(),
             excluded: BTreeMap::new(),
@@ -507,17 +507,17 @@ impl Neighbours {
     /// `id` is no longer relied on (`delta` -1) or is now (+1): its counted holdings move out
     /// of or into the relied counts.
     fn rely_on(&mut self, id: NodeId, delta: i32) -> Vec<Change> {
-        let Some(peer) = self.peers.get_mut(&id) else {
+        let Neighbours {
+            peers, excluded, ..
+        } = self;
+        let Some(peer) = peers.get_mut(&id) else {
             return Vec::new();
         };
         peer.relied = delta > 0;
-        let Some(peer) = self.peers.get(&id) else {
-            return Vec::new();
-        };
         let blocks: Vec<u32> = peer
             .bits
             .iter()
-            .filter(|&b| !self.is_excluded(b, id))
+            .filter(|b| !excluded.get(b).is_some_and(|e| e.contains(&id)))
             .collect();
         blocks
             .into_iter()
@@ -618,7 +618,7 @@ impl Neighbours {
     /// Whether `peer`'s claims are relied on: it delivered a verified block to this node, has
     /// not failed a request since, and never sent a corrupt one.
     pub(super) fn is_relied(&self, peer: NodeId) -> bool {
-        self.proven.contains_key(&peer) && self.faults(peer) == 0
+        self.proven.contains(&peer) && self.faults(peer) == 0
     }
 
     /// `peer` was relied on (`was`) before a change of its record: moves its counted
@@ -701,10 +701,15 @@ impl Neighbours {
     pub(super) fn delivered(&mut self, peer: NodeId) -> Vec<Change> {
         let was = self.is_relied(peer);
         let mut changes = Vec::new();
-        if !self.proven.contains_key(&peer) && self.proven.len() >= TRACKED {
-            changes.extend(self.forget_first(|n| &mut n.proven));
+        if !self.proven.contains(&peer)
+            && self.proven.len() >= TRACKED
+            && let Some(&first) = self.proven.first()
+        {
+            let was = self.is_relied(first);
+            self.proven.remove(&first);
+            changes.extend(self.retrust(first, was));
         }
-        self.proven.insert(peer, ());
+        self.proven.insert(peer);
         self.misses.remove(&peer);
         changes.extend(self.retrust(peer, was));
         changes
