@@ -12,7 +12,9 @@
 //! - a node announces each block to a bounded set of neighbours the moment it verifies (HAVE),
 //!   and its whole holdings when a link opens (Hello);
 //! - blocks are requested from neighbours by boot tier, rarest first, random among equals,
-//!   from the least-loaded holder, with per-peer pipelining and an endgame for the last few;
+//!   from the least-loaded holder (one in this node's rack first), with per-peer pipelining
+//!   and an endgame for the last few; a chunk only other racks hold crosses the rack's uplink
+//!   at one member of the rack first, the others waiting their turn;
 //! - an owner that does not deliver its blocks in time, judged against the hub fetches this
 //!   node sees complete, is deposed and its blocks move to the next rank; when nothing
 //!   progresses for a stall period, the next-ranked owners and then anyone fetch what has no
@@ -23,8 +25,9 @@
 //! The [`Agent`] coordinates parts that each keep their own state and invariants: `owners`
 //! (owner set, ranks, joiner grace), `duty` (the owners this node follows and whether they
 //! deliver), `neighbours` (members, links, holdings, faults, bans), `requests` (fetches,
-//! deadlines, loads, the ready set), `hub` (back-off, stall levels), `serve` (upload slots)
-//! and one `timers` table. `inputs` routes each [`Input`] to them and `schedule` starts
+//! deadlines, loads, the ready set), `racks` (who shares this node's rack, when a chunk may
+//! cross its uplink), `hub` (back-off, stall levels), `serve` (upload slots) and one
+//! `timers` table. `inputs` routes each [`Input`] to them and `schedule` starts
 //! fetches.
 
 mod bitfield;
@@ -40,6 +43,7 @@ mod message;
 mod neighbours;
 mod owners;
 mod plan;
+mod racks;
 mod requests;
 mod rng;
 mod schedule;
@@ -55,6 +59,7 @@ pub use config::{AgentConfig, HubMode};
 pub use io::{AgentStats, Event, FetchError, Input, Output, Progress, StallReason};
 pub use message::{MAX_HAVE_BLOCKS, MAX_MESSAGE_SIZE, Message, MessageError};
 pub use plan::{PlanError, release_tag};
+pub use racks::Rack;
 pub use rng::{Rng, mix64};
 pub use time::Time;
 
@@ -64,6 +69,7 @@ use hub::Hub;
 use neighbours::{Change, Neighbours};
 use owners::Owners;
 use plan::{Plan, State};
+use racks::Racks;
 use requests::{Request, Requests};
 use serve::Serves;
 use timers::{TimerKind, Timers};
@@ -135,6 +141,7 @@ pub struct Agent<P> {
     duty: Duty,
     neighbours: Neighbours,
     requests: Requests,
+    racks: Racks,
     serves: Serves,
     hub: Hub,
     timers: Timers,
@@ -153,6 +160,7 @@ impl<P: Payload> Agent<P> {
             duty: Duty::new(cfg.duty_grace),
             neighbours: Neighbours::new(&cfg),
             requests: Requests::new(&cfg),
+            racks: Racks::new(&cfg),
             serves: Serves::new(cfg.max_serves, cfg.max_serves_per_peer),
             cfg,
             now: Time::ZERO,
@@ -172,6 +180,7 @@ impl<P: Payload> Agent<P> {
             Input::Members(list) => self.on_members(list),
             Input::MemberUp(id) => self.on_member_up(id),
             Input::MemberDown(id) => self.on_member_down(id),
+            Input::Racks(claims) => self.on_racks(claims),
             Input::Message { from, msg } => self.on_message(from, msg),
             Input::BlockRequest { from, id, cid } => self.on_block_request(from, id, cid),
             Input::ServeDone { id } => self.serves.done(id),
@@ -259,6 +268,10 @@ impl<P: Payload> Agent<P> {
             TimerKind::Duty => self.on_duty(),
             // `schedule` after the timers asks the second holders.
             TimerKind::SecondHolder => {}
+            TimerKind::RackGate => {
+                let due = self.requests.deferred_due(self.now);
+                self.undefer(due);
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::NodeId;
+use super::{NodeId, Rack};
 
 /// How the agent uses the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,15 @@ pub struct AgentConfig {
     /// its owner, the hub) is asked: twice the slowest recent peer delivery, capped here. A
     /// holder not relied on that is outrun after this long takes a miss.
     pub second_holder_after: Duration,
+    /// This node's rack, if known: neighbours are picked mostly in it, holders in it are asked
+    /// first, and chunks cross its uplink about once (see the racks part).
+    pub rack: Option<Rack>,
+    /// How much longer each member of a rack, by rank, waits for a holder in the rack before it
+    /// fetches a chunk that only other racks hold.
+    pub rack_step: Duration,
+    /// Neighbours this node picks outside its rack (when it knows its rack), so blocks still
+    /// flow between racks.
+    pub cross_rack_neighbours: usize,
     /// Faults after which a peer is banned: corrupt blocks, plus requests it failed (timed
     /// out, refused, or answered only busy for 3 × `stall_timeout`) since it last delivered
     /// one.
@@ -119,6 +128,9 @@ impl Default for AgentConfig {
             endgame_blocks: 8,
             second_holder_after: Duration::from_secs(1),
             ban_after: 3,
+            rack: None,
+            rack_step: Duration::from_millis(100),
+            cross_rack_neighbours: 2,
         }
     }
 }

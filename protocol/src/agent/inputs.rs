@@ -2,7 +2,7 @@
 //! every node follows (outputs and random draws depend on it).
 
 use super::{
-    Agent, Bitfield, Cid, Event, FetchError, HubMode, Message, NodeId, Output, Payload, Plan,
+    Agent, Bitfield, Cid, Event, FetchError, HubMode, Message, NodeId, Output, Payload, Plan, Rack,
     RequestId, ServeId, Source, State, TimerKind,
 };
 
@@ -19,6 +19,8 @@ impl<P: Payload> Agent<P> {
             self.cancel(req);
         }
         self.requests.restart();
+        self.timers.clear(TimerKind::RackGate);
+        self.racks.restart();
         self.neighbours.restart();
         self.duty.restart();
         let plan = Plan::new(root);
@@ -46,6 +48,7 @@ impl<P: Payload> Agent<P> {
         }
         self.owners.keep_members(self.neighbours.members());
         for id in gone {
+            self.racks.forget(id);
             self.drop_neighbour(id, false);
         }
         self.rerank_all();
@@ -60,7 +63,14 @@ impl<P: Payload> Agent<P> {
         self.ensure_neighbours();
     }
 
+    pub(super) fn on_racks(&mut self, claims: Vec<(NodeId, Option<Rack>)>) {
+        for (id, rack) in claims {
+            self.racks.claim(id, rack);
+        }
+    }
+
     pub(super) fn on_member_down(&mut self, id: NodeId) {
+        self.racks.forget(id);
         self.neighbours.remove_member(id);
         self.forget_owner(id);
         self.drop_neighbour(id, false);
@@ -79,7 +89,9 @@ impl<P: Payload> Agent<P> {
                 bits,
                 fetching,
                 reply,
+                rack,
             } => {
+                self.racks.claim(from, rack);
                 if !self.neighbours.accept(from, self.now) {
                     self.out.push_back(Output::Send {
                         to: from,
@@ -90,6 +102,15 @@ impl<P: Payload> Agent<P> {
                 if self.plan.as_ref().map(|p| p.tag) == Some(release) {
                     let changes = self.neighbours.add_bits(from, &bits);
                     self.apply(changes);
+                    if self.racks.is_local(from) {
+                        let found = self
+                            .requests
+                            .deferred()
+                            .into_iter()
+                            .filter(|&i| bits.get(i));
+                        let found: Vec<u32> = found.collect();
+                        self.undefer(found);
+                    }
                     let changes =
                         self.neighbours
                             .add_fetching(from, fetching.iter(), self.now, false);
@@ -117,8 +138,15 @@ impl<P: Payload> Agent<P> {
                     return;
                 }
                 let mut fetched = Vec::new();
+                let local: Vec<u32> = if self.racks.is_local(from) {
+                    let deferred = |i: &u32| self.requests.is_deferred(*i);
+                    blocks.iter().copied().filter(deferred).collect()
+                } else {
+                    Vec::new()
+                };
                 let changes = self.neighbours.have(from, blocks, &mut fetched);
                 self.apply(changes);
+                self.undefer(local);
                 for (idx, start) in fetched {
                     self.duty.fetched_by(from, self.now);
                     // A manifest's length is known once held.
@@ -338,6 +366,7 @@ impl<P: Payload> Agent<P> {
     }
 
     fn held(&mut self, idx: u32, len: u64, manifest: Option<&[u8]>) {
+        self.undefer([idx]);
         self.ready_remove(idx);
         let Some(plan) = self.plan.as_mut() else {
             return;
@@ -414,6 +443,7 @@ impl<P: Payload> Agent<P> {
             return;
         }
         self.forget_owner(peer);
+        self.racks.forget(peer);
         self.drop_neighbour(peer, true);
         self.out
             .push_back(Output::Event(Event::PeerBanned { peer }));
@@ -427,12 +457,14 @@ impl<P: Payload> Agent<P> {
                 bits: p.held.clone(),
                 fetching: self.requests.hub_fetching(),
                 reply,
+                rack: self.cfg.rack,
             },
             None => Message::Hello {
                 release: 0,
                 bits: Bitfield::new(),
                 fetching: Bitfield::new(),
                 reply,
+                rack: self.cfg.rack,
             },
         }
     }
@@ -452,7 +484,10 @@ impl<P: Payload> Agent<P> {
         if self.cfg.hub == HubMode::Only {
             return;
         }
-        let picked = self.neighbours.pick_more(&mut self.rng, self.now);
+        let cross = self.cfg.cross_rack_neighbours;
+        let picked = self
+            .neighbours
+            .pick_more(&mut self.rng, self.now, &self.racks, cross);
         if picked.is_empty() {
             return;
         }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{Message, NodeId, PlanError, RequestId, ServeId, Source};
+use super::{Message, NodeId, PlanError, Rack, RequestId, ServeId, Source};
 use crate::block::Cid;
 
 /// Something that happened to the agent.
@@ -20,6 +20,8 @@ pub enum Input<P> {
     MemberUp(NodeId),
     /// A node left the cohort (crashed, disconnected, partitioned away).
     MemberDown(NodeId),
+    /// The racks members said they are in (`None`: no rack), as the driver learned them.
+    Racks(Vec<(NodeId, Option<Rack>)>),
     /// A control message from a peer.
     Message {
         /// The sender.

@@ -1,11 +1,12 @@
 //! Control messages between neighbours, with a compact, length-capped wire encoding.
 
+use super::Rack;
 use super::bitfield::{Bitfield, MAX_BLOCKS};
 
 /// The most block indices one `Have` may carry.
 pub const MAX_HAVE_BLOCKS: usize = 4096;
 /// The largest encoded message.
-pub const MAX_MESSAGE_SIZE: usize = 1 + 8 + 1 + 2 * (4 + (MAX_BLOCKS / 8) as usize);
+pub const MAX_MESSAGE_SIZE: usize = 1 + 8 + 1 + 8 + 2 * (4 + (MAX_BLOCKS / 8) as usize);
 
 const TAG_HELLO: u8 = 1;
 const TAG_HAVE: u8 = 2;
@@ -13,6 +14,10 @@ const TAG_BYE: u8 = 3;
 const TAG_FETCHING: u8 = 4;
 const TAG_PING: u8 = 5;
 const TAG_PONG: u8 = 6;
+
+/// `Hello` flags: the receiver should answer, and a rack follows.
+const HELLO_REPLY: u8 = 1;
+const HELLO_RACK: u8 = 2;
 
 /// A control message. Block indices refer to the release plan both sides derive from the
 /// release's manifests; `release` is the [`release_tag`](super::release_tag) of that release.
@@ -28,6 +33,8 @@ pub enum Message {
         fetching: Bitfield,
         /// Whether the receiver should answer with its own `Hello`.
         reply: bool,
+        /// The rack the sender says it is in.
+        rack: Option<Rack>,
     },
     /// The sender has just verified these blocks.
     Have {
@@ -85,10 +92,16 @@ impl Message {
                 bits,
                 fetching,
                 reply,
+                rack,
             } => {
                 out.push(TAG_HELLO);
                 out.extend_from_slice(&release.to_le_bytes());
-                out.push(u8::from(*reply));
+                let flags = if *reply { HELLO_REPLY } else { 0 }
+                    | if rack.is_some() { HELLO_RACK } else { 0 };
+                out.push(flags);
+                if let Some(r) = rack {
+                    out.extend_from_slice(&r.0.to_le_bytes());
+                }
                 for field in [bits, fetching] {
                     let bytes = field.to_bytes();
                     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
@@ -119,8 +132,19 @@ impl Message {
     /// The length of [`encode`](Self::encode)'s output, without allocating.
     pub fn encoded_len(&self) -> usize {
         match self {
-            Message::Hello { bits, fetching, .. } => {
-                1 + 8 + 1 + 4 + bits.encoded_len() + 4 + fetching.encoded_len()
+            Message::Hello {
+                bits,
+                fetching,
+                rack,
+                ..
+            } => {
+                1 + 8
+                    + 1
+                    + 8 * usize::from(rack.is_some())
+                    + 4
+                    + bits.encoded_len()
+                    + 4
+                    + fetching.encoded_len()
             }
             Message::Have { blocks, .. } | Message::Fetching { blocks, .. } => {
                 1 + 8 + 2 + 4 * blocks.len().min(MAX_HAVE_BLOCKS)
@@ -138,10 +162,14 @@ impl Message {
         let msg = match r.u8()? {
             TAG_HELLO => {
                 let release = r.u64()?;
-                let reply = match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(MessageError::OutOfRange("reply")),
+                let flags = r.u8()?;
+                if flags & !(HELLO_REPLY | HELLO_RACK) != 0 {
+                    return Err(MessageError::OutOfRange("hello flags"));
+                }
+                let rack = if flags & HELLO_RACK != 0 {
+                    Some(Rack(r.u64()?))
+                } else {
+                    None
                 };
                 let bits = r.bitfield()?;
                 let fetching = r.bitfield()?;
@@ -149,7 +177,8 @@ impl Message {
                     release,
                     bits,
                     fetching,
-                    reply,
+                    reply: flags & HELLO_REPLY != 0,
+                    rack,
                 }
             }
             tag @ (TAG_HAVE | TAG_FETCHING) => {
@@ -242,12 +271,14 @@ mod tests {
                 bits,
                 fetching,
                 reply: true,
+                rack: None,
             },
             Message::Hello {
                 release: 0,
                 bits: Bitfield::new(),
                 fetching: Bitfield::new(),
                 reply: false,
+                rack: Rack::from_label("r7"),
             },
             Message::Fetching {
                 release: 42,
@@ -301,10 +332,10 @@ mod tests {
         );
         let mut hello = vec![TAG_HELLO];
         hello.extend_from_slice(&1u64.to_le_bytes());
-        hello.push(2);
+        hello.push(4);
         assert_eq!(
             Message::decode(&hello),
-            Err(MessageError::OutOfRange("reply"))
+            Err(MessageError::OutOfRange("hello flags"))
         );
         assert!(matches!(
             Message::decode(&vec![0; MAX_MESSAGE_SIZE + 1]),

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use super::id_map::IdMap;
+use super::racks::Racks;
 use super::{
     AgentConfig, Bitfield, MAX_BLOCKS, MAX_HAVE_BLOCKS, Message, NodeId, Output, Rng, Time,
 };
@@ -183,18 +184,54 @@ impl Neighbours {
 
     /// Picks random members as new outbound neighbours until this node has `want` of them
     /// (a bounded number of draws). Returns them in the order picked; each needs a `Hello`.
-    pub(super) fn pick_more(&mut self, rng: &mut Rng, now: Time) -> Vec<NodeId> {
+    pub(super) fn pick_more(
+        &mut self,
+        rng: &mut Rng,
+        now: Time,
+        racks: &Racks,
+        cross: usize,
+    ) -> Vec<NodeId> {
         let mut picked = Vec::new();
         if self.members.is_empty() {
             return picked;
         }
         let outbound = self.peers.values().filter(|p| p.outbound).count();
         let mut need = self.want.saturating_sub(outbound);
+        if racks.placed() && need > 0 {
+            // All but `cross` in this node's rack.
+            let local_out = self
+                .peers
+                .iter()
+                .filter(|(id, p)| p.outbound && racks.is_local(**id))
+                .count();
+            let mut local_need = self.want.saturating_sub(cross).saturating_sub(local_out);
+            let mut pool: Vec<NodeId> = racks
+                .local()
+                .iter()
+                .copied()
+                .filter(|id| {
+                    self.members.binary_search(id).is_ok()
+                        && !self.peers.contains_key(id)
+                        && !self.said_bye.contains_key(id)
+                })
+                .collect();
+            while local_need > 0 && need > 0 && !pool.is_empty() && self.peers.len() < self.max {
+                let pick = pool.swap_remove(rng.below(pool.len() as u64) as usize);
+                let relied = self.is_relied(pick);
+                self.peers.insert(pick, Peer::new(true, now, relied));
+                picked.push(pick);
+                need -= 1;
+                local_need -= 1;
+            }
+        }
         let mut tries = 4 * need + 8;
         while need > 0 && tries > 0 && self.peers.len() < self.max {
             tries -= 1;
             let pick = self.members[rng.below(self.members.len() as u64) as usize];
-            if self.peers.contains_key(&pick) || self.said_bye.contains_key(&pick) {
+            if self.peers.contains_key(&pick)
+                || self.said_bye.contains_key(&pick)
+                || racks.is_local(pick)
+            {
                 continue;
             }
             let relied = self.is_relied(pick);

@@ -223,7 +223,8 @@ impl Owners {
     }
 }
 
-fn score(member: NodeId, key: u64) -> u64 {
+/// A member's rendezvous score for a block's `key`.
+pub(super) fn score(member: NodeId, key: u64) -> u64 {
     mix64(mix64(member.0) ^ key)
 }
 

@@ -81,6 +81,10 @@ pub(super) struct Requests {
     doubt: Duration,
     /// The peer requests that went to a holder not relied on, by start (see [`Self::unsure`]).
     unsure: BTreeSet<(Time, RequestId)>,
+    /// Chunks only other racks hold, kept out of the ready set until a holder in this node's
+    /// rack appears or their turn to cross comes (see the racks part), with that turn.
+    deferred: BTreeMap<u32, Time>,
+    deferred_at: BTreeSet<(Time, u32)>,
 }
 
 impl Requests {
@@ -109,6 +113,8 @@ impl Requests {
             took: VecDeque::new(),
             doubt: cfg.second_holder_after,
             unsure: BTreeSet::new(),
+            deferred: BTreeMap::new(),
+            deferred_at: BTreeSet::new(),
         }
     }
 
@@ -116,6 +122,8 @@ impl Requests {
     pub(super) fn restart(&mut self) {
         self.ready.clear();
         self.inflight.clear();
+        self.deferred.clear();
+        self.deferred_at.clear();
     }
 
     pub(super) fn ids(&self) -> Vec<RequestId> {
@@ -400,12 +408,12 @@ impl Requests {
     }
 
     /// The least-loaded of `holders` (in id order) under the pipeline cap and not busy, other
-    /// than `not`, those relied on (the flag beside each) first; ties broken by a hash of the
-    /// block.
+    /// than `not`: those in this node's rack first (the second flag beside each), then those
+    /// relied on (the first); ties broken by a hash of the block.
     pub(super) fn pick_holder(
         &self,
         idx: u32,
-        holders: impl Iterator<Item = (NodeId, bool)>,
+        holders: impl Iterator<Item = (NodeId, bool, bool)>,
         not: Option<NodeId>,
         now: Time,
     ) -> Option<NodeId> {
@@ -416,14 +424,14 @@ impl Requests {
                 .map_or((0, Time::ZERO), |l| (l.inflight, l.busy_until))
         };
         holders
-            .filter(|(id, _)| Some(*id) != not)
-            .filter_map(|(id, relied)| {
+            .filter(|(id, _, _)| Some(*id) != not)
+            .filter_map(|(id, relied, local)| {
                 let (inflight, busy_until) = load(&id);
                 (inflight < self.pipeline && busy_until <= now)
-                    .then(|| (!relied, inflight, mix64(id.0 ^ salt), id))
+                    .then(|| ((!local, !relied, inflight, mix64(id.0 ^ salt)), id))
             })
-            .min_by_key(|&(unrelied, inflight, tie, _)| (unrelied, inflight, tie))
-            .map(|(_, _, _, id)| id)
+            .min_by_key(|&(key, _)| key)
+            .map(|(_, id)| id)
     }
 
     /// Whether every missing block with a holder is in flight.
@@ -445,7 +453,7 @@ impl Requests {
     // ----- the ready set -----
 
     fn ready_key(&self, plan: &Plan, holders: u32, idx: u32) -> Option<ReadyKey> {
-        if holders == 0 || self.inflight(idx) != 0 {
+        if holders == 0 || self.inflight(idx) != 0 || self.deferred.contains_key(&idx) {
             return None;
         }
         let b = plan.blocks.get(idx as usize)?;
@@ -460,12 +468,73 @@ impl Requests {
         }
     }
 
-    /// Files `idx` in the ready set if it is missing, idle and held by a neighbour.
+    /// Files `idx` in the ready set if it is missing, idle, held by a neighbour and not
+    /// deferred.
     pub(super) fn ready_insert(&mut self, plan: &Plan, holders: u32, idx: u32) {
         if let Some(k) = self.ready_key(plan, holders, idx) {
             self.ready.insert(k);
             self.dirty = true;
         }
+    }
+
+    // ----- chunks waiting for a holder in this node's rack -----
+
+    /// Keeps `idx` out of the ready set until `until` or [`Self::undefer`].
+    pub(super) fn defer(
+        &mut self,
+        plan: &Plan,
+        holders: u32,
+        idx: u32,
+        until: Time,
+        timers: &mut Timers,
+    ) {
+        self.ready_remove(plan, holders, idx);
+        if let Some(old) = self.deferred.insert(idx, until) {
+            self.deferred_at.remove(&(old, idx));
+        }
+        self.deferred_at.insert((until, idx));
+        self.sync_deferred(timers);
+    }
+
+    /// Puts a deferred `idx` back in the ready set (if it still belongs there).
+    pub(super) fn undefer(&mut self, plan: &Plan, holders: u32, idx: u32, timers: &mut Timers) {
+        if let Some(at) = self.deferred.remove(&idx) {
+            self.deferred_at.remove(&(at, idx));
+            self.sync_deferred(timers);
+            self.ready_insert(plan, holders, idx);
+        }
+    }
+
+    /// Whether `idx` is deferred.
+    pub(super) fn is_deferred(&self, idx: u32) -> bool {
+        self.deferred.contains_key(&idx)
+    }
+
+    /// Whether a block is deferred.
+    pub(super) fn any_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// The deferred blocks.
+    pub(super) fn deferred(&self) -> Vec<u32> {
+        self.deferred.keys().copied().collect()
+    }
+
+    /// The deferred blocks whose turn has come.
+    pub(super) fn deferred_due(&self, now: Time) -> Vec<u32> {
+        self.deferred_at
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .map(|&(_, idx)| idx)
+            .collect()
+    }
+
+    /// Keeps the `RackGate` timer on the earliest turn.
+    fn sync_deferred(&self, timers: &mut Timers) {
+        timers.set(
+            TimerKind::RackGate,
+            self.deferred_at.first().map(|(t, _)| *t),
+        );
     }
 }
 
@@ -569,7 +638,7 @@ mod tests {
         let plan = test_plan(4);
         let mut reqs = Requests::new(&cfg);
         let mut timers = Timers::default();
-        let both = || [(A, true), (B, true)].into_iter();
+        let both = || [(A, true, false), (B, true, false)].into_iter();
         reqs.start(&plan, 2, 1, Source::Peer(A), Time::ZERO, &mut timers);
         assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), Some(B));
         assert_eq!(reqs.single_sourced(), vec![(1, A)]);
@@ -589,5 +658,39 @@ mod tests {
         assert_eq!(reqs.pick_holder(2, both(), Some(B), secs(1)), None);
         reqs.forget_peer(B);
         assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), Some(B));
+    }
+
+    #[test]
+    fn holders_in_the_rack_come_first_then_those_relied_on() {
+        let cfg = AgentConfig::default();
+        let reqs = Requests::new(&cfg);
+        const C: NodeId = NodeId(3);
+        let pick =
+            |h: &[(NodeId, bool, bool)]| reqs.pick_holder(0, h.iter().copied(), None, Time::ZERO);
+        assert_eq!(pick(&[(A, true, false), (B, false, true)]), Some(B));
+        assert_eq!(
+            pick(&[(A, false, true), (B, true, true), (C, true, false)]),
+            Some(B)
+        );
+        assert_eq!(pick(&[(A, false, false), (C, true, false)]), Some(C));
+    }
+
+    #[test]
+    fn deferred_blocks_leave_the_ready_set_until_undeferred() {
+        let cfg = AgentConfig::default();
+        let plan = test_plan(4);
+        let mut reqs = Requests::new(&cfg);
+        let mut timers = Timers::default();
+        reqs.ready_insert(&plan, 1, 2);
+        reqs.defer(&plan, 1, 2, secs(3), &mut timers);
+        assert!(reqs.ready_is_empty() && reqs.is_deferred(2));
+        reqs.ready_insert(&plan, 2, 2);
+        assert!(reqs.ready_is_empty(), "a new holder does not undefer it");
+        assert_eq!(timers.next(), Some(secs(3)));
+        assert!(reqs.deferred_due(secs(2)).is_empty());
+        assert_eq!(reqs.deferred_due(secs(3)), vec![2]);
+        reqs.undefer(&plan, 2, 2, &mut timers);
+        assert!(!reqs.ready_is_empty() && !reqs.is_deferred(2));
+        assert_eq!(timers.next(), None);
     }
 }

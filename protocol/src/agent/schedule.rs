@@ -27,9 +27,58 @@ impl<P: Payload> Agent<P> {
             if !self.requests.peer_room() {
                 break;
             }
-            if let Some(peer) = self.pick_holder(idx, None) {
+            if let Some(peer) = self.pick_holder(idx, None)
+                && self.may_fetch_from(idx, peer)
+            {
                 self.start_fetch(idx, Source::Peer(peer));
             }
+        }
+    }
+
+    /// Whether block `idx` may come from `peer` now. A chunk that only other racks hold waits
+    /// for its turn to cross this rack's uplink (see the racks part): it is deferred, and
+    /// comes back when a holder in the rack announces it or the turn comes. Manifests never
+    /// wait (everything after them does).
+    fn may_fetch_from(&mut self, idx: u32, peer: NodeId) -> bool {
+        if !self.racks.placed() || self.racks.is_local(peer) {
+            return true;
+        }
+        let Some(plan) = self.plan.as_ref() else {
+            return false;
+        };
+        let b = &plan.blocks[idx as usize];
+        if b.manifest {
+            return true;
+        }
+        let at = self
+            .racks
+            .cross_at(idx, b.key, self.neighbours.members(), self.now);
+        if at <= self.now {
+            return true;
+        }
+        // A holder in the rack that is busy now: the block stays ready for it.
+        let racks = &self.racks;
+        if !self
+            .neighbours
+            .holders_trusted(idx)
+            .any(|(p, _)| racks.is_local(p))
+        {
+            let holders = self.neighbours.holders_of(idx);
+            self.requests
+                .defer(plan, holders, idx, at, &mut self.timers);
+        }
+        false
+    }
+
+    /// Deferred chunks whose turn to cross came, or that a holder in the rack now has, go back
+    /// to the ready set.
+    pub(super) fn undefer(&mut self, blocks: impl IntoIterator<Item = u32>) {
+        let Some(plan) = self.plan.as_ref() else {
+            return;
+        };
+        for idx in blocks {
+            let holders = self.neighbours.holders_of(idx);
+            self.requests.undefer(plan, holders, idx, &mut self.timers);
         }
     }
 
@@ -45,10 +94,12 @@ impl<P: Payload> Agent<P> {
             if !self.requests.peer_room() {
                 break;
             }
+            let racks = &self.racks;
             let holders = self
                 .neighbours
                 .holders_trusted(idx)
-                .filter(|(p, _)| !asked.contains(p));
+                .filter(|(p, _)| !asked.contains(p))
+                .map(|(p, relied)| (p, relied, racks.is_local(p)));
             if let Some(peer) = self.requests.pick_holder(idx, holders, None, self.now) {
                 self.start_fetch(idx, Source::Peer(peer));
             }
@@ -98,7 +149,8 @@ impl<P: Payload> Agent<P> {
     }
 
     /// Duplicates requests for the last blocks (and for manifests, which block everything
-    /// after them) to a second holder when nothing else can be scheduled.
+    /// after them) to a second holder when nothing else can be scheduled (a chunk waiting for
+    /// its turn to cross the rack's uplink is something else).
     fn endgame(&mut self) {
         let Some(plan) = self.plan.as_ref() else {
             return;
@@ -116,6 +168,7 @@ impl<P: Payload> Agent<P> {
             || remaining == 0
             || !in_endgame
             || !self.requests.ready_is_empty()
+            || self.requests.any_deferred()
             || !self.requests.peer_room()
         {
             return;
@@ -131,7 +184,11 @@ impl<P: Payload> Agent<P> {
     }
 
     fn pick_holder(&self, idx: u32, not: Option<NodeId>) -> Option<NodeId> {
-        let holders = self.neighbours.holders_trusted(idx);
+        let racks = &self.racks;
+        let holders = self
+            .neighbours
+            .holders_trusted(idx)
+            .map(|(p, relied)| (p, relied, racks.is_local(p)));
         self.requests.pick_holder(idx, holders, not, self.now)
     }
 

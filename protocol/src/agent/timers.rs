@@ -30,6 +30,8 @@ pub(super) enum TimerKind {
     Duty,
     /// A request to a holder not relied on may need a second holder.
     SecondHolder,
+    /// A chunk that waited for a holder in this node's rack may now cross the rack's uplink.
+    RackGate,
 }
 
 /// When each armed timer is due.

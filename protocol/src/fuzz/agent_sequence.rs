@@ -8,7 +8,7 @@ use super::Reader;
 use super::fixtures::{self, Tree};
 use crate::agent::{
     Agent, AgentConfig, Bitfield, Event, FetchError, HubMode, Input, MAX_BLOCKS, MAX_MESSAGE_SIZE,
-    Message, NodeId, Output, RequestId, ServeId, Source, Time, release_tag,
+    Message, NodeId, Output, Rack, RequestId, ServeId, Source, Time, release_tag,
 };
 use crate::block::{Cid, Codec, check_cid, cid_of, verify};
 
@@ -37,7 +37,9 @@ mod op {
     pub(super) const BOOT: u8 = 12;
     /// Answers every lookup from the store and every fetch with the right bytes.
     pub(super) const DRIVE: u8 = 13;
-    pub(super) const OPS: u8 = 14;
+    /// Racks for some nodes (rack 0 is the agent's own when it has one).
+    pub(super) const RACKS: u8 = 14;
+    pub(super) const OPS: u8 = 15;
 }
 
 /// Runs one agent through the sequence the bytes describe: a config, the blocks the store
@@ -86,6 +88,7 @@ struct Driver {
 impl Driver {
     fn new(r: &mut Reader<'_>) -> Self {
         let flags = r.u8();
+        let limits = r.u8();
         let cfg = AgentConfig {
             id: ME,
             seed: u64::from(r.u16()),
@@ -101,7 +104,8 @@ impl Driver {
             max_serves: 1 + usize::from(flags >> 6 & 1),
             neighbours: 2 + usize::from(flags >> 7),
             max_neighbours: 3,
-            ban_after: 1 + u32::from(r.u8() % 3),
+            ban_after: 1 + u32::from(limits % 3),
+            rack: (limits & 0x80 != 0).then_some(Rack(0)),
             ..AgentConfig::default()
         };
         let tree = fixtures::tree();
@@ -144,6 +148,16 @@ impl Driver {
                 Input::Members(list)
             }
             op::MEMBER_UP => Input::MemberUp(node(r)),
+            op::RACKS => {
+                let mask = r.u8();
+                let claims = NODES
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask >> i & 1 == 1)
+                    .map(|(_, &n)| (n, r.bool().then(|| Rack(r.below(3) as u64))))
+                    .collect();
+                Input::Racks(claims)
+            }
             op::MEMBER_DOWN => Input::MemberDown(node(r)),
             op::MESSAGE => {
                 let from = node(r);
@@ -312,6 +326,7 @@ impl Driver {
                 bits: bits(r),
                 fetching: bits(r),
                 reply: r.bool(),
+                rack: r.bool().then(|| Rack(r.below(3) as u64)),
             },
             1 => Message::Have {
                 release,

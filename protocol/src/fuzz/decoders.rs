@@ -87,12 +87,14 @@ pub(super) fn message_seeds() -> Vec<Vec<u8>> {
             bits: bits.clone(),
             fetching: Bitfield::new(),
             reply: true,
+            rack: None,
         },
         Message::Hello {
             release: u64::MAX,
             bits: Bitfield::new(),
             fetching: bits,
             reply: false,
+            rack: Some(crate::agent::Rack(u64::MAX)),
         },
         Message::Have {
             release: 7,

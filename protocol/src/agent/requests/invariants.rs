@@ -67,7 +67,7 @@ impl Requests {
                 .filter_map(|idx| {
                     let b = &plan.blocks[idx as usize];
                     let holders = holders_of(idx);
-                    let idle = !per_block.contains_key(&idx);
+                    let idle = !per_block.contains_key(&idx) && !self.deferred.contains_key(&idx);
                     (b.state == State::Missing && idle && holders > 0)
                         .then(|| (b.tier, holders, mix64(self.tie_seed ^ u64::from(idx)), idx))
                 })
@@ -75,7 +75,20 @@ impl Requests {
         });
         assert_eq!(
             self.ready, expected,
-            "the ready set is the idle missing blocks with a holder"
+            "the ready set is the idle missing blocks with a holder, not deferred"
+        );
+        assert_eq!(self.deferred.len(), self.deferred_at.len(), "one turn each");
+        for (&idx, &at) in &self.deferred {
+            assert!(self.deferred_at.contains(&(at, idx)), "turn of block {idx}");
+            let state = plan
+                .and_then(|p| p.blocks.get(idx as usize))
+                .map(|b| b.state);
+            assert_eq!(state, Some(State::Missing), "deferred block {idx}");
+        }
+        assert_eq!(
+            timers.is_armed(TimerKind::RackGate),
+            !self.deferred.is_empty(),
+            "the RackGate timer is armed while a block is deferred"
         );
     }
 }
