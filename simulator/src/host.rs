@@ -14,12 +14,12 @@ use crate::gossip::{Gossip, Kind as GossipKind, VALIDATE_NANOS};
 use crate::queue::EventQueue;
 use crate::release::{SimPayload, SimRelease};
 use crate::rng::{Rng, mix, purpose};
-use crate::scenario::{EventKind, FaultKind, Injection, Scenario};
+use crate::scenario::{EventKind, FaultKind, Injection, RackLabels, Scenario};
 use crate::time::{SimTime, transfer_nanos};
 use crate::topology::{HUB, INSTALL, Topology};
 use crate::trace::{Kind, Trace};
 use bootswarm_protocol::agent::{
-    Agent, AgentConfig, Bitfield, Event, FetchError, HubMode, Input, Message, NodeId, Output,
+    Agent, AgentConfig, Bitfield, Event, FetchError, HubMode, Input, Message, NodeId, Output, Rack,
     RequestId, ServeId, Source, Time,
 };
 use bootswarm_protocol::block::Cid;
@@ -114,6 +114,9 @@ enum Ev {
         idx: usize,
     },
 }
+
+/// Members and the racks they say they are in, as a driver tells its agent.
+type RackClaims = Vec<(NodeId, Option<Rack>)>;
 
 /// What runs on a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -746,7 +749,33 @@ impl<'a> World<'a> {
         if self.sc.agent_hub_concurrency > 0 {
             cfg.hub_concurrency = self.sc.agent_hub_concurrency;
         }
+        cfg.rack = self.rack_label(n);
         cfg
+    }
+
+    /// The rack node `n` is configured with: its topology rack when the scenario shows the
+    /// labels; none for attackers, which say nothing of where they are.
+    fn rack_label(&self, n: u32) -> Option<Rack> {
+        if self.sc.rack_labels != RackLabels::Shown || self.hosts[n as usize].role != Role::Node {
+            return None;
+        }
+        let k = self.net.topology().rack(n)?;
+        Rack::from_label(&format!("rack-{k}"))
+    }
+
+    /// What node `o`'s driver tells its agent of the racks of `n`'s identities (nothing when
+    /// the nodes are not told their racks).
+    fn rack_claims(&self, nodes: impl Iterator<Item = u32>) -> Option<RackClaims> {
+        if self.sc.rack_labels != RackLabels::Shown || self.sc.racks == 0 {
+            return None;
+        }
+        let claims = nodes
+            .flat_map(|n| {
+                let rack = self.rack_label(n);
+                self.identities(n).into_iter().map(move |id| (id, rack))
+            })
+            .collect();
+        Some(claims)
     }
 
     fn peers_mode(&self) -> bool {

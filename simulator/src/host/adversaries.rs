@@ -120,6 +120,7 @@ impl World<'_> {
             bits: self.claim_bits.clone(),
             fetching: Bitfield::new(),
             reply,
+            rack: None,
         }
     }
 

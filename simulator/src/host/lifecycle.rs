@@ -43,22 +43,30 @@ impl World<'_> {
         let (agents, followers) = (self.peers_mode(), self.followers_rank());
         // Agents' inputs change no host's liveness or group: one member list per group.
         let mut by_group: BTreeMap<u32, Vec<NodeId>> = BTreeMap::new();
+        let mut racks_by_group: BTreeMap<u32, Option<RackClaims>> = BTreeMap::new();
         for &n in nodes {
+            let g = self.hosts[n as usize].group;
+            let in_group =
+                |s: &Self, x: u32| s.hosts[x as usize].alive && s.hosts[x as usize].group == g;
             let members = (agents || followers).then(|| {
-                let g = self.hosts[n as usize].group;
                 by_group
                     .entry(g)
                     .or_insert_with(|| {
                         (0..self.sc.nodes)
-                            .filter(|&x| {
-                                self.hosts[x as usize].alive && self.hosts[x as usize].group == g
-                            })
+                            .filter(|&x| in_group(self, x))
                             .flat_map(|x| self.identities(x))
                             .collect()
                     })
                     .clone()
             });
             if let (true, Some(m)) = (agents, &members) {
+                let racks = racks_by_group.entry(g).or_insert_with(|| {
+                    self.rack_claims((0..self.sc.nodes).filter(|&x| in_group(self, x)))
+                });
+                if let Some(claims) = racks {
+                    let claims = claims.clone();
+                    self.input(n, Input::Racks(claims));
+                }
                 self.input(n, Input::Members(m.clone()));
             }
             // The follower boots the release it saved (or the first one).
@@ -76,6 +84,12 @@ impl World<'_> {
     /// Tells node `o` (its agent, and its follower when it ranks pollers) that `n` joined or
     /// left.
     fn member(&mut self, o: u32, n: u32, up: bool) {
+        if up
+            && self.peers_mode()
+            && let Some(claims) = self.rack_claims(std::iter::once(n))
+        {
+            self.input(o, Input::Racks(claims));
+        }
         for id in self.identities(n) {
             if self.peers_mode() {
                 self.input(
