@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bootswarm_protocol::agent::Rack;
 use bootswarm_protocol::block::Cid;
 use bootswarm_protocol::release::TrustRoot;
 use libp2p::pnet::PreSharedKey;
@@ -74,6 +75,11 @@ pub struct SwarmArgs {
     /// farms never join each other's swarm, with or without a swarm key.
     #[arg(long, env = "BOOTSWARM_FARM", value_name = "ID")]
     pub farm: Option<String>,
+    /// The rack (or other domain behind one uplink) this node is in, the same label on every
+    /// node of it: neighbours and holders in the rack come first, and each block crosses the
+    /// rack's uplink about once.
+    #[arg(long, env = "BOOTSWARM_RACK", value_name = "NAME")]
+    pub rack: Option<String>,
     /// Store of rfs blocks no peer has, instead of the routes of their flists:
     /// zdb://host[:port][/namespace], http(s)://base or dir://path; repeatable.
     #[arg(long = "upstream", value_name = "URL")]
@@ -235,6 +241,8 @@ pub struct DaemonOptions {
     pub tls: crate::tls::Tls,
     /// Where rfs blocks no peer has are fetched.
     pub upstreams: std::sync::Arc<crate::rfs::upstream::Upstreams>,
+    /// The rack this node is in, if told.
+    pub rack: Option<Rack>,
 }
 
 /// How much the node uploads to its peers.
@@ -324,6 +332,20 @@ struct Swarm {
     swarm_key: Option<PreSharedKey>,
     tls: crate::tls::Tls,
     upstreams: std::sync::Arc<crate::rfs::upstream::Upstreams>,
+    rack: Option<Rack>,
+}
+
+/// The longest `--rack` label.
+const MAX_RACK_LABEL: usize = 64;
+
+/// Checks a `--rack` label: up to [`MAX_RACK_LABEL`] printable ASCII characters.
+fn rack_label(label: &str) -> Result<Option<Rack>> {
+    if label.len() > MAX_RACK_LABEL || !label.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::new(format!(
+            "--rack {label:?} is not a rack label; give at most {MAX_RACK_LABEL} printable characters without spaces, the same on every node of the rack"
+        )));
+    }
+    Ok(Rack::from_label(label))
 }
 
 /// Checks the swarm options.
@@ -349,6 +371,7 @@ fn swarm_options(swarm: &SwarmArgs) -> Result<Swarm> {
         peers,
         peer_wait: parse_wait("--peer-wait", &swarm.peer_wait)?,
         swarm_key: crate::swarmkey::farm_key(swarm.swarm_key.as_deref(), swarm.farm.as_deref())?,
+        rack: swarm.rack.as_deref().map(rack_label).transpose()?.flatten(),
     })
 }
 
@@ -422,6 +445,7 @@ impl DaemonOptions {
             upload: upload_limits(args)?,
             tls: swarm.tls,
             upstreams: swarm.upstreams,
+            rack: swarm.rack,
         })
     }
 }
@@ -637,6 +661,7 @@ pub fn boot_once(args: OnceArgs<'_>) -> Result<DaemonReport> {
         upload: UploadLimits::default(),
         tls: swarm.tls,
         upstreams: swarm.upstreams,
+        rack: swarm.rack,
     };
     crate::task::runtime(crate::task::Runtime::Server)?.block_on(run_daemon(opts))
 }
@@ -644,6 +669,22 @@ pub fn boot_once(args: OnceArgs<'_>) -> Result<DaemonReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rack_label_is_short_and_printable() {
+        assert_eq!(
+            rack_label("row3-rack12").unwrap(),
+            Rack::from_label("row3-rack12")
+        );
+        assert_eq!(rack_label("").unwrap(), None);
+        for bad in ["rack 1", "r\n", &"r".repeat(MAX_RACK_LABEL + 1)] {
+            let err = rack_label(bad).unwrap_err().to_string();
+            assert!(
+                err.starts_with("--rack ") && err.contains("printable"),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn identity_file_is_created_once_and_reused() {

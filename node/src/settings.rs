@@ -51,6 +51,8 @@ pub struct ConfigFile {
     pub listen: Option<String>,
     /// Farm scope.
     pub farm: Option<String>,
+    /// Rack label.
+    pub rack: Option<String>,
     /// Swarm key file.
     pub swarm_key: Option<PathBuf>,
     /// Local HTTP address.
@@ -183,6 +185,7 @@ pub fn resolve(
         config.farm.clone(),
         kernel("farm").or_else(|| cmdline.get("farmer_id").map(str::to_string)),
     );
+    fill(&mut args.swarm.rack, config.rack.clone(), kernel("rack"));
     fill(&mut args.swarm.swarm_key, config.swarm_key.clone(), None);
     fill(&mut args.swarm.listen, config.listen.clone(), None);
     fill(&mut args.http, config.http.clone(), None);
@@ -353,6 +356,21 @@ mod tests {
         assert_eq!(r.args.upload_rate.as_deref(), Some("200mbit"));
         assert_eq!(r.args.max_upload_peers, Some(4));
         assert!(r.notes.is_empty());
+    }
+
+    #[test]
+    fn the_rack_comes_from_the_kernel_unless_a_flag_or_the_config_gives_it() {
+        let cmdline = Cmdline::parse("bootswarm.rack=r7 bootswarm.hub=h").unwrap();
+        let r = resolve(args(&[]), &ConfigFile::default(), &cmdline, MOUNTS_NONE).unwrap();
+        assert_eq!(r.args.swarm.rack.as_deref(), Some("r7"));
+        let config = ConfigFile {
+            rack: Some("r8".into()),
+            ..ConfigFile::default()
+        };
+        let r = resolve(args(&[]), &config, &cmdline, MOUNTS_NONE).unwrap();
+        assert_eq!(r.args.swarm.rack.as_deref(), Some("r8"));
+        let r = resolve(args(&["--rack", "r9"]), &config, &cmdline, MOUNTS_NONE).unwrap();
+        assert_eq!(r.args.swarm.rack.as_deref(), Some("r9"));
     }
 
     #[test]

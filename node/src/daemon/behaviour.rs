@@ -6,6 +6,7 @@ mod transport;
 
 use std::time::Duration;
 
+use bootswarm_protocol::agent::Rack;
 use libp2p::gossipsub::{IdentTopic, TopicHash};
 use libp2p::pnet::PreSharedKey;
 use libp2p::swarm::NetworkBehaviour;
@@ -70,10 +71,31 @@ pub(crate) fn release_topic(channel: &str) -> IdentTopic {
     IdentTopic::new(format!("bootswarm/release/{channel}"))
 }
 
+/// What identify says of this node: the version and, if it has one, its rack (a claim peers
+/// feed to their agents like a `Hello`'s).
+fn agent_version(rack: Option<Rack>) -> String {
+    let version = concat!("bootswarm/", env!("CARGO_PKG_VERSION"));
+    match rack {
+        Some(r) => format!("{version} rack={:016x}", r.0),
+        None => version.to_string(),
+    }
+}
+
+/// The rack a peer's identify `agent_version` names, if any.
+pub(crate) fn rack_of(agent_version: &str) -> Option<Rack> {
+    let (_, hex) = agent_version.split_once(" rack=")?;
+    let hex = hex.split(' ').next()?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok().map(Rack)
+}
+
 fn make_behaviour(
     key: &identity::Keypair,
     enable_mdns: bool,
     topic: TopicHash,
+    rack: Option<Rack>,
 ) -> Result<Behaviour> {
     let peer_id = key.public().to_peer_id();
     let limits = connection_limits::ConnectionLimits::default()
@@ -119,10 +141,10 @@ fn make_behaviour(
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(limits),
         ip_limit: iplimit::IpLimit::new(MAX_PER_IP),
-        identify: identify::Behaviour::new(identify::Config::new(
-            "/bootswarm/id/1".into(),
-            key.public(),
-        )),
+        identify: identify::Behaviour::new(
+            identify::Config::new("/bootswarm/id/1".into(), key.public())
+                .with_agent_version(agent_version(rack)),
+        ),
         mdns: Toggle::from(mdns),
         gossipsub,
         blocks: request_response::Behaviour::new(
@@ -151,6 +173,8 @@ pub(crate) struct SwarmSetup {
     pub(crate) swarm_key: Option<PreSharedKey>,
     /// The channel whose release topic is scored.
     pub(crate) channel: String,
+    /// The node's rack, told to peers in identify.
+    pub(crate) rack: Option<Rack>,
 }
 
 /// A TCP + Noise + Yamux swarm (inside a private network with a swarm key) on tokio with
@@ -164,14 +188,16 @@ pub(crate) fn build_swarm(setup: SwarmSetup) -> Result<(Swarm<Behaviour>, Refuse
         .with_tokio()
         .with_other_transport(|_| transport)
         .map_err(|e| Error::new(format!("cannot set up the TCP transport ({e})")))?
-        .with_behaviour(|key| match make_behaviour(key, setup.mdns, topic) {
-            Ok(b) => Ok(b),
-            Err(e) => {
-                let msg = e.to_string();
-                setup_err = Some(e);
-                Err(msg.into())
-            }
-        })
+        .with_behaviour(
+            |key| match make_behaviour(key, setup.mdns, topic, setup.rack) {
+                Ok(b) => Ok(b),
+                Err(e) => {
+                    let msg = e.to_string();
+                    setup_err = Some(e);
+                    Err(msg.into())
+                }
+            },
+        )
         .map_err(|e| {
             setup_err
                 .take()
@@ -190,12 +216,29 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn the_rack_rides_in_identify_and_anything_else_is_no_rack() {
+        let rack = Rack::from_label("row3");
+        assert_eq!(rack_of(&agent_version(rack)), rack);
+        assert_eq!(rack_of(&agent_version(None)), None);
+        for other in [
+            "",
+            "x rack=",
+            "x rack=zz",
+            "x rack=0123456789abcdef0",
+            "rack=00",
+        ] {
+            assert_eq!(rack_of(other), None, "{other:?}");
+        }
+    }
+
     fn swarm() -> Swarm<Behaviour> {
         let (mut swarm, _) = build_swarm(SwarmSetup {
             key: identity::Keypair::generate_ed25519(),
             mdns: false,
             swarm_key: None,
             channel: "prod".into(),
+            rack: None,
         })
         .unwrap();
         swarm

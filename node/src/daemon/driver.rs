@@ -24,12 +24,12 @@ use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{PeerId, Swarm, mdns};
+use libp2p::{PeerId, Swarm, identify, mdns};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::behaviour::{
-    Behaviour, BehaviourEvent, Refused, SwarmSetup, build_swarm, release_topic,
+    Behaviour, BehaviourEvent, Refused, SwarmSetup, build_swarm, rack_of, release_topic,
 };
 use super::codec::{STATUS_BUSY, STATUS_NOT_FOUND, STATUS_OK, STATUS_OTHER};
 use super::farm::{Farm, summary_topic};
@@ -198,6 +198,7 @@ impl Driver {
             mdns: opts.mdns,
             swarm_key: opts.swarm_key,
             channel: opts.channel.clone(),
+            rack: opts.rack,
         })?;
         for addr in &opts.listen {
             swarm.listen_on(addr.clone()).map_err(|e| {
@@ -228,6 +229,7 @@ impl Driver {
                 HubMode::Fallback
             },
             hub_concurrency: HUB_CONCURRENCY,
+            rack: opts.rack,
             ..AgentConfig::default()
         });
         let layout = opts.target.clone().map(|target| Layout {
@@ -561,6 +563,7 @@ impl Driver {
                 release,
                 fetching,
                 reply,
+                rack,
                 ..
             } if self.opts.test.withhold() => {
                 // Claims every block of the release.
@@ -573,6 +576,7 @@ impl Driver {
                     bits,
                     fetching: fetching.clone(),
                     reply: *reply,
+                    rack: *rack,
                 };
                 hello.encode()
             }

@@ -116,6 +116,12 @@ impl Driver {
                     self.peers.expired(&peer);
                 }
             }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if let Some(node) = self.peers.node(&peer_id) {
+                    let rack = rack_of(&info.agent_version);
+                    self.feed(Input::Racks(vec![(node, rack)]));
+                }
+            }
             _ => {}
         }
     }
