@@ -266,8 +266,8 @@ impl<P: Payload> Agent<P> {
             TimerKind::Escalate => self.on_escalate(),
             TimerKind::Greet => self.on_greet(),
             TimerKind::Duty => self.on_duty(),
-            // `schedule` after the timers asks the second holders.
-            TimerKind::SecondHolder => {}
+            // `schedule` after the timers asks the second holders and the endgame's.
+            TimerKind::SecondHolder | TimerKind::Endgame => {}
             TimerKind::RackGate => {
                 let due = self.requests.deferred_due(self.now);
                 self.undefer(due);

@@ -346,7 +346,7 @@ impl<P: Payload> Agent<P> {
             return;
         }
         b.state = State::Missing;
-        let manifest = b.manifest;
+        let (manifest, len) = (b.manifest, u64::from(b.len));
         plan.lookups -= 1;
         match block {
             Some(p) if !manifest || p.bytes().is_some() => {
@@ -359,6 +359,7 @@ impl<P: Payload> Agent<P> {
             }
             _ => {
                 plan.to_fetch += 1;
+                plan.to_fetch_bytes += len;
                 self.ready_insert(idx);
                 self.hub.wake();
             }

@@ -90,6 +90,8 @@ pub(crate) struct Plan {
     pub(crate) lookups: u32,
     /// Blocks the store did not have: what this boot must fetch.
     pub(crate) to_fetch: u32,
+    /// Their bytes (caps for manifests).
+    pub(crate) to_fetch_bytes: u64,
     pub(crate) held_bytes: u64,
 }
 
@@ -119,6 +121,7 @@ impl Plan {
             held_count: 0,
             lookups: 0,
             to_fetch: 0,
+            to_fetch_bytes: 0,
             held_bytes: 0,
         };
         plan.push_manifest(root, 0);

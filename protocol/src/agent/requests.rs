@@ -85,6 +85,8 @@ pub(super) struct Requests {
     /// rack appears or their turn to cross comes (see the racks part), with that turn.
     deferred: BTreeMap<u32, Time>,
     deferred_at: BTreeSet<(Time, u32)>,
+    /// Bytes of the endgame's duplicate requests this boot.
+    raced: u64,
 }
 
 impl Requests {
@@ -115,6 +117,7 @@ impl Requests {
             unsure: BTreeSet::new(),
             deferred: BTreeMap::new(),
             deferred_at: BTreeSet::new(),
+            raced: 0,
         }
     }
 
@@ -124,6 +127,7 @@ impl Requests {
         self.inflight.clear();
         self.deferred.clear();
         self.deferred_at.clear();
+        self.raced = 0;
     }
 
     pub(super) fn ids(&self) -> Vec<RequestId> {
@@ -439,15 +443,31 @@ impl Requests {
         self.ready.is_empty()
     }
 
-    /// The peer requests that are their block's only request, with their peer.
-    pub(super) fn single_sourced(&self) -> Vec<(u32, NodeId)> {
+    /// The peer requests that are their block's only request, with their peer and start.
+    pub(super) fn single_sourced(&self) -> Vec<(u32, NodeId, Time)> {
         self.requests
             .values()
             .filter_map(|r| match r.source {
-                Source::Peer(p) if self.inflight(r.idx) == 1 => Some((r.idx, p)),
+                Source::Peer(p) if self.inflight(r.idx) == 1 => Some((r.idx, p, r.started)),
                 _ => None,
             })
             .collect()
+    }
+
+    /// The slowest of the last peer deliveries (zero before the first): a request that has
+    /// run this long is slower than the node's recent ones.
+    pub(super) fn slowest_delivery(&self) -> Duration {
+        self.took.iter().max().copied().unwrap_or_default()
+    }
+
+    /// Bytes of the endgame's duplicate requests this boot.
+    pub(super) fn raced(&self) -> u64 {
+        self.raced
+    }
+
+    /// A duplicate request of `len` bytes starts.
+    pub(super) fn race(&mut self, len: u32) {
+        self.raced += u64::from(len);
     }
 
     // ----- the ready set -----
@@ -641,7 +661,7 @@ mod tests {
         let both = || [(A, true, false), (B, true, false)].into_iter();
         reqs.start(&plan, 2, 1, Source::Peer(A), Time::ZERO, &mut timers);
         assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), Some(B));
-        assert_eq!(reqs.single_sourced(), vec![(1, A)]);
+        assert_eq!(reqs.single_sourced(), vec![(1, A, Time::ZERO)]);
         assert_eq!(
             reqs.busy(B, Time::ZERO, secs(1), &mut timers),
             Duration::ZERO
@@ -658,6 +678,21 @@ mod tests {
         assert_eq!(reqs.pick_holder(2, both(), Some(B), secs(1)), None);
         reqs.forget_peer(B);
         assert_eq!(reqs.pick_holder(2, both(), None, Time::ZERO), Some(B));
+    }
+
+    #[test]
+    fn the_endgame_yardsticks_are_the_slowest_delivery_and_the_bytes_raced_this_boot() {
+        let mut reqs = Requests::new(&AgentConfig::default());
+        let ms = Duration::from_millis;
+        assert_eq!(reqs.slowest_delivery(), Duration::ZERO);
+        reqs.delivered(A, ms(30));
+        reqs.delivered(B, ms(10));
+        assert_eq!(reqs.slowest_delivery(), ms(30));
+        reqs.race(100);
+        reqs.race(50);
+        assert_eq!(reqs.raced(), 150);
+        reqs.restart();
+        assert_eq!(reqs.raced(), 0, "a new boot races afresh");
     }
 
     #[test]

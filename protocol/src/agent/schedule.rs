@@ -3,7 +3,10 @@
 
 use super::owners::Supply;
 use super::timers::TimerKind;
-use super::{Agent, HubMode, NodeId, Output, Payload, Request, RequestId, Source, State};
+use super::{Agent, HubMode, NodeId, Output, Payload, Request, RequestId, Source, State, Time};
+
+/// The endgame's duplicates start at once up to 1/`RACE_SHARE` of the bytes a boot fetches.
+const RACE_SHARE: u64 = 20;
 
 impl<P: Payload> Agent<P> {
     pub(super) fn schedule(&mut self) {
@@ -151,6 +154,13 @@ impl<P: Payload> Agent<P> {
     /// Duplicates requests for the last blocks (and for manifests, which block everything
     /// after them) to a second holder when nothing else can be scheduled (a chunk waiting for
     /// its turn to cross the rack's uplink is something else).
+    ///
+    /// Each race costs the bytes the losing holder sent, so chunk duplicates are sized: within
+    /// 1/[`RACE_SHARE`] of the bytes this boot fetches they start at once; beyond it only a
+    /// request that has run for twice the slowest recent delivery is duplicated (a hedge
+    /// against a slow holder). A storm's last few chunks are well inside the share; a small
+    /// upgrade, whose last two chunks may be a fifth of what it fetches, hedges. Manifests
+    /// (small, and everything waits on them) never wait.
     fn endgame(&mut self) {
         let Some(plan) = self.plan.as_ref() else {
             return;
@@ -173,14 +183,34 @@ impl<P: Payload> Agent<P> {
         {
             return;
         }
-        for (idx, busy_with) in self.requests.single_sourced() {
+        let share = plan.to_fetch_bytes / RACE_SHARE;
+        let hedge = self.requests.slowest_delivery() * 2;
+        let mut next: Option<Time> = None;
+        for (idx, busy_with, started) in self.requests.single_sourced() {
             if !self.requests.peer_room() {
                 break;
             }
+            let Some(b) = self.plan.as_ref().map(|p| &p.blocks[idx as usize]) else {
+                return;
+            };
+            let (manifest, len) = (b.manifest, b.len);
+            let due = if manifest || self.requests.raced() + u64::from(len) <= share {
+                started
+            } else {
+                started + hedge
+            };
+            if due > self.now {
+                next = Some(next.map_or(due, |n| n.min(due)));
+                continue;
+            }
             if let Some(peer) = self.pick_holder(idx, Some(busy_with)) {
+                if !manifest {
+                    self.requests.race(len);
+                }
                 self.start_fetch(idx, Source::Peer(peer));
             }
         }
+        self.timers.set(TimerKind::Endgame, next);
     }
 
     fn pick_holder(&self, idx: u32, not: Option<NodeId>) -> Option<NodeId> {

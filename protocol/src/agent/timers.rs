@@ -32,6 +32,8 @@ pub(super) enum TimerKind {
     SecondHolder,
     /// A chunk that waited for a holder in this node's rack may now cross the rack's uplink.
     RackGate,
+    /// A request of the endgame may have run long enough to ask a second holder.
+    Endgame,
 }
 
 /// When each armed timer is due.
