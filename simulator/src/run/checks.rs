@@ -110,6 +110,13 @@ fn figures(out: &mut Checks, x: &Expect, r: &SeedResult) {
             format!("{} <= {m}", fmt(r.inter_rack_vs_racks_f)),
         );
     }
+    if let Some(m) = x.lan_bytes_vs_needed_max {
+        out.push(
+            "lan_bytes_vs_needed",
+            r.needed_bytes > 0 && r.lan_bytes_vs_needed <= m,
+            format!("{:.4} <= {m}", r.lan_bytes_vs_needed),
+        );
+    }
     if let Some(m) = x.corrupt_accepted {
         out.push(
             "corrupt_accepted",

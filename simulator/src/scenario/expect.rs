@@ -21,6 +21,8 @@ pub struct Expect {
     pub control_vs_data_max: Option<f64>,
     /// Bytes entering racks over racks × release bytes.
     pub inter_rack_vs_racks_f_max: Option<f64>,
+    /// Bytes moved (LAN and hub) over the bytes the nodes needed.
+    pub lan_bytes_vs_needed_max: Option<f64>,
     /// Corrupt blocks accepted (at most).
     pub corrupt_accepted: Option<u64>,
     /// Every honest booting node boots before this time (ns since the start).
@@ -72,6 +74,7 @@ pub(super) struct RawExpect {
     hub_egress_bytes_max: Option<RawNodes>,
     control_vs_data_max: Option<f64>,
     inter_rack_vs_racks_f_max: Option<f64>,
+    lan_bytes_vs_needed_max: Option<f64>,
     corrupt_accepted: Option<u64>,
     booted_before: Option<String>,
     none_booted_before: Option<String>,
@@ -111,6 +114,7 @@ pub(super) fn parse(cx: &Ctx<'_>, x: &RawExpect, sc: &mut Scenario) -> Result<()
         hub_egress_bytes_max,
         control_vs_data_max: x.control_vs_data_max,
         inter_rack_vs_racks_f_max: x.inter_rack_vs_racks_f_max,
+        lan_bytes_vs_needed_max: x.lan_bytes_vs_needed_max,
         corrupt_accepted: x.corrupt_accepted,
         booted_before: x
             .booted_before
