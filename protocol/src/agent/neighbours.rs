@@ -183,7 +183,9 @@ impl Neighbours {
     }
 
     /// Picks random members as new outbound neighbours until this node has `want` of them
-    /// (a bounded number of draws). Returns them in the order picked; each needs a `Hello`.
+    /// (a bounded number of draws): when this node knows its rack, all but `cross` among the
+    /// members that said they share it, the rest outside it. Returns them in the order picked;
+    /// each needs a `Hello`.
     pub(super) fn pick_more(
         &mut self,
         rng: &mut Rng,
