@@ -23,6 +23,7 @@ mod ledger;
 mod payload;
 mod peers;
 mod prewrite;
+mod rack;
 mod status;
 mod tasks;
 mod test_hooks;
@@ -335,19 +336,6 @@ struct Swarm {
     rack: Option<Rack>,
 }
 
-/// The longest `--rack` label.
-const MAX_RACK_LABEL: usize = 64;
-
-/// Checks a `--rack` label: up to [`MAX_RACK_LABEL`] printable ASCII characters.
-fn rack_label(label: &str) -> Result<Option<Rack>> {
-    if label.len() > MAX_RACK_LABEL || !label.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::new(format!(
-            "--rack {label:?} is not a rack label; give at most {MAX_RACK_LABEL} printable characters without spaces, the same on every node of the rack"
-        )));
-    }
-    Ok(Rack::from_label(label))
-}
-
 /// Checks the swarm options.
 fn swarm_options(swarm: &SwarmArgs) -> Result<Swarm> {
     let listen = parse_addr(
@@ -371,7 +359,12 @@ fn swarm_options(swarm: &SwarmArgs) -> Result<Swarm> {
         peers,
         peer_wait: parse_wait("--peer-wait", &swarm.peer_wait)?,
         swarm_key: crate::swarmkey::farm_key(swarm.swarm_key.as_deref(), swarm.farm.as_deref())?,
-        rack: swarm.rack.as_deref().map(rack_label).transpose()?.flatten(),
+        rack: swarm
+            .rack
+            .as_deref()
+            .map(rack::label)
+            .transpose()?
+            .flatten(),
     })
 }
 
@@ -669,22 +662,6 @@ pub fn boot_once(args: OnceArgs<'_>) -> Result<DaemonReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_rack_label_is_short_and_printable() {
-        assert_eq!(
-            rack_label("row3-rack12").unwrap(),
-            Rack::from_label("row3-rack12")
-        );
-        assert_eq!(rack_label("").unwrap(), None);
-        for bad in ["rack 1", "r\n", &"r".repeat(MAX_RACK_LABEL + 1)] {
-            let err = rack_label(bad).unwrap_err().to_string();
-            assert!(
-                err.starts_with("--rack ") && err.contains("printable"),
-                "{err}"
-            );
-        }
-    }
 
     #[test]
     fn identity_file_is_created_once_and_reused() {
