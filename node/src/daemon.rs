@@ -81,6 +81,11 @@ pub struct SwarmArgs {
     /// rack's uplink about once.
     #[arg(long, env = "BOOTSWARM_RACK", value_name = "NAME")]
     pub rack: Option<String>,
+    /// Without --rack: this node's rack is its IPv4 (or IPv6) subnet of this prefix length,
+    /// the one it reaches the hub from, e.g. 26 where each rack has a /26; give the same on
+    /// every node.
+    #[arg(long, env = "BOOTSWARM_RACK_SUBNET", value_name = "BITS")]
+    pub rack_subnet: Option<u8>,
     /// Store of rfs blocks no peer has, instead of the routes of their flists:
     /// zdb://host[:port][/namespace], http(s)://base or dir://path; repeatable.
     #[arg(long = "upstream", value_name = "URL")]
@@ -337,7 +342,7 @@ struct Swarm {
 }
 
 /// Checks the swarm options.
-fn swarm_options(swarm: &SwarmArgs) -> Result<Swarm> {
+fn swarm_options(swarm: &SwarmArgs, hub: &str) -> Result<Swarm> {
     let listen = parse_addr(
         "--listen",
         swarm.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
@@ -359,12 +364,11 @@ fn swarm_options(swarm: &SwarmArgs) -> Result<Swarm> {
         peers,
         peer_wait: parse_wait("--peer-wait", &swarm.peer_wait)?,
         swarm_key: crate::swarmkey::farm_key(swarm.swarm_key.as_deref(), swarm.farm.as_deref())?,
-        rack: swarm
-            .rack
-            .as_deref()
-            .map(rack::label)
-            .transpose()?
-            .flatten(),
+        rack: match (&swarm.rack, swarm.rack_subnet) {
+            (Some(label), _) => rack::label(label)?,
+            (None, Some(bits)) => Some(rack::from_subnet(hub, bits)?),
+            (None, None) => None,
+        },
     })
 }
 
@@ -377,7 +381,7 @@ impl DaemonOptions {
         let channel = args.channel.as_deref().ok_or_else(|| unset("channel"))?;
         let trust = args.trust.as_deref().ok_or_else(|| unset("trust"))?;
         crate::fsutil::check_store_and_target(store, args.into.as_deref())?;
-        let swarm = swarm_options(&args.swarm)?;
+        let swarm = swarm_options(&args.swarm, hub)?;
         let trust = crate::keys::read_trust(trust)?;
         crate::hub::client::HubClient::with_tls(hub, &swarm.tls)?;
         let http = args
@@ -626,7 +630,7 @@ pub struct OnceArgs<'a> {
 /// materialised. Returns the report for the caller to print.
 pub fn boot_once(args: OnceArgs<'_>) -> Result<DaemonReport> {
     crate::fsutil::check_store_and_target(args.store, Some(args.into))?;
-    let swarm = swarm_options(args.swarm)?;
+    let swarm = swarm_options(args.swarm, args.hub)?;
     let trust = crate::keys::read_trust(args.trust)?;
     crate::hub::client::HubClient::with_tls(args.hub, &swarm.tls)?;
     let opts = DaemonOptions {
@@ -695,7 +699,9 @@ mod tests {
             peer_wait: "3s".into(),
             ..SwarmArgs::default()
         };
-        let err = swarm_options(&args).unwrap_err().to_string();
+        let err = swarm_options(&args, "http://127.0.0.1:1")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("--peer '/ip4/1.2.3.4/tcp/x' is not a valid multiaddr"),
             "{err}"
@@ -705,7 +711,7 @@ mod tests {
             ..SwarmArgs::default()
         };
         assert!(
-            swarm_options(&args)
+            swarm_options(&args, "http://127.0.0.1:1")
                 .unwrap_err()
                 .to_string()
                 .starts_with("--peer-wait")

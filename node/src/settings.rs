@@ -53,6 +53,8 @@ pub struct ConfigFile {
     pub farm: Option<String>,
     /// Rack label.
     pub rack: Option<String>,
+    /// Rack from the subnet of this prefix length.
+    pub rack_subnet: Option<u8>,
     /// Swarm key file.
     pub swarm_key: Option<PathBuf>,
     /// Local HTTP address.
@@ -186,6 +188,11 @@ pub fn resolve(
         kernel("farm").or_else(|| cmdline.get("farmer_id").map(str::to_string)),
     );
     fill(&mut args.swarm.rack, config.rack.clone(), kernel("rack"));
+    fill(
+        &mut args.swarm.rack_subnet,
+        config.rack_subnet,
+        kernel("rack_subnet").and_then(|b| b.parse().ok()),
+    );
     fill(&mut args.swarm.swarm_key, config.swarm_key.clone(), None);
     fill(&mut args.swarm.listen, config.listen.clone(), None);
     fill(&mut args.http, config.http.clone(), None);
