@@ -64,16 +64,7 @@ fn subnet(ip: IpAddr, bits: u8) -> Result<String> {
 
 /// The hub's socket address, from its `http://host[:port]/…` URL (resolved once).
 fn hub_address(url: &str) -> Result<SocketAddr> {
-    let (rest, port) = if let Some(r) = url.strip_prefix("http://") {
-        (r, 80)
-    } else if let Some(r) = url.strip_prefix("https://") {
-        (r, 443)
-    } else {
-        return Err(Error::new(format!(
-            "hub URL '{url}' is not an http:// or https:// URL; pass --hub like http://127.0.0.1:8080"
-        )));
-    };
-    let authority = rest.split('/').next().unwrap_or("");
+    let (authority, port) = crate::hub::client::authority(url)?;
     let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let with_port = if authority.ends_with(']') || !authority.contains(':') {
         format!("{authority}:{port}")

@@ -30,6 +30,27 @@ pub struct RemoteStats {
     pub blocks_served: u64,
 }
 
+/// The `host[:port]` of a hub URL (`http://…` or `https://…`) and its scheme's default port.
+pub(crate) fn authority(url: &str) -> Result<(&str, u16)> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let (rest, port) = if let Some(r) = trimmed.strip_prefix("http://") {
+        (r, 80)
+    } else if let Some(r) = trimmed.strip_prefix("https://") {
+        (r, 443)
+    } else {
+        return Err(Error::new(format!(
+            "hub URL '{url}' is not an http:// or https:// URL; pass --hub like http://127.0.0.1:8080"
+        )));
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(Error::new(format!(
+            "hub URL '{url}' has no valid host; pass --hub like http://127.0.0.1:8080"
+        )));
+    }
+    Ok((host, port))
+}
+
 /// A client for one hub, identified by its base URL (`http://host:port`).
 #[derive(Debug, Clone)]
 pub struct HubClient {
@@ -52,21 +73,8 @@ impl HubClient {
 
     /// A client for the hub at `url` whose HTTPS trusts `tls`.
     pub fn with_tls(url: &str, tls: &Tls) -> Result<HubClient> {
+        authority(url)?;
         let trimmed = url.trim().trim_end_matches('/');
-        let rest = trimmed
-            .strip_prefix("http://")
-            .or_else(|| trimmed.strip_prefix("https://"))
-            .ok_or_else(|| {
-                Error::new(format!(
-                    "hub URL '{url}' is not an http:// or https:// URL; pass --hub like http://127.0.0.1:8080"
-                ))
-            })?;
-        let host = rest.split('/').next().unwrap_or("");
-        if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err(Error::new(format!(
-                "hub URL '{url}' has no valid host; pass --hub like http://127.0.0.1:8080"
-            )));
-        }
         let http = tls
             .builder()
             .connect_timeout(CONNECT_TIMEOUT)
