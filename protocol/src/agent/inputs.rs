@@ -103,12 +103,8 @@ impl<P: Payload> Agent<P> {
                     let changes = self.neighbours.add_bits(from, &bits);
                     self.apply(changes);
                     if self.racks.is_local(from) {
-                        let found = self
-                            .requests
-                            .deferred()
-                            .into_iter()
-                            .filter(|&i| bits.get(i));
-                        let found: Vec<u32> = found.collect();
+                        let mut found = self.requests.deferred();
+                        found.retain(|&i| bits.get(i));
                         self.undefer(found);
                     }
                     let changes =
