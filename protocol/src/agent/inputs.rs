@@ -154,10 +154,18 @@ impl<P: Payload> Agent<P> {
             }
             Message::Fetching { release, blocks } => {
                 if self.plan.as_ref().map(|p| p.tag) == Some(release) {
+                    if self.racks.is_local(from) {
+                        self.heard_crossing(&blocks);
+                    }
                     let changes =
                         self.neighbours
                             .add_fetching(from, blocks.into_iter(), self.now, true);
                     self.apply(changes);
+                }
+            }
+            Message::Crossing { release, blocks } => {
+                if self.plan.as_ref().map(|p| p.tag) == Some(release) && self.racks.is_local(from) {
+                    self.heard_crossing(&blocks);
                 }
             }
             Message::Bye => {

@@ -14,6 +14,7 @@ const TAG_BYE: u8 = 3;
 const TAG_FETCHING: u8 = 4;
 const TAG_PING: u8 = 5;
 const TAG_PONG: u8 = 6;
+const TAG_CROSSING: u8 = 7;
 
 /// `Hello` flags: the receiver should answer, and a rack follows.
 const HELLO_REPLY: u8 = 1;
@@ -46,6 +47,15 @@ pub enum Message {
     /// The sender has started fetching these blocks from the hub (it owns them), so nobody
     /// else needs to.
     Fetching {
+        /// The release the indices refer to.
+        release: u64,
+        /// Block indices.
+        blocks: Vec<u32>,
+    },
+    /// A member of the sender's rack (the sender, or one it heard from) is fetching these
+    /// chunks across the rack's uplink, so the other members wait for that copy. Sent only to
+    /// neighbours that said they are in the same rack.
+    Crossing {
         /// The release the indices refer to.
         release: u64,
         /// Block indices.
@@ -108,11 +118,13 @@ impl Message {
                     out.extend_from_slice(&bytes);
                 }
             }
-            Message::Have { release, blocks } | Message::Fetching { release, blocks } => {
-                let tag = if matches!(self, Message::Have { .. }) {
-                    TAG_HAVE
-                } else {
-                    TAG_FETCHING
+            Message::Have { release, blocks }
+            | Message::Fetching { release, blocks }
+            | Message::Crossing { release, blocks } => {
+                let tag = match self {
+                    Message::Have { .. } => TAG_HAVE,
+                    Message::Fetching { .. } => TAG_FETCHING,
+                    _ => TAG_CROSSING,
                 };
                 out.push(tag);
                 out.extend_from_slice(&release.to_le_bytes());
@@ -146,9 +158,9 @@ impl Message {
                     + 4
                     + fetching.encoded_len()
             }
-            Message::Have { blocks, .. } | Message::Fetching { blocks, .. } => {
-                1 + 8 + 2 + 4 * blocks.len().min(MAX_HAVE_BLOCKS)
-            }
+            Message::Have { blocks, .. }
+            | Message::Fetching { blocks, .. }
+            | Message::Crossing { blocks, .. } => 1 + 8 + 2 + 4 * blocks.len().min(MAX_HAVE_BLOCKS),
             Message::Bye | Message::Ping | Message::Pong => 1,
         }
     }
@@ -181,7 +193,7 @@ impl Message {
                     rack,
                 }
             }
-            tag @ (TAG_HAVE | TAG_FETCHING) => {
+            tag @ (TAG_HAVE | TAG_FETCHING | TAG_CROSSING) => {
                 let release = r.u64()?;
                 let n = usize::from(r.u16()?);
                 if n > MAX_HAVE_BLOCKS {
@@ -195,10 +207,10 @@ impl Message {
                     }
                     blocks.push(b);
                 }
-                if tag == TAG_HAVE {
-                    Message::Have { release, blocks }
-                } else {
-                    Message::Fetching { release, blocks }
+                match tag {
+                    TAG_HAVE => Message::Have { release, blocks },
+                    TAG_FETCHING => Message::Fetching { release, blocks },
+                    _ => Message::Crossing { release, blocks },
                 }
             }
             TAG_BYE => Message::Bye,
@@ -287,6 +299,10 @@ mod tests {
             Message::Have {
                 release: 42,
                 blocks: vec![1, 2, 900],
+            },
+            Message::Crossing {
+                release: 42,
+                blocks: vec![4, 8],
             },
             Message::Bye,
             Message::Ping,

@@ -104,9 +104,10 @@ pub(super) struct Neighbours {
     holders: Vec<u32>,
     relied: Vec<u32>,
     fetchers: Vec<u32>,
-    /// Blocks verified and hub fetches started, not yet announced.
+    /// Blocks verified, hub fetches started and crossings heard or started, not yet announced.
     new_haves: Vec<u32>,
     new_fetches: Vec<u32>,
+    new_crossings: Vec<u32>,
 }
 
 impl Neighbours {
@@ -129,6 +130,7 @@ impl Neighbours {
             fetchers: Vec::new(),
             new_haves: Vec::new(),
             new_fetches: Vec::new(),
+            new_crossings: Vec::new(),
         }
     }
 
@@ -343,6 +345,7 @@ impl Neighbours {
         }
         self.new_haves.clear();
         self.new_fetches.clear();
+        self.new_crossings.clear();
     }
 
     /// Neighbours holding `idx`.
@@ -580,46 +583,55 @@ impl Neighbours {
         self.new_fetches.push(idx);
     }
 
-    /// Sends what was queued, one message of each kind per neighbour that lacks the blocks.
-    /// `tag` is the release's; while `lookups_pending` (the store still answers for known
-    /// blocks, one by one) `Have`s wait so they go out together, unless fetches are queued.
+    /// A chunk is crossing the rack's uplink: tell the neighbours in the rack (`Crossing`).
+    pub(super) fn queue_crossing(&mut self, idx: u32) {
+        self.new_crossings.push(idx);
+    }
+
+    /// Sends what was queued, one message of each kind per neighbour that lacks the blocks
+    /// (crossings only to those `in_rack`). `tag` is the release's; while `lookups_pending`
+    /// (the store still answers for known blocks, one by one) `Have`s wait so they go out
+    /// together, unless fetches or crossings are queued.
     pub(super) fn announce<P>(
         &mut self,
         tag: Option<u64>,
         lookups_pending: bool,
+        in_rack: impl Fn(NodeId) -> bool,
         out: &mut VecDeque<Output<P>>,
     ) {
-        if self.new_haves.is_empty() && self.new_fetches.is_empty() {
+        let urgent = !self.new_fetches.is_empty() || !self.new_crossings.is_empty();
+        if self.new_haves.is_empty() && !urgent {
             return;
         }
-        if lookups_pending && self.new_fetches.is_empty() {
+        if lookups_pending && !urgent {
             return;
         }
         let Some(tag) = tag else {
             self.new_haves.clear();
             self.new_fetches.clear();
+            self.new_crossings.clear();
             return;
         };
         let have = std::mem::take(&mut self.new_haves);
         let fetching = std::mem::take(&mut self.new_fetches);
+        let crossing = std::mem::take(&mut self.new_crossings);
         for (&id, peer) in self.peers.iter() {
-            for (blocks, is_have) in [(&have, true), (&fetching, false)] {
+            let local = !crossing.is_empty() && in_rack(id);
+            for (blocks, kind) in [(&have, 0), (&fetching, 1), (&crossing, 2)] {
+                if kind == 2 && !local {
+                    continue;
+                }
                 let mut news = blocks.iter().copied().filter(|b| !peer.bits.get(*b));
                 loop {
                     let blocks: Vec<u32> = news.by_ref().take(MAX_HAVE_BLOCKS).collect();
                     if blocks.is_empty() {
                         break;
                     }
-                    let msg = if is_have {
-                        Message::Have {
-                            release: tag,
-                            blocks,
-                        }
-                    } else {
-                        Message::Fetching {
-                            release: tag,
-                            blocks,
-                        }
+                    let release = tag;
+                    let msg = match kind {
+                        0 => Message::Have { release, blocks },
+                        1 => Message::Fetching { release, blocks },
+                        _ => Message::Crossing { release, blocks },
                     };
                     out.push_back(Output::Send { to: id, msg });
                 }
@@ -1012,9 +1024,9 @@ mod tests {
         n.queue_have(5);
         n.queue_have(6);
         let mut out: VecDeque<Output<Vec<u8>>> = VecDeque::new();
-        n.announce(Some(7), true, &mut out);
+        n.announce(Some(7), true, |_| true, &mut out);
         assert!(out.is_empty(), "Haves wait for the store's answers");
-        n.announce(Some(7), false, &mut out);
+        n.announce(Some(7), false, |_| true, &mut out);
         let sent: Vec<(NodeId, Vec<u32>)> = out
             .drain(..)
             .map(|o| match o {
@@ -1026,7 +1038,15 @@ mod tests {
             })
             .collect();
         assert_eq!(sent, [(A, vec![6]), (B, vec![5, 6])]);
-        n.announce(Some(7), false, &mut out);
+        n.announce(Some(7), false, |_| true, &mut out);
         assert!(out.is_empty());
+        // Crossings go at once, only to the rack.
+        n.queue_crossing(9);
+        n.announce(Some(7), true, |p| p == B, &mut out);
+        let sent: Vec<_> = out.drain(..).collect();
+        assert!(
+            matches!(&sent[..], [Output::Send { to: B, msg: Message::Crossing { release: 7, blocks } }] if *blocks == [9]),
+            "{sent:?}"
+        );
     }
 }

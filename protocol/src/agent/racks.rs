@@ -9,6 +9,12 @@
 //! the next `rack_step` later, and so on up to [`RANK_CAP`]. The others wait for a holder in
 //! the rack to appear, which is usually the first one's copy.
 //!
+//! A turn is a guess made before anyone knows how long a crossing takes; on a busy uplink
+//! the turns run out before the first copy lands. So a member that starts fetching a chunk
+//! across (or from the hub) says so, and the rack relays it once: a member that heard of a
+//! crossing waits for that copy a crossing's time (`wait`, from this node's own deliveries)
+//! past its turn, but at most [`CROSSING_ROUNDS`] × `wait` after it first heard of one.
+//!
 //! A member's rack is its claim (the driver's configuration, or its `Hello`). A false claim
 //! orders picks and delays a crossing by at most (`RANK_CAP` − 1) × `rack_step`; it cannot
 //! keep a block from a node for longer.
@@ -24,6 +30,8 @@ use super::{AgentConfig, NodeId, Time, mix64};
 const RANK_CAP: u32 = 8;
 /// Members of this node's rack remembered; claims beyond it are ignored.
 const LOCAL_CAP: usize = 4096;
+/// Crossings heard make a chunk wait at most this many crossing times after the first.
+const CROSSING_ROUNDS: u32 = 3;
 
 /// A rack (or any failure and bandwidth domain sharing one uplink): a stable hash of its label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -60,6 +68,9 @@ pub(super) struct Racks {
     local: BTreeSet<NodeId>,
     /// Per chunk that only other racks held when this node first wanted it: when it may cross.
     cross_at: BTreeMap<u32, Time>,
+    /// Per chunk a member of the rack is bringing across: when this node first heard of it,
+    /// and until when it waits for that copy.
+    crossing: BTreeMap<u32, (Time, Time)>,
 }
 
 impl Racks {
@@ -70,6 +81,7 @@ impl Racks {
             step: cfg.rack_step,
             local: BTreeSet::new(),
             cross_at: BTreeMap::new(),
+            crossing: BTreeMap::new(),
         }
     }
 
@@ -111,6 +123,32 @@ impl Racks {
     /// A new release: every chunk waits its turn again.
     pub(super) fn restart(&mut self) {
         self.cross_at.clear();
+        self.crossing.clear();
+    }
+
+    /// Block `idx` is being fetched across the uplink by a member of this rack (this node:
+    /// `wait` zero): it waits for that copy until `now + wait`, and no later than
+    /// [`CROSSING_ROUNDS`] × `wait` after the first crossing heard. True if no crossing of it
+    /// was known (the news is worth passing on).
+    pub(super) fn crossing(&mut self, idx: u32, now: Time, wait: Duration) -> bool {
+        if self.mine.is_none() {
+            return false;
+        }
+        match self.crossing.get_mut(&idx) {
+            Some((first, until)) => {
+                *until = (*until).max((now + wait).min(*first + wait * CROSSING_ROUNDS));
+                false
+            }
+            None => {
+                self.crossing.insert(idx, (now, now + wait));
+                true
+            }
+        }
+    }
+
+    /// Until when block `idx` waits for a copy a member of the rack is bringing across.
+    pub(super) fn crossing_until(&self, idx: u32) -> Option<Time> {
+        self.crossing.get(&idx).map(|&(_, until)| until)
     }
 
     /// When block `idx` (rendezvous `key`) may be fetched from another rack: now for the
@@ -202,5 +240,26 @@ mod tests {
         r.claim(NodeId(6), Rack::from_label("a"));
         let at = r.cross_at(1, 3, &[], Time::ZERO);
         assert_eq!(at, Time::ZERO);
+    }
+
+    #[test]
+    fn a_crossing_heard_holds_the_chunk_back_for_a_bounded_time_and_is_passed_on_once() {
+        let s = |n: u64| Time::ZERO + Duration::from_secs(n);
+        let wait = Duration::from_secs(2);
+        let mut r = racks(1, Some("a"));
+        assert!(r.crossing(4, s(10), wait), "news worth passing on");
+        assert_eq!(r.crossing_until(4), Some(s(12)));
+        assert!(!r.crossing(4, s(11), wait), "passed on once");
+        assert_eq!(r.crossing_until(4), Some(s(13)));
+        // Repeated news (a liar's too) holds it back at most CROSSING_ROUNDS waits.
+        for n in 12..40 {
+            r.crossing(4, s(n), wait);
+        }
+        assert_eq!(r.crossing_until(4), Some(s(10) + wait * CROSSING_ROUNDS));
+        r.restart();
+        assert_eq!(r.crossing_until(4), None);
+        let mut flat = racks(1, None);
+        assert!(!flat.crossing(4, s(10), wait));
+        assert_eq!(flat.crossing_until(4), None);
     }
 }

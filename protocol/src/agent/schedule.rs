@@ -1,6 +1,8 @@
 //! Scheduling after each input: peer requests from the ready set, hub fetches by ownership
 //! and fallback level, endgame duplicates, and the announcements of the call.
 
+use std::time::Duration;
+
 use super::owners::Supply;
 use super::timers::TimerKind;
 use super::{Agent, HubMode, NodeId, Output, Payload, Request, RequestId, Source, State, Time};
@@ -53,9 +55,10 @@ impl<P: Payload> Agent<P> {
         if b.manifest {
             return true;
         }
-        let at = self
+        let turn = self
             .racks
             .cross_at(idx, b.key, self.neighbours.members(), self.now);
+        let at = turn.max(self.racks.crossing_until(idx).unwrap_or(turn));
         if at <= self.now {
             return true;
         }
@@ -236,6 +239,14 @@ impl<P: Payload> Agent<P> {
             self.neighbours.queue_fetching(idx);
         }
         if let Source::Peer(p) = source
+            && self.racks.placed()
+            && !self.racks.is_local(p)
+            && !plan.blocks[idx as usize].manifest
+        {
+            self.racks.crossing(idx, self.now, Duration::ZERO);
+            self.neighbours.queue_crossing(idx);
+        }
+        if let Source::Peer(p) = source
             && !self.neighbours.is_relied(p)
         {
             self.requests.mark_unsure(req);
@@ -281,7 +292,33 @@ impl<P: Payload> Agent<P> {
     fn flush_announcements(&mut self) {
         let tag = self.plan.as_ref().map(|p| p.tag);
         let lookups_pending = self.plan.as_ref().is_some_and(|p| p.lookups > 0);
+        let racks = &self.racks;
         self.neighbours
-            .announce(tag, lookups_pending, &mut self.out);
+            .announce(tag, lookups_pending, |p| racks.is_local(p), &mut self.out);
+    }
+
+    /// How long a member of the rack waits for a chunk another is bringing across: twice
+    /// the slowest recent delivery, and at least a rack step.
+    fn crossing_wait(&self) -> Duration {
+        (self.requests.slowest_delivery() * 2).max(self.cfg.rack_step)
+    }
+
+    /// Members of this node's rack said they fetch `blocks` across the uplink (a `Crossing`,
+    /// or a `Fetching` from the hub): the chunks missing here wait for that copy, and news of
+    /// a crossing goes on once to the rack.
+    pub(super) fn heard_crossing(&mut self, blocks: &[u32]) {
+        let wait = self.crossing_wait();
+        let Some(plan) = self.plan.as_ref() else {
+            return;
+        };
+        for &idx in blocks {
+            let missing = plan
+                .blocks
+                .get(idx as usize)
+                .is_some_and(|b| b.state == State::Missing && !b.manifest);
+            if missing && self.racks.crossing(idx, self.now, wait) {
+                self.neighbours.queue_crossing(idx);
+            }
+        }
     }
 }

@@ -336,6 +336,10 @@ impl Driver {
                 release,
                 blocks: indices(r),
             },
+            3 if r.bool() => Message::Crossing {
+                release,
+                blocks: indices(r),
+            },
             3 => Message::Bye,
             _ => {
                 let n = r.below(64);

@@ -104,6 +104,10 @@ pub(super) fn message_seeds() -> Vec<Vec<u8>> {
             release: 7,
             blocks: vec![5],
         },
+        Message::Crossing {
+            release: 7,
+            blocks: vec![6, 9],
+        },
         Message::Bye,
     ]
     .iter()
