@@ -50,6 +50,7 @@ mod schedule;
 mod serve;
 mod time;
 mod timers;
+mod window;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -73,6 +74,7 @@ use racks::Racks;
 use requests::{Request, Requests};
 use serve::Serves;
 use timers::{TimerKind, Timers};
+use window::Window;
 
 /// A node of the swarm, as the agent knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -144,6 +146,7 @@ pub struct Agent<P> {
     racks: Racks,
     serves: Serves,
     hub: Hub,
+    window: Window,
     timers: Timers,
     booted: bool,
     stats: AgentStats,
@@ -156,6 +159,7 @@ impl<P: Payload> Agent<P> {
         Agent {
             rng: Rng::new(mix64(cfg.seed ^ mix64(cfg.id.0))),
             hub: Hub::new(&cfg),
+            window: Window::new(cfg.hub_window),
             owners: Owners::new(&cfg),
             duty: Duty::new(cfg.duty_grace),
             neighbours: Neighbours::new(&cfg),
@@ -329,10 +333,13 @@ impl<P: Payload> Agent<P> {
         let Some(plan) = self.plan.as_ref() else {
             return;
         };
-        let neighbours = &self.neighbours;
-        let (late, next) = self
-            .duty
-            .late(plan, self.now, |i| appeared(plan, neighbours, i));
+        let (neighbours, window) = (&self.neighbours, &self.window);
+        let (late, next) = self.duty.late(
+            plan,
+            self.now,
+            |i| appeared(plan, neighbours, i),
+            |i| window.due(i),
+        );
         self.timers.set(TimerKind::Duty, next);
         self.stats.owners_deposed += late.len() as u64;
         self.depose(&late);
@@ -441,6 +448,7 @@ impl<P: Payload> Agent<P> {
         }
         if before == 0 && after > 0 {
             self.duty.appeared(idx, self.now);
+            self.window.seen(idx);
         }
         self.ready_insert(idx);
     }
@@ -481,6 +489,7 @@ impl<P: Payload> Agent<P> {
     fn rank_blocks(&mut self, range: std::ops::Range<u32>) {
         if let Some(plan) = self.plan.as_ref() {
             self.owners.rank(plan, range);
+            self.window.reordered();
             self.hub.wake();
         }
         self.rebuild_duty();

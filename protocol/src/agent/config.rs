@@ -91,6 +91,10 @@ pub struct AgentConfig {
     /// Neighbours this node picks outside its rack (when it knows its rack), so blocks still
     /// flow between racks.
     pub cross_rack_neighbours: usize,
+    /// The farm's hub window: an owner fetches a chunk from the hub only once it is among the
+    /// first this many bytes, in boot order, of the chunks nobody is seen to hold (see the
+    /// window part); `u64::MAX` fetches every owned chunk at once.
+    pub hub_window: u64,
     /// Faults after which a peer is banned: corrupt blocks, plus requests it failed (timed
     /// out, refused, or answered only busy for 3 × `stall_timeout`) since it last delivered
     /// one.
@@ -128,6 +132,7 @@ impl Default for AgentConfig {
             endgame_blocks: 8,
             second_holder_after: Duration::from_secs(1),
             ban_after: 3,
+            hub_window: u64::MAX,
             rack: None,
             rack_step: Duration::from_millis(100),
             cross_rack_neighbours: 2,

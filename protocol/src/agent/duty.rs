@@ -301,12 +301,15 @@ impl Duty {
             .any(|s| s.start >= since && s.len >= len && s.done + self.grace <= now)
     }
 
-    /// The watched owners that are late, and when the next one may be.
+    /// The watched owners that are late, and when the next one may be. An owner's pending
+    /// blocks are those that have not appeared and have `entered` the hub window (an owner
+    /// does not fetch a chunk before); its clock starts no earlier than the first entered.
     pub(super) fn late(
         &self,
         plan: &Plan,
         now: Time,
         appeared: impl Fn(u32) -> bool,
+        entered: impl Fn(u32) -> Option<Time>,
     ) -> (Vec<NodeId>, Option<Time>) {
         let rate = self
             .samples
@@ -325,15 +328,25 @@ impl Duty {
         let mut late = Vec::new();
         let mut next: Option<Time> = None;
         for (&t, w) in &self.watched {
-            let mut pending = w.blocks.iter().filter(|&&i| !appeared(i)).peekable();
+            let mut pending = w
+                .blocks
+                .iter()
+                .filter_map(|&i| {
+                    (!appeared(i))
+                        .then(|| entered(i).map(|at| (i, at)))
+                        .flatten()
+                })
+                .peekable();
             if pending.peek().is_none() {
                 continue;
             }
-            let (longest, secs) = pending.fold((0, 0.0), |(l, secs), &i| {
-                let len = compared_len(plan, i);
-                (l.max(len), secs + (f64::from(len) / rate).max(quickest))
-            });
-            let clock = w.clock.max(self.paused_at);
+            let (longest, secs, first) =
+                pending.fold((0, 0.0, Time::MAX), |(l, secs, first), (i, at)| {
+                    let len = compared_len(plan, i);
+                    let secs = secs + (f64::from(len) / rate).max(quickest);
+                    (l.max(len), secs, first.min(at))
+                });
+            let clock = w.clock.max(self.paused_at).max(first);
             let compared = self
                 .samples
                 .iter()
@@ -394,6 +407,9 @@ mod tests {
     const ME: NodeId = NodeId(0);
     const GRACE: Duration = Duration::from_secs(1);
 
+    /// Every block in the hub window from the start.
+    const IN: fn(u32) -> Option<Time> = |_| Some(Time::ZERO);
+
     fn ms(n: u64) -> Time {
         Time::from_nanos(n * 1_000_000)
     }
@@ -432,7 +448,11 @@ mod tests {
         assert!(duty.watched.keys().all(|t| owners.contains(t) && *t != ME));
         // Block 0, the root manifest, is held; the chunks are 4 bytes long.
         let none = |i| i == 0;
-        assert_eq!(duty.late(&plan, ms(10_000), none).0, [], "no yardstick yet");
+        assert_eq!(
+            duty.late(&plan, ms(10_000), none, IN).0,
+            [],
+            "no yardstick yet"
+        );
         // A 4-byte block took 5 s from the hub: a slow hub, and no owner is late before
         // that fetch completed plus the grace.
         duty.sample(Sample {
@@ -440,17 +460,17 @@ mod tests {
             len: 4,
             done: ms(5_100),
         });
-        let (late, next) = duty.late(&plan, ms(6_000), none);
+        let (late, next) = duty.late(&plan, ms(6_000), none, IN);
         assert_eq!(late, []);
         assert_eq!(next, Some(ms(6_100)));
-        let (late, _) = duty.late(&plan, ms(6_100), none);
+        let (late, _) = duty.late(&plan, ms(6_100), none, IN);
         let pending = duty
             .watched
             .values()
             .filter(|w| w.blocks.iter().any(|&i| i != 0));
         assert_eq!(late.len(), pending.count());
         // Every pending block appeared: nobody is late.
-        assert_eq!(duty.late(&plan, ms(6_100), |_| true).0, []);
+        assert_eq!(duty.late(&plan, ms(6_100), |_| true, IN).0, []);
     }
 
     #[test]
@@ -471,6 +491,37 @@ mod tests {
     }
 
     #[test]
+    fn an_owner_is_judged_on_a_block_only_from_when_it_entered_the_hub_window() {
+        let (mut duty, plan, _) = setup();
+        let (t, idx) = some_owner(&duty);
+        duty.sample(Sample {
+            start: ms(100),
+            len: 4,
+            done: ms(200),
+        });
+        let pending = |i| i == 0;
+        let outside = |_| None;
+        assert!(
+            !duty
+                .late(&plan, ms(60_000), pending, outside)
+                .0
+                .contains(&t),
+            "an owner does not fetch a block outside the window"
+        );
+        let entered = |i| (i == idx).then_some(ms(5_000));
+        let (late, next) = duty.late(&plan, ms(5_500), pending, entered);
+        assert!(!late.contains(&t), "no hub fetch started after it entered");
+        assert!(next.is_some_and(|n| n > ms(5_500)));
+        duty.sample(Sample {
+            start: ms(5_100),
+            len: 4,
+            done: ms(5_200),
+        });
+        assert!(!duty.late(&plan, ms(6_199), pending, entered).0.contains(&t));
+        assert!(duty.late(&plan, ms(6_200), pending, entered).0.contains(&t));
+    }
+
+    #[test]
     fn fetches_before_a_hub_failure_do_not_judge_owners() {
         let (mut duty, plan, _) = setup();
         duty.sample(Sample {
@@ -480,7 +531,7 @@ mod tests {
         });
         duty.hub_failed(ms(150));
         // Only the quiet rule remains, counted from the failure.
-        let (late, next) = duty.late(&plan, ms(1_200), |_| false);
+        let (late, next) = duty.late(&plan, ms(1_200), |_| false, IN);
         assert_eq!(late, []);
         assert!(next.is_some_and(|n| n > ms(1_200)));
         assert!(
@@ -555,23 +606,23 @@ mod tests {
         quick_hub(&mut duty, 0);
         // Nothing pending appears: due by the yardstick, a grace after the quick fetch.
         let pending = |i: u32| i == 0;
-        assert!(duty.late(&plan, ms(1_010), pending).0.contains(&t));
+        assert!(duty.late(&plan, ms(1_010), pending, IN).0.contains(&t));
         // The owner completes a hub fetch every 2 s (a loaded machine), far slower than the
         // hub answers here: it keeps its blocks for 3 × 2 s after its last one.
         for k in 1..=3 {
             duty.fetched_by(t, ms(2_000 * k));
         }
         quick_hub(&mut duty, 6_000);
-        let (late, next) = duty.late(&plan, ms(11_999), pending);
+        let (late, next) = duty.late(&plan, ms(11_999), pending, IN);
         assert!(!late.contains(&t), "within its own pace");
         assert!(next.is_some_and(|n| n <= ms(12_000)));
-        assert!(duty.late(&plan, ms(12_000), pending).0.contains(&t));
+        assert!(duty.late(&plan, ms(12_000), pending, IN).0.contains(&t));
         // A single fetch after a long silence sets no pace.
         let (mut duty, plan, _) = setup();
         quick_hub(&mut duty, 0);
         duty.fetched_by(t, ms(5_000));
         quick_hub(&mut duty, 5_000);
-        assert!(duty.late(&plan, ms(6_010), pending).0.contains(&t));
+        assert!(duty.late(&plan, ms(6_010), pending, IN).0.contains(&t));
         // Its block appearing (perhaps by others' work) restarts its clock but sets no pace.
         let (mut duty, plan, _) = setup();
         duty.fetched_by(t, ms(1_000));
@@ -579,8 +630,8 @@ mod tests {
         duty.appeared(idx, ms(20_000));
         quick_hub(&mut duty, 20_000);
         let pending = |i: u32| i == 0 || i == idx;
-        assert!(!duty.late(&plan, ms(22_999), pending).0.contains(&t));
-        assert!(duty.late(&plan, ms(23_000), pending).0.contains(&t));
+        assert!(!duty.late(&plan, ms(22_999), pending, IN).0.contains(&t));
+        assert!(duty.late(&plan, ms(23_000), pending, IN).0.contains(&t));
     }
 
     #[test]
@@ -590,9 +641,9 @@ mod tests {
         quick_hub(&mut duty, 0);
         duty.fetched_by(t, ms(900));
         let pending = |i: u32| i == 0;
-        assert!(!duty.late(&plan, ms(1_010), pending).0.contains(&t));
+        assert!(!duty.late(&plan, ms(1_010), pending, IN).0.contains(&t));
         quick_hub(&mut duty, 900);
-        assert!(duty.late(&plan, ms(1_910), pending).0.contains(&t));
+        assert!(duty.late(&plan, ms(1_910), pending, IN).0.contains(&t));
         // Fetches by an owner this node does not watch change nothing.
         let before: Vec<Time> = duty.watched.values().map(|w| w.clock).collect();
         duty.fetched_by(NodeId(99), ms(1_500));

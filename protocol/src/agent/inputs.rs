@@ -23,6 +23,7 @@ impl<P: Payload> Agent<P> {
         self.racks.restart();
         self.neighbours.restart();
         self.duty.restart();
+        self.window.restart();
         let plan = Plan::new(root);
         self.plan = Some(plan);
         self.owners
@@ -383,6 +384,7 @@ impl<P: Payload> Agent<P> {
         let changes = self.neighbours.clear_exclusions(idx);
         self.apply(changes);
         self.duty.appeared(idx, self.now);
+        self.window.seen(idx);
         self.neighbours.queue_have(idx);
         match added {
             Some(Ok(new)) => {

@@ -113,6 +113,19 @@ impl<P: Payload> Agent<P> {
     }
 
     fn schedule_hub(&mut self) {
+        if let Some(plan) = self.plan.as_ref()
+            && self.cfg.hub == HubMode::Fallback
+        {
+            let neighbours = &self.neighbours;
+            if self
+                .window
+                .advance(plan, self.now, |i| neighbours.holders_of(i) > 0)
+            {
+                self.hub.wake();
+                // Watchers judge owners on chunks from when they entered.
+                self.timers.arm_earliest(TimerKind::Duty, self.now);
+            }
+        }
         if !self.hub.take_wake(&self.timers) {
             return;
         }
@@ -134,6 +147,9 @@ impl<P: Payload> Agent<P> {
             plan.blocks[idx as usize].state == State::Missing
                 && (self.requests.inflight(idx) == 0 || doubted(idx))
         };
+        let window = &self.window;
+        let windowed_idle =
+            |idx: u32| idle(idx) && (plan.blocks[idx as usize].manifest || window.allows(idx));
         let picks = if self.hub.takes_anything() {
             self.hub.scan_any(plan, room, idle)
         } else {
@@ -144,7 +160,7 @@ impl<P: Payload> Agent<P> {
                     self.neighbours.holders_of(idx)
                 },
                 fetchers: self.neighbours.fetchers_of(idx),
-                idle: idle(idx),
+                idle: windowed_idle(idx),
             };
             self.owners
                 .hub_picks(plan, self.hub.level(), room, &self.timers, supply)

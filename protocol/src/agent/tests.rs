@@ -389,6 +389,47 @@ fn each_block_crosses_the_hub_once_in_a_cohort() {
     }
 }
 
+/// The most hub fetches under way at once across the farm (each takes `hub_ms`).
+fn peak_hub_fetches(net: &Net) -> usize {
+    let took = std::time::Duration::from_millis(net.hub_ms);
+    net.hub_fetches
+        .iter()
+        .map(|(_, _, at)| {
+            net.hub_fetches
+                .iter()
+                .filter(|(_, _, b)| b <= at && *b + took > *at)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_hub_window_paces_the_farm_in_boot_order_and_each_block_still_crosses_once() {
+    let run = |window: u64| {
+        let rel = release(4, 12);
+        let total = rel.blocks.len();
+        let mut net = Net::new(rel, 6, |_| AgentConfig {
+            seed: 3,
+            hub_window: window,
+            ..AgentConfig::default()
+        });
+        net.hub_ms = 50;
+        net.members(&[0, 1, 2, 3, 4, 5]);
+        for i in 0..6 {
+            net.boot(i);
+        }
+        net.run_until(60_000);
+        assert!((0..6).all(|i| net.booted(i)), "window {window}");
+        assert_eq!(net.hub_fetches.len(), total, "window {window}: once each");
+        peak_hub_fetches(&net)
+    };
+    let open = run(u64::MAX);
+    // Two chunks of 1,002 bytes.
+    let paced = run(2_004);
+    assert!(paced * 3 <= open, "paced {paced}, open {open}");
+}
+
 #[test]
 fn a_late_joiner_takes_no_ownership_and_fetches_nothing_from_the_hub() {
     let rel = release(4, 10);
