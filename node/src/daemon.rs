@@ -86,6 +86,12 @@ pub struct SwarmArgs {
     /// every node.
     #[arg(long, env = "BOOTSWARM_RACK_SUBNET", value_name = "BITS")]
     pub rack_subnet: Option<u8>,
+    /// Fetch an owned chunk from the hub only once it is among the first SIZE bytes, in boot
+    /// order, of the chunks no neighbour holds (e.g. 128MiB), so the hub's link serves a few
+    /// chunks at a time and the swarm spreads them while it sends the next: for farms whose
+    /// NICs are no faster than the hub link. Give the same on every node.
+    #[arg(long, env = "BOOTSWARM_HUB_WINDOW", value_name = "SIZE")]
+    pub hub_window: Option<String>,
     /// Store of rfs blocks no peer has, instead of the routes of their flists:
     /// zdb://host[:port][/namespace], http(s)://base or dir://path; repeatable.
     #[arg(long = "upstream", value_name = "URL")]
@@ -249,6 +255,8 @@ pub struct DaemonOptions {
     pub upstreams: std::sync::Arc<crate::rfs::upstream::Upstreams>,
     /// The rack this node is in, if told.
     pub rack: Option<Rack>,
+    /// The hub window in bytes (`--hub-window`; none: every owned chunk at once).
+    pub hub_window: Option<u64>,
 }
 
 /// How much the node uploads to its peers.
@@ -339,6 +347,7 @@ struct Swarm {
     tls: crate::tls::Tls,
     upstreams: std::sync::Arc<crate::rfs::upstream::Upstreams>,
     rack: Option<Rack>,
+    hub_window: Option<u64>,
 }
 
 /// Checks the swarm options.
@@ -369,6 +378,17 @@ fn swarm_options(swarm: &SwarmArgs, hub: &str) -> Result<Swarm> {
             (None, Some(bits)) => Some(rack::from_subnet(hub, bits)?),
             (None, None) => None,
         },
+        hub_window: swarm
+            .hub_window
+            .as_deref()
+            .map(|w| match crate::units::parse_size(w) {
+                Ok(0) => Err(Error::new(format!(
+                    "--hub-window '{w}' would never fetch a chunk from the hub; give a size such as 128MiB, or leave it out"
+                ))),
+                Ok(n) => Ok(n),
+                Err(e) => Err(flag_error("--hub-window", &e)),
+            })
+            .transpose()?,
     })
 }
 
@@ -443,6 +463,7 @@ impl DaemonOptions {
             tls: swarm.tls,
             upstreams: swarm.upstreams,
             rack: swarm.rack,
+            hub_window: swarm.hub_window,
         })
     }
 }
@@ -659,6 +680,7 @@ pub fn boot_once(args: OnceArgs<'_>) -> Result<DaemonReport> {
         tls: swarm.tls,
         upstreams: swarm.upstreams,
         rack: swarm.rack,
+        hub_window: swarm.hub_window,
     };
     crate::task::runtime(crate::task::Runtime::Server)?.block_on(run_daemon(opts))
 }
@@ -724,5 +746,21 @@ mod tests {
             .requested()
         );
         assert!(!SwarmArgs::default().requested());
+        let window = |w: &str| {
+            swarm_options(
+                &SwarmArgs {
+                    peer_wait: "3s".into(),
+                    hub_window: Some(w.into()),
+                    ..SwarmArgs::default()
+                },
+                "http://127.0.0.1:1",
+            )
+            .map(|s| s.hub_window)
+        };
+        assert_eq!(window("128MiB").ok(), Some(Some(128 << 20)));
+        for bad in ["0", "wide"] {
+            let err = window(bad).unwrap_err().to_string();
+            assert!(err.starts_with("--hub-window"), "{err}");
+        }
     }
 }

@@ -6,7 +6,8 @@
 //! Kernel parameters read: `runmode` (→ channel, as Zero-OS's bootstrap picks its taglink),
 //! `version=v3light`, `farmer_id` (→ farm scope), `zos-debug` (→ debug log) and the namespaced
 //! `bootswarm.hub`, `bootswarm.channel`, `bootswarm.trust`, `bootswarm.peers` (comma
-//! separated), `bootswarm.store`, `bootswarm.farm`, `bootswarm.store_quota`,
+//! separated), `bootswarm.store`, `bootswarm.farm`, `bootswarm.rack`, `bootswarm.rack_subnet`,
+//! `bootswarm.hub_window`, `bootswarm.store_quota`,
 //! `bootswarm.upload_rate` and `bootswarm.off`.
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,8 @@ pub struct ConfigFile {
     pub rack: Option<String>,
     /// Rack from the subnet of this prefix length.
     pub rack_subnet: Option<u8>,
+    /// Hub window size.
+    pub hub_window: Option<String>,
     /// Swarm key file.
     pub swarm_key: Option<PathBuf>,
     /// Local HTTP address.
@@ -192,6 +195,11 @@ pub fn resolve(
         &mut args.swarm.rack_subnet,
         config.rack_subnet,
         kernel("rack_subnet").and_then(|b| b.parse().ok()),
+    );
+    fill(
+        &mut args.swarm.hub_window,
+        config.hub_window.clone(),
+        kernel("hub_window"),
     );
     fill(&mut args.swarm.swarm_key, config.swarm_key.clone(), None);
     fill(&mut args.swarm.listen, config.listen.clone(), None);
@@ -340,7 +348,7 @@ mod tests {
     #[test]
     fn flags_beat_the_config_file_which_beats_the_kernel_command_line() {
         let cmdline = Cmdline::parse(
-            "runmode=prod bootswarm.hub=http://kernel bootswarm.trust=/kernel bootswarm.store=/kernel bootswarm.store_quota=9GiB bootswarm.upload_rate=1gbit",
+            "runmode=prod bootswarm.hub=http://kernel bootswarm.trust=/kernel bootswarm.store=/kernel bootswarm.store_quota=9GiB bootswarm.upload_rate=1gbit bootswarm.hub_window=128MiB",
         )
         .unwrap();
         let config = ConfigFile::parse(
@@ -360,6 +368,7 @@ mod tests {
         assert_eq!(r.args.trust.as_deref(), Some(Path::new("/kernel")));
         assert_eq!(r.args.store.as_deref(), Some(Path::new("/kernel")));
         assert_eq!(r.args.store_quota.as_deref(), Some("9GiB"));
+        assert_eq!(r.args.swarm.hub_window.as_deref(), Some("128MiB"));
         assert_eq!(r.args.upload_rate.as_deref(), Some("200mbit"));
         assert_eq!(r.args.max_upload_peers, Some(4));
         assert!(r.notes.is_empty());

@@ -230,6 +230,7 @@ impl Driver {
             },
             hub_concurrency: HUB_CONCURRENCY,
             rack: opts.rack,
+            hub_window: opts.hub_window.unwrap_or(u64::MAX),
             ..AgentConfig::default()
         });
         let layout = opts.target.clone().map(|target| Layout {
