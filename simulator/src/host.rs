@@ -749,6 +749,9 @@ impl<'a> World<'a> {
         if self.sc.agent_hub_concurrency > 0 {
             cfg.hub_concurrency = self.sc.agent_hub_concurrency;
         }
+        if let Some(w) = self.sc.agent_hub_window {
+            cfg.hub_window = w;
+        }
         cfg.rack = self.rack_label(n);
         cfg
     }

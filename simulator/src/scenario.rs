@@ -103,6 +103,8 @@ pub struct Scenario {
     pub agent_neighbours: usize,
     /// Agent settings: hub concurrency (0: default).
     pub agent_hub_concurrency: usize,
+    /// Agent settings: the hub window in bytes (`u64::MAX`: none; `None`: default).
+    pub agent_hub_window: Option<u64>,
     /// The machine the nodes share (`[host]`); `None`: every node has a CPU of its own,
     /// which the simulator does not model.
     pub host: Option<HostCpu>,
