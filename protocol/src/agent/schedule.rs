@@ -334,6 +334,8 @@ impl<P: Payload> Agent<P> {
                 .is_some_and(|b| b.state == State::Missing && !b.manifest);
             if missing && self.racks.crossing(idx, self.now, wait) {
                 self.neighbours.queue_crossing(idx);
+                // Another rack holds it: its owner delivered.
+                self.duty.appeared(idx, self.now);
             }
         }
     }

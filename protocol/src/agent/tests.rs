@@ -431,6 +431,76 @@ fn a_hub_window_paces_the_farm_in_boot_order_and_each_block_still_crosses_once()
 }
 
 #[test]
+fn news_of_a_crossing_goes_once_to_the_rack_and_only_to_it() {
+    let rel = release(2, 4);
+    let manifests: BTreeMap<Cid, Vec<u8>> = rel
+        .blocks
+        .iter()
+        .filter(|(c, _)| !rel.chunks.iter().flatten().any(|k| k == *c))
+        .map(|(c, b)| (*c, b.clone()))
+        .collect();
+    let total = rel.blocks.len() as u32;
+    let mut net = Net::new(rel, 4, |i| AgentConfig {
+        seed: 5,
+        rack: Rack::from_label(if i < 3 { "a" } else { "b" }),
+        hub: HubMode::Off,
+        ..AgentConfig::default()
+    });
+    // Every node knows the plan and holds no chunk; without a hub nothing moves.
+    for i in 0..4 {
+        net.stores[i] = manifests.clone();
+    }
+    net.members(&[0, 1, 2, 3]);
+    for i in 0..4 {
+        net.boot(i);
+    }
+    net.run_until(500);
+    let chunk = total - 1;
+    let crossing = |release| Message::Crossing {
+        release,
+        blocks: vec![chunk],
+    };
+    let tag = release_tag(&net.rel.root);
+    let sent_crossings = |net: &Net| -> Vec<(usize, usize)> {
+        net.sent
+            .iter()
+            .filter(|(_, _, m)| matches!(m, Message::Crossing { .. }))
+            .map(|(f, t, _)| (*f, *t))
+            .collect()
+    };
+    assert_eq!(sent_crossings(&net), []);
+    for from in [3, 1, 1, 2] {
+        let msg = crossing(tag);
+        net.after(
+            0,
+            Ev::Input(
+                0,
+                Input::Message {
+                    from: NodeId(from),
+                    msg,
+                },
+            ),
+        );
+        net.run_until(net.now.as_nanos() / MS + 10);
+    }
+    // From node 3 (another rack): ignored. From node 1: passed on once, to the rack only.
+    let from_0: Vec<usize> = sent_crossings(&net)
+        .into_iter()
+        .filter(|(f, _)| *f == 0)
+        .map(|(_, t)| t)
+        .collect();
+    assert!(
+        !from_0.is_empty() && from_0.iter().all(|&t| t == 1 || t == 2),
+        "{from_0:?}"
+    );
+    assert_eq!(
+        from_0.len(),
+        BTreeSet::from_iter(from_0.iter()).len(),
+        "once each"
+    );
+}
+
+#[test]
 fn a_late_joiner_takes_no_ownership_and_fetches_nothing_from_the_hub() {
     let rel = release(4, 10);
     let total = rel.blocks.len();
