@@ -302,8 +302,9 @@ impl Duty {
     }
 
     /// The watched owners that are late, and when the next one may be. An owner's pending
-    /// blocks are those that have not appeared and have `entered` the hub window (an owner
-    /// does not fetch a chunk before); its clock starts no earlier than the first entered.
+    /// blocks are those that have not appeared and have `entered` the hub window as this node
+    /// judges it (the window's inner half: an owner does not fetch a chunk before it is in its
+    /// own); its clock starts no earlier than the first entered.
     pub(super) fn late(
         &self,
         plan: &Plan,
