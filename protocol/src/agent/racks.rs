@@ -19,7 +19,7 @@
 //! orders picks and delays a crossing by at most (`RANK_CAP` − 1) × `rack_step`; it cannot
 //! keep a block from a node for longer.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -64,8 +64,9 @@ pub(super) struct Racks {
     me: NodeId,
     mine: Option<Rack>,
     step: Duration,
-    /// Nodes that said they are in this node's rack (at most [`LOCAL_CAP`]).
-    local: BTreeSet<NodeId>,
+    /// Nodes that said they are in this node's rack (at most [`LOCAL_CAP`]), sorted: asked
+    /// for every holder and neighbour, and changed only by claims.
+    local: Vec<NodeId>,
     /// Per chunk that only other racks held when this node first wanted it: when it may cross.
     cross_at: BTreeMap<u32, Time>,
     /// Per chunk a member of the rack is bringing across: when this node first heard of it,
@@ -79,7 +80,7 @@ impl Racks {
             me: cfg.id,
             mine: cfg.rack,
             step: cfg.rack_step,
-            local: BTreeSet::new(),
+            local: Vec::new(),
             cross_at: BTreeMap::new(),
             crossing: BTreeMap::new(),
         }
@@ -96,27 +97,31 @@ impl Racks {
         if id == self.me {
             return;
         }
-        if self.mine.is_some() && rack == self.mine {
-            if self.local.len() < LOCAL_CAP {
-                self.local.insert(id);
+        match self.local.binary_search(&id) {
+            Err(at) if self.mine.is_some() && rack == self.mine && self.local.len() < LOCAL_CAP => {
+                self.local.insert(at, id);
             }
-        } else {
-            self.local.remove(&id);
+            Ok(at) if rack != self.mine => {
+                self.local.remove(at);
+            }
+            _ => {}
         }
     }
 
     /// `id` left or was banned.
     pub(super) fn forget(&mut self, id: NodeId) {
-        self.local.remove(&id);
+        if let Ok(at) = self.local.binary_search(&id) {
+            self.local.remove(at);
+        }
     }
 
     /// Whether `id` said it is in this node's rack.
     pub(super) fn is_local(&self, id: NodeId) -> bool {
-        self.mine.is_some() && self.local.contains(&id)
+        self.mine.is_some() && self.local.binary_search(&id).is_ok()
     }
 
-    /// The nodes that said they are in this node's rack.
-    pub(super) fn local(&self) -> &BTreeSet<NodeId> {
+    /// The nodes that said they are in this node's rack, sorted.
+    pub(super) fn local(&self) -> &[NodeId] {
         &self.local
     }
 
