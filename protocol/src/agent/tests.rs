@@ -1147,6 +1147,49 @@ fn a_holder_that_advertises_and_never_delivers_is_banned() {
 }
 
 #[test]
+fn holders_that_claim_this_nodes_rack_and_never_deliver_are_banned_and_the_block_crosses() {
+    // Nodes 2 to 4 say they are in node 0's rack and hold everything, so node 0 asks them
+    // first and waits for their copies rather than crossing; they never deliver. Node 1, in
+    // another rack, holds everything too. Node 0 must boot from node 1 all the same, within
+    // seconds (the liars refuse at once here: three refusals each ban them).
+    let rel = release(2, 10);
+    let mut net = Net::new(rel, 5, |i| AgentConfig {
+        hub: HubMode::Off,
+        rack: Rack::from_label(if i == 1 { "b" } else { "a" }),
+        ..AgentConfig::default()
+    });
+    for liar in 2..5 {
+        net.seed(liar);
+        net.withhold.insert(liar);
+    }
+    net.seed(1);
+    net.members(&[0, 1, 2, 3, 4]);
+    for i in 1..5 {
+        net.boot(i);
+    }
+    net.run_until(100);
+    net.boot(0);
+    net.run_until(3_000);
+    assert!(net.booted(0));
+    let agent = net.agents[0].as_ref().unwrap();
+    for liar in 2..5 {
+        assert!(agent.is_banned(NodeId(liar)), "node {liar}");
+    }
+    assert!(!agent.is_banned(NodeId(1)));
+    let from_1 = net
+        .fetches
+        .iter()
+        .filter(|(n, s, _, _)| *n == 0 && *s == Source::Peer(NodeId(1)))
+        .count();
+    let from_liars = net
+        .fetches
+        .iter()
+        .filter(|(n, s, _, _)| *n == 0 && matches!(s, Source::Peer(NodeId(2..=4))))
+        .count();
+    assert!(from_1 > 0 && from_liars > 0, "{from_1} {from_liars}");
+}
+
+#[test]
 fn an_owner_that_cannot_reach_the_hub_loses_its_blocks_within_seconds() {
     // Node 3's own route to the hub is broken: it answers messages, owns a quarter of the
     // blocks, and never delivers them. The others take them over long before stall level 3.
