@@ -328,13 +328,15 @@ fn max_upload_peers_turns_further_peers_away_and_they_still_boot() {
     fs::create_dir_all(&pkg).unwrap();
     fs::write(pkg.join("blob"), noise(90, 12 << 20)).unwrap();
     publish(&hub_dir, &key, CHANNEL, &[pkg]);
-    // Both fetchers are told of the release at once: 12 MiB at 40 Mbit/s takes 2.5 s
-    // each, so they overlap.
+    // Both fetchers are told of the release at once: 12 MiB at 80 Mbit/s takes 1.25 s
+    // each, so they overlap. The one turned away knows no other holder (the hub is down), and
+    // `Busy` answers for 3 stall periods (6 s) are a fault: at 40 Mbit/s one CI run in many
+    // on a loaded 2-core machine never booted the second fetcher.
     let (seed, fetchers) = seed_and_fetchers(
         dir.path(),
         &hub_dir,
         &trust,
-        &["--max-upload-peers", "1", "--upload-rate", "40mbit"],
+        &["--max-upload-peers", "1", "--upload-rate", "80mbit"],
         2,
     );
     for f in &fetchers {
