@@ -332,11 +332,8 @@ impl Duty {
             let mut pending = w
                 .blocks
                 .iter()
-                .filter_map(|&i| {
-                    (!appeared(i))
-                        .then(|| entered(i).map(|at| (i, at)))
-                        .flatten()
-                })
+                .filter(|&&i| !appeared(i))
+                .filter_map(|&i| entered(i).map(|at| (i, at)))
                 .peekable();
             if pending.peek().is_none() {
                 continue;

@@ -615,24 +615,29 @@ impl Neighbours {
         let have = std::mem::take(&mut self.new_haves);
         let fetching = std::mem::take(&mut self.new_fetches);
         let crossing = std::mem::take(&mut self.new_crossings);
+        type Kind = fn(u64, Vec<u32>) -> Message;
+        let kinds: [(&[u32], Kind); 3] = [
+            (&have, |release, blocks| Message::Have { release, blocks }),
+            (&fetching, |release, blocks| Message::Fetching {
+                release,
+                blocks,
+            }),
+            (&crossing, |release, blocks| Message::Crossing {
+                release,
+                blocks,
+            }),
+        ];
         for (&id, peer) in self.peers.iter() {
-            let local = !crossing.is_empty() && in_rack(id);
-            for (blocks, kind) in [(&have, 0), (&fetching, 1), (&crossing, 2)] {
-                if kind == 2 && !local {
-                    continue;
-                }
+            let to_rack = !crossing.is_empty() && in_rack(id);
+            // Crossings, the last kind, go only to the rack.
+            for (blocks, message) in kinds.iter().take(if to_rack { 3 } else { 2 }) {
                 let mut news = blocks.iter().copied().filter(|b| !peer.bits.get(*b));
                 loop {
                     let blocks: Vec<u32> = news.by_ref().take(MAX_HAVE_BLOCKS).collect();
                     if blocks.is_empty() {
                         break;
                     }
-                    let release = tag;
-                    let msg = match kind {
-                        0 => Message::Have { release, blocks },
-                        1 => Message::Fetching { release, blocks },
-                        _ => Message::Crossing { release, blocks },
-                    };
+                    let msg = message(tag, blocks);
                     out.push_back(Output::Send { to: id, msg });
                 }
             }

@@ -58,7 +58,7 @@ impl<P: Payload> Agent<P> {
         let turn = self
             .racks
             .cross_at(idx, b.key, self.neighbours.members(), self.now);
-        let at = turn.max(self.racks.crossing_until(idx).unwrap_or(turn));
+        let at = self.racks.crossing_until(idx).map_or(turn, |u| turn.max(u));
         if at <= self.now {
             return true;
         }
