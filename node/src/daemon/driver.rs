@@ -730,6 +730,8 @@ impl Driver {
             Action::InUse { version } => {
                 let secs = self.epoch.elapsed().as_secs_f64();
                 tracing::info!(seq = version.seq, root = %version.root, "release in use");
+                // Whoever reads the line may ask /status next: it says booted first.
+                self.publish_snapshot();
                 println!("booted {secs:.3}");
                 if self.opts.once {
                     self.exit = Some(Ok(()));
