@@ -156,7 +156,7 @@ impl<P: Payload> Agent<P> {
             Message::Fetching { release, blocks } => {
                 if self.plan.as_ref().map(|p| p.tag) == Some(release) {
                     if self.racks.is_local(from) {
-                        self.heard_crossing(&blocks);
+                        self.heard_crossing(from, &blocks);
                     }
                     let changes =
                         self.neighbours
@@ -166,7 +166,7 @@ impl<P: Payload> Agent<P> {
             }
             Message::Crossing { release, blocks } => {
                 if self.plan.as_ref().map(|p| p.tag) == Some(release) && self.racks.is_local(from) {
-                    self.heard_crossing(&blocks);
+                    self.heard_crossing(from, &blocks);
                 }
             }
             Message::Bye => {

@@ -321,9 +321,12 @@ impl<P: Payload> Agent<P> {
 
     /// Members of this node's rack said they fetch `blocks` across the uplink (a `Crossing`,
     /// or a `Fetching` from the hub): the chunks missing here wait for that copy, and news of
-    /// a crossing goes on once to the rack.
-    pub(super) fn heard_crossing(&mut self, blocks: &[u32]) {
+    /// a crossing goes on once to the rack. It is a claim: it restarts the owner's duty clock
+    /// only from a member relied on (one that never delivered could otherwise keep a silent
+    /// owner in place by naming its chunks one after another).
+    pub(super) fn heard_crossing(&mut self, from: NodeId, blocks: &[u32]) {
         let wait = self.crossing_wait();
+        let relied = self.neighbours.is_relied(from);
         let Some(plan) = self.plan.as_ref() else {
             return;
         };
@@ -334,8 +337,10 @@ impl<P: Payload> Agent<P> {
                 .is_some_and(|b| b.state == State::Missing && !b.manifest);
             if missing && self.racks.crossing(idx, self.now, wait) {
                 self.neighbours.queue_crossing(idx);
-                // Another rack holds it: its owner delivered.
-                self.duty.appeared(idx, self.now);
+                // Another rack holds it: its owner delivered, if the news is to be believed.
+                if relied {
+                    self.duty.appeared(idx, self.now);
+                }
             }
         }
     }
