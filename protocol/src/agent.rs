@@ -161,7 +161,7 @@ impl<P: Payload> Agent<P> {
             hub: Hub::new(&cfg),
             window: Window::new(cfg.hub_window),
             owners: Owners::new(&cfg),
-            duty: Duty::new(cfg.duty_grace),
+            duty: Duty::new(cfg.duty_grace, cfg.stall_timeout * 2),
             neighbours: Neighbours::new(&cfg),
             requests: Requests::new(&cfg),
             racks: Racks::new(&cfg),

@@ -3,7 +3,8 @@
 //! For each block this node ranks 2 to [`FOLLOW_DEPTH`] it *watches* the owners above it, so
 //! that it can take the block over as soon as they have all failed it. A watched owner's
 //! *blocks* are those it ranks first (in this node's view), and its *clock* restarts whenever
-//! it shows progress: one of its blocks appears (held here or by a neighbour), or, being a
+//! it shows progress: one of its blocks appears (held here or by a neighbour; not when this
+//! node or a neighbour is seen fetching that block from the hub instead), or, being a
 //! neighbour, it completes a hub fetch it announced, of any block (views of who owns what
 //! differ while owners are deposed: what it fetches may be another owner's here, but it is
 //! working through its own queue, and all its neighbours see the same fetches). The clock
@@ -20,14 +21,17 @@
 //! any hub fetch compares with one.) And
 //! whatever the hub does (it may have gone quiet, with no such fetch to compare), an owner is
 //! late once twice the time all its pending blocks take one after the other (each at the best
-//! rate seen, and no quicker than the quickest fetch seen) has passed. A
+//! rate seen, and no quicker than the quickest fetch seen) has passed; with no hub fetch seen
+//! complete at all, an owner with a manifest pending is late once `blind` (twice the stall
+//! timeout) has passed: nothing of the release moves without its manifests. A
 //! slow hub slows the judgement down with it. And an owner seen completing hub fetches is
 //! given [`PACE_SLACK`] times its own mean interval between them before it is late: on a
 //! loaded machine an owner works slowly but steadily, and is judged by its own pace, not by
 //! one quick fetch elsewhere (only its own fetches set the pace: its blocks may appear by
 //! others' work). Besides, each watched owner is pinged
 //! once: one that does not answer within the greeting timeout is *silent*. The agent deposes
-//! late and silent owners: their blocks move to the next rank, whose clock starts then.
+//! late and silent owners: their blocks move to the next rank, whose clock starts then, and
+//! the hub fetches they announce count no more this release (`Neighbours::drop_fetching`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -99,6 +103,8 @@ impl Watched {
 #[derive(Debug)]
 pub(super) struct Duty {
     grace: Duration,
+    /// How long an owner has for a manifest while no hub fetch has been seen complete.
+    blind: Duration,
     watched: BTreeMap<NodeId, Watched>,
     /// Block → the watched owner that ranks it first.
     top_of: BTreeMap<u32, NodeId>,
@@ -114,9 +120,10 @@ pub(super) struct Duty {
 }
 
 impl Duty {
-    pub(super) fn new(grace: Duration) -> Self {
+    pub(super) fn new(grace: Duration, blind: Duration) -> Self {
         Duty {
             grace,
+            blind,
             watched: BTreeMap::new(),
             top_of: BTreeMap::new(),
             samples: VecDeque::new(),
@@ -200,6 +207,15 @@ impl Duty {
     pub(super) fn appeared(&mut self, idx: u32, now: Time) {
         if let Some(w) = self.top_of.get(&idx).and_then(|t| self.watched.get_mut(t)) {
             w.clock = now;
+        }
+    }
+
+    /// `by` (a neighbour that announced the fetch, or this node) fetched block `idx` from the
+    /// hub: its appearing is not the progress of another owner (one `by` took it over from,
+    /// having deposed it or reached a stall level).
+    pub(super) fn fetched_instead(&mut self, idx: u32, by: NodeId) {
+        if self.top_of.get(&idx).is_some_and(|&t| t != by) {
+            self.top_of.remove(&idx);
         }
     }
 
@@ -338,12 +354,15 @@ impl Duty {
             if pending.peek().is_none() {
                 continue;
             }
-            let (longest, secs, first) =
-                pending.fold((0, 0.0, Time::MAX), |(l, secs, first), (i, at)| {
+            let (longest, secs, first, manifest) = pending.fold(
+                (0, 0.0, Time::MAX, false),
+                |(l, secs, first, manifest), (i, at)| {
                     let len = compared_len(plan, i);
                     let secs = secs + (f64::from(len) / rate).max(quickest);
-                    (l.max(len), secs, first.min(at))
-                });
+                    let manifest = manifest || plan.blocks[i as usize].manifest;
+                    (l.max(len), secs, first.min(at), manifest)
+                },
+            );
             let clock = w.clock.max(self.paused_at).max(first);
             let compared = self
                 .samples
@@ -351,10 +370,12 @@ impl Duty {
                 .filter(|s| s.start >= clock && s.len >= longest)
                 .map(|s| s.done)
                 .min();
-            let quiet = (rate > 0.0).then(|| {
+            let quiet = if rate > 0.0 {
                 let secs = QUIET_SLACK * secs;
-                clock + Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
-            });
+                Some(clock + Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+            } else {
+                manifest.then(|| clock + self.blind)
+            };
             let Some(due) = compared.into_iter().chain(quiet).min() else {
                 continue;
             };
@@ -424,7 +445,7 @@ mod tests {
                 1 + owners.iter().filter(|&&o| score(o, b.key) > mine).count() as u32
             })
             .collect();
-        let mut duty = Duty::new(GRACE);
+        let mut duty = Duty::new(GRACE, Duration::from_secs(2));
         duty.rebuild(ME, &owners, &ranks, &plan, Time::ZERO);
         (duty, plan, owners)
     }
@@ -486,6 +507,43 @@ mod tests {
         );
         duty.appeared(idx, ms(3_000));
         assert_eq!(duty.watched[&t].clock, ms(3_000));
+    }
+
+    #[test]
+    fn with_no_yardstick_an_owner_is_late_for_a_manifest_once_blind_and_grace_passed() {
+        let (duty, plan, _) = setup();
+        // Nothing is held yet: the root (block 0, a manifest) is pending with its owner.
+        let root_owner = *duty
+            .top_of
+            .get(&0)
+            .expect("an owner ranks the root above this node");
+        let nothing = |_| false;
+        let (late, next) = duty.late(&plan, ms(2_999), nothing, IN);
+        assert_eq!(late, []);
+        assert_eq!(next, Some(ms(3_000)), "blind 2 s and the grace");
+        assert_eq!(duty.late(&plan, ms(3_000), nothing, IN).0, [root_owner]);
+        // The owners with only chunks pending wait for a yardstick.
+        let root_held = |i| i == 0;
+        assert_eq!(duty.late(&plan, ms(60_000), root_held, IN).0, []);
+    }
+
+    #[test]
+    fn a_block_another_node_fetched_from_the_hub_is_not_its_owners_progress() {
+        let (mut duty, _, _) = setup();
+        let (t, idx) = some_owner(&duty);
+        let by = NodeId(99);
+        duty.fetched_instead(idx, by);
+        duty.appeared(idx, ms(3_000));
+        assert_eq!(duty.watched[&t].clock, Time::ZERO, "fetched by another");
+        let (t, idx) = duty
+            .top_of
+            .iter()
+            .map(|(&i, &t)| (t, i))
+            .find(|&(o, _)| o != t)
+            .expect("another owner's block");
+        duty.fetched_instead(idx, t);
+        duty.appeared(idx, ms(3_000));
+        assert_eq!(duty.watched[&t].clock, ms(3_000), "fetched by its owner");
     }
 
     #[test]

@@ -142,6 +142,9 @@ impl<P: Payload> Agent<P> {
                     Vec::new()
                 };
                 let changes = self.neighbours.have(from, blocks, &mut fetched);
+                for &(idx, _) in &fetched {
+                    self.duty.fetched_instead(idx, from);
+                }
                 self.apply(changes);
                 self.undefer(local);
                 for (idx, start) in fetched {
@@ -155,7 +158,7 @@ impl<P: Payload> Agent<P> {
             }
             Message::Fetching { release, blocks } => {
                 if self.plan.as_ref().map(|p| p.tag) == Some(release) {
-                    if self.racks.is_local(from) {
+                    if self.racks.is_local(from) && !self.neighbours.is_deposed(from) {
                         self.heard_crossing(from, &blocks);
                     }
                     let changes =
@@ -242,6 +245,7 @@ impl<P: Payload> Agent<P> {
         match r.source {
             Source::Hub => {
                 self.stats.bytes_from_hub += len;
+                self.duty.fetched_instead(r.idx, self.cfg.id);
                 let took = self.now.saturating_duration_since(r.started);
                 self.hub.delivered(self.now, took);
                 self.hub_sample(r.started, len as u32);

@@ -99,6 +99,9 @@ pub(super) struct Neighbours {
     /// When neighbours announced each hub fetch they are making (the latest announcement), and
     /// whether as it started (a `Fetching`, rather than in a `Hello`), bounded.
     announced: BTreeMap<(NodeId, u32), (Time, bool)>,
+    /// Owners deposed during this release: the hub fetches they announce no longer count
+    /// (one whose route to the hub is broken retries, and announces, without end).
+    deposed: BTreeSet<NodeId>,
     /// Peers not asked again for a block (at most `max` per block).
     excluded: BTreeMap<u32, Vec<NodeId>>,
     holders: Vec<u32>,
@@ -124,6 +127,7 @@ impl Neighbours {
             proven: BTreeSet::new(),
             banned: BTreeSet::new(),
             announced: BTreeMap::new(),
+            deposed: BTreeSet::new(),
             excluded: BTreeMap::new(),
             holders: Vec::new(),
             relied: Vec::new(),
@@ -305,8 +309,13 @@ impl Neighbours {
         Some(changes)
     }
 
-    /// A deposed owner's announced hub fetches no longer count.
+    /// A deposed owner's announced hub fetches no longer count, nor do those it announces
+    /// later in this release.
     pub(super) fn drop_fetching(&mut self, id: NodeId) -> Vec<Change> {
+        if self.deposed.len() >= TRACKED {
+            self.deposed.pop_first();
+        }
+        self.deposed.insert(id);
         let Some(peer) = self.peers.get_mut(&id) else {
             return Vec::new();
         };
@@ -339,6 +348,7 @@ impl Neighbours {
         self.fetchers.clear();
         self.excluded.clear();
         self.announced.clear();
+        self.deposed.clear();
         for peer in self.peers.values_mut() {
             peer.bits = Bitfield::new();
             peer.fetching = Bitfield::new();
@@ -386,6 +396,11 @@ impl Neighbours {
             .map(|(id, p)| (*id, p.relied))
     }
 
+    /// Whether `id` was deposed as an owner during this release.
+    pub(super) fn is_deposed(&self, id: NodeId) -> bool {
+        self.deposed.contains(&id)
+    }
+
     fn is_excluded(&self, idx: u32, id: NodeId) -> bool {
         self.excluded.get(&idx).is_some_and(|e| e.contains(&id))
     }
@@ -411,7 +426,7 @@ impl Neighbours {
 
     /// Records hub fetches a neighbour announced at `now` (of blocks it does not hold yet),
     /// `started` if as they started (a `Fetching`, not a `Hello`). A repeated announcement is
-    /// a retry: its time replaces the earlier one.
+    /// a retry: its time replaces the earlier one. A deposed owner's are ignored.
     pub(super) fn add_fetching(
         &mut self,
         id: NodeId,
@@ -419,6 +434,9 @@ impl Neighbours {
         now: Time,
         started: bool,
     ) -> Vec<Change> {
+        if self.deposed.contains(&id) {
+            return Vec::new();
+        }
         let Some(peer) = self.peers.get_mut(&id) else {
             return Vec::new();
         };
@@ -1018,6 +1036,24 @@ mod tests {
         n.delivered(A);
         assert_eq!(n.add_miss(A, at(9), at(12)).map(|(f, _)| f), Some(1));
         assert_eq!(n.faults(B), 0);
+    }
+
+    #[test]
+    fn a_deposed_owners_hub_fetches_count_no_more_this_release() {
+        let mut n = Neighbours::new(&AgentConfig::default());
+        n.accept(A, Time::ZERO);
+        n.add_fetching(A, [3].into_iter(), Time::ZERO, true);
+        assert_eq!(n.fetchers_of(3), 1);
+        n.drop_fetching(A);
+        assert_eq!(n.fetchers_of(3), 0);
+        // It retries and announces again: ignored.
+        n.add_fetching(A, [3, 4].into_iter(), Time::ZERO, true);
+        assert_eq!((n.fetchers_of(3), n.fetchers_of(4)), (0, 0));
+        assert!(n.is_deposed(A));
+        // A new release starts with a clean slate.
+        n.restart();
+        n.add_fetching(A, [3].into_iter(), Time::ZERO, true);
+        assert_eq!(n.fetchers_of(3), 1);
     }
 
     #[test]
