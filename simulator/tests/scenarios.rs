@@ -53,6 +53,7 @@ const SHIPPED: &[&str] = &[
     "byzantine-200-trickle",
     "byzantine-200-hub-unreachable",
     "byzantine-200-replay",
+    "byzantine-10-hub-unreachable",
 ];
 
 #[test]
@@ -105,6 +106,7 @@ scenario_tests! {
     byzantine_200_hub_unreachable => "byzantine-200-hub-unreachable",
     byzantine_200_replay => "byzantine-200-replay",
     racks_hidden => "racks-hidden",
+    byzantine_10_hub_unreachable => "byzantine-10-hub-unreachable",
 }
 
 /// The issue-13 targets for 1 Gbit racks behind 3:1 uplinks, not met yet (1.64 × T_min, hub
