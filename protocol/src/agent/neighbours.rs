@@ -312,7 +312,7 @@ impl Neighbours {
     /// A deposed owner's announced hub fetches no longer count, nor do those it announces
     /// later in this release.
     pub(super) fn drop_fetching(&mut self, id: NodeId) -> Vec<Change> {
-        if self.deposed.len() >= TRACKED {
+        if self.deposed.len() >= TRACKED && !self.deposed.contains(&id) {
             self.deposed.pop_first();
         }
         self.deposed.insert(id);
