@@ -329,9 +329,11 @@ fn max_upload_peers_turns_further_peers_away_and_they_still_boot() {
     fs::write(pkg.join("blob"), noise(90, 12 << 20)).unwrap();
     publish(&hub_dir, &key, CHANNEL, &[pkg]);
     // Both fetchers are told of the release at once: 12 MiB at 80 Mbit/s takes 1.25 s
-    // each, so they overlap. The one turned away knows no other holder (the hub is down), and
-    // `Busy` answers for 3 stall periods (6 s) are a fault: at 40 Mbit/s one CI run in many
-    // on a loaded 2-core machine never booted the second fetcher.
+    // each, so they overlap. The one turned away knows no other holder (the hub is down): it
+    // rotates the seed out after a stall period of `Busy` answers and picks it again 10 s
+    // later. At 40 Mbit/s one CI run in many on a loaded 2-core machine did not boot the
+    // second fetcher in time; the cause was not found (a `Busy` streak is reset by the
+    // rotation, so it did not ban the seed).
     let (seed, fetchers) = seed_and_fetchers(
         dir.path(),
         &hub_dir,
