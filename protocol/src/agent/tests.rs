@@ -315,6 +315,15 @@ impl Net {
         }
     }
 
+    /// Runs in 100 ms steps until every one of `nodes` booted: when (ms), or `None` by
+    /// `limit_ms`.
+    fn run_until_booted(&mut self, nodes: std::ops::Range<usize>, limit_ms: u64) -> Option<u64> {
+        (100..=limit_ms).step_by(100).find(|&ms| {
+            self.run_until(ms);
+            nodes.clone().all(|i| self.booted(i))
+        })
+    }
+
     fn booted(&self, node: usize) -> bool {
         self.agents[node].as_ref().is_some_and(Agent::is_booted)
     }
@@ -1206,12 +1215,8 @@ fn two_healthy_nodes_boot_promptly_beside_eight_whose_route_to_the_hub_is_broken
         for i in 0..10 {
             net.boot(i);
         }
-        let booted = (1..=600)
-            .map(|tenth| tenth * 100)
-            .find(|&ms| {
-                net.run_until(ms);
-                net.booted(0) && net.booted(1)
-            })
+        let booted = net
+            .run_until_booted(0..2, 60_000)
             .expect("the healthy nodes boot within a minute");
         worst = worst.max(booted);
     }
@@ -1256,13 +1261,7 @@ fn boot_beside_a_crossing_liar(liar_from_ms: Option<u64>) -> Option<u64> {
             }
         }
     }
-    for ms in (100..=30_000).step_by(100) {
-        net.run_until(ms);
-        if (0..3).all(|i| net.booted(i)) {
-            return Some(ms);
-        }
-    }
-    None
+    net.run_until_booted(0..3, 30_000)
 }
 
 #[test]
