@@ -2,9 +2,6 @@
 //! the earliest of them and `Agent::on_timers` fires the due ones in kind order. A new timer
 //! is a new [`TimerKind`] (and its arm in the agent's exhaustive `fire`).
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
-
 use super::Time;
 
 /// What a timer is for. Timers due at one instant fire in this order.
@@ -36,59 +33,66 @@ pub(super) enum TimerKind {
     Endgame,
 }
 
-/// When each armed timer is due.
+impl TimerKind {
+    /// Every kind, in firing order (`kind as usize` is its place).
+    const ALL: [TimerKind; 12] = [
+        TimerKind::Deadline,
+        TimerKind::HubRetry,
+        TimerKind::BusyWake,
+        TimerKind::HelloGrace,
+        TimerKind::StallTick,
+        TimerKind::Escalate,
+        TimerKind::JoinerGrace,
+        TimerKind::Greet,
+        TimerKind::Duty,
+        TimerKind::SecondHolder,
+        TimerKind::RackGate,
+        TimerKind::Endgame,
+    ];
+}
+
+/// When each armed timer is due, by kind (every input reads them: a fixed table, not a map).
 #[derive(Debug, Default)]
 pub(super) struct Timers {
-    at: BTreeMap<TimerKind, Time>,
+    at: [Option<Time>; TimerKind::ALL.len()],
 }
 
 impl Timers {
     pub(super) fn is_armed(&self, kind: TimerKind) -> bool {
-        self.at.contains_key(&kind)
+        self.at[kind as usize].is_some()
     }
 
     /// Arms `kind` for `at`, or disarms it for `None`.
     pub(super) fn set(&mut self, kind: TimerKind, at: Option<Time>) {
-        match at {
-            Some(t) => {
-                self.at.insert(kind, t);
-            }
-            None => {
-                self.at.remove(&kind);
-            }
-        }
+        self.at[kind as usize] = at;
     }
 
     pub(super) fn arm(&mut self, kind: TimerKind, at: Time) {
-        self.at.insert(kind, at);
+        self.at[kind as usize] = Some(at);
     }
 
     /// Arms `kind` for `at` unless it is already due earlier.
     pub(super) fn arm_earliest(&mut self, kind: TimerKind, at: Time) {
-        let t = self.at.entry(kind).or_insert(at);
+        let t = self.at[kind as usize].get_or_insert(at);
         *t = (*t).min(at);
     }
 
     pub(super) fn clear(&mut self, kind: TimerKind) {
-        self.at.remove(&kind);
+        self.at[kind as usize] = None;
     }
 
     /// The earliest armed timer.
     pub(super) fn next(&self) -> Option<Time> {
-        self.at.values().min().copied()
+        self.at.iter().flatten().min().copied()
     }
 
     /// Disarms and returns the first kind after `after` that is due at `now`. Called in a loop,
     /// it visits each kind once in order and sees timers that earlier ones armed.
     pub(super) fn take_due(&mut self, after: Option<TimerKind>, now: Time) -> Option<TimerKind> {
-        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let kind = self
-            .at
-            .range((from, Bound::Unbounded))
-            .find(|(_, t)| **t <= now)
-            .map(|(k, _)| *k)?;
-        self.at.remove(&kind);
-        Some(kind)
+        let from = after.map_or(0, |k| k as usize + 1);
+        let i = (from..self.at.len()).find(|&i| self.at[i].is_some_and(|t| t <= now))?;
+        self.at[i] = None;
+        Some(TimerKind::ALL[i])
     }
 }
 
@@ -114,6 +118,13 @@ mod tests {
         assert_eq!(timers.next(), Some(t(20)));
         timers.arm_earliest(TimerKind::HubRetry, t(15));
         assert_eq!(timers.next(), Some(t(15)));
+    }
+
+    #[test]
+    fn every_kind_has_its_own_place_in_firing_order() {
+        for (i, kind) in TimerKind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, i);
+        }
     }
 
     #[test]
