@@ -5,7 +5,7 @@
 //! and each level's chunks are appended after it, deduplicated by CID. Because the order depends only on the manifests, block indices
 //! mean the same thing on every node, which keeps HAVE messages and bitfields small.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::bitfield::{Bitfield, MAX_BLOCKS};
 use crate::block::{self, Cid};
@@ -75,7 +75,9 @@ pub(crate) struct Plan {
     pub(crate) root: Cid,
     pub(crate) tag: u64,
     pub(crate) blocks: Vec<Block>,
-    by_cid: BTreeMap<Cid, u32>,
+    /// The blocks by [`index_key`] of their CID (a CID is ~100 bytes; each node of a large
+    /// farm's simulation keeps one plan).
+    by_cid: BTreeSet<(u64, u32)>,
     /// The flist tree, read as manifests arrive.
     walk: Walk,
     /// The tier each manifest's entries get, by block index.
@@ -101,6 +103,16 @@ pub fn release_tag(root: &Cid) -> u64 {
     u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
+/// Eight bytes of a CID's digest, whatever its length: CIDs that share them are told apart
+/// by comparing the CIDs.
+fn index_key(cid: &Cid) -> u64 {
+    let mut key = [0; 8];
+    let digest = cid.hash().digest();
+    let n = digest.len().min(8);
+    key[..n].copy_from_slice(&digest[..n]);
+    u64::from_le_bytes(key)
+}
+
 fn block_key(cid: &Cid) -> u64 {
     let d = block::digest(cid).unwrap_or([0; 32]);
     u64::from_le_bytes([d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]])
@@ -112,7 +124,7 @@ impl Plan {
             root,
             tag: release_tag(&root),
             blocks: Vec::new(),
-            by_cid: BTreeMap::new(),
+            by_cid: BTreeSet::new(),
             walk: Walk::distinct(root),
             entry_tiers: BTreeMap::from([(0, 1)]),
             complete: false,
@@ -130,7 +142,11 @@ impl Plan {
     }
 
     pub(crate) fn index(&self, cid: &Cid) -> Option<u32> {
-        self.by_cid.get(cid).copied()
+        let key = index_key(cid);
+        self.by_cid
+            .range((key, 0)..=(key, u32::MAX))
+            .map(|&(_, idx)| idx)
+            .find(|&idx| self.blocks[idx as usize].cid == *cid)
     }
 
     pub(crate) fn is_booted(&self) -> bool {
@@ -173,7 +189,7 @@ impl Plan {
             state: State::Lookup,
         });
         self.lookups += 1;
-        self.by_cid.insert(cid, idx);
+        self.by_cid.insert((index_key(&cid), idx));
         idx
     }
 
@@ -207,12 +223,12 @@ impl Plan {
         let level = self.walk.advance()?;
         let first_new = self.blocks.len() as u32;
         for placed in &level {
-            let Some(&m) = self.by_cid.get(&placed.cid) else {
+            let Some(m) = self.index(&placed.cid) else {
                 continue;
             };
             let tier = self.entry_tiers.get(&m).copied().unwrap_or(1);
             for (pos, child) in placed.flist.children.iter().enumerate() {
-                if self.by_cid.contains_key(&child.cid) {
+                if self.index(&child.cid).is_some() {
                     continue;
                 }
                 let child_tier = if m == 0 { 1 + pos as u32 } else { tier };
@@ -221,8 +237,8 @@ impl Plan {
             }
             for entry in &placed.flist.entries {
                 for chunk in &entry.chunks {
-                    match self.by_cid.get(&chunk.cid) {
-                        Some(&existing) => {
+                    match self.index(&chunk.cid) {
+                        Some(existing) => {
                             if self.blocks[existing as usize].listed != chunk.len {
                                 return Err(PlanError::InconsistentChunk { cid: chunk.cid });
                             }
@@ -238,6 +254,9 @@ impl Plan {
             }
         }
         self.complete = self.walk.is_done();
+        if self.complete {
+            self.blocks.shrink_to_fit();
+        }
         self.order = (0..self.blocks.len() as u32).collect();
         let blocks = &self.blocks;
         self.order.sort_by_key(|&i| (blocks[i as usize].tier, i));
@@ -337,6 +356,30 @@ mod tests {
         plan.mark_held(1, a_bytes.len() as u64);
         assert_eq!(plan.blocks[1].len, 700);
         assert_eq!(plan.total_bytes(), bytes.len() as u64 + 700);
+    }
+
+    #[test]
+    fn chunks_whose_digests_share_the_index_key_are_told_apart() {
+        let digest = |tail: u8| {
+            let mut d = [7; 32];
+            d[8..].fill(tail);
+            d
+        };
+        let chunk = |tail, len| ChunkRef {
+            cid: crate::block::sha256_cid(crate::block::Codec::Raw, digest(tail)),
+            len,
+            key: None,
+        };
+        let (a, b) = (chunk(1, 10), chunk(2, 20));
+        assert_eq!(index_key(&a.cid), index_key(&b.cid));
+        let (root, bytes) = flist(vec![a.clone(), b.clone(), a.clone()]).to_block().unwrap();
+        let mut plan = Plan::new(root);
+        plan.mark_held(0, bytes.len() as u64);
+        assert_eq!(plan.add_manifest(0, &bytes).unwrap(), [1, 2]);
+        assert_eq!((plan.index(&a.cid), plan.index(&b.cid)), (Some(1), Some(2)));
+        assert_eq!(plan.blocks[2].len, 20);
+        let absent = crate::block::sha256_cid(crate::block::Codec::Raw, digest(3));
+        assert_eq!(plan.index(&absent), None);
     }
 
     #[test]
