@@ -76,6 +76,10 @@ use serve::Serves;
 use timers::{TimerKind, Timers};
 use window::Window;
 
+/// The output queue's capacity kept once drained: a burst (a manifest's lookups, one per
+/// block) need not hold memory for the rest of the boot.
+const OUT_KEPT: usize = 64;
+
 /// A node of the swarm, as the agent knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub u64);
@@ -201,7 +205,11 @@ impl<P: Payload> Agent<P> {
 
     /// The next thing to do, if any.
     pub fn poll_output(&mut self) -> Option<Output<P>> {
-        self.out.pop_front()
+        let next = self.out.pop_front();
+        if next.is_none() && self.out.capacity() > OUT_KEPT {
+            self.out.shrink_to(OUT_KEPT);
+        }
+        next
     }
 
     /// When the agent next needs [`Input::Timeout`].
