@@ -27,7 +27,7 @@ impl<P: Payload> Agent<P> {
         let plan = Plan::new(root);
         self.plan = Some(plan);
         self.owners
-            .start_boot(self.neighbours.members(), self.now, &mut self.timers);
+            .start_boot(self.neighbours.members_shared(), self.now, &mut self.timers);
         self.booted = false;
         self.hub.restart();
         let grace =

@@ -16,6 +16,7 @@
 //! farm back for longer than it takes to ask it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::id_map::IdMap;
@@ -83,8 +84,10 @@ pub(super) struct Neighbours {
     want: usize,
     /// Neighbours in total.
     max: usize,
-    /// Live, unbanned cohort members other than this node, sorted.
-    members: Vec<NodeId>,
+    /// Live, unbanned cohort members other than this node, sorted. Shared with the owners
+    /// until either changes (a farm's list, kept twice by each of its nodes, would be
+    /// quadratic in a simulation of the farm).
+    members: Arc<Vec<NodeId>>,
     peers: IdMap<Peer>,
     /// Nodes that said `Bye`, not picked again before the time given.
     said_bye: BTreeMap<NodeId, Time>,
@@ -119,7 +122,7 @@ impl Neighbours {
             me: cfg.id,
             want: cfg.neighbours,
             max: cfg.max_neighbours,
-            members: Vec::new(),
+            members: Arc::new(Vec::new()),
             peers: IdMap::new(),
             said_bye: BTreeMap::new(),
             faults: BTreeMap::new(),
@@ -144,6 +147,11 @@ impl Neighbours {
         &self.members
     }
 
+    /// [`Self::members`], shared.
+    pub(super) fn members_shared(&self) -> &Arc<Vec<NodeId>> {
+        &self.members
+    }
+
     /// Replaces the cohort. Returns the neighbours that are no longer members (still
     /// neighbours: the agent drops them).
     pub(super) fn set_members(&mut self, list: Vec<NodeId>) -> Vec<NodeId> {
@@ -153,7 +161,7 @@ impl Neighbours {
             .collect();
         members.sort_unstable();
         members.dedup();
-        self.members = members;
+        self.members = Arc::new(members);
         self.peers
             .keys()
             .copied()
@@ -167,14 +175,14 @@ impl Neighbours {
             return false;
         }
         if let Err(pos) = self.members.binary_search(&id) {
-            self.members.insert(pos, id);
+            Arc::make_mut(&mut self.members).insert(pos, id);
         }
         true
     }
 
     pub(super) fn remove_member(&mut self, id: NodeId) {
         if let Ok(pos) = self.members.binary_search(&id) {
-            self.members.remove(pos);
+            Arc::make_mut(&mut self.members).remove(pos);
         }
     }
 

@@ -9,6 +9,7 @@
 //! there for a grace.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::duty::FOLLOW_DEPTH;
@@ -36,8 +37,8 @@ pub(super) struct Owners {
     me: NodeId,
     join_window: Duration,
     join_grace: Duration,
-    /// Sorted; see the module documentation.
-    owners: Vec<NodeId>,
+    /// Sorted; see the module documentation. Shared with the members until either changes.
+    owners: Arc<Vec<NodeId>>,
     /// Per block of the plan, 1 + the owners that outrank this node (up to [`RANK_CAP`]).
     ranks: Vec<u32>,
     /// Blocks ranked below [`ANYONE_LEVEL`], in boot-priority order: the only hub candidates
@@ -56,7 +57,7 @@ impl Owners {
             me: cfg.id,
             join_window: cfg.join_window,
             join_grace: cfg.join_grace,
-            owners: Vec::new(),
+            owners: Arc::new(Vec::new()),
             ranks: Vec::new(),
             near_owned: Vec::new(),
             member_since: None,
@@ -82,8 +83,13 @@ impl Owners {
     }
 
     /// A boot starts: the current members become the owners. Rank the plan afterwards.
-    pub(super) fn start_boot(&mut self, members: &[NodeId], now: Time, timers: &mut Timers) {
-        self.owners = members.to_vec();
+    pub(super) fn start_boot(
+        &mut self,
+        members: &Arc<Vec<NodeId>>,
+        now: Time,
+        timers: &mut Timers,
+    ) {
+        self.owners = Arc::clone(members);
         self.ranks.clear();
         self.near_owned.clear();
         timers.clear(TimerKind::JoinerGrace);
@@ -93,7 +99,10 @@ impl Owners {
 
     /// Drops the owners that are no longer members (`members` sorted). Ranks are not updated.
     pub(super) fn keep_members(&mut self, members: &[NodeId]) {
-        self.owners.retain(|o| members.binary_search(o).is_ok());
+        let kept = |o: &NodeId| members.binary_search(o).is_ok();
+        if !self.owners.iter().all(kept) {
+            Arc::make_mut(&mut self.owners).retain(kept);
+        }
     }
 
     /// Removes a departed or banned node from the owners and moves its blocks to the next
@@ -102,7 +111,7 @@ impl Owners {
         let Ok(pos) = self.owners.binary_search(&id) else {
             return false;
         };
-        self.owners.remove(pos);
+        Arc::make_mut(&mut self.owners).remove(pos);
         let Some(plan) = plan else {
             return false;
         };
@@ -251,9 +260,33 @@ mod tests {
 
     fn owners_of(members: &[NodeId], plan: &Plan) -> Owners {
         let mut owners = Owners::new(&AgentConfig::default());
-        owners.start_boot(members, Time::ZERO, &mut Timers::default());
+        owners.start_boot(
+            &Arc::new(members.to_vec()),
+            Time::ZERO,
+            &mut Timers::default(),
+        );
         owners.rank(plan, 0..plan.blocks.len() as u32);
         owners
+    }
+
+    #[test]
+    fn owners_taken_from_the_members_at_boot_change_apart_from_them() {
+        use crate::agent::neighbours::Neighbours;
+        let (a, b, c, d) = (NodeId(11), NodeId(12), NodeId(13), NodeId(14));
+        let cfg = AgentConfig::default();
+        let mut n = Neighbours::new(&cfg);
+        n.set_members(vec![a, b, c]);
+        let mut owners = Owners::new(&cfg);
+        owners.start_boot(n.members_shared(), Time::ZERO, &mut Timers::default());
+        n.add_member(d);
+        n.remove_member(a);
+        assert_eq!(owners.owners(), [a, b, c]);
+        owners.forget(b, None);
+        assert_eq!(n.members(), [b, c, d]);
+        assert_eq!(owners.owners(), [a, c]);
+        owners.keep_members(n.members());
+        assert_eq!(owners.owners(), [c]);
+        assert_eq!(n.members(), [b, c, d]);
     }
 
     #[test]
@@ -266,7 +299,7 @@ mod tests {
         for gone in [NodeId(3), NodeId(6), NodeId(1), NodeId(9), NodeId(12)] {
             assert!(owners.forget(gone, Some(&plan)));
             assert!(!owners.forget(gone, Some(&plan)), "already gone");
-            let left: Vec<NodeId> = owners.owners.clone();
+            let left: Vec<NodeId> = owners.owners.to_vec();
             let fresh = owners_of(&left, &plan);
             assert_eq!(owners.ranks, fresh.ranks, "after {gone}");
             assert_eq!(owners.near_owned, fresh.near_owned);
