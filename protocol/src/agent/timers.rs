@@ -1,6 +1,7 @@
 //! The agent's timers in one table. Each kind is armed at most once; `Agent::poll_timeout` is
 //! the earliest of them and `Agent::on_timers` fires the due ones in kind order. A new timer
-//! is a new [`TimerKind`] (and its arm in the agent's exhaustive `fire`).
+//! is a new [`TimerKind`], its place in `TimerKind::ALL`, and its arm in the agent's
+//! exhaustive `fire`.
 
 use super::Time;
 
