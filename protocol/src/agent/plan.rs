@@ -372,9 +372,7 @@ mod tests {
         };
         let (a, b) = (chunk(1, 10), chunk(2, 20));
         assert_eq!(index_key(&a.cid), index_key(&b.cid));
-        let (root, bytes) = flist(vec![a.clone(), b.clone(), a.clone()])
-            .to_block()
-            .unwrap();
+        let (root, bytes) = flist(vec![a, b, a]).to_block().unwrap();
         let mut plan = Plan::new(root);
         plan.mark_held(0, bytes.len() as u64);
         assert_eq!(plan.add_manifest(0, &bytes).unwrap(), [1, 2]);
