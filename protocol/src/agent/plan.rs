@@ -5,7 +5,7 @@
 //! and each level's chunks are appended after it, deduplicated by CID. Because the order depends only on the manifests, block indices
 //! mean the same thing on every node, which keeps HAVE messages and bitfields small.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, btree_map};
 
 use super::bitfield::{Bitfield, MAX_BLOCKS};
 use crate::block::{self, Cid};
@@ -77,7 +77,10 @@ pub(crate) struct Plan {
     pub(crate) blocks: Vec<Block>,
     /// The blocks by [`index_key`] of their CID (a CID is ~100 bytes; each node of a large
     /// farm's simulation keeps one plan).
-    by_cid: BTreeSet<(u64, u32)>,
+    by_key: BTreeMap<u64, u32>,
+    /// The blocks whose key another block took first, by CID: flists may list made-up
+    /// digests that share one, and a lookup stays O(log n) whatever they list.
+    by_cid: BTreeMap<Cid, u32>,
     /// The flist tree, read as manifests arrive.
     walk: Walk,
     /// The tier each manifest's entries get, by block index.
@@ -103,8 +106,8 @@ pub fn release_tag(root: &Cid) -> u64 {
     u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
-/// Eight bytes of a CID's digest, whatever its length: CIDs that share them are told apart
-/// by comparing the CIDs.
+/// Eight bytes of a CID's digest, whatever its length (see `Plan::by_cid` for CIDs that
+/// share them).
 fn index_key(cid: &Cid) -> u64 {
     let mut key = [0; 8];
     let digest = cid.hash().digest();
@@ -124,7 +127,8 @@ impl Plan {
             root,
             tag: release_tag(&root),
             blocks: Vec::new(),
-            by_cid: BTreeSet::new(),
+            by_key: BTreeMap::new(),
+            by_cid: BTreeMap::new(),
             walk: Walk::distinct(root),
             entry_tiers: BTreeMap::from([(0, 1)]),
             complete: false,
@@ -142,11 +146,11 @@ impl Plan {
     }
 
     pub(crate) fn index(&self, cid: &Cid) -> Option<u32> {
-        let key = index_key(cid);
-        self.by_cid
-            .range((key, 0)..=(key, u32::MAX))
-            .map(|&(_, idx)| idx)
-            .find(|&idx| self.blocks[idx as usize].cid == *cid)
+        match self.by_key.get(&index_key(cid)) {
+            Some(&idx) if self.blocks[idx as usize].cid == *cid => Some(idx),
+            Some(_) => self.by_cid.get(cid).copied(),
+            None => None,
+        }
     }
 
     pub(crate) fn is_booted(&self) -> bool {
@@ -189,7 +193,11 @@ impl Plan {
             state: State::Lookup,
         });
         self.lookups += 1;
-        self.by_cid.insert((index_key(&cid), idx));
+        if let btree_map::Entry::Vacant(e) = self.by_key.entry(index_key(&cid)) {
+            e.insert(idx);
+        } else {
+            self.by_cid.insert(cid, idx);
+        }
         idx
     }
 
