@@ -102,23 +102,25 @@ pub(crate) struct Plan {
 
 /// A short identifier of a release for control messages: the first 8 bytes of the root's digest.
 pub fn release_tag(root: &Cid) -> u64 {
-    let d = block::digest(root).unwrap_or([0; 32]);
-    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    le_u64(&block::digest(root).unwrap_or([0; 32])[..8])
+}
+
+/// Up to the first 8 of `bytes` as a little-endian word (zero-padded).
+fn le_u64(bytes: &[u8]) -> u64 {
+    let mut word = [0; 8];
+    let n = bytes.len().min(8);
+    word[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(word)
 }
 
 /// Eight bytes of a CID's digest, whatever its length (see `Plan::by_cid` for CIDs that
 /// share them).
 fn index_key(cid: &Cid) -> u64 {
-    let mut key = [0; 8];
-    let digest = cid.hash().digest();
-    let n = digest.len().min(8);
-    key[..n].copy_from_slice(&digest[..n]);
-    u64::from_le_bytes(key)
+    le_u64(cid.hash().digest())
 }
 
 fn block_key(cid: &Cid) -> u64 {
-    let d = block::digest(cid).unwrap_or([0; 32]);
-    u64::from_le_bytes([d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]])
+    le_u64(&block::digest(cid).unwrap_or([0; 32])[8..16])
 }
 
 impl Plan {
