@@ -81,6 +81,8 @@ pub(super) struct Requests {
     doubt: Duration,
     /// The peer requests that went to a holder not relied on, by start (see [`Self::unsure`]).
     unsure: BTreeSet<(Time, RequestId)>,
+    /// Blocks found unsure this release (see [`Self::doubt`]).
+    doubted: BTreeSet<u32>,
     /// Chunks only other racks hold, kept out of the ready set until a holder in this node's
     /// rack appears or their turn to cross comes (see the racks part), with that turn.
     deferred: BTreeMap<u32, Time>,
@@ -115,6 +117,7 @@ impl Requests {
             took: VecDeque::new(),
             doubt: cfg.second_holder_after,
             unsure: BTreeSet::new(),
+            doubted: BTreeSet::new(),
             deferred: BTreeMap::new(),
             deferred_at: BTreeSet::new(),
             raced: 0,
@@ -127,6 +130,7 @@ impl Requests {
         self.inflight.clear();
         self.deferred.clear();
         self.deferred_at.clear();
+        self.doubted.clear();
         self.raced = 0;
     }
 
@@ -210,6 +214,29 @@ impl Requests {
             }
         }
         (due, next)
+    }
+
+    /// Block `idx` was found unsure (see [`Self::unsure`]): for the rest of the release its
+    /// owner waits no more for holders not relied on. Returns whether it is newly doubted.
+    pub(super) fn doubt(&mut self, idx: u32) -> bool {
+        self.doubted.insert(idx)
+    }
+
+    /// Whether block `idx` was found unsure this release.
+    pub(super) fn is_doubted(&self, idx: u32) -> bool {
+        self.doubted.contains(&idx)
+    }
+
+    /// Whether block `idx` is being fetched from the hub or from a holder `relied` relies on.
+    pub(super) fn sure(&self, idx: u32, relied: impl Fn(NodeId) -> bool) -> bool {
+        self.inflight(idx) > 0
+            && self.requests.values().any(|r| {
+                r.idx == idx
+                    && match r.source {
+                        Source::Hub => true,
+                        Source::Peer(p) => relied(p),
+                    }
+            })
     }
 
     /// Request `req` went to a holder not relied on.

@@ -90,12 +90,18 @@ impl<P: Payload> Agent<P> {
 
     /// Blocks asked only of holders not relied on, the last `Requests::doubt_after` ago, are
     /// doubted: each is asked of one more holder (one relied on first), and its owner no
-    /// longer waits for those holders (see `schedule_hub`). A peer that claims blocks and
-    /// never serves them holds a block back for that long, not for a whole deadline.
+    /// longer waits for holders not relied on (see `schedule_hub`). A peer that claims blocks
+    /// and never serves them holds a block back for that long, not for a whole deadline.
     fn second_holders(&mut self) {
         let neighbours = &self.neighbours;
         let (due, next) = self.requests.unsure(self.now, |p| neighbours.is_relied(p));
         self.timers.set(TimerKind::SecondHolder, next);
+        for (idx, _) in &due {
+            if self.requests.doubt(*idx) {
+                // Its owner may fetch it from the hub now.
+                self.hub.wake();
+            }
+        }
         for (idx, asked) in due {
             if !self.requests.peer_room() {
                 break;
@@ -136,16 +142,20 @@ impl<P: Payload> Agent<P> {
         if room == 0 {
             return;
         }
-        // Holders not relied on keep an owner from the hub only until they have been asked
-        // for `doubt_after`: a peer that claims a block and never serves it would hold it back
-        // for a whole request deadline, then for the next claimant's.
+        // Claims not relied on keep an owner from the hub only until they have been asked
+        // for `doubt_after` (a peer that claims a block and never serves it would hold it back
+        // for a whole request deadline, then for the next claimant's), and never for a
+        // manifest: it is small and everything after it waits for it.
         let neighbours = &self.neighbours;
-        let (unsure, _) = self.requests.unsure(self.now, |p| neighbours.is_relied(p));
-        let doubted =
-            |idx: u32| self.neighbours.relied_of(idx) == 0 && unsure.iter().any(|(i, _)| *i == idx);
+        let unproven =
+            |idx: u32| plan.blocks[idx as usize].manifest || self.requests.is_doubted(idx);
         let idle = |idx: u32| {
             plan.blocks[idx as usize].state == State::Missing
-                && (self.requests.inflight(idx) == 0 || doubted(idx))
+                && if unproven(idx) {
+                    !self.requests.sure(idx, |p| neighbours.is_relied(p))
+                } else {
+                    self.requests.inflight(idx) == 0
+                }
         };
         let window = &self.window;
         let windowed_idle =
@@ -154,8 +164,8 @@ impl<P: Payload> Agent<P> {
             self.hub.scan_any(plan, room, idle)
         } else {
             let supply = |idx: u32| Supply {
-                holders: if doubted(idx) {
-                    0
+                holders: if unproven(idx) {
+                    self.neighbours.relied_of(idx)
                 } else {
                     self.neighbours.holders_of(idx)
                 },
