@@ -299,8 +299,19 @@ impl<P: Payload> Agent<P> {
                     let change = self.neighbours.exclude(r.idx, p);
                     self.apply(change);
                     self.missed(p, r.started);
+                    self.owner_failed(p, r.idx);
                 }
             }
+        }
+    }
+
+    /// `peer` failed a request for block `idx`: if it is the watched owner that ranks the
+    /// block first, it is deposed. It claimed its own block, so it is not waiting for the
+    /// hub, and no hub fetch elsewhere would show it late.
+    fn owner_failed(&mut self, peer: NodeId, idx: u32) {
+        if self.duty.top(idx) == Some(peer) {
+            self.stats.owners_deposed += 1;
+            self.depose(&[peer]);
         }
     }
 

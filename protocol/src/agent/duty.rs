@@ -203,6 +203,11 @@ impl Duty {
         }
     }
 
+    /// The watched owner that ranks block `idx` first.
+    pub(super) fn top(&self, idx: u32) -> Option<NodeId> {
+        self.top_of.get(&idx).copied()
+    }
+
     /// Block `idx` appeared: the owner that ranks it first delivered.
     pub(super) fn appeared(&mut self, idx: u32, now: Time) {
         if let Some(w) = self.top_of.get(&idx).and_then(|t| self.watched.get_mut(t)) {

@@ -316,6 +316,7 @@ impl<P: Payload> Agent<P> {
                     let change = self.neighbours.not_found(p, r.idx);
                     self.apply(change);
                     self.missed(p, r.started);
+                    self.owner_failed(p, r.idx);
                 }
                 FetchError::Disconnected => {
                     let change = self.neighbours.exclude(r.idx, p);
@@ -325,6 +326,7 @@ impl<P: Payload> Agent<P> {
                     let change = self.neighbours.exclude(r.idx, p);
                     self.apply(change);
                     self.missed(p, r.started);
+                    self.owner_failed(p, r.idx);
                 }
             },
         }

@@ -1301,3 +1301,36 @@ fn an_owner_that_cannot_reach_the_hub_loses_its_blocks_within_seconds() {
         }
     ))));
 }
+
+#[test]
+fn an_owner_that_claims_its_blocks_and_never_serves_them_loses_them_to_the_next_rank() {
+    // Node 1 holds the release, announces it, and never serves a block. Node 0 ranks second
+    // for node 1's blocks: once a request for one of them fails, node 1 is deposed and node 0
+    // fetches them from the hub, before the stall levels widen (`escalate_after`). Before,
+    // node 1's claim hid its blocks from the duty rules: node 0 fetched nothing from the hub
+    // for 10 s and booted at 22 s.
+    let rel = release(2, 10);
+    let mut net = Net::new(rel, 2, cfg(7));
+    net.seed(1);
+    net.members(&[0, 1]);
+    net.boot(1);
+    net.run_until(100);
+    net.silent.insert(1);
+    net.boot(0);
+    let booted = net.run_until_booted(0..1, 30_000).expect("node 0 boots");
+    let first_hub = net
+        .hub_fetches
+        .iter()
+        .filter(|(n, ..)| *n == 0)
+        .map(|&(_, _, t)| t.saturating_duration_since(Time::ZERO))
+        .min()
+        .expect("node 0 fetched from the hub");
+    let cfg = AgentConfig::default();
+    assert!(
+        first_hub < cfg.escalate_after,
+        "first hub fetch at {first_hub:?}, booted at {booted} ms"
+    );
+    let agent = net.agents[0].as_ref().unwrap();
+    assert!(agent.stats().owners_deposed >= 1);
+    assert!(booted < 15_000, "booted at {booted} ms");
+}
