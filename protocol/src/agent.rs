@@ -280,6 +280,7 @@ impl<P: Payload> Agent<P> {
             TimerKind::Duty => self.on_duty(),
             // `schedule` after the timers asks the second holders and the endgame's.
             TimerKind::SecondHolder | TimerKind::Endgame => {}
+            TimerKind::PassOver => self.hub.wake(),
             TimerKind::RackGate => {
                 let due = self.requests.deferred_due(self.now);
                 self.undefer(due);
@@ -366,7 +367,7 @@ impl<P: Payload> Agent<P> {
 
     /// `peers` no longer count as owners (and their announced hub fetches are void); each is
     /// penalised.
-    fn depose(&mut self, peers: &[NodeId]) {
+    pub(super) fn depose(&mut self, peers: &[NodeId]) {
         let mut changed = false;
         for &peer in peers {
             let changes = self.neighbours.drop_fetching(peer);

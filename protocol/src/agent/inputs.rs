@@ -242,6 +242,7 @@ impl<P: Payload> Agent<P> {
             return;
         }
         let len = payload.len() as u64;
+        let top = self.duty.top(r.idx);
         match r.source {
             Source::Hub => {
                 self.stats.bytes_from_hub += len;
@@ -258,7 +259,7 @@ impl<P: Payload> Agent<P> {
                 self.requests.delivered(p, took);
             }
         }
-        self.outrun(r.idx);
+        self.outrun(r.idx, top);
         let manifest_bytes = if manifest {
             payload.bytes().map(<[u8]>::to_vec)
         } else {
@@ -272,8 +273,9 @@ impl<P: Payload> Agent<P> {
     /// Block `idx` arrived: its other requests are cancelled. A holder not relied on that had
     /// it for `second_holder_after` or longer was outrun by the one asked after it: that is
     /// a miss (a peer that claims blocks and never serves them is banned even when every
-    /// block it was asked for came from elsewhere).
-    fn outrun(&mut self, idx: u32) {
+    /// block it was asked for came from elsewhere), and the watched owner that ranked it first
+    /// (`top`), outrun so on its own block, is deposed (see `Agent::owner_failed`).
+    fn outrun(&mut self, idx: u32, top: Option<NodeId>) {
         for other in self.requests.for_block(idx) {
             let Some(r) = self.finish_request(other) else {
                 continue;
@@ -283,6 +285,10 @@ impl<P: Payload> Agent<P> {
                 let waited = self.now.saturating_duration_since(r.started);
                 if !self.neighbours.is_relied(p) && waited >= self.cfg.second_holder_after {
                     self.missed(p, r.started);
+                    if top == Some(p) {
+                        self.stats.owners_deposed += 1;
+                        self.depose(&[p]);
+                    }
                 }
             }
         }

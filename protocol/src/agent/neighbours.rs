@@ -381,6 +381,11 @@ impl Neighbours {
         self.fetchers.get(idx as usize).copied().unwrap_or(0)
     }
 
+    /// Whether neighbour `id` claims to hold `idx`.
+    pub(super) fn claims(&self, id: NodeId, idx: u32) -> bool {
+        self.peers.get(&id).is_some_and(|p| p.bits.get(idx))
+    }
+
     /// The holdings of the neighbours relied on, one bitfield each.
     pub(super) fn relied_holdings(&self) -> impl Iterator<Item = &Bitfield> + '_ {
         self.peers

@@ -30,6 +30,10 @@ pub(super) struct Supply {
     pub(super) fetchers: u32,
     /// Missing here, with no request in flight.
     pub(super) idle: bool,
+    /// The owner that ranks it first is passed over for it: it claims the block, is not
+    /// relied on, and has not delivered it `second_holder_after` after it was asked (see
+    /// `Agent::schedule_hub`).
+    pub(super) top_passed: bool,
 }
 
 #[derive(Debug)]
@@ -162,7 +166,7 @@ impl Owners {
             let s = supply(idx);
             if s.holders == 0
                 && (b.manifest || chunks_allowed)
-                && self.rank_of_block(idx) <= level
+                && self.rank_of_block(idx) <= level + u32::from(s.top_passed)
                 && (level > 1 || s.fetchers == 0)
                 && s.idle
             {
@@ -317,6 +321,7 @@ mod tests {
             holders: 0,
             fetchers: 0,
             idle: i != 0,
+            top_passed: false,
         };
         let rank = |owners: &Owners, i: u32| owners.rank_of_block(i);
         // Chunks wait for the joiner decision.

@@ -239,6 +239,24 @@ impl Requests {
             })
     }
 
+    /// When the oldest request in flight for block `idx` started.
+    pub(super) fn asked_since(&self, idx: u32) -> Option<Time> {
+        self.requests
+            .values()
+            .filter(|r| r.idx == idx)
+            .map(|r| r.started)
+            .min()
+    }
+
+    /// The first time after `now` that a request to a holder not relied on will have waited
+    /// `after`.
+    pub(super) fn next_overdue(&self, now: Time, after: Duration) -> Option<Time> {
+        self.unsure
+            .iter()
+            .map(|&(started, _)| started + after)
+            .find(|&at| at > now)
+    }
+
     /// Request `req` went to a holder not relied on.
     pub(super) fn mark_unsure(&mut self, req: RequestId) {
         if let Some(r) = self.requests.get(&req) {

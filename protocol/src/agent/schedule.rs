@@ -96,6 +96,10 @@ impl<P: Payload> Agent<P> {
         let neighbours = &self.neighbours;
         let (due, next) = self.requests.unsure(self.now, |p| neighbours.is_relied(p));
         self.timers.set(TimerKind::SecondHolder, next);
+        let pass = self
+            .requests
+            .next_overdue(self.now, self.cfg.second_holder_after);
+        self.timers.set(TimerKind::PassOver, pass);
         for (idx, _) in &due {
             if self.requests.doubt(*idx) {
                 // Its owner may fetch it from the hub now.
@@ -145,7 +149,10 @@ impl<P: Payload> Agent<P> {
         // Claims not relied on keep an owner from the hub only until they have been asked
         // for `doubt_after` (a peer that claims a block and never serves it would hold it back
         // for a whole request deadline, then for the next claimant's), and never for a
-        // manifest: it is small and everything after it waits for it.
+        // manifest: it is small and everything after it waits for it. An owner whose claim of
+        // its own block is doubted is passed over for that block: its claim hides the block
+        // from the duty rules (nothing looks late), so the next rank takes it once the owner
+        // has had `second_holder_after`, rather than when the request to it runs out.
         let neighbours = &self.neighbours;
         let unproven =
             |idx: u32| plan.blocks[idx as usize].manifest || self.requests.is_doubted(idx);
@@ -171,6 +178,15 @@ impl<P: Payload> Agent<P> {
                 },
                 fetchers: self.neighbours.fetchers_of(idx),
                 idle: windowed_idle(idx),
+                top_passed: self.requests.is_doubted(idx)
+                    && self.duty.top(idx).is_some_and(|t| {
+                        !self.neighbours.is_relied(t)
+                            && self.neighbours.claims(t, idx)
+                            && self
+                                .requests
+                                .asked_since(idx)
+                                .is_some_and(|at| at + self.cfg.second_holder_after <= self.now)
+                    }),
             };
             self.owners
                 .hub_picks(plan, self.hub.level(), room, &self.timers, supply)

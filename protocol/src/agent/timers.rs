@@ -30,13 +30,15 @@ pub(super) enum TimerKind {
     SecondHolder,
     /// A chunk that waited for a holder in this node's rack may now cross the rack's uplink.
     RackGate,
+    /// An owner asked for its own block may have had it for `second_holder_after`.
+    PassOver,
     /// A request of the endgame may have run long enough to ask a second holder.
     Endgame,
 }
 
 impl TimerKind {
     /// Every kind, in firing order (`kind as usize` is its place).
-    const ALL: [TimerKind; 12] = [
+    const ALL: [TimerKind; 13] = [
         TimerKind::Deadline,
         TimerKind::HubRetry,
         TimerKind::BusyWake,
@@ -48,6 +50,7 @@ impl TimerKind {
         TimerKind::Duty,
         TimerKind::SecondHolder,
         TimerKind::RackGate,
+        TimerKind::PassOver,
         TimerKind::Endgame,
     ];
 }
