@@ -280,6 +280,7 @@ impl<P: Payload> Agent<P> {
             TimerKind::Duty => self.on_duty(),
             // `schedule` after the timers asks the second holders and the endgame's.
             TimerKind::SecondHolder | TimerKind::Endgame => {}
+            TimerKind::Probation => self.on_probation_expired(),
             TimerKind::PassOver => self.hub.wake(),
             TimerKind::RackGate => {
                 let due = self.requests.deferred_due(self.now);
@@ -399,7 +400,14 @@ impl<P: Payload> Agent<P> {
     /// `ban_after` faults (failures that overlap count once, see `Neighbours::add_miss`).
     /// Returns whether it counted.
     fn missed(&mut self, peer: NodeId, started: Time) -> bool {
-        let Some((faults, changes)) = self.neighbours.add_miss(peer, started, self.now) else {
+        self.missed_as(peer, started, false)
+    }
+
+    /// [`Self::missed`], for a failure judged `apart` from those it overlaps when `peer` never
+    /// delivered (a request on probation, see `Neighbours::add_miss`).
+    fn missed_as(&mut self, peer: NodeId, started: Time, apart: bool) -> bool {
+        let Some((faults, changes)) = self.neighbours.add_miss(peer, started, self.now, apart)
+        else {
             return false;
         };
         self.apply(changes);

@@ -221,6 +221,7 @@ impl<P: Payload> Agent<P> {
 
     pub(super) fn on_block(&mut self, req: RequestId, payload: P) {
         let Some(r) = self.finish_request(req) else {
+            self.probation_answered(req, Ok(&payload));
             return;
         };
         let Some(b) = self.plan.as_ref().map(|p| &p.blocks[r.idx as usize]) else {
@@ -274,23 +275,73 @@ impl<P: Payload> Agent<P> {
     /// it for `second_holder_after` or longer was outrun by the one asked after it: that is
     /// a miss (a peer that claims blocks and never serves them is banned even when every
     /// block it was asked for came from elsewhere), and the watched owner that ranked it first
-    /// (`top`), outrun so on its own block, is deposed (see `Agent::owner_failed`).
+    /// (`top`), outrun so on its own block, is deposed (see `Agent::owner_failed`). One asked
+    /// more recently is put on probation (see `Requests::probation`): it is judged when it
+    /// answers or runs out.
     fn outrun(&mut self, idx: u32, top: Option<NodeId>) {
         for other in self.requests.for_block(idx) {
             let Some(r) = self.finish_request(other) else {
                 continue;
             };
-            self.out.push_back(Output::Cancel { req: other });
-            if let Source::Peer(p) = r.source {
+            if let Source::Peer(p) = r.source
+                && !self.neighbours.is_relied(p)
+            {
                 let waited = self.now.saturating_duration_since(r.started);
-                if !self.neighbours.is_relied(p) && waited >= self.cfg.second_holder_after {
-                    self.missed(p, r.started);
-                    if top == Some(p) {
-                        self.stats.owners_deposed += 1;
-                        self.depose(&[p]);
-                    }
+                if waited < self.cfg.second_holder_after {
+                    self.requests.probation(other, &r, &mut self.timers);
+                    continue;
+                }
+                self.missed(p, r.started);
+                if top == Some(p) {
+                    self.stats.owners_deposed += 1;
+                    self.depose(&[p]);
                 }
             }
+            self.out.push_back(Output::Cancel { req: other });
+        }
+    }
+
+    /// A request on probation answered: a block that verifies ends it (served late, the
+    /// holder earns no trust), a corrupt one is a fault, and a refusal other than `Busy` is a
+    /// miss.
+    fn probation_answered(&mut self, req: RequestId, answer: Result<&P, FetchError>) {
+        let Some(p) = self.requests.end_probation(req, &mut self.timers) else {
+            return;
+        };
+        match answer {
+            Ok(payload) => {
+                let Some(b) = self
+                    .plan
+                    .as_ref()
+                    .and_then(|plan| plan.blocks.get(p.idx as usize))
+                else {
+                    return;
+                };
+                let cid = b.cid;
+                let len_ok = if b.capped {
+                    payload.len() <= b.len as usize
+                } else {
+                    payload.len() == b.len as usize
+                };
+                if len_ok && payload.verify(&cid).is_ok() {
+                    self.stats.duplicate_blocks += 1;
+                } else {
+                    self.reject(p.idx, Source::Peer(p.peer), cid);
+                }
+            }
+            Err(FetchError::Busy | FetchError::Disconnected) => {}
+            Err(_) => {
+                self.missed_as(p.peer, p.started, true);
+            }
+        }
+    }
+
+    /// Requests on probation that ran out: each is a miss of its holder.
+    pub(super) fn on_probation_expired(&mut self) {
+        for (req, p) in self.requests.probation_expired(self.now, &mut self.timers) {
+            self.stats.timeouts += 1;
+            self.out.push_back(Output::Cancel { req });
+            self.missed_as(p.peer, p.started, true);
         }
     }
 
@@ -302,6 +353,7 @@ impl<P: Payload> Agent<P> {
 
     pub(super) fn on_fetch_failed(&mut self, req: RequestId, error: FetchError) {
         let Some(r) = self.finish_request(req) else {
+            self.probation_answered(req, Err(error));
             return;
         };
         match r.source {

@@ -751,18 +751,22 @@ impl Neighbours {
     /// A request that started before the peer's last counted miss overlapped it, and the
     /// overlapping failures count once: a peer that was slow for a while (under load, or
     /// behind a congested link) takes one miss for that while, not one per request it had
-    /// in flight. Returns the peer's faults and the changes of the relied counts, or `None`
-    /// if this failure was not counted.
+    /// in flight. Failures judged `apart` (requests whose block another holder delivered
+    /// meanwhile) of a peer that never delivered to this node count one by one: the block
+    /// was there to be had, and nothing shows the peer serves at all. Returns the peer's
+    /// faults and the changes of the relied counts, or `None` if this failure was not
+    /// counted.
     pub(super) fn add_miss(
         &mut self,
         peer: NodeId,
         started: Time,
         now: Time,
+        apart: bool,
     ) -> Option<(u32, Vec<Change>)> {
         let was = self.is_relied(peer);
         let mut changes = Vec::new();
         if let Some(m) = self.misses.get_mut(&peer) {
-            if started <= m.last {
+            if started <= m.last && (!apart || self.proven.contains(&peer)) {
                 return None;
             }
             m.count = m.count.saturating_add(1);
@@ -977,7 +981,10 @@ mod tests {
         assert_eq!((n.add_fault(A).0, n.add_fault(A).0, n.faults(C)), (1, 2, 0));
         let faults = |m: Option<(u32, Vec<Change>)>| m.map(|(f, _)| f);
         assert_eq!(
-            (faults(n.add_miss(A, t, t)), faults(n.add_miss(C, t, t))),
+            (
+                faults(n.add_miss(A, t, t, false)),
+                faults(n.add_miss(C, t, t, false))
+            ),
             (Some(3), Some(1))
         );
         n.delivered(A);
@@ -1012,7 +1019,7 @@ mod tests {
         n.exclude(3, A);
         assert_eq!((n.holders_of(3), n.relied_of(3)), (0, 0));
         // A failure takes A's claims out of the relied counts, the next delivery back in.
-        let (_, changes) = n.add_miss(A, t, t).expect("counted");
+        let (_, changes) = n.add_miss(A, t, t, false).expect("counted");
         assert_eq!(relied(&n), [0, 0]);
         assert!(
             changes
@@ -1034,10 +1041,10 @@ mod tests {
     }
 
     #[test]
-    fn overlapping_failed_requests_count_as_one_miss() {
+    fn overlapping_failed_requests_count_as_one_miss_unless_judged_apart() {
         let mut n = Neighbours::new(&AgentConfig::default());
         let at = |s: u64| Time::ZERO + Duration::from_secs(s);
-        let mut miss = |started, now| n.add_miss(A, at(started), at(now)).map(|(f, _)| f);
+        let mut miss = |started, now| n.add_miss(A, at(started), at(now), false).map(|(f, _)| f);
         // Three requests in flight together time out one after another: one miss.
         assert_eq!(miss(0, 3), Some(1));
         assert_eq!(miss(1, 4), None);
@@ -1047,8 +1054,12 @@ mod tests {
         assert_eq!(miss(8, 11), Some(3));
         // A delivery forgives them; the next failure starts a new count.
         n.delivered(A);
-        assert_eq!(n.add_miss(A, at(9), at(12)).map(|(f, _)| f), Some(1));
-        assert_eq!(n.faults(B), 0);
+        assert_eq!(n.add_miss(A, at(9), at(12), false).map(|(f, _)| f), Some(1));
+        // Judged apart (requests outrun by another holder), the failures of a peer that never
+        // delivered count one by one; those of one that did still overlap.
+        assert_eq!(n.add_miss(B, at(0), at(3), true).map(|(f, _)| f), Some(1));
+        assert_eq!(n.add_miss(B, at(1), at(4), true).map(|(f, _)| f), Some(2));
+        assert_eq!(n.add_miss(A, at(10), at(13), true).map(|(f, _)| f), None);
     }
 
     #[test]

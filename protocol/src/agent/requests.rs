@@ -25,6 +25,8 @@ const SCAN_LIMIT: usize = 64;
 const TOOK: usize = 16;
 /// The least a holder not relied on is given before another is asked.
 const MIN_DOUBT: Duration = Duration::from_millis(50);
+/// Requests on probation kept at most (the oldest is forgotten, unjudged).
+const PROBATION: usize = 256;
 
 type ReadyKey = (u32, u32, u64, u32);
 
@@ -38,6 +40,16 @@ pub(super) struct Request {
     deadline: Time,
     /// The deadline, or earlier once the idle timeout applies; its entry in the deadline set.
     effective: Time,
+}
+
+/// A request outrun before its holder, not relied on, had answered (see
+/// [`Requests::probation`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OnProbation {
+    pub(super) idx: u32,
+    pub(super) peer: NodeId,
+    pub(super) started: Time,
+    deadline: Time,
 }
 
 /// How busy this node keeps a neighbour.
@@ -89,6 +101,9 @@ pub(super) struct Requests {
     deferred_at: BTreeSet<(Time, u32)>,
     /// Bytes of the endgame's duplicate requests this boot.
     raced: u64,
+    /// Requests on probation, and their deadlines (see [`Self::probation`]).
+    on_probation: BTreeMap<RequestId, OnProbation>,
+    probation_at: BTreeSet<(Time, RequestId)>,
 }
 
 impl Requests {
@@ -121,6 +136,8 @@ impl Requests {
             deferred: BTreeMap::new(),
             deferred_at: BTreeSet::new(),
             raced: 0,
+            on_probation: BTreeMap::new(),
+            probation_at: BTreeSet::new(),
         }
     }
 
@@ -132,6 +149,74 @@ impl Requests {
         self.deferred_at.clear();
         self.doubted.clear();
         self.raced = 0;
+        self.on_probation.clear();
+        self.probation_at.clear();
+    }
+
+    /// Request `req`, finished because its block came from elsewhere first, stays open until
+    /// its deadline to judge its holder, not relied on: one that answers with the block in
+    /// time served (late), one that answers nothing in time failed it. Its block no longer
+    /// counts it, nor its holder's load. A peer request cannot be taken back on the wire
+    /// anyway: its answer comes, or its deadline.
+    pub(super) fn probation(&mut self, req: RequestId, r: &Request, timers: &mut Timers) {
+        let Source::Peer(peer) = r.source else {
+            return;
+        };
+        if self.on_probation.len() >= PROBATION
+            && let Some((_, old)) = self.probation_at.pop_first()
+        {
+            self.on_probation.remove(&old);
+        }
+        self.on_probation.insert(
+            req,
+            OnProbation {
+                idx: r.idx,
+                peer,
+                started: r.started,
+                deadline: r.deadline,
+            },
+        );
+        self.probation_at.insert((r.deadline, req));
+        self.sync_probation(timers);
+    }
+
+    /// Request `req` on probation answered: it is judged now.
+    pub(super) fn end_probation(
+        &mut self,
+        req: RequestId,
+        timers: &mut Timers,
+    ) -> Option<OnProbation> {
+        let p = self.on_probation.remove(&req)?;
+        self.probation_at.remove(&(p.deadline, req));
+        self.sync_probation(timers);
+        Some(p)
+    }
+
+    /// The requests on probation whose deadline has passed, ended.
+    pub(super) fn probation_expired(
+        &mut self,
+        now: Time,
+        timers: &mut Timers,
+    ) -> Vec<(RequestId, OnProbation)> {
+        let mut out = Vec::new();
+        while let Some(&(t, req)) = self.probation_at.first() {
+            if t > now {
+                break;
+            }
+            self.probation_at.pop_first();
+            if let Some(p) = self.on_probation.remove(&req) {
+                out.push((req, p));
+            }
+        }
+        self.sync_probation(timers);
+        out
+    }
+
+    fn sync_probation(&self, timers: &mut Timers) {
+        timers.set(
+            TimerKind::Probation,
+            self.probation_at.first().map(|(t, _)| *t),
+        );
     }
 
     pub(super) fn ids(&self) -> Vec<RequestId> {
@@ -636,6 +721,43 @@ mod tests {
             reqs.delivered(NodeId(2), ms(30));
         }
         assert_eq!(reqs.doubt_after(), ms(60));
+    }
+
+    #[test]
+    fn requests_on_probation_leave_the_counts_and_end_by_answer_or_deadline() {
+        let cfg = AgentConfig::default();
+        let plan = test_plan(3);
+        let mut reqs = Requests::new(&cfg);
+        let mut timers = Timers::default();
+        let a = reqs.start(&plan, 1, 1, Source::Peer(A), Time::ZERO, &mut timers);
+        let b = reqs.start(&plan, 1, 2, Source::Peer(B), secs(1), &mut timers);
+        for req in [a, b] {
+            let r = reqs.finish(req, &mut timers).expect("in flight");
+            reqs.probation(req, &r, &mut timers);
+        }
+        assert_eq!((reqs.peer_downloads, reqs.inflight(1)), (0, 0));
+        // Only the probation timer is armed, for A's deadline.
+        assert!(!timers.is_armed(TimerKind::Deadline));
+        let first = timers.next().expect("armed");
+        assert!(first > secs(3) && first < secs(4), "{first}");
+        // B answers; A runs out, once.
+        assert_eq!(reqs.end_probation(b, &mut timers).map(|p| p.peer), Some(B));
+        assert!(reqs.probation_expired(secs(2), &mut timers).is_empty());
+        let out = reqs.probation_expired(secs(10), &mut timers);
+        assert_eq!(
+            out.iter().map(|(r, p)| (*r, p.peer)).collect::<Vec<_>>(),
+            [(a, A)]
+        );
+        assert!(reqs.end_probation(a, &mut timers).is_none());
+        assert!(!timers.is_armed(TimerKind::Probation));
+        // Bounded: the earliest deadline is forgotten to make room.
+        for i in 0..=PROBATION as u64 {
+            let req = reqs.start(&plan, 1, 1, Source::Peer(A), secs(i), &mut timers);
+            let r = reqs.finish(req, &mut timers).expect("in flight");
+            reqs.probation(req, &r, &mut timers);
+        }
+        assert_eq!(reqs.on_probation.len(), PROBATION);
+        assert_eq!(reqs.probation_at.len(), PROBATION);
     }
 
     #[test]

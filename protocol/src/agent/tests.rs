@@ -992,6 +992,40 @@ fn a_block_asked_only_of_a_peer_not_relied_on_is_asked_of_another_within_a_secon
 }
 
 #[test]
+fn requests_outrun_before_their_holder_answered_are_judged_at_their_deadline() {
+    // Node 1 claims every block and never answers; node 2 serves. Node 0 boots from node 2
+    // (the endgame races the last blocks) before any request to node 1 has waited
+    // `second_holder_after`, so none was a miss when it was outrun: each stays on probation
+    // until its deadline and then is one. Node 1 never delivered, so the failures count apart.
+    // Before, they were cancelled unjudged and a withholder beside a quick boot was never
+    // penalised.
+    let rel = release(1, 6);
+    let mut net = Net::new(rel, 3, |_| AgentConfig {
+        hub: HubMode::Off,
+        ..AgentConfig::default()
+    });
+    silent_first_holder(&mut net);
+    let booted = net.run_until_booted(0..1, 1_000).expect("node 0 boots");
+    let penalised = |net: &Net| {
+        net.events_of(0).any(|e| {
+            matches!(
+                e,
+                Event::PeerPenalised {
+                    peer: NodeId(1),
+                    ..
+                }
+            )
+        })
+    };
+    assert!(!penalised(&net), "booted at {booted} ms");
+    net.run_until(10_000);
+    let agent = net.agents[0].as_ref().unwrap();
+    assert!(penalised(&net));
+    assert!(agent.stats().misses >= 2, "{:?}", agent.stats());
+    assert!(!agent.is_banned(NodeId(2)));
+}
+
+#[test]
 fn the_hub_fails_a_corrupt_block_and_backs_off() {
     let rel = release(1, 3);
     let victim = rel.chunks[0][1];

@@ -30,6 +30,8 @@ pub(super) enum TimerKind {
     SecondHolder,
     /// A chunk that waited for a holder in this node's rack may now cross the rack's uplink.
     RackGate,
+    /// A request on probation may have run out.
+    Probation,
     /// An owner asked for its own block may have had it for `second_holder_after`.
     PassOver,
     /// A request of the endgame may have run long enough to ask a second holder.
@@ -38,7 +40,7 @@ pub(super) enum TimerKind {
 
 impl TimerKind {
     /// Every kind, in firing order (`kind as usize` is its place).
-    const ALL: [TimerKind; 13] = [
+    const ALL: [TimerKind; 14] = [
         TimerKind::Deadline,
         TimerKind::HubRetry,
         TimerKind::BusyWake,
@@ -50,6 +52,7 @@ impl TimerKind {
         TimerKind::Duty,
         TimerKind::SecondHolder,
         TimerKind::RackGate,
+        TimerKind::Probation,
         TimerKind::PassOver,
         TimerKind::Endgame,
     ];
