@@ -707,7 +707,7 @@ fn two_healthy(farm: &Farm, hub: &str, dir: &Path, others: &[Node]) -> Vec<Node>
 /// the same farm in the simulator. Run it with `cargo test -p bootswarm-node --test swarm --
 /// --ignored`.
 #[test]
-#[ignore = "issue 10 open: ~6x instead of 1.5x; run with --ignored"]
+#[ignore = "issue 10 open: ~4x instead of 1.5x; run with --ignored"]
 fn healthy_nodes_boot_next_to_peers_whose_hub_route_is_broken() {
     let farm = farm();
     let hub = Hub::start_rated(&farm.hub_dir, Some("50mbit"));
