@@ -227,16 +227,12 @@ impl<P: Payload> Agent<P> {
         let Some(b) = self.plan.as_ref().map(|p| &p.blocks[r.idx as usize]) else {
             return;
         };
-        let (cid, state, manifest, expected) = (b.cid, b.state, b.manifest, b.len as usize);
+        let (cid, state, manifest) = (b.cid, b.state, b.manifest);
         if state == State::Held {
             self.stats.duplicate_blocks += 1;
             return;
         }
-        let len_ok = if b.capped {
-            payload.len() <= expected
-        } else {
-            payload.len() == expected
-        };
+        let len_ok = b.fits(payload.len());
         let bytes_ok = !manifest || payload.bytes().is_some();
         if !len_ok || !bytes_ok || payload.verify(&cid).is_err() {
             self.reject(r.idx, r.source, cid);
@@ -318,12 +314,7 @@ impl<P: Payload> Agent<P> {
                     return;
                 };
                 let cid = b.cid;
-                let len_ok = if b.capped {
-                    payload.len() <= b.len as usize
-                } else {
-                    payload.len() == b.len as usize
-                };
-                if len_ok && payload.verify(&cid).is_ok() {
+                if b.fits(payload.len()) && payload.verify(&cid).is_ok() {
                     self.stats.duplicate_blocks += 1;
                 } else {
                     self.reject(p.idx, Source::Peer(p.peer), cid);

@@ -43,6 +43,18 @@ pub(crate) struct Block {
     pub(crate) state: State,
 }
 
+impl Block {
+    /// Whether a payload of `len` bytes may be this block: its exact length, or within its
+    /// cap.
+    pub(crate) fn fits(&self, len: usize) -> bool {
+        if self.capped {
+            len <= self.len as usize
+        } else {
+            len == self.len as usize
+        }
+    }
+}
+
 /// Why a plan cannot be built from the manifests.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
