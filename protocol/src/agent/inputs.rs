@@ -480,6 +480,14 @@ impl<P: Payload> Agent<P> {
         match source {
             Source::Hub => self.hub_failed(),
             Source::Peer(p) => {
+                let manifest = self
+                    .plan
+                    .as_ref()
+                    .is_some_and(|plan| plan.blocks[idx as usize].manifest);
+                if manifest && self.duty.top(idx) == Some(p) {
+                    self.requests.owner_corrupt(idx);
+                    self.hub.wake();
+                }
                 let change = self.neighbours.exclude(idx, p);
                 self.apply(change);
                 let (faults, changes) = self.neighbours.add_fault(p);

@@ -131,7 +131,7 @@ fn index_key(cid: &Cid) -> u64 {
     le_u64(cid.hash().digest())
 }
 
-fn block_key(cid: &Cid) -> u64 {
+pub(super) fn block_key(cid: &Cid) -> u64 {
     le_u64(&block::digest(cid).unwrap_or([0; 32])[8..16])
 }
 

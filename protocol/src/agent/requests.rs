@@ -95,6 +95,8 @@ pub(super) struct Requests {
     unsure: BTreeSet<(Time, RequestId)>,
     /// Blocks found unsure this release (see [`Self::doubt`]).
     doubted: BTreeSet<u32>,
+    /// Manifests whose owner sent this node a corrupt copy (see [`Self::owner_corrupt`]).
+    owner_corrupt: BTreeSet<u32>,
     /// Chunks only other racks hold, kept out of the ready set until a holder in this node's
     /// rack appears or their turn to cross comes (see the racks part), with that turn.
     deferred: BTreeMap<u32, Time>,
@@ -133,6 +135,7 @@ impl Requests {
             doubt: cfg.second_holder_after,
             unsure: BTreeSet::new(),
             doubted: BTreeSet::new(),
+            owner_corrupt: BTreeSet::new(),
             deferred: BTreeMap::new(),
             deferred_at: BTreeSet::new(),
             raced: 0,
@@ -148,6 +151,7 @@ impl Requests {
         self.deferred.clear();
         self.deferred_at.clear();
         self.doubted.clear();
+        self.owner_corrupt.clear();
         self.raced = 0;
         self.on_probation.clear();
         self.probation_at.clear();
@@ -305,6 +309,18 @@ impl Requests {
     /// owner waits no more for holders not relied on. Returns whether it is newly doubted.
     pub(super) fn doubt(&mut self, idx: u32) -> bool {
         self.doubted.insert(idx)
+    }
+
+    /// The owner of manifest `idx` sent this node a corrupt copy: this node fetches it from
+    /// the hub itself. The owners that rank next may not have been sent one, and wait for the
+    /// owner's silence to show, while every block under the manifest waits for it.
+    pub(super) fn owner_corrupt(&mut self, idx: u32) {
+        self.owner_corrupt.insert(idx);
+    }
+
+    /// The manifests of [`Self::owner_corrupt`].
+    pub(super) fn owner_corrupt_manifests(&self) -> impl Iterator<Item = u32> + '_ {
+        self.owner_corrupt.iter().copied()
     }
 
     /// Whether block `idx` was found unsure this release.

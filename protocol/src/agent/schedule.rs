@@ -167,6 +167,13 @@ impl<P: Payload> Agent<P> {
         let window = &self.window;
         let windowed_idle =
             |idx: u32| idle(idx) && (plan.blocks[idx as usize].manifest || window.allows(idx));
+        let mut forced: Vec<u32> = self
+            .requests
+            .owner_corrupt_manifests()
+            .filter(|&idx| idle(idx))
+            .take(room)
+            .collect();
+        let room = room - forced.len();
         let picks = if self.hub.takes_anything() {
             self.hub.scan_any(plan, room, idle)
         } else {
@@ -191,7 +198,9 @@ impl<P: Payload> Agent<P> {
             self.owners
                 .hub_picks(plan, self.hub.level(), room, &self.timers, supply)
         };
-        for idx in picks {
+        let picks: Vec<u32> = picks.into_iter().filter(|i| !forced.contains(i)).collect();
+        forced.extend(picks);
+        for idx in forced {
             self.start_fetch(idx, Source::Hub);
         }
     }

@@ -1026,6 +1026,47 @@ fn requests_outrun_before_their_holder_answered_are_judged_at_their_deadline() {
 }
 
 #[test]
+fn a_node_sent_a_corrupt_manifest_by_its_owner_fetches_it_from_the_hub_at_once() {
+    // The root manifest's owner serves only corrupt blocks and the owner ranked next is
+    // silent. A node ranked third was sent a corrupt root by its owner: it fetches the root
+    // from the hub at once. Before, it waited for the owner ranked next, which had no reason
+    // to know, until the duty rules deposed that one too (2 s for a manifest), and every block
+    // under the root waited with it.
+    let rel = release(2, 4);
+    let key = plan::block_key(&rel.root);
+    let mut order: Vec<usize> = (0..6).collect();
+    order.sort_by_key(|&i| Reverse(owners::score(NodeId(i as u64), key)));
+    let (owner, next, me) = (order[0], order[1], order[2]);
+    let mut net = Net::new(rel, 6, cfg(5));
+    net.seed(owner);
+    net.corrupt.insert(owner);
+    net.members(&(0..6).collect::<Vec<_>>());
+    net.boot(owner);
+    net.run_until(100);
+    net.silent.insert(next);
+    net.boot(me);
+    net.run_until(1_500);
+    let root = net.rel.root;
+    let first = net
+        .hub_fetches
+        .iter()
+        .filter(|(n, cid, _)| *n == me && *cid == root)
+        .map(|&(_, _, t)| t.saturating_duration_since(Time::ZERO))
+        .min();
+    assert!(
+        first.is_some_and(|t| t < std::time::Duration::from_millis(300)),
+        "node {me} fetched the root from the hub at {first:?}"
+    );
+    assert!(net.events_of(me).any(|e| matches!(
+        e,
+        Event::Rejected {
+            from: Source::Peer(p),
+            ..
+        } if p.0 == owner as u64
+    )));
+}
+
+#[test]
 fn the_hub_fails_a_corrupt_block_and_backs_off() {
     let rel = release(1, 3);
     let victim = rel.chunks[0][1];
