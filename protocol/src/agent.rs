@@ -301,17 +301,17 @@ impl<P: Payload> Agent<P> {
                     let change = self.neighbours.exclude(r.idx, p);
                     self.apply(change);
                     self.missed(p, r.started);
-                    self.owner_failed(p, r.idx);
+                    self.owner_failed(p, self.duty.top(r.idx));
                 }
             }
         }
     }
 
-    /// `peer` failed a request for block `idx`: if it is the watched owner that ranks the
-    /// block first, it is deposed. It claimed its own block, so it is not waiting for the
+    /// `peer` failed a request for a block whose watched owner ranking it first is `top`: if
+    /// that is `peer`, it is deposed. It claimed its own block, so it is not waiting for the
     /// hub, and no hub fetch elsewhere would show it late.
-    fn owner_failed(&mut self, peer: NodeId, idx: u32) {
-        if self.duty.top(idx) == Some(peer) {
+    fn owner_failed(&mut self, peer: NodeId, top: Option<NodeId>) {
+        if top == Some(peer) {
             self.stats.owners_deposed += 1;
             self.depose(&[peer]);
         }
@@ -368,7 +368,7 @@ impl<P: Payload> Agent<P> {
 
     /// `peers` no longer count as owners (and their announced hub fetches are void); each is
     /// penalised.
-    pub(super) fn depose(&mut self, peers: &[NodeId]) {
+    fn depose(&mut self, peers: &[NodeId]) {
         let mut changed = false;
         for &peer in peers {
             let changes = self.neighbours.drop_fetching(peer);

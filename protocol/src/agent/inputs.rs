@@ -271,7 +271,8 @@ impl<P: Payload> Agent<P> {
     /// it for `second_holder_after` or longer was outrun by the one asked after it: that is
     /// a miss (a peer that claims blocks and never serves them is banned even when every
     /// block it was asked for came from elsewhere), and the watched owner that ranked it first
-    /// (`top`), outrun so on its own block, is deposed (see `Agent::owner_failed`). One asked
+    /// (`top`, taken before a hub delivery drops it), outrun so on its own block, is deposed
+    /// (see `Agent::owner_failed`). One asked
     /// more recently is put on probation (see `Requests::probation`): it is judged when it
     /// answers or runs out.
     fn outrun(&mut self, idx: u32, top: Option<NodeId>) {
@@ -288,10 +289,7 @@ impl<P: Payload> Agent<P> {
                     continue;
                 }
                 self.missed(p, r.started);
-                if top == Some(p) {
-                    self.stats.owners_deposed += 1;
-                    self.depose(&[p]);
-                }
+                self.owner_failed(p, top);
             }
             self.out.push_back(Output::Cancel { req: other });
         }
@@ -365,7 +363,7 @@ impl<P: Payload> Agent<P> {
                     let change = self.neighbours.not_found(p, r.idx);
                     self.apply(change);
                     self.missed(p, r.started);
-                    self.owner_failed(p, r.idx);
+                    self.owner_failed(p, self.duty.top(r.idx));
                 }
                 FetchError::Disconnected => {
                     let change = self.neighbours.exclude(r.idx, p);
@@ -375,7 +373,7 @@ impl<P: Payload> Agent<P> {
                     let change = self.neighbours.exclude(r.idx, p);
                     self.apply(change);
                     self.missed(p, r.started);
-                    self.owner_failed(p, r.idx);
+                    self.owner_failed(p, self.duty.top(r.idx));
                 }
             },
         }
