@@ -31,6 +31,7 @@
 //! fetches.
 
 mod bitfield;
+mod bitmatrix;
 mod config;
 mod duty;
 mod hub;

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::bitmatrix::BitMatrix;
 use super::id_map::IdMap;
 use super::racks::Racks;
 use super::{
@@ -53,9 +54,6 @@ pub(super) enum Change {
 struct Peer {
     /// This node picked it (rather than the other way round).
     outbound: bool,
-    bits: Bitfield,
-    /// Blocks the peer announced it is fetching from the hub.
-    fetching: Bitfield,
     /// Its `Hello` arrived.
     greeted: bool,
     /// When this node's `Hello` went to it (for one this node picked).
@@ -68,8 +66,6 @@ impl Peer {
     fn new(outbound: bool, now: Time, relied: bool) -> Self {
         Peer {
             outbound,
-            bits: Bitfield::new(),
-            fetching: Bitfield::new(),
             greeted: !outbound,
             hello_at: now,
             relied,
@@ -89,6 +85,10 @@ pub(super) struct Neighbours {
     /// quadratic in a simulation of the farm).
     members: Arc<Vec<NodeId>>,
     peers: IdMap<Peer>,
+    /// What each neighbour holds, a column each in `peers`' order.
+    bits: BitMatrix,
+    /// The blocks each neighbour announced it is fetching from the hub, the same way.
+    fetching: BitMatrix,
     /// Nodes that said `Bye`, not picked again before the time given.
     said_bye: BTreeMap<NodeId, Time>,
     /// Corrupt blocks sent, per peer (never forgiven).
@@ -124,6 +124,8 @@ impl Neighbours {
             max: cfg.max_neighbours,
             members: Arc::new(Vec::new()),
             peers: IdMap::new(),
+            bits: BitMatrix::new(),
+            fetching: BitMatrix::new(),
             said_bye: BTreeMap::new(),
             faults: BTreeMap::new(),
             misses: BTreeMap::new(),
@@ -234,7 +236,7 @@ impl Neighbours {
             while local_need > 0 && need > 0 && !pool.is_empty() && self.peers.len() < self.max {
                 let pick = pool.swap_remove(rng.below(pool.len() as u64) as usize);
                 let relied = self.is_relied(pick);
-                self.peers.insert(pick, Peer::new(true, now, relied));
+                self.insert(pick, Peer::new(true, now, relied));
                 picked.push(pick);
                 need -= 1;
                 local_need -= 1;
@@ -251,7 +253,7 @@ impl Neighbours {
                 continue;
             }
             let relied = self.is_relied(pick);
-            self.peers.insert(pick, Peer::new(true, now, relied));
+            self.insert(pick, Peer::new(true, now, relied));
             picked.push(pick);
             need -= 1;
         }
@@ -267,8 +269,24 @@ impl Neighbours {
             return false;
         }
         let relied = self.is_relied(from);
-        self.peers.insert(from, Peer::new(false, now, relied));
+        self.insert(from, Peer::new(false, now, relied));
         true
+    }
+
+    /// Adds (or replaces) neighbour `id`, holding and fetching nothing.
+    fn insert(&mut self, id: NodeId, peer: Peer) {
+        match self.peers.index(&id) {
+            Some(c) => {
+                self.bits.clear_col(c);
+                self.fetching.clear_col(c);
+            }
+            None => {
+                let c = self.peers.insertion_point(&id);
+                self.bits.insert_col(c);
+                self.fetching.insert_col(c);
+            }
+        }
+        self.peers.insert(id, peer);
     }
 
     /// `id`'s `Hello` arrived; returns the round trip if this node's `Hello` awaited it.
@@ -302,15 +320,20 @@ impl Neighbours {
 
     /// Removes a neighbour and what it held and fetched.
     pub(super) fn remove(&mut self, id: NodeId) -> Option<Vec<Change>> {
-        let peer = self.peers.remove(&id)?;
+        let c = self.peers.index(&id)?;
+        self.peers.remove(&id);
+        let held: Vec<u32> = self.bits.col(c).collect();
+        let fetching: Vec<u32> = self.fetching.col(c).collect();
+        self.bits.remove_col(c);
+        self.fetching.remove_col(c);
         let mut changes = Vec::new();
         let relied = self.is_relied(id);
-        for b in peer.bits.iter() {
+        for b in held {
             if !self.is_excluded(b, id) {
                 self.add_holder(b, -1, relied, &mut changes);
             }
         }
-        for b in peer.fetching.iter() {
+        for b in fetching {
             changes.extend(self.add_fetcher(b, -1));
         }
         self.announced.retain(|(p, _), _| *p != id);
@@ -324,13 +347,14 @@ impl Neighbours {
             self.deposed.pop_first();
         }
         self.deposed.insert(id);
-        let Some(peer) = self.peers.get_mut(&id) else {
+        let Some(c) = self.peers.index(&id) else {
             return Vec::new();
         };
-        let fetching = std::mem::take(&mut peer.fetching);
+        let fetching: Vec<u32> = self.fetching.col(c).collect();
+        self.fetching.clear_col(c);
         self.announced.retain(|(p, _), _| *p != id);
         fetching
-            .iter()
+            .into_iter()
             .filter_map(|b| self.add_fetcher(b, -1))
             .collect()
     }
@@ -357,10 +381,8 @@ impl Neighbours {
         self.excluded.clear();
         self.announced.clear();
         self.deposed.clear();
-        for peer in self.peers.values_mut() {
-            peer.bits = Bitfield::new();
-            peer.fetching = Bitfield::new();
-        }
+        self.bits.clear();
+        self.fetching.clear();
         self.new_haves.clear();
         self.new_fetches.clear();
         self.new_crossings.clear();
@@ -383,15 +405,16 @@ impl Neighbours {
 
     /// Whether neighbour `id` claims to hold `idx`.
     pub(super) fn claims(&self, id: NodeId, idx: u32) -> bool {
-        self.peers.get(&id).is_some_and(|p| p.bits.get(idx))
+        self.peers.index(&id).is_some_and(|c| self.bits.get(c, idx))
     }
 
-    /// The holdings of the neighbours relied on, one bitfield each.
-    pub(super) fn relied_holdings(&self) -> impl Iterator<Item = &Bitfield> + '_ {
+    /// The blocks the neighbours relied on hold, neighbour by neighbour.
+    pub(super) fn relied_holdings(&self) -> impl Iterator<Item = u32> + '_ {
         self.peers
-            .iter()
-            .filter(|(id, _)| self.is_relied(**id))
-            .map(|(_, p)| &p.bits)
+            .keys()
+            .enumerate()
+            .filter(|(_, id)| self.is_relied(**id))
+            .flat_map(|(c, _)| self.bits.col(c))
     }
 
     /// The neighbours holding `idx` that are not excluded for it, in id order.
@@ -403,10 +426,12 @@ impl Neighbours {
     /// [`Self::holders`], each with whether it is relied on.
     pub(super) fn holders_trusted(&self, idx: u32) -> impl Iterator<Item = (NodeId, bool)> + '_ {
         let excluded = self.excluded.get(&idx);
+        let (row, mask) = self.bits.row_of(idx);
         self.peers
             .iter()
-            .filter(move |(id, p)| p.bits.get(idx) && !excluded.is_some_and(|e| e.contains(id)))
-            .map(|(id, p)| (*id, p.relied))
+            .zip(row)
+            .filter(move |((id, _), w)| *w & mask != 0 && !excluded.is_some_and(|e| e.contains(id)))
+            .map(|((id, p), _)| (*id, p.relied))
     }
 
     /// Whether `id` was deposed as an owner during this release.
@@ -421,10 +446,10 @@ impl Neighbours {
     /// Adds holdings from a `Hello`. Holdings only grow during a release (a `NotFound` answer
     /// clears one bit), so a union is right even when a `Hello` overtakes a `Have`.
     pub(super) fn add_bits(&mut self, id: NodeId, bits: &Bitfield) -> Vec<Change> {
-        let Some(peer) = self.peers.get_mut(&id) else {
+        let Some(c) = self.peers.index(&id) else {
             return Vec::new();
         };
-        let added: Vec<u32> = bits.iter().filter(|b| peer.bits.set(*b)).collect();
+        let added: Vec<u32> = bits.iter().filter(|b| self.bits.set(c, *b)).collect();
         let counted: Vec<u32> = added
             .into_iter()
             .filter(|&b| !self.is_excluded(b, id))
@@ -450,12 +475,12 @@ impl Neighbours {
         if self.deposed.contains(&id) {
             return Vec::new();
         }
-        let Some(peer) = self.peers.get_mut(&id) else {
+        let Some(c) = self.peers.index(&id) else {
             return Vec::new();
         };
         let mut added = Vec::new();
-        for b in blocks.filter(|b| !peer.bits.get(*b) && *b < MAX_BLOCKS) {
-            if peer.fetching.set(b) {
+        for b in blocks.filter(|b| !self.bits.get(c, *b) && *b < MAX_BLOCKS) {
+            if self.fetching.set(c, b) {
                 added.push(b);
             }
             let room = self.announced.len() < ANNOUNCED || self.announced.contains_key(&(id, b));
@@ -481,7 +506,11 @@ impl Neighbours {
         let mut changes = Vec::new();
         for (id, b) in stale {
             self.announced.remove(&(id, b));
-            if self.peers.get_mut(&id).is_some_and(|p| p.fetching.clear(b)) {
+            if self
+                .peers
+                .index(&id)
+                .is_some_and(|c| self.fetching.unset(c, b))
+            {
                 changes.extend(self.add_fetcher(b, -1));
             }
         }
@@ -498,23 +527,25 @@ impl Neighbours {
     ) -> Vec<Change> {
         let Neighbours {
             peers,
+            bits,
+            fetching,
             announced,
             fetchers,
             ..
         } = self;
-        let Some(peer) = peers.get_mut(&id) else {
+        let Some(c) = peers.index(&id) else {
             return Vec::new();
         };
         let mut changes = Vec::new();
         let mut new = blocks;
         new.retain(|&b| {
-            if peer.fetching.clear(b) {
+            if fetching.unset(c, b) {
                 if let Some((start, true)) = announced.remove(&(id, b)) {
                     fetched.push((b, start));
                 }
                 changes.extend(fetcher_change(fetchers, b, -1));
             }
-            peer.bits.set(b)
+            bits.set(c, b)
         });
         new.retain(|&b| !self.is_excluded(b, id));
         let relied = self.is_relied(id);
@@ -528,8 +559,8 @@ impl Neighbours {
     pub(super) fn not_found(&mut self, id: NodeId, idx: u32) -> Vec<Change> {
         let cleared = self
             .peers
-            .get_mut(&id)
-            .is_some_and(|peer| peer.bits.clear(idx));
+            .index(&id)
+            .is_some_and(|c| self.bits.unset(c, idx));
         let mut changes = Vec::new();
         if cleared && !self.is_excluded(idx, id) {
             let relied = self.is_relied(id);
@@ -581,15 +612,19 @@ impl Neighbours {
     /// of or into the relied counts.
     fn rely_on(&mut self, id: NodeId, delta: i32) -> Vec<Change> {
         let Neighbours {
-            peers, excluded, ..
+            peers,
+            bits,
+            excluded,
+            ..
         } = self;
-        let Some(peer) = peers.get_mut(&id) else {
+        let Some(c) = peers.index(&id) else {
             return Vec::new();
         };
-        peer.relied = delta > 0;
-        let blocks: Vec<u32> = peer
-            .bits
-            .iter()
+        if let Some(peer) = peers.get_mut(&id) {
+            peer.relied = delta > 0;
+        }
+        let blocks: Vec<u32> = bits
+            .col(c)
             .filter(|b| !excluded.get(b).is_some_and(|e| e.contains(&id)))
             .collect();
         blocks
@@ -658,11 +693,12 @@ impl Neighbours {
                 blocks,
             }),
         ];
-        for (&id, peer) in self.peers.iter() {
+        for (c, &id) in self.peers.keys().enumerate() {
             let to_rack = !crossing.is_empty() && in_rack(id);
             // Crossings, the last kind, go only to the rack.
             for (blocks, message) in kinds.iter().take(if to_rack { 3 } else { 2 }) {
-                let mut news = blocks.iter().copied().filter(|b| !peer.bits.get(*b));
+                let bits = &self.bits;
+                let mut news = blocks.iter().copied().filter(|b| !bits.get(c, *b));
                 loop {
                     let blocks: Vec<u32> = news.by_ref().take(MAX_HAVE_BLOCKS).collect();
                     if blocks.is_empty() {
@@ -820,7 +856,7 @@ impl Neighbours {
             return Vec::new();
         }
         list.push(peer);
-        let holds = self.peers.get(&peer).is_some_and(|p| p.bits.get(idx));
+        let holds = self.claims(peer, idx);
         let mut changes = Vec::new();
         if holds {
             let relied = self.is_relied(peer);
@@ -836,7 +872,7 @@ impl Neighbours {
         };
         let back: Vec<NodeId> = list
             .into_iter()
-            .filter(|id| self.peers.get(id).is_some_and(|p| p.bits.get(idx)))
+            .filter(|id| self.claims(*id, idx))
             .collect();
         let mut changes = Vec::new();
         for id in back {
@@ -956,7 +992,7 @@ mod tests {
         assert!(n.remove(A).is_none());
         n.restart();
         assert_eq!(holders(&n, &[2]), [0]);
-        assert_eq!(n.peers.values().map(|p| p.bits.count()).sum::<u32>(), 0);
+        assert_eq!((0..n.peers.len()).map(|c| n.bits.count(c)).sum::<u32>(), 0);
     }
 
     #[test]
@@ -1010,7 +1046,7 @@ mod tests {
         assert_eq!(n.relied_holdings().count(), 0);
         let changes = n.delivered(A);
         assert_eq!(relied(&n), [1, 1]);
-        let held: Vec<u32> = n.relied_holdings().flat_map(Bitfield::iter).collect();
+        let held: Vec<u32> = n.relied_holdings().collect();
         assert_eq!(held, [1, 2], "A's claims only");
         assert_eq!(changes.len(), 2, "{changes:?}");
         // A new claim of a relied peer is relied on at once; an excluded one is not.

@@ -181,11 +181,11 @@ impl Owners {
     /// joined a swarm under way (the others may have started without counting it), so it
     /// leaves the chunks it ranks first to them for `join_grace` before fetching any.
     /// Returns whether it decided now (chunks may become hub candidates).
-    pub(super) fn decide_joiner<'a>(
+    pub(super) fn decide_joiner(
         &mut self,
         plan: &Plan,
         now: Time,
-        holdings: impl Iterator<Item = &'a Bitfield>,
+        holdings: impl Iterator<Item = u32>,
         timers: &mut Timers,
     ) -> bool {
         if self.joiner_decided || !plan.complete || plan.lookups > 0 {
@@ -199,15 +199,13 @@ impl Owners {
             return true;
         }
         let mut lacking = Bitfield::new();
-        for bits in holdings {
-            for b in bits.iter() {
-                let chunk_missing = plan
-                    .blocks
-                    .get(b as usize)
-                    .is_some_and(|blk| !blk.manifest && blk.state != State::Held);
-                if chunk_missing {
-                    lacking.set(b);
-                }
+        for b in holdings {
+            let chunk_missing = plan
+                .blocks
+                .get(b as usize)
+                .is_some_and(|blk| !blk.manifest && blk.state != State::Held);
+            if chunk_missing {
+                lacking.set(b);
             }
         }
         let chunks = plan.blocks.iter().filter(|b| !b.manifest).count() as u32;
