@@ -54,17 +54,10 @@ impl Bitfield {
 
     /// The set indices in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.words.iter().enumerate().flat_map(|(w, &word)| {
-            let mut word = word;
-            std::iter::from_fn(move || {
-                if word == 0 {
-                    return None;
-                }
-                let b = word.trailing_zeros();
-                word &= word - 1;
-                Some(w as u32 * 64 + b)
-            })
-        })
+        self.words
+            .iter()
+            .enumerate()
+            .flat_map(|(w, &word)| word_bits(w, word))
     }
 
     /// The length of [`to_bytes`](Self::to_bytes)'s output, without allocating.
@@ -107,8 +100,21 @@ impl Bitfield {
     }
 }
 
-fn split(index: u32) -> (usize, u32) {
+/// The word and bit of `index`.
+pub(super) fn split(index: u32) -> (usize, u32) {
     ((index / 64) as usize, index % 64)
+}
+
+/// The indices set in `word`, word `w` of a bitfield, in ascending order.
+pub(super) fn word_bits(w: usize, mut word: u64) -> impl Iterator<Item = u32> {
+    std::iter::from_fn(move || {
+        if word == 0 {
+            return None;
+        }
+        let b = word.trailing_zeros();
+        word &= word - 1;
+        Some(w as u32 * 64 + b)
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! column side by side, so one block's bits across all neighbours are one short run (an
 //! announcement or a holder pick reads a few cache lines, not one bitfield per neighbour).
 
-use super::bitfield::MAX_BLOCKS;
+use super::bitfield::{MAX_BLOCKS, split, word_bits};
 
 /// A bitfield per column, columns in the caller's order (the neighbours' id order).
 #[derive(Debug, Clone, Default)]
@@ -113,17 +113,7 @@ impl BitMatrix {
     /// Column `c`'s set indices in ascending order.
     pub(super) fn col(&self, c: usize) -> impl Iterator<Item = u32> + '_ {
         let (cols, rows) = (self.cols, if c < self.cols { self.rows } else { 0 });
-        (0..rows).flat_map(move |w| {
-            let mut word = self.words[w * cols + c];
-            std::iter::from_fn(move || {
-                if word == 0 {
-                    return None;
-                }
-                let b = word.trailing_zeros();
-                word &= word - 1;
-                Some(w as u32 * 64 + b)
-            })
-        })
+        (0..rows).flat_map(move |w| word_bits(w, self.words[w * cols + c]))
     }
 
     /// The number of indices set in column `c`.
@@ -131,10 +121,6 @@ impl BitMatrix {
     pub(super) fn count(&self, c: usize) -> u32 {
         self.col(c).count() as u32
     }
-}
-
-fn split(index: u32) -> (usize, u32) {
-    ((index / 64) as usize, index % 64)
 }
 
 #[cfg(test)]
