@@ -5,17 +5,47 @@
 use super::bitfield::{MAX_BLOCKS, split, word_bits};
 
 /// A bitfield per column, columns in the caller's order (the neighbours' id order).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct BitMatrix {
     cols: usize,
     rows: usize,
     /// `rows × cols` words: word `w` of column `c` at `w * cols + c`.
     words: Vec<u64>,
+    /// Indices at or above it are not stored.
+    limit: u32,
+}
+
+impl Default for BitMatrix {
+    fn default() -> Self {
+        BitMatrix {
+            cols: 0,
+            rows: 0,
+            words: Vec::new(),
+            limit: MAX_BLOCKS,
+        }
+    }
 }
 
 impl BitMatrix {
     pub(super) fn new() -> Self {
         Self::default()
+    }
+
+    /// Stores no index at or above `limit` (at most [`MAX_BLOCKS`]) from now on, and drops
+    /// those stored.
+    pub(super) fn bound(&mut self, limit: u32) {
+        self.limit = limit.min(MAX_BLOCKS);
+        let (w, b) = split(self.limit);
+        let rows = if b == 0 { w } else { w + 1 };
+        if rows < self.rows {
+            self.rows = rows;
+            self.words.truncate(rows * self.cols);
+        }
+        if b != 0 && w < self.rows {
+            for word in &mut self.words[w * self.cols..(w + 1) * self.cols] {
+                *word &= (1 << b) - 1;
+            }
+        }
     }
 
     /// Inserts an empty column before column `c` (at the end when `c` is the column count).
@@ -61,10 +91,16 @@ impl BitMatrix {
         }
     }
 
-    /// Clears every column.
+    /// Indices at or above it are not stored.
+    pub(super) fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Clears every column and lifts the bound.
     pub(super) fn clear(&mut self) {
         self.rows = 0;
         self.words.clear();
+        self.limit = MAX_BLOCKS;
     }
 
     pub(super) fn get(&self, c: usize, idx: u32) -> bool {
@@ -72,10 +108,10 @@ impl BitMatrix {
         c < self.cols && w < self.rows && self.words[w * self.cols + c] & (1 << b) != 0
     }
 
-    /// Sets `idx` in column `c`; whether it was newly set. Indices at or above [`MAX_BLOCKS`]
-    /// are ignored.
+    /// Sets `idx` in column `c`; whether it was newly set. Indices at or above the bound
+    /// ([`MAX_BLOCKS`] unless [`bound`](Self::bound) lowered it) are ignored.
     pub(super) fn set(&mut self, c: usize, idx: u32) -> bool {
-        if idx >= MAX_BLOCKS || c >= self.cols {
+        if idx >= self.limit || c >= self.cols {
             return false;
         }
         let (w, b) = split(idx);
@@ -185,5 +221,27 @@ mod tests {
         m.clear();
         assert!(!m.get(0, 3) && m.col(0).next().is_none());
         assert!(!m.set(0, MAX_BLOCKS));
+    }
+
+    /// A bound drops the indices at and above it, keeps those below, and refuses later ones.
+    #[test]
+    fn a_bound_drops_and_refuses_the_indices_beyond_it() {
+        let mut m = BitMatrix::new();
+        m.insert_col(0);
+        m.insert_col(1);
+        for idx in [3, 69, 70, 127, MAX_BLOCKS - 1] {
+            assert!(m.set(0, idx) && m.set(1, idx));
+        }
+        m.bound(70);
+        assert_eq!(m.rows, 2, "the rows past the bound are gone");
+        for c in 0..2 {
+            assert!(m.col(c).eq([3, 69]), "column {c}");
+        }
+        assert!(!m.set(0, 70) && !m.set(1, MAX_BLOCKS - 1));
+        assert!(!m.get(0, 70));
+        assert!(m.set(0, 68));
+        m.clear();
+        m.insert_col(0);
+        assert!(m.set(0, MAX_BLOCKS - 1), "a new release lifts the bound");
     }
 }

@@ -441,6 +441,9 @@ impl<P: Payload> Agent<P> {
         self.neighbours.queue_have(idx);
         match added {
             Some(Ok(new)) => {
+                if let Some(plan) = self.plan.as_ref().filter(|p| p.complete) {
+                    self.neighbours.bound(plan.blocks.len() as u32);
+                }
                 if let (Some(&first), Some(&last)) = (new.first(), new.last()) {
                     self.rank_blocks(first..last + 1);
                     if let Some(plan) = self.plan.as_ref() {

@@ -388,6 +388,20 @@ impl Neighbours {
         self.new_crossings.clear();
     }
 
+    /// The plan is complete with `blocks` blocks: claims of blocks beyond them (which no
+    /// honest peer makes) are dropped, and later ones ignored, so that one peer's claim of a
+    /// block near [`MAX_BLOCKS`] cannot keep every neighbour's row of the matrices that long.
+    pub(super) fn bound(&mut self, blocks: u32) {
+        self.bits.bound(blocks);
+        self.fetching.bound(blocks);
+        for counts in [&mut self.holders, &mut self.relied, &mut self.fetchers] {
+            counts.truncate(blocks as usize);
+            counts.shrink_to_fit();
+        }
+        self.announced.retain(|&(_, b), _| b < blocks);
+        self.excluded.retain(|&b, _| b < blocks);
+    }
+
     /// Neighbours holding `idx`.
     pub(super) fn holders_of(&self, idx: u32) -> u32 {
         self.holders.get(idx as usize).copied().unwrap_or(0)
@@ -479,7 +493,8 @@ impl Neighbours {
             return Vec::new();
         };
         let mut added = Vec::new();
-        for b in blocks.filter(|b| !self.bits.get(c, *b) && *b < MAX_BLOCKS) {
+        let limit = self.fetching.limit();
+        for b in blocks.filter(|b| !self.bits.get(c, *b) && *b < limit) {
             if self.fetching.set(c, b) {
                 added.push(b);
             }
@@ -993,6 +1008,43 @@ mod tests {
         n.restart();
         assert_eq!(holders(&n, &[2]), [0]);
         assert_eq!((0..n.peers.len()).map(|c| n.bits.count(c)).sum::<u32>(), 0);
+    }
+
+    /// Once the plan is complete, claims beyond its blocks are dropped and ignored: one peer
+    /// cannot make every neighbour's holdings that long.
+    #[test]
+    fn claims_beyond_a_complete_plan_are_dropped() {
+        let far = MAX_BLOCKS - 1;
+        let mut n = Neighbours::new(&AgentConfig::default());
+        assert!(n.accept(A, Time::ZERO) && n.accept(B, Time::ZERO));
+        n.add_bits(A, &bits(&[1, far]));
+        n.add_fetching(B, [far].into_iter(), Time::ZERO, true);
+        assert_eq!(
+            holders(&n, &[1, far]),
+            [1, 1],
+            "the plan's size is not known yet"
+        );
+        assert_eq!(n.fetchers_of(far), 1);
+        n.bound(3);
+        assert_eq!(holders(&n, &[1, far]), [1, 0]);
+        assert_eq!(n.fetchers_of(far), 0);
+        assert!(n.holders.len() <= 3 && n.fetchers.len() <= 3);
+        assert!(n.announced.is_empty());
+        assert_eq!(
+            n.add_bits(B, &bits(&[2, far])).len(),
+            1,
+            "only block 2 counts"
+        );
+        assert!(n.have(A, vec![far], &mut Vec::new()).is_empty());
+        assert!(
+            n.add_fetching(A, [far].into_iter(), Time::ZERO, true)
+                .is_empty()
+        );
+        assert!(n.announced.is_empty());
+        assert_eq!(n.holders(far).count(), 0);
+        n.restart();
+        n.add_bits(A, &bits(&[far]));
+        assert_eq!(holders(&n, &[far]), [1], "a new release lifts the bound");
     }
 
     #[test]
