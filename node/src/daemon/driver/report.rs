@@ -153,6 +153,7 @@ impl Driver {
     }
 
     pub(super) fn publish_snapshot(&mut self) {
+        self.published = Some(Instant::now());
         let p = self.agent.progress();
         let s = &mut self.snap;
         s.have_blocks = p.have_blocks as u64;
