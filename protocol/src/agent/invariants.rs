@@ -31,6 +31,12 @@ impl<P: Payload> Agent<P> {
                 );
             }
         }
+        if let Some(plan) = plan.filter(|p| p.complete) {
+            assert!(
+                self.neighbours.bounded_to(plan.blocks.len() as u32),
+                "claims beyond the complete plan are kept"
+            );
+        }
         assert!(self.neighbours.relied_flags_agree(), "cached trust");
         assert_eq!(self.booted, plan.is_some_and(Plan::is_booted), "booted");
         for id in self.neighbours.ids() {

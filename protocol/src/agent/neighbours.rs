@@ -745,6 +745,20 @@ impl Neighbours {
         true
     }
 
+    /// Whether nothing is kept of claims at or beyond `blocks` (the plan is complete).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(super) fn bounded_to(&self, blocks: u32) -> bool {
+        let kept = |m: &BitMatrix| {
+            m.limit() <= blocks && (0..self.peers.len()).all(|c| m.col(c).all(|b| b < blocks))
+        };
+        kept(&self.bits)
+            && kept(&self.fetching)
+            && [&self.holders, &self.relied, &self.fetchers]
+                .iter()
+                .all(|v| v.len() <= blocks as usize)
+            && self.announced.keys().all(|&(_, b)| b < blocks)
+    }
+
     /// Whether every neighbour's cached trust agrees with [`Self::is_relied`].
     #[cfg(any(test, feature = "fuzzing"))]
     pub(super) fn relied_flags_agree(&self) -> bool {
