@@ -40,6 +40,7 @@ impl BitMatrix {
         if rows < self.rows {
             self.rows = rows;
             self.words.truncate(rows * self.cols);
+            self.words.shrink_to_fit();
         }
         if b != 0 && w < self.rows {
             for word in &mut self.words[w * self.cols..(w + 1) * self.cols] {
