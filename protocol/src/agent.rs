@@ -370,14 +370,22 @@ impl<P: Payload> Agent<P> {
     /// `peers` no longer count as owners (and their announced hub fetches are void); each is
     /// penalised.
     fn depose(&mut self, peers: &[NodeId]) {
+        self.unseat(peers, true);
+    }
+
+    /// `peers` no longer count as owners and their announced hub fetches are void; with
+    /// `penalise`, each is penalised (a resignation is not).
+    fn unseat(&mut self, peers: &[NodeId], penalise: bool) {
         let mut changed = false;
         for &peer in peers {
             let changes = self.neighbours.drop_fetching(peer);
             self.apply(changes);
             changed |= self.owners.forget(peer, self.plan.as_ref());
-            let faults = self.neighbours.faults(peer);
-            self.out
-                .push_back(Output::Event(Event::PeerPenalised { peer, faults }));
+            if penalise {
+                let faults = self.neighbours.faults(peer);
+                self.out
+                    .push_back(Output::Event(Event::PeerPenalised { peer, faults }));
+            }
         }
         if changed {
             self.hub.wake();

@@ -518,18 +518,21 @@ impl Neighbours {
             .filter(|&(&(_, b), &(t, _))| overdue(t, b))
             .map(|(&k, _)| k)
             .collect();
-        let mut changes = Vec::new();
-        for (id, b) in stale {
-            self.announced.remove(&(id, b));
-            if self
-                .peers
-                .index(&id)
-                .is_some_and(|c| self.fetching.unset(c, b))
-            {
-                changes.extend(self.add_fetcher(b, -1));
-            }
+        stale
+            .into_iter()
+            .filter_map(|(id, b)| self.unannounce(id, b))
+            .collect()
+    }
+
+    /// `id`'s announced hub fetch of `b` no longer counts.
+    fn unannounce(&mut self, id: NodeId, b: u32) -> Option<Change> {
+        self.announced.remove(&(id, b));
+        let c = self.peers.index(&id)?;
+        if self.fetching.unset(c, b) {
+            self.add_fetcher(b, -1)
+        } else {
+            None
         }
-        changes
     }
 
     /// A neighbour's `Have`: the blocks are held, no longer fetched. The hub fetches it had
