@@ -53,7 +53,7 @@ mod time;
 mod timers;
 mod window;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 
 pub use bitfield::{Bitfield, MAX_BLOCKS};
@@ -297,7 +297,7 @@ impl<P: Payload> Agent<P> {
             self.stats.timeouts += 1;
             self.out.push_back(Output::Cancel { req });
             match r.source {
-                Source::Hub => self.hub_failed(),
+                Source::Hub => self.hub_failed(r.idx),
                 Source::Peer(p) => {
                     let change = self.neighbours.exclude(r.idx, p);
                     self.apply(change);
@@ -390,6 +390,64 @@ impl<P: Payload> Agent<P> {
         if changed {
             self.hub.wake();
             self.rebuild_duty();
+        }
+    }
+
+    /// A neighbour's hub fetch that started at `start` completed: the hub works (a back-off
+    /// may end), and if this node's own fetches failed unreachable meanwhile, its route to the
+    /// hub is broken and it resigns.
+    fn hub_served(&mut self, start: Time) {
+        self.hub.works(self.now, &mut self.timers);
+        if self.hub.served_other(start) {
+            self.resign();
+        }
+    }
+
+    /// This node's hub fetch of block `idx` failed: its passes on it are spent, the neighbours
+    /// it announced the fetch to stop counting it, and the owners ranked next may try the
+    /// block at once (`Message::Unfetched`).
+    pub(super) fn unfetched(&mut self, idx: u32) {
+        self.owners.unpass(idx);
+        self.neighbours.unqueue_fetching(idx);
+        let Some(plan) = self.plan.as_ref() else {
+            return;
+        };
+        let Some(b) = plan.blocks.get(idx as usize) else {
+            return;
+        };
+        let release = plan.tag;
+        let to: BTreeSet<NodeId> = self
+            .owners
+            .below(b.key)
+            .into_iter()
+            .chain(self.neighbours.ids())
+            .collect();
+        for to in to {
+            self.out.push_back(Output::Send {
+                to,
+                msg: Message::Unfetched {
+                    release,
+                    blocks: vec![idx],
+                },
+            });
+        }
+    }
+
+    /// This node cannot reach the hub while others do: it tells the owners that watch it (or
+    /// would) to move its blocks on now rather than wait to find it late.
+    fn resign(&mut self) {
+        let Some(plan) = self.plan.as_ref() else {
+            return;
+        };
+        let release = plan.tag;
+        let watchers = self.owners.watchers(plan);
+        self.stats.resigned = true;
+        self.out.push_back(Output::Event(Event::Resigned));
+        for to in watchers {
+            self.out.push_back(Output::Send {
+                to,
+                msg: Message::Resign { release },
+            });
         }
     }
 
@@ -601,9 +659,17 @@ impl<P: Payload> Agent<P> {
         self.hub.progressed(self.now, &mut self.timers);
     }
 
-    fn hub_failed(&mut self) {
-        self.hub.failed(self.now, &mut self.rng, &mut self.timers);
+    /// This node's hub fetch of block `idx` failed (an error, a timeout, a bad block). One
+    /// it tried only on passes (a probe for the owners above) is handed on without a
+    /// back-off: the hub may be down for everyone, and a node backing off from it takes no
+    /// part in the fallback levels, which must find the hub again once it is back.
+    fn hub_failed(&mut self, idx: u32) {
+        if self.owners.passes(idx, self.now) == 0 {
+            self.hub
+                .failed(idx, self.now, &mut self.rng, &mut self.timers);
+        }
         self.duty.hub_failed(self.now);
+        self.unfetched(idx);
     }
 
     /// The neighbours have answered (or had their time): if they already hold blocks of the

@@ -258,6 +258,8 @@ pub struct WorldStats {
     pub bad_installs: u64,
     /// Nodes whose gossip some node rejected (penalised).
     pub gossip_penalised: Vec<bool>,
+    /// Nodes that resigned their ownership (their hub fetches failed while others' did not).
+    pub resigned: Vec<bool>,
     /// Why the run stopped early, if it did not finish.
     pub aborted: Option<String>,
 }
@@ -405,6 +407,7 @@ impl<'a> World<'a> {
             heard_at: vec![None; n],
             upgraded_at: vec![None; n],
             gossip_penalised: vec![false; n],
+            resigned: vec![false; n],
             booted_at: vec![None; n],
             held_at: vec![None; n],
             first_stall: vec![None; n],
@@ -712,6 +715,7 @@ impl<'a> World<'a> {
                     *p = true;
                 }
             }
+            Event::Resigned => self.stats.resigned[i] = true,
             Event::Stalled { reason, .. } => {
                 self.stats.first_stall[i].get_or_insert(self.now);
                 *self

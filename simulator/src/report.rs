@@ -121,10 +121,11 @@ pub fn table(results: &[SeedResult]) -> String {
         if let Some(a) = &r.adversaries {
             let _ = writeln!(
                 s,
-                "{:>6}   adversaries: {}/{} penalised, {} honest nodes banned; honest all booted {} s against {} s without faults ({})",
+                "{:>6}   adversaries: {}/{} penalised or resigned ({} resigned), {} honest nodes banned; honest all booted {} s against {} s without faults ({})",
                 "",
                 a.penalised,
                 a.identities,
+                a.resigned,
                 a.honest_banned,
                 opt(r.all_booted_s, 3),
                 opt(a.clean_all_booted_s, 3),
@@ -195,6 +196,7 @@ pub fn json_value(r: &SeedResult) -> serde_json::Value {
     let optional = [
         ("adversaries", a.map(|a| json!(a.identities))),
         ("adversaries_penalised", a.map(|a| json!(a.penalised))),
+        ("adversaries_resigned", a.map(|a| json!(a.resigned))),
         ("honest_banned", a.map(|a| json!(a.honest_banned))),
         (
             "clean_all_booted_s",

@@ -140,8 +140,11 @@ pub struct SeedResult {
 pub struct AdversaryResult {
     /// Adversary identities that can be caught (all but replayers of a valid release).
     pub identities: usize,
-    /// Of them, those some node penalised, banned, or rejected the gossip of.
+    /// Of them, those some node penalised, banned, or rejected the gossip of, or that resigned
+    /// (a node that cannot reach the hub steps down by itself).
     pub penalised: usize,
+    /// Adversary nodes that resigned their ownership.
+    pub resigned: usize,
     /// Honest nodes some node banned.
     pub honest_banned: usize,
     /// all_booted_s of the honest nodes in the same scenario without its faults, when asked.
@@ -515,11 +518,14 @@ fn adversary_result(
         .collect();
     let caught = |i: usize| {
         let host = s.identity_host[i] as usize;
-        s.penalised[i] || s.banned[i] || s.gossip_penalised[host]
+        s.penalised[i] || s.banned[i] || s.gossip_penalised[host] || s.resigned[host]
     };
     Some(AdversaryResult {
         identities: ids.len(),
         penalised: ids.iter().filter(|&&i| caught(i)).count(),
+        resigned: (0..sc.nodes as usize)
+            .filter(|&n| catchable[n] && s.resigned[n])
+            .count(),
         honest_banned: honest.iter().filter(|&&n| s.banned[n as usize]).count(),
         clean_all_booted_s: None,
         honest_time_vs_clean: None,

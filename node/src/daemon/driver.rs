@@ -544,6 +544,11 @@ impl Driver {
                     let _ = self.swarm.disconnect_peer_id(pid);
                 }
             }
+            Event::Resigned => tracing::warn!(
+                hub = %self.opts.hub_url,
+                "this node cannot reach the hub while its neighbours can, so it leaves its share \
+                 of the release to them; check --hub and this node's route to the hub"
+            ),
             Event::Stalled { reason, missing } => {
                 tracing::info!(missing, "boot stalled: {reason}");
             }

@@ -3,6 +3,14 @@
 //! fetch completes: the hub is back. While nothing progresses, the fallback widens by stall
 //! levels (rank 1, then rank 2, then anyone), stretched when the hub itself is slow and never
 //! while it fails.
+//!
+//! A node whose own hub fetches fail while the hub serves others has a broken route to it (a
+//! bad uplink, a wrong `--hub`): once [`RESIGN_AFTER`] of its fetches in a row, a first
+//! back-off apart or more, have failed unreachable, each while a fetch of someone else's
+//! (started no later than the failure) completed, it *resigns* its ownership for the
+//! release. A hub down for everyone never shows that twice (no fetch completes across an
+//! outage; one that completed just before it may be heard of just after), nor does a block
+//! the hub lacks (the node's other fetches complete in between).
 
 use std::time::Duration;
 
@@ -13,6 +21,10 @@ use super::{AgentConfig, HubMode, Rng, StallReason, Time, mix64};
 /// Fallback levels: at level `n` blocks ranked `<= n` may come from the hub; at the last
 /// level any block may.
 pub(super) const ANYONE_LEVEL: u32 = 3;
+/// Own hub failures in a row, each contradicted by someone's fetch, that make a node resign.
+const RESIGN_AFTER: usize = 2;
+/// Failed blocks remembered to notice the hub is back (see [`Hub::failed_on`]).
+const FAILED_KEPT: usize = 64;
 
 #[derive(Debug)]
 pub(super) struct Hub {
@@ -36,6 +48,14 @@ pub(super) struct Hub {
     level: u32,
     /// The slowest recent hub fetch: when it finished and how long it took.
     slow_fetch: Option<(Time, Duration)>,
+    /// When this node's hub fetches failed unreachable since its last own delivery, and
+    /// whether someone's fetch completed across each (at most [`RESIGN_AFTER`] remembered).
+    unreachable: Vec<(Time, bool)>,
+    /// This node resigned its ownership for the release.
+    resigned: bool,
+    /// Blocks whose hub fetch failed since this node's last hub delivery (at most
+    /// [`FAILED_KEPT`]).
+    failed_blocks: Vec<u32>,
 }
 
 impl Hub {
@@ -55,6 +75,9 @@ impl Hub {
             last_progress: Time::ZERO,
             level: 1,
             slow_fetch: None,
+            unreachable: Vec::new(),
+            resigned: false,
+            failed_blocks: Vec::new(),
         }
     }
 
@@ -62,6 +85,9 @@ impl Hub {
     pub(super) fn restart(&mut self) {
         self.cursor = 0;
         self.slow_fetch = None;
+        self.unreachable.clear();
+        self.resigned = false;
+        self.failed_blocks.clear();
     }
 
     /// Asks for a hub scheduling pass.
@@ -128,16 +154,70 @@ impl Hub {
         }
         self.failing = false;
         self.backoff = self.backoff_first;
+        self.unreachable.clear();
+        self.failed_blocks.clear();
     }
 
-    /// A hub fetch failed: back off with ±25 % jitter, doubling up to the maximum.
-    pub(super) fn failed(&mut self, now: Time, rng: &mut Rng, timers: &mut Timers) {
+    /// Whether this node's hub fetch of block `idx` failed since its last hub delivery: the
+    /// block reaching it from a peer now means someone fetched it from the hub since (or held
+    /// it all along), so the hub may be back.
+    pub(super) fn failed_on(&self, idx: u32) -> bool {
+        self.failed_blocks.contains(&idx)
+    }
+
+    /// A hub fetch of block `idx` failed: back off with ±25 % jitter, doubling up to the
+    /// maximum.
+    pub(super) fn failed(&mut self, idx: u32, now: Time, rng: &mut Rng, timers: &mut Timers) {
+        if !self.failed_blocks.contains(&idx) {
+            if self.failed_blocks.len() >= FAILED_KEPT {
+                self.failed_blocks.remove(0);
+            }
+            self.failed_blocks.push(idx);
+        }
         self.failing = true;
         self.failed_at = now;
         let jitter = 0.75 + rng.below(500) as f64 / 1000.0;
         let wait = self.backoff.mul_f64(jitter);
         timers.arm(TimerKind::HubRetry, now + wait);
         self.backoff = (self.backoff * 2).min(self.backoff_max);
+    }
+
+    /// One of this node's hub fetches failed because the hub could not be reached (not a
+    /// refusal or a bad block): a sign of a broken route once the hub is seen serving others.
+    pub(super) fn unreachable(&mut self, now: Time) {
+        // Fetches that fail together (a hub that just went down fails all in flight) count
+        // once; the next count is a retry after a back-off.
+        if self
+            .unreachable
+            .last()
+            .is_some_and(|&(at, _)| now < at + self.backoff_first)
+        {
+            return;
+        }
+        if self.unreachable.len() >= RESIGN_AFTER {
+            self.unreachable.remove(0);
+        }
+        self.unreachable.push((now, false));
+    }
+
+    /// Someone else's hub fetch that started at `start` completed: it contradicts this node's
+    /// failures since then. Returns true once, when this node should resign (see the module
+    /// documentation).
+    pub(super) fn served_other(&mut self, start: Time) -> bool {
+        for (at, contradicted) in &mut self.unreachable {
+            *contradicted |= start <= *at;
+        }
+        let resign = !self.resigned
+            && self.unreachable.len() >= RESIGN_AFTER
+            && self.unreachable.iter().all(|&(_, c)| c);
+        self.resigned |= resign;
+        resign
+    }
+
+    /// Whether this node resigned its ownership for the release: it fetches from the hub
+    /// only at the last fallback level.
+    pub(super) fn resigned(&self) -> bool {
+        self.resigned
     }
 
     /// Someone's hub fetch completed: the hub works, so a back-off ends now, or one first
@@ -232,5 +312,61 @@ impl Hub {
     /// the hub link is still congested.
     fn is_recent(&self, now: Time, t: Time) -> bool {
         now.saturating_duration_since(t) < self.escalate_after
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Time {
+        Time::from_nanos(n * 1_000_000)
+    }
+
+    fn hub() -> Hub {
+        Hub::new(&AgentConfig::default())
+    }
+
+    #[test]
+    fn a_node_resigns_after_two_failures_a_back_off_apart_each_while_the_hub_served_others() {
+        let mut h = hub();
+        h.unreachable(ms(100));
+        // Someone's fetch that started after the failure says nothing of it.
+        assert!(!h.served_other(ms(150)));
+        // One under way across it does.
+        assert!(!h.served_other(ms(90)), "one failure is not enough");
+        // Failures together with the first count as one.
+        h.unreachable(ms(120));
+        assert!(!h.served_other(ms(50)));
+        h.unreachable(ms(1_200));
+        assert!(!h.resigned());
+        assert!(
+            h.served_other(ms(1_100)),
+            "the retry failed too while the hub served"
+        );
+        assert!(h.resigned());
+        assert!(!h.served_other(ms(1_100)), "once");
+        h.restart();
+        assert!(!h.resigned(), "for one release");
+    }
+
+    #[test]
+    fn a_hub_down_for_everyone_or_a_delivery_in_between_makes_no_resignation() {
+        // An outage: the retry fails with nothing completing across it.
+        let mut h = hub();
+        h.unreachable(ms(100));
+        assert!(!h.served_other(ms(60)));
+        h.unreachable(ms(1_200));
+        assert!(!h.served_other(ms(1_300)));
+        assert!(!h.served_other(ms(5_000)), "fetches after the return");
+        assert!(!h.resigned());
+        // A block the hub lacks: the node's own deliveries come in between.
+        let mut h = hub();
+        h.unreachable(ms(100));
+        assert!(!h.served_other(ms(60)));
+        h.delivered(ms(500), Duration::from_millis(100));
+        h.unreachable(ms(1_200));
+        assert!(!h.served_other(ms(1_100)));
+        assert!(!h.resigned());
     }
 }

@@ -149,6 +149,7 @@ impl<P: Payload> Agent<P> {
                 self.undefer(local);
                 for (idx, start) in fetched {
                     self.duty.fetched_by(from, self.now);
+                    self.hub_served(start);
                     // A manifest's length is known once held.
                     let block = self.plan.as_ref().and_then(|p| p.blocks.get(idx as usize));
                     if let Some(b) = block.filter(|b| !b.manifest || b.state == State::Held) {
@@ -170,6 +171,31 @@ impl<P: Payload> Agent<P> {
             Message::Crossing { release, blocks } => {
                 if self.plan.as_ref().map(|p| p.tag) == Some(release) && self.racks.is_local(from) {
                     self.heard_crossing(from, &blocks);
+                }
+            }
+            Message::Unfetched { release, blocks } => {
+                let Some(plan) = self.plan.as_ref().filter(|p| p.tag == release) else {
+                    return;
+                };
+                let passed = self.owners.pass(plan, &blocks, from, self.now);
+                let changes = self.neighbours.fetches_failed(from, &blocks);
+                self.apply(changes);
+                if passed.is_empty() {
+                    return;
+                }
+                // A node backing off from the hub cannot try them now: it passes them on.
+                if self.timers.is_armed(TimerKind::HubRetry) {
+                    for idx in passed {
+                        self.unfetched(idx);
+                    }
+                } else {
+                    self.hub.wake();
+                }
+            }
+            Message::Resign { release } => {
+                if self.plan.as_ref().map(|p| p.tag) == Some(release) {
+                    self.stats.resignations += 1;
+                    self.unseat(&[from], false);
                 }
             }
             Message::Bye => {
@@ -254,6 +280,13 @@ impl<P: Payload> Agent<P> {
                 self.apply(changes);
                 let took = self.now.saturating_duration_since(r.started);
                 self.requests.delivered(p, took);
+                // A manifest this node failed to fetch from the hub reached it from a peer:
+                // someone fetched it since, so the hub is likely back (chunks circulate among
+                // peers whatever the hub does); a back-off ends as when a neighbour's hub
+                // fetch completes.
+                if manifest && self.hub.failed_on(r.idx) {
+                    self.hub.works(self.now, &mut self.timers);
+                }
             }
         }
         self.outrun(r.idx, top);
@@ -346,7 +379,12 @@ impl<P: Payload> Agent<P> {
             return;
         };
         match r.source {
-            Source::Hub => self.hub_failed(),
+            Source::Hub => {
+                if error == FetchError::HubUnavailable {
+                    self.hub.unreachable(self.now);
+                }
+                self.hub_failed(r.idx);
+            }
             Source::Peer(p) => match error {
                 FetchError::Busy => {
                     debug_assert!(self.neighbours.contains(p), "requests go to neighbours");
@@ -479,7 +517,7 @@ impl<P: Payload> Agent<P> {
         self.out
             .push_back(Output::Event(Event::Rejected { from: source, cid }));
         match source {
-            Source::Hub => self.hub_failed(),
+            Source::Hub => self.hub_failed(idx),
             Source::Peer(p) => {
                 let manifest = self
                     .plan

@@ -175,6 +175,9 @@ pub enum Event {
         /// The peer.
         peer: NodeId,
     },
+    /// This node's hub fetches fail while the hub serves its neighbours: it left its share of
+    /// the release to the owners ranked next.
+    Resigned,
     /// Nothing progressed for a stall period.
     Stalled {
         /// Why.
@@ -250,4 +253,8 @@ pub struct AgentStats {
     pub owners_deposed: u64,
     /// Neighbours dropped for not answering a `Hello`.
     pub silent_dropped: u64,
+    /// Owners that resigned (`Message::Resign`) for the current release.
+    pub resignations: u64,
+    /// This node resigned its ownership: its hub fetches failed while the hub served others.
+    pub resigned: bool,
 }

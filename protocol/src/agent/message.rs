@@ -15,6 +15,8 @@ const TAG_FETCHING: u8 = 4;
 const TAG_PING: u8 = 5;
 const TAG_PONG: u8 = 6;
 const TAG_CROSSING: u8 = 7;
+const TAG_RESIGN: u8 = 8;
+const TAG_UNFETCHED: u8 = 9;
 
 /// `Hello` flags: the receiver should answer, and a rack follows.
 const HELLO_REPLY: u8 = 1;
@@ -60,6 +62,22 @@ pub enum Message {
         release: u64,
         /// Block indices.
         blocks: Vec<u32>,
+    },
+    /// The sender's hub fetch of these blocks failed (the hub could not be reached): the owners
+    /// ranked next may each try them once, one rank sooner than their turn. Sent to the
+    /// owners ranked below the sender for the blocks, neighbours or not.
+    Unfetched {
+        /// The release the indices refer to.
+        release: u64,
+        /// Block indices.
+        blocks: Vec<u32>,
+    },
+    /// The sender cannot fetch from the hub while the hub serves others, so it no longer owns
+    /// blocks of this release: the receiver moves them to the next-ranked owners. Sent to the
+    /// owners ranked next to the sender, neighbours or not.
+    Resign {
+        /// The release it steps down for.
+        release: u64,
     },
     /// The sender closes the neighbour link (full, banned, or leaving).
     Bye,
@@ -120,11 +138,13 @@ impl Message {
             }
             Message::Have { release, blocks }
             | Message::Fetching { release, blocks }
-            | Message::Crossing { release, blocks } => {
+            | Message::Crossing { release, blocks }
+            | Message::Unfetched { release, blocks } => {
                 let tag = match self {
                     Message::Have { .. } => TAG_HAVE,
                     Message::Fetching { .. } => TAG_FETCHING,
-                    _ => TAG_CROSSING,
+                    Message::Crossing { .. } => TAG_CROSSING,
+                    _ => TAG_UNFETCHED,
                 };
                 out.push(tag);
                 out.extend_from_slice(&release.to_le_bytes());
@@ -133,6 +153,10 @@ impl Message {
                 for b in &blocks[..n] {
                     out.extend_from_slice(&b.to_le_bytes());
                 }
+            }
+            Message::Resign { release } => {
+                out.push(TAG_RESIGN);
+                out.extend_from_slice(&release.to_le_bytes());
             }
             Message::Bye => out.push(TAG_BYE),
             Message::Ping => out.push(TAG_PING),
@@ -160,7 +184,11 @@ impl Message {
             }
             Message::Have { blocks, .. }
             | Message::Fetching { blocks, .. }
-            | Message::Crossing { blocks, .. } => 1 + 8 + 2 + 4 * blocks.len().min(MAX_HAVE_BLOCKS),
+            | Message::Crossing { blocks, .. }
+            | Message::Unfetched { blocks, .. } => {
+                1 + 8 + 2 + 4 * blocks.len().min(MAX_HAVE_BLOCKS)
+            }
+            Message::Resign { .. } => 1 + 8,
             Message::Bye | Message::Ping | Message::Pong => 1,
         }
     }
@@ -193,7 +221,7 @@ impl Message {
                     rack,
                 }
             }
-            tag @ (TAG_HAVE | TAG_FETCHING | TAG_CROSSING) => {
+            tag @ (TAG_HAVE | TAG_FETCHING | TAG_CROSSING | TAG_UNFETCHED) => {
                 let release = r.u64()?;
                 let n = usize::from(r.u16()?);
                 if n > MAX_HAVE_BLOCKS {
@@ -210,9 +238,11 @@ impl Message {
                 match tag {
                     TAG_HAVE => Message::Have { release, blocks },
                     TAG_FETCHING => Message::Fetching { release, blocks },
-                    _ => Message::Crossing { release, blocks },
+                    TAG_CROSSING => Message::Crossing { release, blocks },
+                    _ => Message::Unfetched { release, blocks },
                 }
             }
+            TAG_RESIGN => Message::Resign { release: r.u64()? },
             TAG_BYE => Message::Bye,
             TAG_PING => Message::Ping,
             TAG_PONG => Message::Pong,
@@ -304,6 +334,11 @@ mod tests {
                 release: 42,
                 blocks: vec![4, 8],
             },
+            Message::Unfetched {
+                release: 42,
+                blocks: vec![3],
+            },
+            Message::Resign { release: 42 },
             Message::Bye,
             Message::Ping,
             Message::Pong,
@@ -337,7 +372,7 @@ mod tests {
 
     #[test]
     fn out_of_range_fields_are_refused() {
-        assert_eq!(Message::decode(&[9]), Err(MessageError::UnknownTag(9)));
+        assert_eq!(Message::decode(&[10]), Err(MessageError::UnknownTag(10)));
         let mut have = vec![TAG_HAVE];
         have.extend_from_slice(&1u64.to_le_bytes());
         have.extend_from_slice(&1u16.to_le_bytes());

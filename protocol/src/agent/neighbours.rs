@@ -524,6 +524,14 @@ impl Neighbours {
             .collect()
     }
 
+    /// Neighbour `id` said its hub fetches of `blocks` failed: they no longer count.
+    pub(super) fn fetches_failed(&mut self, id: NodeId, blocks: &[u32]) -> Vec<Change> {
+        blocks
+            .iter()
+            .filter_map(|&b| self.unannounce(id, b))
+            .collect()
+    }
+
     /// `id`'s announced hub fetch of `b` no longer counts.
     fn unannounce(&mut self, id: NodeId, b: u32) -> Option<Change> {
         self.announced.remove(&(id, b));
@@ -665,6 +673,11 @@ impl Neighbours {
     /// A hub fetch started: announce it (`Fetching`) so neighbours know it is on its way.
     pub(super) fn queue_fetching(&mut self, idx: u32) {
         self.new_fetches.push(idx);
+    }
+
+    /// A hub fetch failed before its `Fetching` went out: it is not announced.
+    pub(super) fn unqueue_fetching(&mut self, idx: u32) {
+        self.new_fetches.retain(|&i| i != idx);
     }
 
     /// A chunk is crossing the rack's uplink: tell the neighbours in the rack (`Crossing`).

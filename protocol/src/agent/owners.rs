@@ -8,6 +8,7 @@
 //! node that joined a swarm under way leaves the chunks it ranks first to the nodes already
 //! there for a grace.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,9 @@ pub(super) struct Supply {
     /// relied on, and has not delivered it `second_holder_after` after it was asked (see
     /// `Agent::schedule_hub`).
     pub(super) top_passed: bool,
+    /// Owners above this node that could not fetch it from the hub just now (see
+    /// [`Owners::pass`]): this node steps in that many ranks sooner.
+    pub(super) passes: u32,
 }
 
 #[derive(Debug)]
@@ -48,6 +52,13 @@ pub(super) struct Owners {
     /// Blocks ranked below [`ANYONE_LEVEL`], in boot-priority order: the only hub candidates
     /// before the fallback reaches anyone.
     near_owned: Vec<u32>,
+    /// Per block, the owners above this node that could not fetch it from the hub, and when
+    /// they said so (see [`Self::pass`]); at most one entry per owner above it, within
+    /// [`FOLLOW_DEPTH`].
+    passed: BTreeMap<u32, Vec<(NodeId, Time)>>,
+    /// How long a pass lasts: half a first hub back-off, so it is over before the owner that
+    /// gave it may retry the block itself.
+    pass_for: Duration,
     /// When this node first had cohort members.
     member_since: Option<Time>,
     boot_started: Time,
@@ -64,6 +75,8 @@ impl Owners {
             owners: Arc::new(Vec::new()),
             ranks: Vec::new(),
             near_owned: Vec::new(),
+            passed: BTreeMap::new(),
+            pass_for: cfg.hub_backoff / 2,
             member_since: None,
             boot_started: Time::ZERO,
             joiner_decided: false,
@@ -96,6 +109,7 @@ impl Owners {
         self.owners = Arc::clone(members);
         self.ranks.clear();
         self.near_owned.clear();
+        self.passed.clear();
         timers.clear(TimerKind::JoinerGrace);
         self.joiner_decided = false;
         self.boot_started = now;
@@ -116,6 +130,11 @@ impl Owners {
             return false;
         };
         Arc::make_mut(&mut self.owners).remove(pos);
+        // Its blocks' ranks drop by one instead.
+        self.passed.retain(|_, by| {
+            by.retain(|&(b, _)| b != id);
+            !by.is_empty()
+        });
         let Some(plan) = plan else {
             return false;
         };
@@ -133,6 +152,92 @@ impl Owners {
         }
         self.rebuild_near_owned(plan);
         true
+    }
+
+    /// The owners that watch this node, or would once the owners above it are gone: for each
+    /// block it ranks within [`FOLLOW_DEPTH`], the [`FOLLOW_DEPTH`] other owners ranked
+    /// highest. Sorted.
+    pub(super) fn watchers(&self, plan: &Plan) -> Vec<NodeId> {
+        let mut out = BTreeSet::new();
+        for (b, &rank) in plan.blocks.iter().zip(&self.ranks) {
+            if rank <= FOLLOW_DEPTH {
+                out.extend(self.top(b.key, None));
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// The [`FOLLOW_DEPTH`] owners ranked next below this node for `key`.
+    pub(super) fn below(&self, key: u64) -> Vec<NodeId> {
+        self.top(key, Some(score(self.me, key)))
+    }
+
+    /// The [`FOLLOW_DEPTH`] owners but this node ranked highest for `key` (among those scoring
+    /// under `under`), highest first.
+    fn top(&self, key: u64, under: Option<u64>) -> Vec<NodeId> {
+        let depth = FOLLOW_DEPTH as usize;
+        let mut top: Vec<(u64, NodeId)> = Vec::with_capacity(depth + 1);
+        for &o in self.owners.iter().filter(|&&o| o != self.me) {
+            let s = score(o, key);
+            if under.is_none_or(|u| s < u)
+                && (top.len() < depth || top.last().is_some_and(|&(t, _)| s > t))
+            {
+                let at = top.partition_point(|&(t, _)| t > s);
+                top.insert(at, (s, o));
+                top.truncate(depth);
+            }
+        }
+        top.into_iter().map(|(_, o)| o).collect()
+    }
+
+    /// Owner `by` could not fetch `blocks` from the hub (`Message::Unfetched`) at `now`: for
+    /// each it outranks this node on, and this node follows, this node may step in one rank
+    /// sooner for an attempt in the next `pass_for`. Returns the blocks passed on anew.
+    pub(super) fn pass(&mut self, plan: &Plan, blocks: &[u32], by: NodeId, now: Time) -> Vec<u32> {
+        let passed: Vec<u32> = blocks
+            .iter()
+            .copied()
+            .filter(|&idx| self.pass_one(plan, idx, by, now))
+            .collect();
+        if !passed.is_empty() {
+            self.rebuild_near_owned(plan);
+        }
+        passed
+    }
+
+    fn pass_one(&mut self, plan: &Plan, idx: u32, by: NodeId, now: Time) -> bool {
+        let (Some(b), Some(&rank)) = (plan.blocks.get(idx as usize), self.ranks.get(idx as usize))
+        else {
+            return false;
+        };
+        if rank > FOLLOW_DEPTH
+            || score(by, b.key) <= score(self.me, b.key)
+            || self.owners.binary_search(&by).is_err()
+        {
+            return false;
+        }
+        let pass_for = self.pass_for;
+        let by_idx = self.passed.entry(idx).or_default();
+        by_idx.retain(|&(_, at)| at + pass_for > now);
+        if by_idx.iter().any(|&(b, _)| b == by) {
+            return false;
+        }
+        by_idx.push((by, now));
+        true
+    }
+
+    /// Owners above this node that passed block `idx` on to it within `pass_for` of `now`.
+    pub(super) fn passes(&self, idx: u32, now: Time) -> u32 {
+        self.passed.get(&idx).map_or(0, |by| {
+            by.iter()
+                .filter(|&&(_, at)| at + self.pass_for > now)
+                .count() as u32
+        })
+    }
+
+    /// This node tried block `idx` from the hub and failed: the passes it had are spent.
+    pub(super) fn unpass(&mut self, idx: u32) {
+        self.passed.remove(&idx);
     }
 
     /// Ranks the blocks in `range` (new to the plan, or all of them after the owners changed).
@@ -166,7 +271,7 @@ impl Owners {
             let s = supply(idx);
             if s.holders == 0
                 && (b.manifest || chunks_allowed)
-                && self.rank_of_block(idx) <= level + u32::from(s.top_passed)
+                && self.rank_of_block(idx) <= level + u32::from(s.top_passed) + s.passes
                 && (level > 1 || s.fetchers == 0)
                 && s.idle
             {
@@ -229,7 +334,10 @@ impl Owners {
             .order
             .iter()
             .copied()
-            .filter(|&i| self.rank_of_block(i) < ANYONE_LEVEL)
+            .filter(|&i| {
+                let passes = self.passed.get(&i).map_or(0, |by| by.len() as u32);
+                self.rank_of_block(i).saturating_sub(passes) < ANYONE_LEVEL
+            })
             .collect();
     }
 }
@@ -309,6 +417,115 @@ mod tests {
     }
 
     #[test]
+    fn passes_let_the_owners_ranked_next_step_in_one_rank_each_for_one_attempt() {
+        let plan = test_plan(200);
+        let members: Vec<NodeId> = (1..14).map(NodeId).collect();
+        let me = NodeId(5);
+        let mut owners = Owners::new(&AgentConfig {
+            id: me,
+            ..AgentConfig::default()
+        });
+        owners.start_boot(
+            &Arc::new(members.clone()),
+            Time::ZERO,
+            &mut Timers::default(),
+        );
+        owners.rank(&plan, 0..plan.blocks.len() as u32);
+        let mut timers = Timers::default();
+        assert!(owners.decide_joiner(&plan, Time::ZERO, std::iter::empty(), &mut timers));
+        let (idx, b) = plan
+            .blocks
+            .iter()
+            .enumerate()
+            .find(|(i, _)| owners.rank_of_block(*i as u32) == 3)
+            .map(|(i, b)| (i as u32, b))
+            .expect("a block this node ranks third");
+        let mut above: Vec<NodeId> = members
+            .iter()
+            .copied()
+            .filter(|&o| o != me && score(o, b.key) > score(me, b.key))
+            .collect();
+        above.sort_by_key(|&o| std::cmp::Reverse(score(o, b.key)));
+        assert_eq!(above.len(), 2);
+        let below = owners.below(b.key);
+        assert_eq!(below.len(), FOLLOW_DEPTH as usize);
+        assert!(below.iter().all(|&o| score(o, b.key) < score(me, b.key)));
+        assert!(!below.contains(&me) && !below.iter().any(|o| above.contains(o)));
+        let free = |i: u32| Supply {
+            holders: 0,
+            fetchers: 0,
+            idle: i == idx,
+            top_passed: false,
+            passes: 0,
+        };
+        let now = Time::ZERO;
+        let picks = |o: &Owners| {
+            let supply = |i| Supply {
+                passes: o.passes(i, now),
+                ..free(i)
+            };
+            o.hub_picks(&plan, 1, 100, &timers, supply)
+        };
+        assert!(picks(&owners).is_empty());
+        // Only owners above this node pass a block on, each once.
+        assert!(owners.pass(&plan, &[idx], below[0], now).is_empty());
+        assert!(
+            owners.pass(&plan, &[idx], NodeId(99), now).is_empty(),
+            "not an owner"
+        );
+        assert_eq!(owners.pass(&plan, &[idx], above[0], now), [idx]);
+        assert!(owners.pass(&plan, &[idx], above[0], now).is_empty());
+        assert!(picks(&owners).is_empty(), "rank 3 needs both above");
+        assert_eq!(owners.pass(&plan, &[idx], above[1], now), [idx]);
+        assert_eq!(picks(&owners), [idx]);
+        // One attempt: failing it spends the passes.
+        owners.unpass(idx);
+        assert!(picks(&owners).is_empty());
+        // A pass from an owner that then leaves is not counted twice (its rank goes instead).
+        assert_eq!(owners.pass(&plan, &[idx], above[0], now), [idx]);
+        assert!(owners.forget(above[0], Some(&plan)));
+        assert!(picks(&owners).is_empty(), "rank 2 now, no pass left");
+        assert_eq!(owners.pass(&plan, &[idx], above[1], now), [idx]);
+        assert_eq!(picks(&owners), [idx]);
+        // A pass lasts less than its giver's first back-off: the giver may retry after that.
+        let later = now + AgentConfig::default().hub_backoff / 2;
+        assert_eq!(owners.passes(idx, later), 0);
+        assert_eq!(
+            owners.pass(&plan, &[idx], above[1], later),
+            [idx],
+            "given again"
+        );
+    }
+
+    #[test]
+    fn watchers_are_the_owners_ranked_near_this_node_on_its_blocks() {
+        let plan = test_plan(60);
+        let members: Vec<NodeId> = (1..40).map(NodeId).collect();
+        let me = NodeId(7);
+        let mut owners = Owners::new(&AgentConfig {
+            id: me,
+            ..AgentConfig::default()
+        });
+        owners.start_boot(
+            &Arc::new(members.clone()),
+            Time::ZERO,
+            &mut Timers::default(),
+        );
+        owners.rank(&plan, 0..plan.blocks.len() as u32);
+        let watchers = owners.watchers(&plan);
+        assert!(!watchers.contains(&me) && watchers.windows(2).all(|w| w[0] < w[1]));
+        for (i, b) in plan.blocks.iter().enumerate() {
+            let mut others: Vec<NodeId> = members.iter().copied().filter(|&o| o != me).collect();
+            others.sort_by_key(|&o| std::cmp::Reverse(score(o, b.key)));
+            let top = &others[..FOLLOW_DEPTH as usize];
+            if owners.rank_of_block(i as u32) <= FOLLOW_DEPTH {
+                assert!(top.iter().all(|o| watchers.contains(o)), "block {i}");
+            }
+        }
+        assert!(watchers.len() < members.len() - 1, "not every member");
+    }
+
+    #[test]
     fn hub_picks_follow_level_supply_and_the_joiner_decision() {
         let plan = test_plan(60);
         let members: Vec<NodeId> = (1..4).map(NodeId).collect();
@@ -320,6 +537,7 @@ mod tests {
             fetchers: 0,
             idle: i != 0,
             top_passed: false,
+            passes: 0,
         };
         let rank = |owners: &Owners, i: u32| owners.rank_of_block(i);
         // Chunks wait for the joiner decision.

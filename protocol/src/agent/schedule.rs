@@ -176,6 +176,8 @@ impl<P: Payload> Agent<P> {
         let room = room - forced.len();
         let picks = if self.hub.takes_anything() {
             self.hub.scan_any(plan, room, idle)
+        } else if self.hub.resigned() {
+            Vec::new()
         } else {
             let supply = |idx: u32| Supply {
                 holders: if unproven(idx) {
@@ -185,6 +187,7 @@ impl<P: Payload> Agent<P> {
                 },
                 fetchers: self.neighbours.fetchers_of(idx),
                 idle: windowed_idle(idx),
+                passes: self.owners.passes(idx, self.now),
                 top_passed: self.requests.is_doubted(idx)
                     && self.duty.top(idx).is_some_and(|t| {
                         !self.neighbours.is_relied(t)

@@ -340,6 +340,11 @@ impl Driver {
                 release,
                 blocks: indices(r),
             },
+            3 if r.bool() => Message::Resign { release },
+            3 if r.bool() => Message::Unfetched {
+                release,
+                blocks: indices(r),
+            },
             3 => Message::Bye,
             _ => {
                 let n = r.below(64);
@@ -442,6 +447,7 @@ impl Driver {
                     assert_eq!(blocks, self.tree.cids.len());
                 }
             }
+            Event::Resigned => assert!(self.agent.stats().resigned),
             Event::PeerPenalised { .. } | Event::Stalled { .. } | Event::Failed { .. } => {}
         }
     }

@@ -108,6 +108,11 @@ pub(super) fn message_seeds() -> Vec<Vec<u8>> {
             release: 7,
             blocks: vec![6, 9],
         },
+        Message::Unfetched {
+            release: 7,
+            blocks: vec![2],
+        },
+        Message::Resign { release: 7 },
         Message::Bye,
     ]
     .iter()
