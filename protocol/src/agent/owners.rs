@@ -369,7 +369,15 @@ mod tests {
     use crate::agent::plan::test_plan;
 
     fn owners_of(members: &[NodeId], plan: &Plan) -> Owners {
-        let mut owners = Owners::new(&AgentConfig::default());
+        owners_as(AgentConfig::default().id, members, plan)
+    }
+
+    /// `me`'s owners over `members` at boot, with `plan` ranked.
+    fn owners_as(me: NodeId, members: &[NodeId], plan: &Plan) -> Owners {
+        let mut owners = Owners::new(&AgentConfig {
+            id: me,
+            ..AgentConfig::default()
+        });
         owners.start_boot(
             &Arc::new(members.to_vec()),
             Time::ZERO,
@@ -421,16 +429,7 @@ mod tests {
         let plan = test_plan(200);
         let members: Vec<NodeId> = (1..14).map(NodeId).collect();
         let me = NodeId(5);
-        let mut owners = Owners::new(&AgentConfig {
-            id: me,
-            ..AgentConfig::default()
-        });
-        owners.start_boot(
-            &Arc::new(members.clone()),
-            Time::ZERO,
-            &mut Timers::default(),
-        );
-        owners.rank(&plan, 0..plan.blocks.len() as u32);
+        let mut owners = owners_as(me, &members, &plan);
         let mut timers = Timers::default();
         assert!(owners.decide_joiner(&plan, Time::ZERO, std::iter::empty(), &mut timers));
         let (idx, b) = plan
@@ -502,16 +501,7 @@ mod tests {
         let plan = test_plan(60);
         let members: Vec<NodeId> = (1..40).map(NodeId).collect();
         let me = NodeId(7);
-        let mut owners = Owners::new(&AgentConfig {
-            id: me,
-            ..AgentConfig::default()
-        });
-        owners.start_boot(
-            &Arc::new(members.clone()),
-            Time::ZERO,
-            &mut Timers::default(),
-        );
-        owners.rank(&plan, 0..plan.blocks.len() as u32);
+        let owners = owners_as(me, &members, &plan);
         let watchers = owners.watchers(&plan);
         assert!(!watchers.contains(&me) && watchers.windows(2).all(|w| w[0] < w[1]));
         for (i, b) in plan.blocks.iter().enumerate() {
