@@ -134,8 +134,15 @@ impl Tasks {
             let msg = if is_rfs_block(&cid) {
                 fetch_upstream(&upstreams, req, cid, len).await
             } else {
-                match hub.block(&cid, len as usize).await {
-                    Ok(bytes) => {
+                match hub.block_or_missing(&cid, len as usize).await {
+                    Ok(None) => {
+                        tracing::debug!(%cid, "the hub does not have the block");
+                        TaskMsg::FetchFailed {
+                            req,
+                            error: FetchError::NotFound,
+                        }
+                    }
+                    Ok(Some(bytes)) => {
                         match blocking_value(move || checked(&upstreams, cid, bytes)).await {
                             Some(payload) => TaskMsg::Fetched { req, payload },
                             None => TaskMsg::FetchFailed {

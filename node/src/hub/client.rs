@@ -130,20 +130,28 @@ impl HubClient {
     /// The bytes the hub serves under `cid`, at most `max_len` of them. More bytes than
     /// `max_len` are refused as soon as they arrive. The bytes are NOT verified.
     pub async fn block(&self, cid: &Cid, max_len: usize) -> Result<Vec<u8>> {
+        self.block_or_missing(cid, max_len).await?.ok_or_else(|| {
+            Error::new(format!(
+                "hub at {} does not have block {cid}; the release on the hub is incomplete, re-publish it",
+                self.base
+            ))
+        })
+    }
+
+    /// [`Self::block`], with `None` when the hub answers that it does not have the block: the
+    /// hub was reached, which a node judging its own route to the hub must tell apart.
+    pub async fn block_or_missing(&self, cid: &Cid, max_len: usize) -> Result<Option<Vec<u8>>> {
         let url = format!("{}/v1/blocks/{cid}", self.base);
         let mut resp = self.get(&url).await?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
-            return Err(Error::new(format!(
-                "hub at {} does not have block {cid}; the release on the hub is incomplete, re-publish it",
-                self.base
-            )));
+            return Ok(None);
         }
         if !status.is_success() {
             return Err(self.status_error(&url, status, &mut resp).await);
         }
         match self.read_capped(&url, &mut resp, max_len).await? {
-            Body::Complete(b) => Ok(b),
+            Body::Complete(b) => Ok(Some(b)),
             Body::TooLong => Err(Error::new(format!(
                 "block {cid} from the hub is longer than the {max_len} bytes its manifest gives; the hub is serving corrupt data, nothing was installed"
             ))),
@@ -265,4 +273,36 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         None => text,
     };
     text.to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bootswarm_protocol::block::{Codec, cid_of};
+
+    #[tokio::test]
+    async fn a_block_the_hub_lacks_is_told_apart_from_a_hub_out_of_reach() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = b"a block the hub holds".to_vec();
+        let cid = cid_of(Codec::Raw, &held);
+        let path = crate::hub::block_path(dir.path(), &cid);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &held).unwrap();
+        let missing = cid_of(Codec::Raw, b"a block it lacks");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hub_dir = dir.path().to_path_buf();
+        let server = tokio::spawn(crate::hub::server::serve(hub_dir, listener, None));
+        let client = HubClient::new(&url).unwrap();
+        let got = client.block_or_missing(&cid, 1024).await.unwrap();
+        assert_eq!(got, Some(held));
+        assert_eq!(client.block_or_missing(&missing, 1024).await.unwrap(), None);
+        let err = client.block(&missing, 1024).await.unwrap_err().to_string();
+        assert!(err.contains("does not have block"), "{err}");
+        server.abort();
+        assert!(server.await.unwrap_err().is_cancelled());
+        // A hub out of reach is an error, not a missing block.
+        let gone = HubClient::new(&url).unwrap();
+        assert!(gone.block_or_missing(&missing, 1024).await.is_err());
+    }
 }
