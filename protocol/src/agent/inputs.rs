@@ -193,7 +193,8 @@ impl<P: Payload> Agent<P> {
                 }
             }
             Message::Resign { release } => {
-                if self.plan.as_ref().map(|p| p.tag) == Some(release) {
+                let owner = self.owners.owners().binary_search(&from).is_ok();
+                if owner && self.plan.as_ref().map(|p| p.tag) == Some(release) {
                     self.stats.resignations += 1;
                     self.unseat(&[from], false);
                 }
