@@ -3,9 +3,13 @@
 
 use std::time::Duration;
 
+use super::neighbours::Neighbours;
 use super::owners::Supply;
+use super::requests::Requests;
 use super::timers::TimerKind;
-use super::{Agent, HubMode, NodeId, Output, Payload, Request, RequestId, Source, State, Time};
+use super::{
+    Agent, HubMode, NodeId, Output, Payload, Plan, Request, RequestId, Source, State, Time,
+};
 
 /// The endgame's duplicates start at once up to 1/`RACE_SHARE` of the bytes a boot fetches.
 const RACE_SHARE: u64 = 20;
@@ -146,27 +150,8 @@ impl<P: Payload> Agent<P> {
         if room == 0 {
             return;
         }
-        // Claims not relied on keep an owner from the hub only until they have been asked
-        // for `doubt_after` (a peer that claims a block and never serves it would hold it back
-        // for a whole request deadline, then for the next claimant's), and never for a
-        // manifest: it is small and everything after it waits for it. An owner whose claim of
-        // its own block is doubted is passed over for that block: its claim hides the block
-        // from the duty rules (nothing looks late), so the next rank takes it once the owner
-        // has had `second_holder_after`, rather than when the request to it runs out.
-        let neighbours = &self.neighbours;
-        let unproven =
-            |idx: u32| plan.blocks[idx as usize].manifest || self.requests.is_doubted(idx);
-        let idle = |idx: u32| {
-            plan.blocks[idx as usize].state == State::Missing
-                && if unproven(idx) {
-                    !self.requests.sure(idx, |p| neighbours.is_relied(p))
-                } else {
-                    self.requests.inflight(idx) == 0
-                }
-        };
-        let window = &self.window;
-        let windowed_idle =
-            |idx: u32| idle(idx) && (plan.blocks[idx as usize].manifest || window.allows(idx));
+        let (requests, neighbours) = (&self.requests, &self.neighbours);
+        let idle = |idx: u32| hub_idle(plan, requests, neighbours, idx);
         let mut forced: Vec<u32> = self
             .requests
             .owner_corrupt_manifests()
@@ -179,33 +164,43 @@ impl<P: Payload> Agent<P> {
         } else if self.hub.resigned() {
             Vec::new()
         } else {
-            let supply = |idx: u32| Supply {
-                holders: if unproven(idx) {
-                    self.neighbours.relied_of(idx)
-                } else {
-                    self.neighbours.holders_of(idx)
-                },
-                fetchers: self.neighbours.fetchers_of(idx),
-                idle: windowed_idle(idx),
-                passes: self.owners.passes(idx, self.now),
-                top_passed: self.requests.is_doubted(idx)
-                    && self.duty.top(idx).is_some_and(|t| {
-                        !self.neighbours.is_relied(t)
-                            && self.neighbours.claims(t, idx)
-                            && self
-                                .requests
-                                .asked_since(idx)
-                                .is_some_and(|at| at + self.cfg.second_holder_after <= self.now)
-                    }),
-            };
-            self.owners
-                .hub_picks(plan, self.hub.level(), room, &self.timers, supply)
+            self.owned_picks(plan, room)
         };
         let picks: Vec<u32> = picks.into_iter().filter(|i| !forced.contains(i)).collect();
         forced.extend(picks);
         for idx in forced {
             self.start_fetch(idx, Source::Hub);
         }
+    }
+
+    /// Up to `room` blocks this node's ranks (and passes) call on it to fetch from the hub at
+    /// its fallback level now. An owner whose claim of its own block is doubted is passed
+    /// over for that block: its claim hides the block from the duty rules (nothing looks
+    /// late), so the next rank takes it once the owner has had `second_holder_after`, rather
+    /// than when the request to it runs out.
+    pub(super) fn owned_picks(&self, plan: &Plan, room: usize) -> Vec<u32> {
+        let supply = |idx: u32| Supply {
+            holders: if unproven(plan, &self.requests, idx) {
+                self.neighbours.relied_of(idx)
+            } else {
+                self.neighbours.holders_of(idx)
+            },
+            fetchers: self.neighbours.fetchers_of(idx),
+            idle: hub_idle(plan, &self.requests, &self.neighbours, idx)
+                && (plan.blocks[idx as usize].manifest || self.window.allows(idx)),
+            passes: self.owners.passes(idx, self.now),
+            top_passed: self.requests.is_doubted(idx)
+                && self.duty.top(idx).is_some_and(|t| {
+                    !self.neighbours.is_relied(t)
+                        && self.neighbours.claims(t, idx)
+                        && self
+                            .requests
+                            .asked_since(idx)
+                            .is_some_and(|at| at + self.cfg.second_holder_after <= self.now)
+                }),
+        };
+        self.owners
+            .hub_picks(plan, self.hub.level(), room, &self.timers, supply)
     }
 
     /// Duplicates requests for the last blocks (and for manifests, which block everything
@@ -382,4 +377,23 @@ impl<P: Payload> Agent<P> {
             }
         }
     }
+}
+
+/// Whether block `idx` is missing with nothing in flight that counts. Claims not relied on keep
+/// an owner from the hub only until they have been asked for `doubt_after` (a peer that claims
+/// a block and never serves it would hold it back for a whole request deadline, then for the
+/// next claimant's), and never for a manifest: it is small and everything after it waits for
+/// it.
+fn hub_idle(plan: &Plan, requests: &Requests, neighbours: &Neighbours, idx: u32) -> bool {
+    plan.blocks[idx as usize].state == State::Missing
+        && if unproven(plan, requests, idx) {
+            !requests.sure(idx, |p| neighbours.is_relied(p))
+        } else {
+            requests.inflight(idx) == 0
+        }
+}
+
+/// A manifest, or a block whose claims are doubted.
+fn unproven(plan: &Plan, requests: &Requests, idx: u32) -> bool {
+    plan.blocks[idx as usize].manifest || requests.is_doubted(idx)
 }
