@@ -401,6 +401,43 @@ impl<P: Payload> Agent<P> {
         if self.hub.served_other(start) {
             self.resign();
         }
+        self.pass_on_while_backing_off();
+    }
+
+    /// The hub serves others while this node backs off from it: the manifests its ranks call
+    /// on it to fetch now go to the owners ranked next (`Unfetched`, once each per back-off)
+    /// rather than wait for its retry; everything under them waits too. Not chunks: at the
+    /// hub's return after an outage, owners still backing off passed theirs on and fetched
+    /// them again at their retry (hub-outage-cold 1.00 → 1.06 F). A manifest twice costs
+    /// little.
+    fn pass_on_while_backing_off(&mut self) {
+        if !self.timers.is_armed(TimerKind::HubRetry)
+            || self.hub.takes_anything()
+            || self.hub.resigned()
+        {
+            return;
+        }
+        let Some(plan) = self.plan.as_ref() else {
+            return;
+        };
+        let due = self.owned_picks(plan, self.cfg.hub_concurrency);
+        let release = plan.tag;
+        let mut sends = Vec::new();
+        for idx in due {
+            if plan.blocks[idx as usize].manifest && self.hub.pass_on(idx) {
+                let key = plan.blocks[idx as usize].key;
+                sends.extend(self.owners.below(key).into_iter().map(|to| (to, idx)));
+            }
+        }
+        for (to, idx) in sends {
+            self.out.push_back(Output::Send {
+                to,
+                msg: Message::Unfetched {
+                    release,
+                    blocks: vec![idx],
+                },
+            });
+        }
     }
 
     /// This node's hub fetch of block `idx` failed: its passes on it are spent, the neighbours

@@ -56,6 +56,8 @@ pub(super) struct Hub {
     /// Blocks whose hub fetch failed since this node's last hub delivery (at most
     /// [`FAILED_KEPT`]).
     failed_blocks: Vec<u32>,
+    /// Blocks passed on to the next ranks during this back-off (at most [`FAILED_KEPT`]).
+    passed_on: Vec<u32>,
 }
 
 impl Hub {
@@ -78,6 +80,7 @@ impl Hub {
             unreachable: Vec::new(),
             resigned: false,
             failed_blocks: Vec::new(),
+            passed_on: Vec::new(),
         }
     }
 
@@ -88,6 +91,7 @@ impl Hub {
         self.unreachable.clear();
         self.resigned = false;
         self.failed_blocks.clear();
+        self.passed_on.clear();
     }
 
     /// Asks for a hub scheduling pass.
@@ -156,6 +160,7 @@ impl Hub {
         self.backoff = self.backoff_first;
         self.unreachable.clear();
         self.failed_blocks.clear();
+        self.passed_on.clear();
     }
 
     /// Whether this node's hub fetch of block `idx` failed since its last hub delivery: the
@@ -168,6 +173,7 @@ impl Hub {
     /// A hub fetch of block `idx` failed: back off with ±25 % jitter, doubling up to the
     /// maximum.
     pub(super) fn failed(&mut self, idx: u32, now: Time, rng: &mut Rng, timers: &mut Timers) {
+        self.passed_on.clear();
         if !self.failed_blocks.contains(&idx) {
             if self.failed_blocks.len() >= FAILED_KEPT {
                 self.failed_blocks.remove(0);
@@ -212,6 +218,16 @@ impl Hub {
             && self.unreachable.iter().all(|&(_, c)| c);
         self.resigned |= resign;
         resign
+    }
+
+    /// Block `idx`, due from this node while it backs off, goes to the next ranks: whether it
+    /// did not already in this back-off.
+    pub(super) fn pass_on(&mut self, idx: u32) -> bool {
+        if self.passed_on.len() >= FAILED_KEPT || self.passed_on.contains(&idx) {
+            return false;
+        }
+        self.passed_on.push(idx);
+        true
     }
 
     /// Whether this node resigned its ownership for the release: it fetches from the hub
@@ -348,6 +364,21 @@ mod tests {
         assert!(!h.served_other(ms(1_100)), "once");
         h.restart();
         assert!(!h.resigned(), "for one release");
+    }
+
+    #[test]
+    fn a_block_is_passed_on_once_per_back_off() {
+        let mut h = hub();
+        let (mut rng, mut timers) = (Rng::new(1), Timers::default());
+        h.failed(3, ms(100), &mut rng, &mut timers);
+        assert!(h.failed_on(3) && !h.failed_on(4));
+        assert!(h.pass_on(4));
+        assert!(!h.pass_on(4), "once");
+        h.failed(3, ms(1_200), &mut rng, &mut timers);
+        assert!(h.pass_on(4), "again in the next back-off");
+        h.delivered(ms(2_000), Duration::from_millis(50));
+        assert!(!h.failed_on(3), "a delivery forgets the failures");
+        assert!(h.pass_on(4));
     }
 
     #[test]
