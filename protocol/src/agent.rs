@@ -421,21 +421,45 @@ impl<P: Payload> Agent<P> {
             return;
         };
         let due = self.owned_picks(plan, self.cfg.hub_concurrency);
-        let release = plan.tag;
-        let mut sends = Vec::new();
-        for idx in due {
-            if plan.blocks[idx as usize].manifest && self.hub.pass_on(idx) {
-                let key = plan.blocks[idx as usize].key;
-                sends.extend(self.owners.below(key).into_iter().map(|to| (to, idx)));
+        let manifests: Vec<u32> = due
+            .into_iter()
+            .filter(|&idx| plan.blocks[idx as usize].manifest)
+            .collect();
+        for idx in manifests {
+            if self.hub.pass_on(idx) {
+                self.tell_unfetched(idx, false);
             }
         }
-        for (to, idx) in sends {
+    }
+
+    /// Tells the owners ranked next for block `idx` (and with `neighbours`, the neighbours,
+    /// who heard of the fetch) that this node's hub fetch of it failed or will not happen.
+    fn tell_unfetched(&mut self, idx: u32, neighbours: bool) {
+        let Some(plan) = self.plan.as_ref() else {
+            return;
+        };
+        let Some(b) = plan.blocks.get(idx as usize) else {
+            return;
+        };
+        let msg = Message::Unfetched {
+            release: plan.tag,
+            blocks: vec![idx],
+        };
+        let below = self.owners.below(b.key);
+        if neighbours {
+            let to: BTreeSet<NodeId> = below.into_iter().chain(self.neighbours.ids()).collect();
+            self.send_to(to, &msg);
+        } else {
+            self.send_to(below, &msg);
+        }
+    }
+
+    /// Sends `msg` to each of `to`.
+    fn send_to(&mut self, to: impl IntoIterator<Item = NodeId>, msg: &Message) {
+        for to in to {
             self.out.push_back(Output::Send {
                 to,
-                msg: Message::Unfetched {
-                    release,
-                    blocks: vec![idx],
-                },
+                msg: msg.clone(),
             });
         }
     }
@@ -446,28 +470,7 @@ impl<P: Payload> Agent<P> {
     pub(super) fn unfetched(&mut self, idx: u32) {
         self.owners.unpass(idx);
         self.neighbours.unqueue_fetching(idx);
-        let Some(plan) = self.plan.as_ref() else {
-            return;
-        };
-        let Some(b) = plan.blocks.get(idx as usize) else {
-            return;
-        };
-        let release = plan.tag;
-        let to: BTreeSet<NodeId> = self
-            .owners
-            .below(b.key)
-            .into_iter()
-            .chain(self.neighbours.ids())
-            .collect();
-        for to in to {
-            self.out.push_back(Output::Send {
-                to,
-                msg: Message::Unfetched {
-                    release,
-                    blocks: vec![idx],
-                },
-            });
-        }
+        self.tell_unfetched(idx, true);
     }
 
     /// This node cannot reach the hub while others do: it tells the owners that watch it (or
@@ -480,12 +483,7 @@ impl<P: Payload> Agent<P> {
         let watchers = self.owners.watchers(plan);
         self.stats.resigned = true;
         self.out.push_back(Output::Event(Event::Resigned));
-        for to in watchers {
-            self.out.push_back(Output::Send {
-                to,
-                msg: Message::Resign { release },
-            });
-        }
+        self.send_to(watchers, &Message::Resign { release });
     }
 
     /// A hub fetch completed (this node's or a neighbour's): a yardstick for the owners, and

@@ -199,7 +199,11 @@ impl Owners {
             .copied()
             .filter(|&idx| self.pass_one(plan, idx, by, now))
             .collect();
-        if !passed.is_empty() {
+        // Only a block a pass brings within reach is new to the hub candidates.
+        if passed
+            .iter()
+            .any(|&i| self.is_near(i) && !self.near_owned.contains(&i))
+        {
             self.rebuild_near_owned(plan);
         }
         passed
@@ -334,11 +338,14 @@ impl Owners {
             .order
             .iter()
             .copied()
-            .filter(|&i| {
-                let passes = self.passed.get(&i).map_or(0, |by| by.len() as u32);
-                self.rank_of_block(i).saturating_sub(passes) < ANYONE_LEVEL
-            })
+            .filter(|&i| self.is_near(i))
             .collect();
+    }
+
+    /// Whether block `idx` is ranked (less the passes on it) below [`ANYONE_LEVEL`].
+    fn is_near(&self, idx: u32) -> bool {
+        let passes = self.passed.get(&idx).map_or(0, |by| by.len() as u32);
+        self.rank_of_block(idx).saturating_sub(passes) < ANYONE_LEVEL
     }
 }
 
