@@ -40,6 +40,15 @@ pub(super) struct Supply {
     pub(super) passes: u32,
 }
 
+/// An owner above this node passed a block on to it (see [`Owners::pass`]).
+#[derive(Debug, Clone, Copy)]
+struct Pass {
+    by: NodeId,
+    at: Time,
+    /// This node tried the block on it and failed.
+    spent: bool,
+}
+
 #[derive(Debug)]
 pub(super) struct Owners {
     me: NodeId,
@@ -54,8 +63,9 @@ pub(super) struct Owners {
     near_owned: Vec<u32>,
     /// Per block, the owners above this node that could not fetch it from the hub, and when
     /// they said so (see [`Self::pass`]); at most one entry per owner above it, within
-    /// [`FOLLOW_DEPTH`].
-    passed: BTreeMap<u32, Vec<(NodeId, Time)>>,
+    /// [`FOLLOW_DEPTH`]. A spent pass stays until it expires, so each owner passes a block on
+    /// at most once per `pass_for`.
+    passed: BTreeMap<u32, Vec<Pass>>,
     /// How long a pass lasts: half a first hub back-off, so it is over before the owner that
     /// gave it may retry the block itself.
     pass_for: Duration,
@@ -132,7 +142,7 @@ impl Owners {
         Arc::make_mut(&mut self.owners).remove(pos);
         // Its blocks' ranks drop by one instead.
         self.passed.retain(|_, by| {
-            by.retain(|&(b, _)| b != id);
+            by.retain(|p| p.by != id);
             !by.is_empty()
         });
         let Some(plan) = plan else {
@@ -222,26 +232,36 @@ impl Owners {
         }
         let pass_for = self.pass_for;
         let by_idx = self.passed.entry(idx).or_default();
-        by_idx.retain(|&(_, at)| at + pass_for > now);
-        if by_idx.iter().any(|&(b, _)| b == by) {
+        by_idx.retain(|p| p.at + pass_for > now);
+        if by_idx.iter().any(|p| p.by == by) {
             return false;
         }
-        by_idx.push((by, now));
+        by_idx.push(Pass {
+            by,
+            at: now,
+            spent: false,
+        });
         true
     }
 
-    /// Owners above this node that passed block `idx` on to it within `pass_for` of `now`.
+    /// Owners above this node that passed block `idx` on to it within `pass_for` of `now`, in
+    /// passes not yet spent.
     pub(super) fn passes(&self, idx: u32, now: Time) -> u32 {
         self.passed.get(&idx).map_or(0, |by| {
             by.iter()
-                .filter(|&&(_, at)| at + self.pass_for > now)
+                .filter(|p| !p.spent && p.at + self.pass_for > now)
                 .count() as u32
         })
     }
 
-    /// This node tried block `idx` from the hub and failed: the passes it had are spent.
+    /// This node tried block `idx` from the hub and failed: the passes it had are spent. The
+    /// owners that gave them cannot give them again before they expire (while this node's
+    /// own hub fetches fail, an owner re-passing after each probe would cost a hub request
+    /// and a round of messages each time).
     pub(super) fn unpass(&mut self, idx: u32) {
-        self.passed.remove(&idx);
+        if let Some(by) = self.passed.get_mut(&idx) {
+            by.iter_mut().for_each(|p| p.spent = true);
+        }
     }
 
     /// Ranks the blocks in `range` (new to the plan, or all of them after the owners changed).
@@ -344,7 +364,10 @@ impl Owners {
 
     /// Whether block `idx` is ranked (less the passes on it) below [`ANYONE_LEVEL`].
     fn is_near(&self, idx: u32) -> bool {
-        let passes = self.passed.get(&idx).map_or(0, |by| by.len() as u32);
+        let passes = self
+            .passed
+            .get(&idx)
+            .map_or(0, |by| by.iter().filter(|p| !p.spent).count() as u32);
         self.rank_of_block(idx).saturating_sub(passes) < ANYONE_LEVEL
     }
 }
@@ -465,13 +488,14 @@ mod tests {
             passes: 0,
         };
         let now = Time::ZERO;
-        let picks = |o: &Owners| {
+        let picks_at = |o: &Owners, at: Time| {
             let supply = |i| Supply {
-                passes: o.passes(i, now),
+                passes: o.passes(i, at),
                 ..free(i)
             };
             o.hub_picks(&plan, 1, 100, &timers, supply)
         };
+        let picks = |o: &Owners| picks_at(o, now);
         assert!(picks(&owners).is_empty());
         // Only owners above this node pass a block on, each once.
         assert!(owners.pass(&plan, &[idx], below[0], now).is_empty());
@@ -484,23 +508,25 @@ mod tests {
         assert!(picks(&owners).is_empty(), "rank 3 needs both above");
         assert_eq!(owners.pass(&plan, &[idx], above[1], now), [idx]);
         assert_eq!(picks(&owners), [idx]);
-        // One attempt: failing it spends the passes.
+        // One attempt: failing it spends the passes, and an owner cannot give a spent pass
+        // again before it expires.
         owners.unpass(idx);
         assert!(picks(&owners).is_empty());
-        // A pass from an owner that then leaves is not counted twice (its rank goes instead).
-        assert_eq!(owners.pass(&plan, &[idx], above[0], now), [idx]);
-        assert!(owners.forget(above[0], Some(&plan)));
-        assert!(picks(&owners).is_empty(), "rank 2 now, no pass left");
-        assert_eq!(owners.pass(&plan, &[idx], above[1], now), [idx]);
-        assert_eq!(picks(&owners), [idx]);
-        // A pass lasts less than its giver's first back-off: the giver may retry after that.
+        assert!(owners.pass(&plan, &[idx], above[0], now).is_empty(), "spent");
+        // A pass lasts less than its giver's first back-off: the giver may retry after that,
+        // and pass the block on again.
         let later = now + AgentConfig::default().hub_backoff / 2;
         assert_eq!(owners.passes(idx, later), 0);
         assert_eq!(
-            owners.pass(&plan, &[idx], above[1], later),
+            owners.pass(&plan, &[idx], above[0], later),
             [idx],
             "given again"
         );
+        // A pass from an owner that then leaves is not counted twice (its rank goes instead).
+        assert!(owners.forget(above[0], Some(&plan)));
+        assert!(picks_at(&owners, later).is_empty(), "rank 2 now, no pass left");
+        assert_eq!(owners.pass(&plan, &[idx], above[1], later), [idx]);
+        assert_eq!(picks_at(&owners, later), [idx]);
     }
 
     #[test]
