@@ -282,7 +282,7 @@ impl<P: Payload> Agent<P> {
             // `schedule` after the timers asks the second holders and the endgame's.
             TimerKind::SecondHolder | TimerKind::Endgame => {}
             TimerKind::Probation => self.on_probation_expired(),
-            TimerKind::PassOver => self.hub.wake(),
+            TimerKind::PassOver | TimerKind::Overdue => self.hub.wake(),
             TimerKind::RackGate => {
                 let due = self.requests.deferred_due(self.now);
                 self.undefer(due);
@@ -420,7 +420,8 @@ impl<P: Payload> Agent<P> {
         let Some(plan) = self.plan.as_ref() else {
             return;
         };
-        let due = self.owned_picks(plan, self.cfg.hub_concurrency);
+        let overdue = self.requests.overdue_peers(self.now);
+        let due = self.owned_picks(plan, self.cfg.hub_concurrency, &overdue);
         let manifests: Vec<u32> = due
             .into_iter()
             .filter(|&idx| plan.blocks[idx as usize].manifest)
@@ -674,10 +675,20 @@ impl<P: Payload> Agent<P> {
         };
         // Only claims relied on: peers claiming every block would make every node leave its
         // chunks to the others.
-        let holdings = self.neighbours.relied_holdings();
+        let neighbours = &self.neighbours;
+        let holdings = neighbours.relied_holdings(|_| true);
+        // Those that claim chunks missing here (evaluated only if a grace starts).
+        let lacks = |b: u32| {
+            plan.blocks
+                .get(b as usize)
+                .is_some_and(|blk| !blk.manifest && blk.state != State::Held)
+        };
+        let vouchers = neighbours
+            .relied_peers()
+            .filter(move |&p| neighbours.relied_holdings(|q| q == p).any(lacks));
         if self
             .owners
-            .decide_joiner(plan, self.now, holdings, &mut self.timers)
+            .decide_joiner(plan, self.now, holdings, vouchers, &mut self.timers)
         {
             self.hub.wake();
         }

@@ -422,12 +422,20 @@ impl Neighbours {
         self.peers.index(&id).is_some_and(|c| self.bits.get(c, idx))
     }
 
-    /// The blocks the neighbours relied on hold, neighbour by neighbour.
-    pub(super) fn relied_holdings(&self) -> impl Iterator<Item = u32> + '_ {
+    /// The neighbours relied on.
+    pub(super) fn relied_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.peers.keys().copied().filter(|&id| self.is_relied(id))
+    }
+
+    /// The blocks the neighbours relied on (and passing `also`) hold, neighbour by neighbour.
+    pub(super) fn relied_holdings<'a>(
+        &'a self,
+        also: impl Fn(NodeId) -> bool + 'a,
+    ) -> impl Iterator<Item = u32> + 'a {
         self.peers
             .keys()
             .enumerate()
-            .filter(|(_, id)| self.is_relied(**id))
+            .filter(move |(_, id)| self.is_relied(**id) && also(**id))
             .flat_map(|(c, _)| self.bits.col(c))
     }
 
@@ -1125,10 +1133,10 @@ mod tests {
         let relied = |n: &Neighbours| [1, 2].map(|b| n.relied_of(b));
         assert_eq!(holders(&n, &[1, 2]), [1, 2]);
         assert_eq!(relied(&n), [0, 0], "nobody has delivered yet");
-        assert_eq!(n.relied_holdings().count(), 0);
+        assert_eq!(n.relied_holdings(|_| true).count(), 0);
         let changes = n.delivered(A);
         assert_eq!(relied(&n), [1, 1]);
-        let held: Vec<u32> = n.relied_holdings().collect();
+        let held: Vec<u32> = n.relied_holdings(|_| true).collect();
         assert_eq!(held, [1, 2], "A's claims only");
         assert_eq!(changes.len(), 2, "{changes:?}");
         // A new claim of a relied peer is relied on at once; an excluded one is not.

@@ -74,6 +74,8 @@ pub(super) struct Owners {
     boot_started: Time,
     /// Whether `decide_joiner` has run for this boot (its grace is the `JoinerGrace` timer).
     joiner_decided: bool,
+    /// The neighbours relied on whose claims started the joiner's grace.
+    joiner_vouchers: Vec<NodeId>,
 }
 
 impl Owners {
@@ -90,6 +92,7 @@ impl Owners {
             member_since: None,
             boot_started: Time::ZERO,
             joiner_decided: false,
+            joiner_vouchers: Vec::new(),
         }
     }
 
@@ -122,6 +125,7 @@ impl Owners {
         self.passed.clear();
         timers.clear(TimerKind::JoinerGrace);
         self.joiner_decided = false;
+        self.joiner_vouchers.clear();
         self.boot_started = now;
     }
 
@@ -315,6 +319,7 @@ impl Owners {
         plan: &Plan,
         now: Time,
         holdings: impl Iterator<Item = u32>,
+        vouchers: impl Iterator<Item = NodeId>,
         timers: &mut Timers,
     ) -> bool {
         if self.joiner_decided || !plan.complete || plan.lookups > 0 {
@@ -324,23 +329,33 @@ impl Owners {
         let recent = self
             .member_since
             .is_some_and(|t| self.boot_started.saturating_duration_since(t) < self.join_window);
-        if !recent {
-            return true;
-        }
-        let mut lacking = Bitfield::new();
-        for b in holdings {
-            let chunk_missing = plan
-                .blocks
-                .get(b as usize)
-                .is_some_and(|blk| !blk.manifest && blk.state != State::Held);
-            if chunk_missing {
-                lacking.set(b);
-            }
-        }
-        let chunks = plan.blocks.iter().filter(|b| !b.manifest).count() as u32;
-        if lacking.count() >= (chunks / 20).max(2) {
+        if recent && under_way(plan, holdings, true) {
             timers.arm(TimerKind::JoinerGrace, now + self.join_grace);
+            self.joiner_vouchers = vouchers.collect();
         }
+        true
+    }
+
+    /// Whether `peer`'s claims started this node's joiner grace.
+    pub(super) fn is_joiner_voucher(&self, peer: NodeId) -> bool {
+        self.joiner_vouchers.contains(&peer)
+    }
+
+    /// Ends the grace of a node that thought it joined a swarm under way once the claims that
+    /// made it think so no longer do (`holdings`: those of the [`Self::is_joiner_voucher`]
+    /// neighbours still vouched for). Peers that claim every chunk and serve none would
+    /// otherwise keep every owner from the hub for the whole grace. Returns whether the grace
+    /// ended (chunks may become hub candidates).
+    pub(super) fn recheck_joiner(
+        &self,
+        plan: &Plan,
+        holdings: impl Iterator<Item = u32>,
+        timers: &mut Timers,
+    ) -> bool {
+        if !timers.is_armed(TimerKind::JoinerGrace) || under_way(plan, holdings, false) {
+            return false;
+        }
+        timers.clear(TimerKind::JoinerGrace);
         true
     }
 
@@ -370,6 +385,24 @@ impl Owners {
             .map_or(0, |by| by.iter().filter(|p| !p.spent).count() as u32);
         self.rank_of_block(idx).saturating_sub(passes) < ANYONE_LEVEL
     }
+}
+
+/// Whether the neighbours' `holdings` include a good share of the chunks (of those `missing`
+/// here, or of all): the swarm is under way. Once in a grace, the chunks this node fetched
+/// since still count: they are the claims borne out.
+fn under_way(plan: &Plan, holdings: impl Iterator<Item = u32>, missing: bool) -> bool {
+    let mut lacking = Bitfield::new();
+    for b in holdings {
+        let counts = plan
+            .blocks
+            .get(b as usize)
+            .is_some_and(|blk| !blk.manifest && (!missing || blk.state != State::Held));
+        if counts {
+            lacking.set(b);
+        }
+    }
+    let chunks = plan.blocks.iter().filter(|b| !b.manifest).count() as u32;
+    lacking.count() >= (chunks / 20).max(2)
 }
 
 /// A member's rendezvous score for a block's `key`.
@@ -461,7 +494,13 @@ mod tests {
         let me = NodeId(5);
         let mut owners = owners_as(me, &members, &plan);
         let mut timers = Timers::default();
-        assert!(owners.decide_joiner(&plan, Time::ZERO, std::iter::empty(), &mut timers));
+        assert!(owners.decide_joiner(
+            &plan,
+            Time::ZERO,
+            std::iter::empty(),
+            std::iter::empty(),
+            &mut timers
+        ));
         let (idx, b) = plan
             .blocks
             .iter()
@@ -512,7 +551,10 @@ mod tests {
         // again before it expires.
         owners.unpass(idx);
         assert!(picks(&owners).is_empty());
-        assert!(owners.pass(&plan, &[idx], above[0], now).is_empty(), "spent");
+        assert!(
+            owners.pass(&plan, &[idx], above[0], now).is_empty(),
+            "spent"
+        );
         // A pass lasts less than its giver's first back-off: the giver may retry after that,
         // and pass the block on again.
         let later = now + AgentConfig::default().hub_backoff / 2;
@@ -524,7 +566,10 @@ mod tests {
         );
         // A pass from an owner that then leaves is not counted twice (its rank goes instead).
         assert!(owners.forget(above[0], Some(&plan)));
-        assert!(picks_at(&owners, later).is_empty(), "rank 2 now, no pass left");
+        assert!(
+            picks_at(&owners, later).is_empty(),
+            "rank 2 now, no pass left"
+        );
         assert_eq!(owners.pass(&plan, &[idx], above[1], later), [idx]);
         assert_eq!(picks_at(&owners, later), [idx]);
     }
@@ -566,7 +611,13 @@ mod tests {
         // Chunks wait for the joiner decision.
         assert!(owners.hub_picks(&plan, 1, 100, &timers, free).is_empty());
         // Not recent members: decided at once, without a grace.
-        assert!(owners.decide_joiner(&plan, Time::ZERO, std::iter::empty(), &mut timers));
+        assert!(owners.decide_joiner(
+            &plan,
+            Time::ZERO,
+            std::iter::empty(),
+            std::iter::empty(),
+            &mut timers
+        ));
         let level1 = owners.hub_picks(&plan, 1, 100, &timers, free);
         assert!(!level1.is_empty() && level1.iter().all(|&i| rank(&owners, i) == 1));
         let level2 = owners.hub_picks(&plan, 2, 100, &timers, free);

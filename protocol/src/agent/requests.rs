@@ -2,7 +2,8 @@
 //! and to each peer, and the ready set from which peer requests are picked.
 //!
 //! Invariants: every request has exactly one entry in the deadline set and the `Deadline`
-//! timer is that set's first; `peer_downloads`/`hub_downloads` count the requests by source,
+//! timer is that set's first; `hub_downloads` counts the hub requests, `slotted` holds the peer
+//! requests that still take a download slot (see [`Requests::release_overdue`]),
 //! `inflight[b]` the requests for block `b` and a peer's load its requests. The ready set
 //! holds the missing blocks with a holder and nothing in flight, keyed
 //! `(tier, holders, per-node tie-break, index)`; the agent calls [`Requests::ready_remove`] /
@@ -78,7 +79,9 @@ pub(super) struct Requests {
     requests: BTreeMap<RequestId, Request>,
     deadlines: BTreeSet<(Time, RequestId)>,
     next_req: u64,
-    peer_downloads: usize,
+    /// The peer requests that take a download slot, by start: all but those released (see
+    /// [`Self::release_overdue`]).
+    slotted: BTreeSet<(Time, RequestId)>,
     hub_downloads: usize,
     inflight: Vec<u8>,
     /// The neighbours asked so far (dropped with the neighbour).
@@ -124,7 +127,7 @@ impl Requests {
             requests: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             next_req: 0,
-            peer_downloads: 0,
+            slotted: BTreeSet::new(),
             hub_downloads: 0,
             inflight: Vec::new(),
             loads: IdMap::new(),
@@ -358,6 +361,66 @@ impl Requests {
             .find(|&at| at > now)
     }
 
+    /// The peers with a request from this node in flight for [`Self::doubt_after`] or longer
+    /// (each once).
+    pub(super) fn overdue_peers(&self, now: Time) -> Vec<NodeId> {
+        self.peers_waited_on(now, self.doubt_after())
+    }
+
+    /// The peers with a request from this node in flight for `after` or longer (each once).
+    pub(super) fn peers_waited_on(&self, now: Time, after: Duration) -> Vec<NodeId> {
+        let mut slow = Vec::new();
+        for r in self.requests.values() {
+            if let Source::Peer(p) = r.source
+                && r.started + after <= now
+                && !slow.contains(&p)
+            {
+                slow.push(p);
+            }
+        }
+        slow
+    }
+
+    /// The first time after `now` that a peer request in flight will have run `after`.
+    pub(super) fn next_waited(&self, now: Time, after: Duration) -> Option<Time> {
+        self.requests
+            .values()
+            .filter(|r| matches!(r.source, Source::Peer(_)))
+            .map(|r| r.started + after)
+            .filter(|&at| at > now)
+            .min()
+    }
+
+    /// Requests to holders not relied on ([`Self::unsure`]) that have gone undelivered for
+    /// [`Self::doubt_after`] give up their download slot (they go on, and still count against
+    /// their peer's pipeline): peers that take requests and serve them at a trickle, or not at
+    /// all, would otherwise hold the node's slots until their deadlines, and the holders that
+    /// do deliver would go unasked. A holder relied on keeps its slots: one that is slow under
+    /// load would only be asked more of at once. Returns the requests released now, and when
+    /// the next slotted request will have run `doubt_after`.
+    pub(super) fn release_overdue(&mut self, now: Time) -> (Vec<RequestId>, Option<Time>) {
+        let after = self.doubt_after();
+        let due: Vec<(Time, RequestId)> = self
+            .unsure
+            .iter()
+            .take_while(|&&(started, _)| started + after <= now)
+            .filter(|k| self.slotted.contains(k))
+            .copied()
+            .collect();
+        for k in &due {
+            self.slotted.remove(k);
+        }
+        if !due.is_empty() {
+            self.dirty = true;
+        }
+        let next = self
+            .slotted
+            .iter()
+            .map(|&(started, _)| started + after)
+            .find(|&at| at > now);
+        (due.into_iter().map(|(_, req)| req).collect(), next)
+    }
+
     /// Request `req` went to a holder not relied on.
     pub(super) fn mark_unsure(&mut self, req: RequestId) {
         if let Some(r) = self.requests.get(&req) {
@@ -383,7 +446,7 @@ impl Requests {
 
     /// Whether another peer request may start.
     pub(super) fn peer_room(&self) -> bool {
-        self.peer_downloads < self.max_peer_downloads
+        self.slotted.len() < self.max_peer_downloads
     }
 
     /// Starts a fetch of block `idx` (`holders`: neighbours holding it) with a deadline of
@@ -415,7 +478,7 @@ impl Requests {
         match source {
             Source::Hub => self.hub_downloads += 1,
             Source::Peer(p) => {
-                self.peer_downloads += 1;
+                self.slotted.insert((now, req));
                 self.loads.entry_or_default(p).inflight += 1;
             }
         }
@@ -444,7 +507,7 @@ impl Requests {
         match r.source {
             Source::Hub => self.hub_downloads -= 1,
             Source::Peer(p) => {
-                self.peer_downloads -= 1;
+                self.slotted.remove(&(r.started, req));
                 self.dirty = true;
                 if let Some(load) = self.loads.get_mut(&p) {
                     load.inflight = load.inflight.saturating_sub(1);
@@ -751,7 +814,7 @@ mod tests {
             let r = reqs.finish(req, &mut timers).expect("in flight");
             reqs.probation(req, &r, &mut timers);
         }
-        assert_eq!((reqs.peer_downloads, reqs.inflight(1)), (0, 0));
+        assert_eq!((reqs.slotted.len(), reqs.inflight(1)), (0, 0));
         // Only the probation timer is armed, for A's deadline.
         assert!(!timers.is_armed(TimerKind::Deadline));
         let first = timers.next().expect("armed");
@@ -786,7 +849,7 @@ mod tests {
         let p1 = reqs.start(&plan, 1, 2, Source::Peer(A), Time::ZERO, &mut timers);
         let p2 = reqs.start(&plan, 1, 3, Source::Peer(A), Time::ZERO, &mut timers);
         assert_eq!(reqs.hub_room(), cfg.hub_concurrency - 1);
-        assert_eq!((reqs.peer_downloads, reqs.hub_downloads), (2, 1));
+        assert_eq!((reqs.slotted.len(), reqs.hub_downloads), (2, 1));
         assert_eq!(reqs.loads.get(&A).unwrap().inflight, 2);
         assert_eq!(
             (reqs.inflight(1), reqs.inflight(2), reqs.inflight(4)),
@@ -807,7 +870,7 @@ mod tests {
         assert!(reqs.pop_expired(secs(5), &mut timers).is_none());
         let (id, r) = reqs.pop_expired(secs(6), &mut timers).unwrap();
         assert_eq!((id, r.idx, r.source), (hub, 1, Source::Hub));
-        assert_eq!((reqs.peer_downloads, reqs.hub_downloads), (0, 0));
+        assert_eq!((reqs.slotted.len(), reqs.hub_downloads), (0, 0));
         assert_eq!(reqs.deadlines.len(), 0);
         assert_eq!(timers.next(), None);
     }

@@ -20,12 +20,32 @@ impl<P: Payload> Agent<P> {
         if self.booted || self.plan.is_none() {
             return;
         }
+        self.release_overdue();
         if self.cfg.hub != HubMode::Only {
             self.schedule_peers();
             self.second_holders();
         }
         self.schedule_hub();
         self.endgame();
+    }
+
+    /// Releases the download slots of requests to holders not relied on gone undelivered for
+    /// `doubt_after` (see `Requests::release_overdue`). The `Overdue` timer wakes the hub
+    /// whenever a request has run that long: its peer's claims keep no owner from the hub
+    /// meanwhile (see [`vouches`]).
+    fn release_overdue(&mut self) {
+        let (released, mut next) = self.requests.release_overdue(self.now);
+        if self.timers.is_armed(TimerKind::JoinerGrace) {
+            // The grace is reconsidered once a request has run `second_holder_after`.
+            let after = self.cfg.second_holder_after;
+            if let Some(at) = self.requests.next_waited(self.now, after) {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        self.timers.set(TimerKind::Overdue, next);
+        if !released.is_empty() {
+            self.hub.wake();
+        }
     }
 
     fn schedule_peers(&mut self) {
@@ -98,7 +118,10 @@ impl<P: Payload> Agent<P> {
     /// and never serves them holds a block back for that long, not for a whole deadline.
     fn second_holders(&mut self) {
         let neighbours = &self.neighbours;
-        let (due, next) = self.requests.unsure(self.now, |p| neighbours.is_relied(p));
+        let overdue = self.requests.overdue_peers(self.now);
+        let (due, next) = self.requests.unsure(self.now, |p| {
+            neighbours.is_relied(p) && vouches(neighbours, &overdue, p)
+        });
         self.timers.set(TimerKind::SecondHolder, next);
         let pass = self
             .requests
@@ -150,8 +173,19 @@ impl<P: Payload> Agent<P> {
         if room == 0 {
             return;
         }
-        let (requests, neighbours) = (&self.requests, &self.neighbours);
-        let idle = |idx: u32| hub_idle(plan, requests, neighbours, idx);
+        let overdue = self.requests.overdue_peers(self.now);
+        let neighbours = &self.neighbours;
+        if self.timers.is_armed(TimerKind::JoinerGrace) {
+            let slow = self
+                .requests
+                .peers_waited_on(self.now, self.cfg.second_holder_after);
+            let owners = &self.owners;
+            let holdings = neighbours
+                .relied_holdings(|p| owners.is_joiner_voucher(p) && vouches(neighbours, &slow, p));
+            self.owners.recheck_joiner(plan, holdings, &mut self.timers);
+        }
+        let requests = &self.requests;
+        let idle = |idx: u32| hub_idle(plan, requests, neighbours, &overdue, idx);
         let mut forced: Vec<u32> = self
             .requests
             .owner_corrupt_manifests()
@@ -164,7 +198,7 @@ impl<P: Payload> Agent<P> {
         } else if self.hub.resigned() {
             Vec::new()
         } else {
-            self.owned_picks(plan, room)
+            self.owned_picks(plan, room, &overdue)
         };
         let picks: Vec<u32> = picks.into_iter().filter(|i| !forced.contains(i)).collect();
         forced.extend(picks);
@@ -177,16 +211,13 @@ impl<P: Payload> Agent<P> {
     /// its fallback level now. An owner whose claim of its own block is doubted is passed
     /// over for that block: its claim hides the block from the duty rules (nothing looks
     /// late), so the next rank takes it once the owner has had `second_holder_after`, rather
-    /// than when the request to it runs out.
-    pub(super) fn owned_picks(&self, plan: &Plan, room: usize) -> Vec<u32> {
+    /// than when the request to it runs out. Only the claims of neighbours that vouch for
+    /// them count (see [`vouches`]; `overdue`: the peers with a request overdue).
+    pub(super) fn owned_picks(&self, plan: &Plan, room: usize, overdue: &[NodeId]) -> Vec<u32> {
         let supply = |idx: u32| Supply {
-            holders: if unproven(plan, &self.requests, idx) {
-                self.neighbours.relied_of(idx)
-            } else {
-                self.neighbours.holders_of(idx)
-            },
+            holders: self.claimed(plan, idx, overdue),
             fetchers: self.neighbours.fetchers_of(idx),
-            idle: hub_idle(plan, &self.requests, &self.neighbours, idx)
+            idle: hub_idle(plan, &self.requests, &self.neighbours, overdue, idx)
                 && (plan.blocks[idx as usize].manifest || self.window.allows(idx)),
             passes: self.owners.passes(idx, self.now),
             top_passed: self.requests.is_doubted(idx)
@@ -201,6 +232,20 @@ impl<P: Payload> Agent<P> {
         };
         self.owners
             .hub_picks(plan, self.hub.level(), room, &self.timers, supply)
+    }
+
+    /// The neighbours whose claim of block `idx` keeps its owner from the hub: those that
+    /// vouch for their claims, and of a manifest or a doubted block only those relied on.
+    fn claimed(&self, plan: &Plan, idx: u32, overdue: &[NodeId]) -> u32 {
+        let unproven = unproven(plan, &self.requests, idx);
+        if overdue.is_empty() && unproven {
+            // Every neighbour relied on is free of faults.
+            return self.neighbours.relied_of(idx);
+        }
+        self.neighbours
+            .holders_trusted(idx)
+            .filter(|&(p, relied)| (relied || !unproven) && vouches(&self.neighbours, overdue, p))
+            .count() as u32
     }
 
     /// Duplicates requests for the last blocks (and for manifests, which block everything
@@ -379,18 +424,32 @@ impl<P: Payload> Agent<P> {
     }
 }
 
+/// Whether `peer`'s claims may keep an owner from the hub now: it has failed no request since
+/// it last delivered, and no request of this node's to it has gone undelivered for
+/// `doubt_after` (`overdue`). A peer that claims every block and serves none, or serves at a
+/// trickle, is found out as soon as it has been asked for anything, not block by block: the
+/// blocks nobody else claims would otherwise wait for it to be asked for each of them.
+fn vouches(neighbours: &Neighbours, overdue: &[NodeId], peer: NodeId) -> bool {
+    neighbours.faults(peer) == 0 && !overdue.contains(&peer)
+}
+
 /// Whether block `idx` is missing with nothing in flight that counts. Claims not relied on keep
 /// an owner from the hub only until they have been asked for `doubt_after` (a peer that claims
 /// a block and never serves it would hold it back for a whole request deadline, then for the
 /// next claimant's), and never for a manifest: it is small and everything after it waits for
-/// it.
-fn hub_idle(plan: &Plan, requests: &Requests, neighbours: &Neighbours, idx: u32) -> bool {
+/// it. A request to a peer that no longer vouches for its claims counts for neither.
+fn hub_idle(
+    plan: &Plan,
+    requests: &Requests,
+    neighbours: &Neighbours,
+    overdue: &[NodeId],
+    idx: u32,
+) -> bool {
+    let unproven = unproven(plan, requests, idx);
     plan.blocks[idx as usize].state == State::Missing
-        && if unproven(plan, requests, idx) {
-            !requests.sure(idx, |p| neighbours.is_relied(p))
-        } else {
-            requests.inflight(idx) == 0
-        }
+        && !requests.sure(idx, |p| {
+            (neighbours.is_relied(p) || !unproven) && vouches(neighbours, overdue, p)
+        })
 }
 
 /// A manifest, or a block whose claims are doubted.

@@ -1480,3 +1480,119 @@ fn an_owner_that_claims_its_blocks_and_never_serves_them_loses_them_to_the_next_
     assert!(agent.stats().owners_deposed >= 1);
     assert!(booted < 5_000, "booted at {booted} ms");
 }
+
+#[test]
+fn requests_to_holders_that_never_answer_give_up_their_download_slots() {
+    // Nodes 1 and 2 claim every block and never answer; node 3, which serves, comes later.
+    // Node 0 has two download slots and asks nodes 1 and 2 for a chunk each first: its requests to them give
+    // their slots up once they have gone undelivered for a doubt period, so node 0 boots
+    // from node 3 well before the 3 s peer deadline. Before, they held both slots until they
+    // timed out.
+    let rel = release(1, 12);
+    let mut net = Net::new(rel, 4, |_| AgentConfig {
+        hub: HubMode::Off,
+        endgame_blocks: 0,
+        max_peer_downloads: 2,
+        peer_pipeline: 1,
+        ..AgentConfig::default()
+    });
+    for n in 1..4 {
+        net.seed(n);
+    }
+    // Node 0 holds the manifests: every chunk is known at once.
+    let chunks: BTreeSet<Cid> = net.rel.chunks.iter().flatten().copied().collect();
+    net.stores[0] = net.rel.blocks.clone();
+    net.stores[0].retain(|cid, _| !chunks.contains(cid));
+    net.members(&[0, 1, 2, 3]);
+    net.boot(1);
+    net.boot(2);
+    net.run_until(100);
+    net.silent.extend([1, 2]);
+    net.boot(0);
+    net.run_until(150);
+    let asked_liars = net
+        .fetches
+        .iter()
+        .filter(|(n, s, ..)| *n == 0 && matches!(s, Source::Peer(NodeId(1 | 2))))
+        .count();
+    assert_eq!(asked_liars, 2, "both slots went to the liars");
+    net.boot(3);
+    let booted = net.run_until_booted(0..1, 30_000).expect("node 0 boots");
+    let deadline = AgentConfig::default().peer_timeout.as_millis() as u64;
+    assert!(booted < deadline, "booted at {booted} ms");
+    assert_eq!(net.agents[0].as_ref().unwrap().stats().timeouts, 0);
+}
+
+#[test]
+fn a_holder_that_never_answers_keeps_no_owner_from_the_hub_for_blocks_it_was_not_asked() {
+    // Node 1 claims every block and never answers; node 0 asks it one block at a time. Once
+    // one request has gone undelivered for a doubt period, node 1's claims no longer keep
+    // node 0 from the hub: node 0 fetches every chunk it ranks first at once. Before, each
+    // waited until node 1 had been asked for that very chunk, a doubt period after the last.
+    let rel = release(3, 10);
+    let mut net = Net::new(rel, 2, |_| AgentConfig {
+        seed: 3,
+        peer_pipeline: 1,
+        ..AgentConfig::default()
+    });
+    net.seed(1);
+    net.members(&[0, 1]);
+    net.boot(1);
+    net.run_until(100);
+    net.silent.insert(1);
+    net.boot(0);
+    net.run_until(1_600);
+    let mine: Vec<Cid> = net
+        .rel
+        .chunks
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|cid| {
+            let key = plan::block_key(cid);
+            owners::score(NodeId(0), key) > owners::score(NodeId(1), key)
+        })
+        .collect();
+    assert!(mine.len() >= 5, "node 0 ranks {} chunks first", mine.len());
+    let late: Vec<&Cid> = mine
+        .iter()
+        .filter(|cid| !net.hub_fetches.iter().any(|(n, c, _)| *n == 0 && c == *cid))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "{} of the {} chunks node 0 ranks first were not fetched from the hub within 1.5 s",
+        late.len(),
+        mine.len()
+    );
+}
+
+#[test]
+fn a_joiner_grace_ends_once_the_claims_that_started_it_go_undelivered() {
+    // Node 0 becomes a member as it boots, and its one neighbour, node 1, holds the whole
+    // release and serves it the manifests: node 0 has joined a swarm under way and leaves the
+    // chunks it ranks first to the others for `join_grace`. Then node 1 stops answering.
+    // Once a request to it has gone a second undelivered, its claims no longer stand and the
+    // grace ends: node 0 fetches its chunks from the hub. Before, it waited the whole grace.
+    let rel = release(2, 10);
+    let mut net = Net::new(rel, 2, cfg(6));
+    net.seed(1);
+    net.members(&[0, 1]);
+    net.boot(1);
+    net.boot(0);
+    // The manifests have been asked for, the chunks not yet.
+    net.run_until(4);
+    net.silent.insert(1);
+    net.run_until(3_000);
+    let chunks: BTreeSet<Cid> = net.rel.chunks.iter().flatten().copied().collect();
+    let first = net
+        .hub_fetches
+        .iter()
+        .filter(|(n, c, _)| *n == 0 && chunks.contains(c))
+        .map(|&(.., t)| t.saturating_duration_since(Time::ZERO))
+        .min();
+    let grace = AgentConfig::default().join_grace;
+    assert!(
+        first.is_some_and(|t| t < grace / 2),
+        "node 0 fetched its first chunk from the hub at {first:?}"
+    );
+}

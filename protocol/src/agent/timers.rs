@@ -36,11 +36,14 @@ pub(super) enum TimerKind {
     PassOver,
     /// A request of the endgame may have run long enough to ask a second holder.
     Endgame,
+    /// A peer request may have gone undelivered long enough to give up its download slot, for
+    /// its peer's claims to keep no owner from the hub, or to end a joiner's grace.
+    Overdue,
 }
 
 impl TimerKind {
     /// Every kind, in firing order (`kind as usize` is its place).
-    const ALL: [TimerKind; 14] = [
+    const ALL: [TimerKind; 15] = [
         TimerKind::Deadline,
         TimerKind::HubRetry,
         TimerKind::BusyWake,
@@ -55,6 +58,7 @@ impl TimerKind {
         TimerKind::Probation,
         TimerKind::PassOver,
         TimerKind::Endgame,
+        TimerKind::Overdue,
     ];
 }
 

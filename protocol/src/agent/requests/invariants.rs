@@ -47,7 +47,21 @@ impl Requests {
             let state = plan.blocks.get(r.idx as usize).map(|b| b.state);
             assert_eq!(state, Some(State::Missing), "{id:?} for block {}", r.idx);
         }
-        assert_eq!((self.hub_downloads, self.peer_downloads), (hub, peer));
+        assert_eq!(self.hub_downloads, hub);
+        assert!(
+            self.slotted.len() <= peer,
+            "slotted requests are peer requests"
+        );
+        for (started, id) in &self.slotted {
+            let r = self
+                .requests
+                .get(id)
+                .expect("a slotted request is in flight");
+            assert!(
+                matches!(r.source, Source::Peer(_)) && r.started == *started,
+                "{id:?}"
+            );
+        }
         for (p, load) in self.loads.iter() {
             let n = per_peer.get(p).copied().unwrap_or(0);
             assert_eq!(load.inflight, n, "load of {p}");
