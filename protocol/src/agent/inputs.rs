@@ -141,12 +141,20 @@ impl<P: Payload> Agent<P> {
                 } else {
                     Vec::new()
                 };
+                let manifests: Vec<u32> = self.plan.as_ref().map_or_else(Vec::new, |p| {
+                    blocks
+                        .iter()
+                        .copied()
+                        .filter(|&i| p.blocks.get(i as usize).is_some_and(|b| b.manifest))
+                        .collect()
+                });
                 let changes = self.neighbours.have(from, blocks, &mut fetched);
                 for &(idx, _) in &fetched {
                     self.duty.fetched_instead(idx, from);
                 }
                 self.apply(changes);
                 self.undefer(local);
+                self.ask_new_holder(from, manifests);
                 for (idx, start) in fetched {
                     self.duty.fetched_by(from, self.now);
                     self.hub_served(start);

@@ -343,6 +343,22 @@ impl Requests {
             })
     }
 
+    /// When the newest request in flight for block `idx` started.
+    pub(super) fn last_asked(&self, idx: u32) -> Option<Time> {
+        self.requests
+            .values()
+            .filter(|r| r.idx == idx)
+            .map(|r| r.started)
+            .max()
+    }
+
+    /// Whether block `idx` is in flight from `peer`.
+    pub(super) fn asked(&self, idx: u32, peer: NodeId) -> bool {
+        self.requests
+            .values()
+            .any(|r| r.idx == idx && r.source == Source::Peer(peer))
+    }
+
     /// When the oldest request in flight for block `idx` started.
     pub(super) fn asked_since(&self, idx: u32) -> Option<Time> {
         self.requests

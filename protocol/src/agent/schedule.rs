@@ -310,6 +310,48 @@ impl<P: Payload> Agent<P> {
         self.timers.set(TimerKind::Endgame, next);
     }
 
+    /// `from` announced manifests (`Have`): each one missing here, asked so far only of
+    /// holders that do not vouch for it (not relied on, or overdue), none of them in the last
+    /// twice the slowest recent delivery (an answer may yet come), is asked of `from` at once.
+    /// A manifest is small and everything under it waits for it; peers that claim every block
+    /// from the start would hold it back for a doubt period per holder asked (a second
+    /// before any delivery), and a fresh announcement is the first sign that an honest holder
+    /// has it.
+    pub(super) fn ask_new_holder(&mut self, from: NodeId, manifests: Vec<u32>) {
+        if manifests.is_empty() || self.booted || self.cfg.hub == HubMode::Only {
+            return;
+        }
+        let overdue = self.requests.overdue_peers(self.now);
+        let fresh = self.requests.slowest_delivery() * 2;
+        for idx in manifests {
+            let Some(plan) = self.plan.as_ref() else {
+                return;
+            };
+            let neighbours = &self.neighbours;
+            let waiting = plan.blocks[idx as usize].state == State::Missing
+                && self.requests.inflight(idx) > 0
+                && !self.requests.sure(idx, |p| {
+                    neighbours.is_relied(p) && vouches(neighbours, &overdue, p)
+                })
+                && !self.requests.asked(idx, from)
+                && self
+                    .requests
+                    .last_asked(idx)
+                    .is_some_and(|t| t + fresh <= self.now);
+            if !waiting || !self.requests.peer_room() {
+                continue;
+            }
+            let racks = &self.racks;
+            let holders = neighbours
+                .holders_trusted(idx)
+                .filter(|&(p, _)| p == from)
+                .map(|(p, relied)| (p, relied, racks.is_local(p)));
+            if let Some(peer) = self.requests.pick_holder(idx, holders, None, self.now) {
+                self.start_fetch(idx, Source::Peer(peer));
+            }
+        }
+    }
+
     fn pick_holder(&self, idx: u32, not: Option<NodeId>) -> Option<NodeId> {
         let racks = &self.racks;
         let holders = self

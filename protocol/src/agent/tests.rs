@@ -1567,6 +1567,47 @@ fn a_holder_that_never_answers_keeps_no_owner_from_the_hub_for_blocks_it_was_not
 }
 
 #[test]
+fn a_manifest_asked_of_holders_that_never_answer_is_asked_at_once_of_one_that_announces_it() {
+    // Two liars claim every block and never answer. Node `me` asks both for the root before
+    // anyone else holds it (the second as the endgame's duplicate); when the root's owner
+    // announces it (fetched from the hub), `me` asks the owner at once. Before, it waited for
+    // a doubt period (a second before any delivery), and everything under the root with it.
+    let rel = release(2, 4);
+    let key = plan::block_key(&rel.root);
+    let mut order: Vec<usize> = (0..4).collect();
+    order.sort_by_key(|&i| Reverse(owners::score(NodeId(i as u64), key)));
+    let (owner, me, liars) = (order[0], order[1], [order[2], order[3]]);
+    let mut net = Net::new(rel, 4, cfg(4));
+    for l in liars {
+        net.seed(l);
+        net.boot(l);
+    }
+    net.members(&[0, 1, 2, 3]);
+    net.run_until(100);
+    net.silent.extend(liars);
+    net.boot(me);
+    net.run_until(150);
+    net.boot(owner);
+    net.run_until(400);
+    let root = net.rel.root;
+    let asked = |from: usize| {
+        net.fetches
+            .iter()
+            .find(|(n, s, c, _)| *n == me && *s == Source::Peer(NodeId(from as u64)) && *c == root)
+            .map(|&(.., t)| t.saturating_duration_since(Time::ZERO))
+    };
+    assert!(
+        liars.iter().all(|&l| asked(l).is_some()),
+        "the liars were asked first"
+    );
+    assert!(
+        asked(owner).is_some_and(|t| t < std::time::Duration::from_millis(250)),
+        "node {me} asked the owner for the root at {:?}",
+        asked(owner)
+    );
+}
+
+#[test]
 fn a_joiner_grace_ends_once_the_claims_that_started_it_go_undelivered() {
     // Node 0 becomes a member as it boots, and its one neighbour, node 1, holds the whole
     // release and serves it the manifests: node 0 has joined a swarm under way and leaves the
