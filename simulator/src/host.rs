@@ -260,6 +260,9 @@ pub struct WorldStats {
     pub gossip_penalised: Vec<bool>,
     /// Nodes that resigned their ownership (their hub fetches failed while others' did not).
     pub resigned: Vec<bool>,
+    /// Nodes whose own hub route failed a block fetch (`hub_unreachable`): what their peers
+    /// can learn of it.
+    pub route_failed: Vec<bool>,
     /// Why the run stopped early, if it did not finish.
     pub aborted: Option<String>,
 }
@@ -408,6 +411,7 @@ impl<'a> World<'a> {
             upgraded_at: vec![None; n],
             gossip_penalised: vec![false; n],
             resigned: vec![false; n],
+            route_failed: vec![false; n],
             booted_at: vec![None; n],
             held_at: vec![None; n],
             first_stall: vec![None; n],

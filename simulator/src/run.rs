@@ -138,7 +138,8 @@ pub struct SeedResult {
 /// What adversaries did to the honest nodes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdversaryResult {
-    /// Adversary identities that can be caught (all but replayers of a valid release).
+    /// Adversary identities that can be caught (all but replayers of a valid release, and
+    /// nodes whose hub route is broken that never fetched a block from the hub).
     pub identities: usize,
     /// Of them, those some node penalised, banned, or rejected the gossip of, or that resigned
     /// (a node that cannot reach the hub steps down by itself).
@@ -504,9 +505,15 @@ fn adversary_result(
     for (f, nodes) in sc.faults.iter().zip(&roles.fault_nodes) {
         if f.kind.is_attacker() || f.kind.is_faulty_node() {
             any = true;
-            let replayer = matches!(f.kind, FaultKind::Replay { .. });
             for &n in nodes {
-                catchable[n as usize] |= !replayer;
+                // A replayer sends only what is valid. A node whose hub route is broken
+                // shows it only when it fetches a block from the hub: one that got every block
+                // from its peers looks healthy to them, and is.
+                catchable[n as usize] |= match f.kind {
+                    FaultKind::Replay { .. } => false,
+                    FaultKind::HubUnreachable => s.route_failed[n as usize],
+                    _ => true,
+                };
             }
         }
     }

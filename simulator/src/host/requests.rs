@@ -73,6 +73,7 @@ impl World<'_> {
                     },
                 );
             } else {
+                self.stats.route_failed[r.requester as usize] |= self.hub_up;
                 self.reqs[h as usize].stage = Stage::Returning;
                 self.at(
                     self.sc.hub_latency,
@@ -287,6 +288,7 @@ impl World<'_> {
             if self.hub_up && !self.hosts[n as usize].hub_unreachable {
                 self.at(self.sc.hub_latency, Ev::ReqArrive { h, g });
             } else {
+                self.stats.route_failed[n as usize] |= self.hub_up;
                 self.reqs[h as usize].stage = Stage::Returning;
                 self.at(
                     2 * self.sc.hub_latency,

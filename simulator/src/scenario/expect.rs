@@ -51,8 +51,9 @@ pub struct Expect {
     pub each_injector_penalised: Option<bool>,
     /// Honest nodes' all-booted time over that of the same scenario without its faults.
     pub honest_time_vs_clean_max: Option<f64>,
-    /// Every adversary identity (but replayers of a valid release) is penalised, banned or
-    /// has its gossip rejected by some node.
+    /// Every adversary identity (but replayers of a valid release, and nodes whose hub route
+    /// is broken that never fetched a block from the hub) is penalised, banned or has its
+    /// gossip rejected by some node, or resigned.
     pub each_adversary_penalised: Option<bool>,
     /// No honest node is banned by anyone.
     pub no_honest_banned: Option<bool>,
