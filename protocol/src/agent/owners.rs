@@ -487,6 +487,17 @@ mod tests {
         }
     }
 
+    /// The joiner decision with no neighbours' holdings to go by.
+    fn decide_alone(owners: &mut Owners, plan: &Plan, timers: &mut Timers) -> bool {
+        owners.decide_joiner(
+            plan,
+            Time::ZERO,
+            std::iter::empty(),
+            std::iter::empty(),
+            timers,
+        )
+    }
+
     #[test]
     fn passes_let_the_owners_ranked_next_step_in_one_rank_each_for_one_attempt() {
         let plan = test_plan(200);
@@ -494,13 +505,7 @@ mod tests {
         let me = NodeId(5);
         let mut owners = owners_as(me, &members, &plan);
         let mut timers = Timers::default();
-        assert!(owners.decide_joiner(
-            &plan,
-            Time::ZERO,
-            std::iter::empty(),
-            std::iter::empty(),
-            &mut timers
-        ));
+        assert!(decide_alone(&mut owners, &plan, &mut timers));
         let (idx, b) = plan
             .blocks
             .iter()
@@ -611,13 +616,7 @@ mod tests {
         // Chunks wait for the joiner decision.
         assert!(owners.hub_picks(&plan, 1, 100, &timers, free).is_empty());
         // Not recent members: decided at once, without a grace.
-        assert!(owners.decide_joiner(
-            &plan,
-            Time::ZERO,
-            std::iter::empty(),
-            std::iter::empty(),
-            &mut timers
-        ));
+        assert!(decide_alone(&mut owners, &plan, &mut timers));
         let level1 = owners.hub_picks(&plan, 1, 100, &timers, free);
         assert!(!level1.is_empty() && level1.iter().all(|&i| rank(&owners, i) == 1));
         let level2 = owners.hub_picks(&plan, 2, 100, &timers, free);

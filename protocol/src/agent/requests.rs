@@ -343,15 +343,6 @@ impl Requests {
             })
     }
 
-    /// When the newest request in flight for block `idx` started.
-    pub(super) fn last_asked(&self, idx: u32) -> Option<Time> {
-        self.requests
-            .values()
-            .filter(|r| r.idx == idx)
-            .map(|r| r.started)
-            .max()
-    }
-
     /// Whether block `idx` is in flight from `peer`.
     pub(super) fn asked(&self, idx: u32, peer: NodeId) -> bool {
         self.requests
@@ -359,13 +350,16 @@ impl Requests {
             .any(|r| r.idx == idx && r.source == Source::Peer(peer))
     }
 
-    /// When the oldest request in flight for block `idx` started.
-    pub(super) fn asked_since(&self, idx: u32) -> Option<Time> {
+    /// When the oldest and the newest request in flight for block `idx` started.
+    pub(super) fn asked_span(&self, idx: u32) -> Option<(Time, Time)> {
         self.requests
             .values()
             .filter(|r| r.idx == idx)
             .map(|r| r.started)
-            .min()
+            .fold(None, |span, t| match span {
+                None => Some((t, t)),
+                Some((first, last)) => Some((first.min(t), last.max(t))),
+            })
     }
 
     /// The first time after `now` that a request to a holder not relied on will have waited

@@ -226,8 +226,8 @@ impl<P: Payload> Agent<P> {
                         && self.neighbours.claims(t, idx)
                         && self
                             .requests
-                            .asked_since(idx)
-                            .is_some_and(|at| at + self.cfg.second_holder_after <= self.now)
+                            .asked_span(idx)
+                            .is_some_and(|(at, _)| at + self.cfg.second_holder_after <= self.now)
                 }),
         };
         self.owners
@@ -336,8 +336,8 @@ impl<P: Payload> Agent<P> {
                 && !self.requests.asked(idx, from)
                 && self
                     .requests
-                    .last_asked(idx)
-                    .is_some_and(|t| t + fresh <= self.now);
+                    .asked_span(idx)
+                    .is_some_and(|(_, last)| last + fresh <= self.now);
             if !waiting || !self.requests.peer_room() {
                 continue;
             }

@@ -988,6 +988,17 @@ fn silent_first_holder(net: &mut Net) {
     net.boot(0);
 }
 
+/// Node 1 holds the release and boots; it then claims every block and never answers, and
+/// node 0 boots.
+fn silent_liar(net: &mut Net) {
+    net.seed(1);
+    net.members(&[0, 1]);
+    net.boot(1);
+    net.run_until(100);
+    net.silent.insert(1);
+    net.boot(0);
+}
+
 #[test]
 fn a_peer_that_never_answers_times_out_and_the_block_is_asked_elsewhere() {
     let rel = release(1, 6);
@@ -1456,12 +1467,7 @@ fn an_owner_that_claims_its_blocks_and_never_serves_them_loses_them_to_the_next_
     // duty rules: node 0 fetched nothing from the hub for 10 s and booted at 22 s.
     let rel = release(2, 10);
     let mut net = Net::new(rel, 2, cfg(7));
-    net.seed(1);
-    net.members(&[0, 1]);
-    net.boot(1);
-    net.run_until(100);
-    net.silent.insert(1);
-    net.boot(0);
+    silent_liar(&mut net);
     let booted = net.run_until_booted(0..1, 30_000).expect("node 0 boots");
     let first_hub = net
         .hub_fetches
@@ -1535,12 +1541,7 @@ fn a_holder_that_never_answers_keeps_no_owner_from_the_hub_for_blocks_it_was_not
         peer_pipeline: 1,
         ..AgentConfig::default()
     });
-    net.seed(1);
-    net.members(&[0, 1]);
-    net.boot(1);
-    net.run_until(100);
-    net.silent.insert(1);
-    net.boot(0);
+    silent_liar(&mut net);
     net.run_until(1_600);
     let mine: Vec<Cid> = net
         .rel
