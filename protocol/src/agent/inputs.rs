@@ -141,13 +141,15 @@ impl<P: Payload> Agent<P> {
                 } else {
                     Vec::new()
                 };
-                let manifests: Vec<u32> = self.plan.as_ref().map_or_else(Vec::new, |p| {
-                    blocks
+                // Once the plan is complete every manifest is held.
+                let manifests: Vec<u32> = match self.plan.as_ref() {
+                    Some(p) if !p.complete => blocks
                         .iter()
                         .copied()
                         .filter(|&i| p.blocks.get(i as usize).is_some_and(|b| b.manifest))
-                        .collect()
-                });
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 let changes = self.neighbours.have(from, blocks, &mut fetched);
                 for &(idx, _) in &fetched {
                     self.duty.fetched_instead(idx, from);

@@ -117,10 +117,16 @@ impl<P: Payload> Agent<P> {
     /// longer waits for holders not relied on (see `schedule_hub`). A peer that claims blocks
     /// and never serves them holds a block back for that long, not for a whole deadline.
     fn second_holders(&mut self) {
-        let neighbours = &self.neighbours;
-        let overdue = self.requests.overdue_peers(self.now);
+        let (neighbours, requests, now) = (&self.neighbours, &self.requests, self.now);
+        // Only when a request is due.
+        let overdue = std::cell::OnceCell::new();
         let (due, next) = self.requests.unsure(self.now, |p| {
-            neighbours.is_relied(p) && vouches(neighbours, &overdue, p)
+            neighbours.is_relied(p)
+                && vouches(
+                    neighbours,
+                    overdue.get_or_init(|| requests.overdue_peers(now)),
+                    p,
+                )
         });
         self.timers.set(TimerKind::SecondHolder, next);
         let pass = self
