@@ -239,7 +239,10 @@ impl<P: Payload> Agent<P> {
 
     /// What the agent has done so far.
     pub fn stats(&self) -> AgentStats {
-        self.stats
+        AgentStats {
+            resigned: self.hub.resigned(),
+            ..self.stats
+        }
     }
 
     /// The current neighbours.
@@ -482,7 +485,6 @@ impl<P: Payload> Agent<P> {
         };
         let release = plan.tag;
         let watchers = self.owners.watchers(plan);
-        self.stats.resigned = true;
         self.out.push_back(Output::Event(Event::Resigned));
         self.send_to(watchers, &Message::Resign { release });
     }

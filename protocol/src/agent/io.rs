@@ -255,6 +255,7 @@ pub struct AgentStats {
     pub silent_dropped: u64,
     /// Owners that resigned (`Message::Resign`) for the current release.
     pub resignations: u64,
-    /// This node resigned its ownership: its hub fetches failed while the hub served others.
+    /// This node resigned its ownership for the current release: its hub fetches failed while
+    /// the hub served others.
     pub resigned: bool,
 }

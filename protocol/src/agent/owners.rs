@@ -251,11 +251,18 @@ impl Owners {
     /// Owners above this node that passed block `idx` on to it within `pass_for` of `now`, in
     /// passes not yet spent.
     pub(super) fn passes(&self, idx: u32, now: Time) -> u32 {
-        self.passed.get(&idx).map_or(0, |by| {
-            by.iter()
-                .filter(|p| !p.spent && p.at + self.pass_for > now)
-                .count() as u32
-        })
+        self.unspent(idx)
+            .filter(|p| p.at + self.pass_for > now)
+            .count() as u32
+    }
+
+    /// The passes on block `idx` not yet spent (some may have expired).
+    fn unspent(&self, idx: u32) -> impl Iterator<Item = &Pass> {
+        self.passed
+            .get(&idx)
+            .into_iter()
+            .flatten()
+            .filter(|p| !p.spent)
     }
 
     /// This node tried block `idx` from the hub and failed: the passes it had are spent. The
@@ -379,10 +386,7 @@ impl Owners {
 
     /// Whether block `idx` is ranked (less the passes on it) below [`ANYONE_LEVEL`].
     fn is_near(&self, idx: u32) -> bool {
-        let passes = self
-            .passed
-            .get(&idx)
-            .map_or(0, |by| by.iter().filter(|p| !p.spent).count() as u32);
+        let passes = self.unspent(idx).count() as u32;
         self.rank_of_block(idx).saturating_sub(passes) < ANYONE_LEVEL
     }
 }

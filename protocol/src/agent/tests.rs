@@ -1490,10 +1490,10 @@ fn an_owner_that_claims_its_blocks_and_never_serves_them_loses_them_to_the_next_
 #[test]
 fn requests_to_holders_that_never_answer_give_up_their_download_slots() {
     // Nodes 1 and 2 claim every block and never answer; node 3, which serves, comes later.
-    // Node 0 has two download slots and asks nodes 1 and 2 for a chunk each first: its requests to them give
-    // their slots up once they have gone undelivered for a doubt period, so node 0 boots
-    // from node 3 well before the 3 s peer deadline. Before, they held both slots until they
-    // timed out.
+    // Node 0 has two download slots and asks nodes 1 and 2 for a chunk each first: its
+    // requests to them give their slots up once they have gone undelivered for a doubt
+    // period, so node 0 boots from node 3 well before the 3 s peer deadline. Before, they
+    // held both slots until they timed out.
     let rel = release(1, 12);
     let mut net = Net::new(rel, 4, |_| AgentConfig {
         hub: HubMode::Off,
