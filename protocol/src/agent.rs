@@ -477,6 +477,15 @@ impl<P: Payload> Agent<P> {
         self.tell_unfetched(idx, true);
     }
 
+    /// A pass on block `idx` reached this node while it backs off from the hub: its passes on
+    /// it are spent and the owners ranked next hear of it, not the neighbours (they heard of no
+    /// fetch of it from this node, and one `Unfetched` must not become one per neighbour).
+    fn forward_pass(&mut self, idx: u32) {
+        self.owners.unpass(idx);
+        self.neighbours.unqueue_fetching(idx);
+        self.tell_unfetched(idx, false);
+    }
+
     /// This node cannot reach the hub while others do: it tells the owners that watch it (or
     /// would) to move its blocks on now rather than wait to find it late.
     fn resign(&mut self) {

@@ -196,7 +196,7 @@ impl<P: Payload> Agent<P> {
                 // A node backing off from the hub cannot try them now: it passes them on.
                 if self.timers.is_armed(TimerKind::HubRetry) {
                     for idx in passed {
-                        self.unfetched(idx);
+                        self.forward_pass(idx);
                     }
                 } else {
                     self.hub.wake();

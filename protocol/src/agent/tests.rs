@@ -1638,3 +1638,58 @@ fn a_joiner_grace_ends_once_the_claims_that_started_it_go_undelivered() {
         "node 0 fetched its first chunk from the hub at {first:?}"
     );
 }
+
+#[test]
+fn a_pass_forwarded_while_backing_off_goes_to_the_owners_below_alone() {
+    // The hub is down for everyone, so every node backs off. A pass (`Unfetched`) from an
+    // owner ranked above is forwarded to the owners ranked below, who may try the block, and
+    // to nobody else: the neighbours never heard this node announce a fetch of it, and one
+    // pass must not become up to 8 + 32 messages per block.
+    let rel = release(3, 10);
+    let mut net = Net::new(rel, 12, |i| AgentConfig {
+        escalate_after: std::time::Duration::from_secs(600),
+        ..cfg(1)(i)
+    });
+    net.members(&(0..12).collect::<Vec<_>>());
+    for i in 0..12 {
+        net.boot(i);
+    }
+    net.run_until(12);
+    net.hub_up = false;
+    net.run_until(2_000);
+    let mut forwarded = 0;
+    for node in 0..12 {
+        let agent = net.agents[node].as_ref().unwrap();
+        if !agent.timers.is_armed(TimerKind::HubRetry) {
+            continue;
+        }
+        let plan = agent.plan.as_ref().unwrap();
+        let release = plan.tag;
+        let keys: Vec<u64> = plan.blocks.iter().map(|b| b.key).collect();
+        for (idx, key) in keys.into_iter().enumerate() {
+            for by in (0..12u64).filter(|&o| o != node as u64) {
+                let below = net.agents[node].as_ref().unwrap().owners.below(key);
+                let sent = net.sent.len();
+                let blocks = vec![idx as u32];
+                let msg = Message::Unfetched { release, blocks };
+                net.step(
+                    node,
+                    Input::Message {
+                        from: NodeId(by),
+                        msg,
+                    },
+                );
+                let told: Vec<NodeId> = net.sent[sent..]
+                    .iter()
+                    .filter(|(_, _, m)| matches!(m, Message::Unfetched { .. }))
+                    .map(|&(_, to, _)| NodeId(to as u64))
+                    .collect();
+                if !told.is_empty() {
+                    assert_eq!(told, below, "node {node} forwarded block {idx}'s pass");
+                    forwarded += 1;
+                }
+            }
+        }
+    }
+    assert!(forwarded > 0, "passes were forwarded");
+}
