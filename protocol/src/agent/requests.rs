@@ -9,7 +9,7 @@
 //! `(tier, holders, per-node tie-break, index)`; the agent calls [`Requests::ready_remove`] /
 //! [`Requests::ready_insert`] around every change of a block's state or holder count.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque, btree_map};
 use std::time::Duration;
 
 use super::id_map::IdMap;
@@ -265,44 +265,58 @@ impl Requests {
         relied: impl Fn(NodeId) -> bool,
     ) -> (Vec<(u32, Vec<NodeId>)>, Option<Time>) {
         let after = self.doubt_after();
-        let mut due: Vec<(u32, Vec<NodeId>)> = Vec::new();
         let mut next: Option<Time> = None;
-        let mut seen: Vec<u32> = Vec::new();
+        let mut soonest = |at: Time| next = Some(next.map_or(at, |n: Time| n.min(at)));
+        // Every request of the block must be to a holder not relied on; the last one decides
+        // when it is doubted.
+        struct Asked {
+            sure: bool,
+            last: Time,
+            peers: Vec<NodeId>,
+        }
+        // The blocks of the old enough unsure requests, in the order of those requests.
+        let mut blocks: Vec<u32> = Vec::new();
+        let mut asked: BTreeMap<u32, Asked> = BTreeMap::new();
         for &(started, req) in &self.unsure {
             if started + after > now {
-                let at = started + after;
-                next = Some(next.map_or(at, |n| n.min(at)));
+                soonest(started + after);
                 break;
             }
-            let Some(idx) = self.requests.get(&req).map(|r| r.idx) else {
+            if let Some(r) = self.requests.get(&req)
+                && let btree_map::Entry::Vacant(e) = asked.entry(r.idx)
+            {
+                e.insert(Asked {
+                    sure: false,
+                    last: Time::ZERO,
+                    peers: Vec::new(),
+                });
+                blocks.push(r.idx);
+            }
+        }
+        if blocks.is_empty() {
+            return (Vec::new(), next);
+        }
+        // One pass over the requests for all the blocks.
+        for r in self.requests.values() {
+            let Some(a) = asked.get_mut(&r.idx).filter(|a| !a.sure) else {
                 continue;
             };
-            if seen.contains(&idx) {
-                continue;
+            a.last = a.last.max(r.started);
+            match r.source {
+                Source::Peer(p) if !relied(p) => a.peers.push(p),
+                _ => a.sure = true,
             }
-            seen.push(idx);
-            // Every request of the block must be to a holder not relied on; the last one
-            // decides when it is doubted.
-            let mut asked = Vec::new();
-            let mut last = started;
-            let sure = self.requests.values().filter(|r| r.idx == idx).any(|r| {
-                last = last.max(r.started);
-                match r.source {
-                    Source::Peer(p) if !relied(p) => {
-                        asked.push(p);
-                        false
-                    }
-                    _ => true,
-                }
-            });
-            if sure {
+        }
+        let mut due = Vec::new();
+        for idx in blocks {
+            let Some(a) = asked.remove(&idx).filter(|a| !a.sure) else {
                 continue;
-            }
-            let at = last + after;
+            };
+            let at = a.last + after;
             if at <= now {
-                due.push((idx, asked));
+                due.push((idx, a.peers));
             } else {
-                next = Some(next.map_or(at, |n| n.min(at)));
+                soonest(at);
             }
         }
         (due, next)
