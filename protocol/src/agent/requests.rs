@@ -10,6 +10,7 @@
 //! [`Requests::ready_insert`] around every change of a block's state or holder count.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque, btree_map};
+use std::ops::Bound;
 use std::time::Duration;
 
 use super::id_map::IdMap;
@@ -437,11 +438,18 @@ impl Requests {
         if !due.is_empty() {
             self.dirty = true;
         }
+        // Those started after `now - after`: the overdue ones of holders relied on stay
+        // slotted, and are not walked past at every pass.
+        let after_nanos = u64::try_from(after.as_nanos()).unwrap_or(u64::MAX);
+        let not_due = match now.as_nanos().checked_sub(after_nanos) {
+            Some(t) => Bound::Excluded((Time::from_nanos(t), RequestId(u64::MAX))),
+            None => Bound::Unbounded,
+        };
         let next = self
             .slotted
-            .iter()
-            .map(|&(started, _)| started + after)
-            .find(|&at| at > now);
+            .range((not_due, Bound::Unbounded))
+            .next()
+            .map(|&(started, _)| started + after);
         (due.into_iter().map(|(_, req)| req).collect(), next)
     }
 
