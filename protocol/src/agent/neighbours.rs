@@ -955,7 +955,6 @@ fn fetcher_change(fetchers: &mut Vec<u32>, idx: u32, delta: i32) -> Option<Chang
     Some(Change::Fetchers { idx, after: *n })
 }
 
-/// Counts one more for `peer`, within [`TRACKED`] peers.
 /// The requests a peer failed since it last delivered one.
 #[derive(Debug, Clone, Copy)]
 struct Misses {
