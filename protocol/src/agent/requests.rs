@@ -265,9 +265,6 @@ impl Requests {
         now: Time,
         relied: impl Fn(NodeId) -> bool,
     ) -> (Vec<(u32, Vec<NodeId>)>, Option<Time>) {
-        let after = self.doubt_after();
-        let mut next: Option<Time> = None;
-        let mut soonest = |at: Time| next = Some(next.map_or(at, |n: Time| n.min(at)));
         // Every request of the block must be to a holder not relied on; the last one decides
         // when it is doubted.
         struct Asked {
@@ -275,6 +272,9 @@ impl Requests {
             last: Time,
             peers: Vec<NodeId>,
         }
+        let after = self.doubt_after();
+        let mut next: Option<Time> = None;
+        let mut soonest = |at: Time| next = Some(next.map_or(at, |n: Time| n.min(at)));
         // The blocks of the old enough unsure requests, in the order of those requests.
         let mut blocks: Vec<u32> = Vec::new();
         let mut asked: BTreeMap<u32, Asked> = BTreeMap::new();
